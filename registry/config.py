@@ -1,0 +1,90 @@
+"""The registry config, ``procreg.toml`` at the repository root (optional).
+
+Every key has a default, so a repository without the file is a valid registry.
+
+.. code-block:: toml
+
+    [registry]
+    branch = "main"            # the ref the index tracks
+    procedures_dir = "procedures"
+
+    [validation]
+    allow_imports = ["requests"]   # extends the built-in allowlist
+    max_file_bytes = 262144
+
+    [health]
+    enabled = true
+    window = 20
+    min_runs = 10
+    threshold = 0.9
+    channel = "stable"
+"""
+
+from __future__ import annotations
+
+import tomllib
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from registry.errors import ConfigError
+
+CONFIG_FILE = "procreg.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegistrySection(_Section):
+    branch: str | None = None
+    procedures_dir: str = "procedures"
+
+
+class ValidationSection(_Section):
+    allow_imports: list[str] = Field(default_factory=list)
+    deny_imports: list[str] = Field(default_factory=list)
+    max_file_bytes: int = Field(default=256 * 1024, gt=0)
+    max_folder_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_files: int = Field(default=32, gt=0)
+
+
+class HealthSection(_Section):
+    enabled: bool = True
+    window: int = Field(default=20, gt=0)
+    min_runs: int = Field(default=10, gt=0)
+    threshold: float = Field(default=0.9, ge=0.0, le=1.0)
+    channel: str = "stable"
+
+
+class SandboxSection(_Section):
+    user: str | None = None
+    pool_size: int = Field(default=2, ge=0, le=64)
+    max_output_bytes: int = Field(default=64 * 1024, gt=0)
+
+
+class Config(_Section):
+    registry: RegistrySection = Field(default_factory=RegistrySection)
+    validation: ValidationSection = Field(default_factory=ValidationSection)
+    health: HealthSection = Field(default_factory=HealthSection)
+    sandbox: SandboxSection = Field(default_factory=SandboxSection)
+
+
+def parse_config(text: str | bytes | None, path: str = CONFIG_FILE) -> Config:
+    """Parse ``procreg.toml`` contents; ``None`` (no file) gives the defaults."""
+    if text is None:
+        return Config()
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path}: {loc}: {err['msg']}") from None

@@ -1,0 +1,65 @@
+"""The project's error hierarchy.
+
+Every error the library raises on purpose derives from :class:`RegistryError`.
+Exception *types* are API; messages are for people and say what to do next.
+The CLI turns a ``RegistryError`` into one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from registry.problems import Problem
+
+
+class RegistryError(Exception):
+    """Base of every error the registry raises on purpose."""
+
+
+class UsageError(RegistryError):
+    """The caller asked for something malformed (a bad spec, argument or flag)."""
+
+
+class ConfigError(RegistryError):
+    """The registry config (``procreg.toml``) is unreadable or invalid."""
+
+
+class GitError(RegistryError):
+    """A git operation failed; the message names the repository and ref."""
+
+
+class NotFoundError(RegistryError):
+    """A procedure, version, ref or channel does not exist."""
+
+
+class ConflictError(RegistryError):
+    """A concurrent writer won a race (branch moved, tag already exists)."""
+
+
+class ValidationFailed(RegistryError):
+    """One or more procedures are invalid; nothing was stored.
+
+    ``problems`` holds every problem found, each naming file, line and rule.
+    """
+
+    def __init__(self, problems: Sequence[Problem], message: str | None = None) -> None:
+        self.problems = list(problems)
+        if message is None:
+            first = self.problems[0].format() if self.problems else "invalid procedure"
+            more = len(self.problems) - 1
+            message = first + (f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else "")
+        super().__init__(message)
+
+
+class IndexUnavailable(RegistryError):
+    """The SQL index cannot be reached or is in an unexpected state."""
+
+
+class ExecutionError(RegistryError):
+    """A run could not be started (not a failure of the procedure itself)."""
+
+
+class MigrationError(RegistryError):
+    """A legacy source cannot be read or migrated."""

@@ -1,0 +1,560 @@
+"""The git store: the one module that talks to pygit2.
+
+Reads come from git objects (commits, trees, blobs), so they work on bare
+repositories and at any ref or tag without a working tree. Writes build trees
+and a commit with pygit2 and move the branch with a compare-and-swap on its
+old target: two concurrent writers never lose an update. libgit2 errors are
+turned into the project's own errors here, with the repository and ref named.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import ObjectType
+
+from registry.errors import ConflictError, GitError, NotFoundError
+from registry.snapshot import (
+    MODE_SYMLINK,
+    MODE_TREE,
+    PROCEDURES_DIR,
+    FileEntry,
+    Snapshot,
+)
+
+Changes = Mapping[str, Mapping[str, FileEntry | bytes] | None]
+"""Per procedure id: its complete new files (replacing the folder), or None to delete it."""
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str
+    when: datetime
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """An annotated (or lightweight) tag and what it points at."""
+
+    name: str
+    commit: str
+    tag_id: str | None
+    tagger: Person | None
+    message: str
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    id: str
+    message: str
+    author: Person
+    parents: tuple[str, ...]
+
+
+def _person(sig: pygit2.Signature | None) -> Person | None:
+    if sig is None:
+        return None
+    tz = timezone(timedelta(minutes=sig.offset))
+    return Person(sig.name, sig.email, datetime.fromtimestamp(sig.time, tz))
+
+
+class GitStore:
+    """A git repository seen as a store of procedures under ``procedures/``."""
+
+    def __init__(self, repo: pygit2.Repository, folder: str = PROCEDURES_DIR) -> None:
+        self.repo = repo
+        self.folder = folder
+
+    # -- opening ----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = ".") -> GitStore:
+        """Open the repository containing ``path`` (bare or not)."""
+        found = pygit2.discover_repository(str(path))
+        if found is None:
+            raise GitError(
+                f"{path}: not a git repository. Run `procreg init {path}` or `git init` first, "
+                "or pass -C PATH."
+            )
+        try:
+            return cls(pygit2.Repository(found))
+        except pygit2.GitError as exc:
+            raise GitError(f"{found}: cannot open repository: {exc}") from exc
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str], *, bare: bool = False) -> GitStore:
+        """Create a repository (or open the one already there) with branch ``main``."""
+        try:
+            repo = pygit2.init_repository(str(path), bare=bare, initial_head="main")
+        except pygit2.GitError as exc:
+            raise GitError(f"{path}: cannot create repository: {exc}") from exc
+        return cls(repo)
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.repo.path)
+
+    @property
+    def workdir(self) -> Path | None:
+        return Path(self.repo.workdir) if self.repo.workdir else None
+
+    @property
+    def is_bare(self) -> bool:
+        return bool(self.repo.is_bare)
+
+    @property
+    def name(self) -> str:
+        return str(self.workdir or self.git_dir)
+
+    # -- refs -------------------------------------------------------------------
+
+    def current_branch(self) -> str | None:
+        """The full ref HEAD points at (``refs/heads/main``), even if unborn."""
+        try:
+            head = self.repo.lookup_reference("HEAD")
+        except (KeyError, pygit2.GitError):
+            return None
+        target = head.target
+        return target if isinstance(target, str) else None
+
+    def branch_ref(self, branch: str | None) -> str:
+        """A full branch ref for ``main``, ``refs/heads/main`` or ``None`` (HEAD's)."""
+        if branch is None:
+            current = self.current_branch()
+            if current is None:
+                raise GitError(f"{self.name}: HEAD is detached; name a branch to write to")
+            return current
+        return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+
+    def resolve(self, ref: str = "HEAD") -> str:
+        """The commit id a ref, tag, branch or (abbreviated) sha names."""
+        try:
+            obj = self.repo.revparse_single(ref)
+            commit = obj.peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
+            if self.is_unborn() and ref in ("HEAD", self.current_branch()):
+                raise NotFoundError(
+                    f"{self.name}: the branch has no commits yet; commit a procedure first"
+                ) from exc
+            raise NotFoundError(f"{self.name}: unknown revision {ref!r}") from exc
+        return str(commit.id)
+
+    def try_resolve(self, ref: str) -> str | None:
+        try:
+            return self.resolve(ref)
+        except NotFoundError:
+            return None
+
+    def is_unborn(self) -> bool:
+        return bool(self.repo.head_is_unborn)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """True when ``ancestor`` is ``descendant`` or one of its ancestors."""
+        if ancestor == descendant:
+            return True
+        try:
+            return bool(self.repo.descendant_of(descendant, ancestor))
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+
+    def ref_names(self, prefix: str) -> list[str]:
+        """Every ref name starting with ``prefix`` (e.g. ``refs/tags/procedure-slug-v``)."""
+        return [name for name in self.repo.listall_references() if name.startswith(prefix)]
+
+    # -- trees and snapshots ----------------------------------------------------
+
+    def _commit(self, ref: str) -> pygit2.Commit:
+        commit = self.repo.get(self.resolve(ref))
+        assert isinstance(commit, pygit2.Commit)
+        return commit
+
+    def _folder_tree(self, commit: pygit2.Commit) -> pygit2.Tree | None:
+        try:
+            entry = commit.tree[self.folder]
+        except KeyError:
+            return None
+        return entry if isinstance(entry, pygit2.Tree) else None
+
+    def procedures_tree_id(self, ref: str = "HEAD") -> str | None:
+        """The id of the ``procedures/`` tree at ``ref`` (None if there is none)."""
+        tree = self._folder_tree(self._commit(ref))
+        return str(tree.id) if tree is not None else None
+
+    def tree_ids(self, ref: str = "HEAD") -> dict[str, str]:
+        """``{procedure id: subtree id}`` for every folder under ``procedures/``."""
+        tree = self._folder_tree(self._commit(ref))
+        if tree is None:
+            return {}
+        return {e.name: str(e.id) for e in tree if e.filemode == MODE_TREE}
+
+    def list_procedures(self, ref: str = "HEAD") -> list[str]:
+        """The procedure folder names at ``ref``, sorted."""
+        return sorted(self.tree_ids(ref))
+
+    def read(self, proc_id: str, ref: str = "HEAD") -> Snapshot:
+        """The files of ``procedures/<id>/`` at ``ref``, read from git objects."""
+        commit = self._commit(ref)
+        tree = self._folder_tree(commit)
+        entry = tree[proc_id] if tree is not None and proc_id in tree else None
+        if not isinstance(entry, pygit2.Tree):
+            raise NotFoundError(
+                f"{self.name}: no procedure {proc_id!r} at {ref} "
+                f"(no folder {self.folder}/{proc_id}/); `procreg list` shows what there is"
+            )
+        return self._snapshot(proc_id, entry, str(commit.id))
+
+    def read_tree(self, proc_id: str, tree_id: str, commit: str | None = None) -> Snapshot:
+        """A snapshot from a known subtree id (sync uses this after comparing ids)."""
+        tree = self.repo.get(tree_id)
+        if not isinstance(tree, pygit2.Tree):
+            raise NotFoundError(f"{self.name}: tree {tree_id} of {proc_id!r} is missing")
+        return self._snapshot(proc_id, tree, commit)
+
+    def _snapshot(self, proc_id: str, tree: pygit2.Tree, commit: str | None) -> Snapshot:
+        files: dict[str, FileEntry] = {}
+        for path, mode, blob_id in self._walk(tree, ""):
+            blob = self.repo.get(blob_id)
+            data = blob.data if isinstance(blob, pygit2.Blob) else b""
+            files[path] = FileEntry(data, mode)
+        return Snapshot(proc_id, files, str(tree.id), commit, self.folder)
+
+    def _walk(self, tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, int, pygit2.Oid]]:
+        for entry in tree:
+            path = f"{prefix}{entry.name}"
+            if entry.filemode == MODE_TREE:
+                sub = self.repo.get(entry.id)
+                assert isinstance(sub, pygit2.Tree)
+                yield from self._walk(sub, path + "/")
+            else:
+                yield path, entry.filemode, entry.id
+
+    def read_path(self, path: str, ref: str = "HEAD") -> bytes | None:
+        """A file's bytes at ``ref`` (e.g. ``procreg.toml``), or None if absent."""
+        try:
+            entry = self._commit(ref).tree[path]
+        except (KeyError, NotFoundError):
+            return None
+        blob = self.repo.get(entry.id)
+        return blob.data if isinstance(blob, pygit2.Blob) else None
+
+    def read_staged(self) -> list[Snapshot]:
+        """Procedures as they are in the git index (what ``git commit`` would record)."""
+        index = self.repo.index
+        index.read()
+        grouped: dict[str, dict[str, FileEntry]] = {}
+        prefix = self.folder + "/"
+        for entry in index:
+            if not entry.path.startswith(prefix):
+                continue
+            rest = entry.path[len(prefix) :]
+            if "/" not in rest:
+                continue  # a stray file directly under procedures/: not a procedure
+            proc_id, name = rest.split("/", 1)
+            blob = self.repo.get(entry.id)
+            data = blob.data if isinstance(blob, pygit2.Blob) else b""
+            grouped.setdefault(proc_id, {})[name] = FileEntry(data, entry.mode)
+        return [
+            Snapshot(pid, files, None, None, self.folder) for pid, files in sorted(grouped.items())
+        ]
+
+    def staged_ids(self) -> set[str]:
+        """Procedure ids whose folder differs between HEAD and the index."""
+        head_tree = None if self.is_unborn() else self.repo.head.peel(pygit2.Commit).tree
+        diff = self.repo.index.diff_to_tree(head_tree) if head_tree is not None else None
+        if diff is None:
+            return {s.id for s in self.read_staged()}
+        ids: set[str] = set()
+        prefix = self.folder + "/"
+        for delta in diff.deltas:
+            for path in (delta.old_file.path, delta.new_file.path):
+                if path.startswith(prefix) and "/" in path[len(prefix) :]:
+                    ids.add(path[len(prefix) :].split("/", 1)[0])
+        return ids
+
+    # -- history ----------------------------------------------------------------
+
+    def changed_procedures(
+        self, old_commit: str | None, new_commit: str
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """``{id: (old subtree id, new subtree id)}`` for folders that differ.
+
+        Compares the ``procedures/`` tree ids first and the subtree ids next,
+        so unchanged folders are never read.
+        """
+        new_tree = self._folder_tree(self._commit(new_commit))
+        old_tree = self._folder_tree(self._commit(old_commit)) if old_commit else None
+        if old_tree is not None and new_tree is not None and old_tree.id == new_tree.id:
+            return {}
+        old = {e.name: str(e.id) for e in old_tree or () if e.filemode == MODE_TREE}
+        new = {e.name: str(e.id) for e in new_tree or () if e.filemode == MODE_TREE}
+        return {
+            pid: (old.get(pid), new.get(pid))
+            for pid in old.keys() | new.keys()
+            if old.get(pid) != new.get(pid)
+        }
+
+    def diff_stats(self, old_tree_id: str | None, new_tree_id: str | None) -> tuple[int, int, int]:
+        """``(lines added, lines removed, files changed)`` between two folder trees.
+
+        The same numbers ``git diff --numstat`` prints for that folder (binary
+        files count no lines).
+        """
+        if old_tree_id == new_tree_id:
+            return (0, 0, 0)
+        empty = self.repo.get(self.repo.TreeBuilder().write())
+        old = self.repo.get(old_tree_id) if old_tree_id else empty
+        new = self.repo.get(new_tree_id) if new_tree_id else empty
+        stats = self.repo.diff(old, new).stats
+        return (stats.insertions, stats.deletions, stats.files_changed)
+
+    def diff_text(self, old_tree_id: str | None, new_tree_id: str | None, prefix: str) -> str:
+        """A unified diff between two folder trees, with paths shown under ``prefix``."""
+        empty = self.repo.get(self.repo.TreeBuilder().write())
+        old = self.repo.get(old_tree_id) if old_tree_id else empty
+        new = self.repo.get(new_tree_id) if new_tree_id else empty
+        patch = self.repo.diff(old, new).patch or ""
+        out = []
+        for line in patch.splitlines(keepends=True):
+            if line.startswith("diff --git a/"):
+                a, _, b = line[len("diff --git a/") :].partition(" b/")
+                line = f"diff --git a/{prefix}/{a} b/{prefix}/{b}"
+            elif line.startswith(("--- a/", "+++ b/")):
+                line = f"{line[:6]}{prefix}/{line[6:]}"
+            out.append(line)
+        return "".join(out)
+
+    def folder_commits(
+        self, proc_id: str, until: str, since: str | None = None
+    ) -> list[CommitInfo]:
+        """Commits in ``since..until`` that changed ``procedures/<id>/``, newest first.
+
+        A merge commit counts only when its folder differs from every parent
+        (as ``git log -- path`` simplifies history), so the commits of a
+        merged feature branch are reported once, by themselves.
+        """
+        walker = self.repo.walk(self.resolve(until), pygit2.enums.SortMode.TOPOLOGICAL)
+        if since:
+            walker.hide(self.resolve(since))
+        out: list[CommitInfo] = []
+        for commit in walker:
+            mine = self._subtree_id(commit, proc_id)
+            parents = commit.parents
+            if not parents and mine is None:
+                continue
+            if any(self._subtree_id(p, proc_id) == mine for p in parents):
+                continue  # TREESAME to a parent: the change (if any) came from that side
+            author = _person(commit.author)
+            assert author is not None
+            out.append(
+                CommitInfo(
+                    str(commit.id), commit.message, author, tuple(str(p) for p in commit.parent_ids)
+                )
+            )
+        return out
+
+    def _subtree_id(self, commit: pygit2.Commit, proc_id: str) -> str | None:
+        try:
+            return str(commit.tree[f"{self.folder}/{proc_id}"].id)
+        except KeyError:
+            return None
+
+    # -- writing ----------------------------------------------------------------
+
+    def signature(self) -> pygit2.Signature:
+        """The committer/tagger identity from git config (user.name, user.email)."""
+        try:
+            return self.repo.default_signature
+        except (KeyError, pygit2.GitError) as exc:
+            raise GitError(
+                f"{self.name}: no git identity; run `git config user.name 'Your Name'` and "
+                "`git config user.email you@example.com`"
+            ) from exc
+
+    def write(
+        self,
+        changes: Changes,
+        message: str,
+        *,
+        branch: str | None = None,
+        expected_tip: str | None = None,
+        retries: int = 3,
+    ) -> str:
+        """Commit ``changes`` (whole procedure folders) on ``branch`` as one commit.
+
+        The working tree is not touched. The branch moves by compare-and-swap:
+        if another writer moved it first, the write is rebuilt on the new tip
+        (up to ``retries`` times) as long as that writer did not change the
+        same procedures; otherwise :class:`ConflictError`. With
+        ``expected_tip``, any move of the branch is a conflict.
+        """
+        ref_name = self.branch_ref(branch)
+        sig = self.signature()
+        for _attempt in range(retries + 1):  # one try, then `retries` rebuilds
+            ref = self._lookup(ref_name)
+            tip = str(ref.target) if ref is not None else None
+            if expected_tip is not None and tip != expected_tip:
+                raise ConflictError(
+                    f"{self.name}: {ref_name} is at {tip or 'nothing'}, expected {expected_tip}; "
+                    "someone else wrote first. Re-read and try again."
+                )
+            base_commit = self.repo.get(tip) if tip else None
+            base_tree = base_commit.tree if isinstance(base_commit, pygit2.Commit) else None
+            tree_id = self._build_tree(base_tree, changes)
+            if base_tree is not None and tree_id == base_tree.id:
+                return tip or ""  # nothing to change: no empty commit
+            parents = [tip] if tip else []
+            commit_id = self.repo.create_commit(None, sig, sig, message, tree_id, parents)
+            try:
+                if ref is None:
+                    self.repo.references.create(ref_name, commit_id, force=False)
+                else:
+                    ref.set_target(commit_id, f"procreg: {message.splitlines()[0]}")
+                return str(commit_id)
+            except (pygit2.AlreadyExistsError, pygit2.GitError, OSError, ValueError) as exc:
+                # Lost the race: the ref moved (CAS mismatch) or another writer holds its lock.
+                text = str(exc)
+                if not any(word in text for word in ("exists", "modified", "match", "lock")):
+                    raise GitError(f"{self.name}: cannot move {ref_name}: {exc}") from exc
+                if expected_tip is not None:
+                    raise ConflictError(
+                        f"{self.name}: {ref_name} moved while writing; re-read and try again"
+                    ) from exc
+                new = self._lookup(ref_name)
+                new_tip = str(new.target) if new is not None else None
+                if tip and new_tip and new_tip != tip and self._touched(tip, new_tip, changes):
+                    raise ConflictError(
+                        f"{self.name}: {ref_name} moved to {new_tip[:12]} with changes to the same "
+                        f"procedure(s) ({', '.join(sorted(changes))}); re-read and try again"
+                    ) from exc
+                time.sleep(random.uniform(0.001, 0.01))  # noqa: S311 - jitter, not crypto
+        raise ConflictError(f"{self.name}: {ref_name} kept moving; gave up after {retries} retries")
+
+    def _lookup(self, ref_name: str) -> pygit2.Reference | None:
+        try:
+            return self.repo.lookup_reference(ref_name)
+        except (KeyError, pygit2.InvalidSpecError):
+            return None
+
+    def _touched(self, old: str, new: str, ids: Iterable[str]) -> bool:
+        changed = self.changed_procedures(old, new)
+        return any(pid in changed for pid in ids)
+
+    def _build_tree(self, base: pygit2.Tree | None, changes: Changes) -> pygit2.Oid:
+        folder = None
+        if base is not None and self.folder in base:
+            candidate = base[self.folder]
+            folder = candidate if isinstance(candidate, pygit2.Tree) else None
+        folder_builder = (
+            self.repo.TreeBuilder(folder) if folder is not None else self.repo.TreeBuilder()
+        )
+        for proc_id, files in changes.items():
+            if files is None:
+                if folder_builder.get(proc_id) is not None:
+                    folder_builder.remove(proc_id)
+                continue
+            folder_builder.insert(proc_id, self._files_tree(files), MODE_TREE)
+        root = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
+        if len(folder_builder):
+            root.insert(self.folder, folder_builder.write(), MODE_TREE)
+        elif root.get(self.folder) is not None:
+            root.remove(self.folder)
+        return root.write()
+
+    def _files_tree(self, files: Mapping[str, FileEntry | bytes]) -> pygit2.Oid:
+        nested: dict[str, dict[str, FileEntry | bytes]] = {}
+        builder = self.repo.TreeBuilder()
+        for name, value in files.items():
+            head, sep, rest = name.partition("/")
+            if sep:
+                nested.setdefault(head, {})[rest] = value
+                continue
+            entry = value if isinstance(value, FileEntry) else FileEntry(value)
+            blob = self.repo.create_blob(entry.data)
+            builder.insert(name, blob, entry.mode)
+        for name, sub in nested.items():
+            builder.insert(name, self._files_tree(sub), MODE_TREE)
+        return builder.write()
+
+    # -- tags -------------------------------------------------------------------
+
+    def tags(self, prefix: str) -> list[TagInfo]:
+        """Tags whose name starts with ``prefix``, with their targets and messages."""
+        out = []
+        for ref_name in self.ref_names("refs/tags/" + prefix):
+            info = self.tag(ref_name[len("refs/tags/") :])
+            if info is not None:
+                out.append(info)
+        return out
+
+    def tag(self, name: str) -> TagInfo | None:
+        """One tag by name, or None if it does not exist."""
+        ref = self._lookup("refs/tags/" + name)
+        if ref is None:
+            return None
+        obj = self.repo.get(ref.target)
+        if isinstance(obj, pygit2.Tag):
+            target = obj.peel(pygit2.Commit)
+            return TagInfo(
+                name, str(target.id), str(obj.id), _person(obj.tagger), obj.message or ""
+            )
+        if isinstance(obj, pygit2.Commit):
+            return TagInfo(name, str(obj.id), None, None, "")
+        return None
+
+    def create_tag(self, name: str, commit: str, message: str) -> TagInfo:
+        """Create an annotated tag; an existing tag of that name is a :class:`ConflictError`.
+
+        Creation is atomic in libgit2 (a lock file on the ref), so of two
+        concurrent creators of one name exactly one succeeds.
+        """
+        try:
+            oid = self.repo.create_tag(name, commit, ObjectType.COMMIT, self.signature(), message)
+        except pygit2.AlreadyExistsError as exc:
+            raise ConflictError(
+                f"{self.name}: tag {name} already exists; tags are never moved or overwritten"
+            ) from exc
+        except (pygit2.GitError, ValueError) as exc:
+            if "exists" in str(exc):
+                raise ConflictError(
+                    f"{self.name}: tag {name} already exists; tags are never moved or overwritten"
+                ) from exc
+            raise GitError(
+                f"{self.name}: cannot create tag {name} on {commit[:12]}: {exc}"
+            ) from exc
+        tag = self.repo.get(oid)
+        assert isinstance(tag, pygit2.Tag)
+        return TagInfo(name, commit, str(oid), _person(tag.tagger), tag.message or "")
+
+
+def is_symlink_mode(mode: int) -> bool:
+    return mode == MODE_SYMLINK
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def read_worktree_folder(folder: Path, proc_id: str | None = None) -> Snapshot:
+    """A procedure folder on disk (people editing by hand), without following symlinks."""
+    files: dict[str, FileEntry] = {}
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names) + [d for d in dirs if (Path(root) / d).is_symlink()]:
+            path = Path(root) / name
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                files[rel] = FileEntry(str(path.readlink()).encode(), MODE_SYMLINK)
+                continue
+            if name.endswith(".pyc"):
+                continue
+            mode = 0o100755 if os.access(path, os.X_OK) else 0o100644
+            files[rel] = FileEntry(path.read_bytes(), mode)
+    return Snapshot(proc_id or folder.name, files, None, None, folder.parent.name)

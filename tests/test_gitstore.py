@@ -1,0 +1,218 @@
+"""The git store against real repositories, bare and not, written by several processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from registry.errors import ConflictError, GitError, NotFoundError
+from registry.gitstore import GitStore, read_worktree_folder
+from registry.snapshot import MODE_EXECUTABLE, MODE_SYMLINK, FileEntry
+from tests.conftest import git
+
+MAIN = b"def main(text: str) -> str:\n    return text\n"
+
+
+def meta(pid: str) -> bytes:
+    return f'{{"id": "{pid}", "name": "{pid}"}}\n'.encode()
+
+
+def files(pid: str, body: bytes = MAIN) -> dict[str, bytes]:
+    return {"main.py": body, "metadata.json": meta(pid)}
+
+
+@pytest.fixture(params=["bare", "worktree"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> GitStore:
+    return GitStore.init(tmp_path / "repo", bare=request.param == "bare")
+
+
+def test_write_is_one_commit_with_the_right_tree(store: GitStore) -> None:
+    first = store.write({"echo": files("echo")}, "feat: add echo")
+    second = store.write({"upper": files("upper"), "lower": files("lower")}, "feat: two more")
+
+    commit = store.repo.get(second)
+    assert [str(p) for p in commit.parent_ids] == [first]
+    assert sorted(e.name for e in commit.tree["procedures"]) == ["echo", "lower", "upper"]
+    snap = store.read("upper", second)
+    assert snap.files["main.py"].data == MAIN
+    assert snap.commit == second
+    assert snap.tree_id == str(commit.tree["procedures/upper"].id)
+    # the earlier commit still reads as it was
+    assert store.list_procedures(first) == ["echo"]
+    with pytest.raises(NotFoundError, match="no procedure 'upper'"):
+        store.read("upper", first)
+
+
+def test_bare_repo_has_no_working_tree_and_still_reads(tmp_path: Path) -> None:
+    store = GitStore.init(tmp_path / "srv.git", bare=True)
+    store.write({"echo": files("echo")}, "feat: add echo")
+    assert store.workdir is None
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(tmp_path / "srv.git"), str(clone)], check=True)
+    assert (clone / "procedures/echo/main.py").read_bytes() == MAIN
+    assert git(clone, "log", "--format=%s") == "feat: add echo\n"
+
+
+def test_write_does_not_touch_the_working_tree(tmp_path: Path) -> None:
+    store = GitStore.init(tmp_path / "repo")
+    store.write({"echo": files("echo")}, "feat: add echo")
+    assert not (tmp_path / "repo/procedures").exists()
+
+
+def test_delete_and_update_in_one_commit(store: GitStore) -> None:
+    store.write({"a": files("a"), "b": files("b")}, "feat: a and b")
+    tip = store.write({"a": None, "b": files("b", b"def main():\n    return 2\n")}, "chore: swap")
+    assert store.list_procedures(tip) == ["b"]
+    assert store.read("b", tip).files["main.py"].data.endswith(b"2\n")
+    # deleting the last procedure drops the folder entirely
+    tip = store.write({"b": None}, "chore: empty")
+    assert store.list_procedures(tip) == []
+    assert store.procedures_tree_id(tip) is None
+
+
+def test_an_unchanged_write_makes_no_commit(store: GitStore) -> None:
+    tip = store.write({"a": files("a")}, "feat: a")
+    assert store.write({"a": files("a")}, "feat: a again") == tip
+
+
+def test_modes_and_nested_files_round_trip(store: GitStore) -> None:
+    tip = store.write(
+        {
+            "a": {
+                **files("a"),
+                "run.sh": FileEntry(b"#!/bin/sh\n", MODE_EXECUTABLE),
+                "lib/util.py": b"X = 1\n",
+                "link": FileEntry(b"../b", MODE_SYMLINK),
+            }
+        },
+        "feat: a",
+    )
+    snap = store.read("a", tip)
+    assert snap.files["run.sh"].mode == MODE_EXECUTABLE
+    assert snap.files["link"].mode == MODE_SYMLINK
+    assert snap.files["lib/util.py"].data == b"X = 1\n"
+
+
+def test_expected_tip_mismatch_is_a_conflict(store: GitStore) -> None:
+    first = store.write({"a": files("a")}, "feat: a")
+    store.write({"b": files("b")}, "feat: b")
+    with pytest.raises(ConflictError, match="expected"):
+        store.write({"c": files("c")}, "feat: c", expected_tip=first)
+
+
+def _writer(repo: str, pid: str, n: int) -> None:
+    store = GitStore.open(repo)
+    for i in range(n):
+        store.write({f"{pid}-{i}": files(f"{pid}-{i}")}, f"feat: {pid} {i}", retries=1000)
+
+
+def test_concurrent_writers_in_separate_processes_lose_no_update(tmp_path: Path) -> None:
+    store = GitStore.init(tmp_path / "repo.git", bare=True)
+    store.write({"seed": files("seed")}, "feat: seed")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_writer, args=(str(tmp_path / "repo.git"), f"w{k}", 15))
+        for k in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    ids = store.list_procedures("HEAD")
+    assert len(ids) == 1 + 4 * 15
+    # the history is linear and has one commit per write
+    count = git(tmp_path / "repo.git", "rev-list", "--count", "HEAD").strip()
+    assert count == str(1 + 4 * 15)
+    assert git(tmp_path / "repo.git", "fsck", "--strict", "--no-dangling") == ""
+
+
+def test_concurrent_writers_to_the_same_procedure_conflict(tmp_path: Path) -> None:
+    store = GitStore.init(tmp_path / "repo.git", bare=True)
+    base = store.write({"a": files("a")}, "feat: a")
+    other = GitStore.open(tmp_path / "repo.git")
+    other.write({"a": files("a", b"def main():\n    return 'theirs'\n")}, "fix: theirs")
+    # simulate a writer that read `base` and lost the race: its CAS must fail and not retry blindly
+    ref = store.repo.lookup_reference("refs/heads/main")
+    assert str(ref.target) != base
+    with pytest.raises(ConflictError):
+        store.write(
+            {"a": files("a", b"def main():\n    return 'mine'\n")}, "fix: mine", expected_tip=base
+        )
+    assert b"theirs" in store.read("a").files["main.py"].data
+
+
+def test_diff_stats_match_git_numstat(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    store = GitStore.init(repo)
+    t1 = store.write({"a": files("a", b"l1\nl2\nl3\n")}, "feat: a")
+    t2 = store.write({"a": {**files("a", b"l1\nL2\nl3\nl4\n"), "extra.txt": b"x\ny\n"}}, "fix: a")
+    added, removed, changed = store.diff_stats(
+        store.read("a", t1).tree_id, store.read("a", t2).tree_id
+    )
+    numstat = git(repo, "diff", "--numstat", t1, t2, "--", "procedures/a")
+    rows = [line.split("\t") for line in numstat.splitlines()]
+    assert (added, removed, changed) == (
+        sum(int(r[0]) for r in rows),
+        sum(int(r[1]) for r in rows),
+        len(rows),
+    )
+
+
+def test_folder_commits_follow_git_log_path_rules(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    store = GitStore.init(repo)
+    store.write({"a": files("a"), "b": files("b")}, "feat: a and b")
+    git(repo, "checkout", "-q", "-f", "main")
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "procedures/a/main.py").write_text("def main(text: str) -> str:\n    return text * 2\n")
+    git(repo, "commit", "-qam", "fix(a): double")
+    (repo / "procedures/b/main.py").write_text("def main(text: str) -> str:\n    return ''\n")
+    git(repo, "commit", "-qam", "fix(b): empty")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge feature", "feature")
+    subjects = [c.message.splitlines()[0] for c in store.folder_commits("a", "HEAD")]
+    expected = git(repo, "log", "--format=%s", "--", "procedures/a").splitlines()
+    assert subjects == expected == ["fix(a): double", "feat: a and b"]
+
+
+def test_read_staged_and_worktree(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    store = GitStore.init(repo)
+    (repo / "procedures/a").mkdir(parents=True)
+    (repo / "procedures/a/main.py").write_bytes(MAIN)
+    (repo / "procedures/a/metadata.json").write_bytes(meta("a"))
+    git(repo, "add", "procedures")
+    staged = store.read_staged()
+    assert [s.id for s in staged] == ["a"]
+    assert staged[0].files["main.py"].data == MAIN
+    assert store.staged_ids() == {"a"}
+    (repo / "procedures/a/link").symlink_to("/etc/passwd")
+    snap = read_worktree_folder(repo / "procedures/a")
+    assert snap.files["link"].mode == MODE_SYMLINK
+    assert snap.path == "procedures/a"
+
+
+def test_open_outside_a_repository_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(GitError, match="not a git repository"):
+        GitStore.open(tmp_path)
+
+
+def test_unknown_ref_is_not_found(store: GitStore) -> None:
+    store.write({"a": files("a")}, "feat: a")
+    with pytest.raises(NotFoundError, match="unknown revision 'nope'"):
+        store.read("a", "nope")
+
+
+def test_tags_are_atomic_and_never_overwritten(store: GitStore) -> None:
+    tip = store.write({"a": files("a")}, "feat: a")
+    info = store.create_tag("procedure-a-v1.0.0", tip, "Release a 1.0.0\n\nBump: initial\n")
+    assert info.commit == tip and info.tagger is not None
+    with pytest.raises(ConflictError, match="already exists"):
+        store.create_tag("procedure-a-v1.0.0", tip, "again")
+    assert [t.name for t in store.tags("procedure-a-v")] == ["procedure-a-v1.0.0"]
+    assert isinstance(store.repo.get(info.tag_id), pygit2.Tag)
