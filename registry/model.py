@@ -128,7 +128,7 @@ class Metadata(_Strict):
     """The contents of ``procedures/<id>/metadata.json``."""
 
     schema_: str | None = Field(default=SCHEMA_ID, alias="$schema")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     description: str = ""

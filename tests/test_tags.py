@@ -1,0 +1,280 @@
+"""The tag grammar: names and messages round-trip, malformed names are refused."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import semver
+
+from registry.errors import UsageError
+from registry.tags import (
+    channel_tag,
+    channel_tag_prefix,
+    format_channel_message,
+    format_release_message,
+    is_valid_channel,
+    parse_channel_message,
+    parse_channel_tag,
+    parse_release_message,
+    parse_release_tag,
+    parse_trailers,
+    release_tag,
+    release_tag_prefix,
+)
+from registry.versioning import BumpDecision, DiffStats
+
+V = semver.Version.parse
+
+
+@pytest.mark.parametrize(
+    ("ident", "version"),
+    [
+        ("slugify", "1.2.0"),
+        ("42", "0.0.1"),
+        ("a", "10.20.30"),
+        ("csv-to-json", "2.0.0-rc.1"),
+        ("foo-v1", "1.0.0"),
+        ("foo-v1-v2", "3.1.4-beta.2+build.7"),
+        ("x_y-", "1.0.0+sha.abc"),
+        ("a" * 64, "1.0.0"),
+    ],
+)
+def test_release_tag_round_trip(ident: str, version: str) -> None:
+    name = release_tag(ident, V(version))
+    assert name == f"procedure-{ident}-v{version}"
+    assert parse_release_tag(name) == (ident, V(version))
+    assert str(parse_release_tag(name)[1]) == version  # type: ignore[index]
+    assert parse_release_tag("refs/tags/" + name) == (ident, V(version))
+    assert name.startswith(release_tag_prefix(ident))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "procedure-slugify-v1.2",
+        "procedure-slugify-1.2.3",
+        "procedure-slugify-v01.2.3",
+        "procedure-slugify-vv1.2.3",
+        "procedure-Slugify-v1.2.3",
+        "procedure--v1.2.3",
+        "procedure-v1.2.3",
+        "procedure-slugify-v1.2.3-",
+        "procedure-slugify-v1.2.3\n",
+        "procedure-" + "a" * 65 + "-v1.0.0",
+        "procedure-a.b-v1.0.0",
+        "release-slugify-v1.2.3",
+        "channel/slugify/stable/000001",
+        "",
+    ],
+)
+def test_parse_release_tag_refuses_malformed(name: str) -> None:
+    assert parse_release_tag(name) is None
+
+
+def test_release_prefix_over_matches_and_parse_disambiguates() -> None:
+    # The documented trap: id "foo-v2"'s tags share id "foo"'s prefix.
+    other = release_tag("foo-v2", "1.0.0")
+    assert other.startswith(release_tag_prefix("foo"))
+    assert parse_release_tag(other) == ("foo-v2", V("1.0.0"))
+    # A prerelease that itself looks like "-v..." stays in the version.
+    assert parse_release_tag("procedure-foo-v1.0.0-v2.0.0") == ("foo", V("1.0.0-v2.0.0"))
+
+
+def test_release_tag_refuses_bad_input() -> None:
+    with pytest.raises(UsageError, match="invalid procedure id 'Bad'"):
+        release_tag("Bad", "1.0.0")
+    with pytest.raises(UsageError, match="invalid version 'v1'"):
+        release_tag("good", "v1")
+
+
+@pytest.mark.parametrize(
+    ("ident", "channel", "seq", "name"),
+    [
+        ("slugify", "stable", 1, "channel/slugify/stable/000001"),
+        ("42", "beta", 12, "channel/42/beta/000012"),
+        ("a-v1", "canary-eu", 999999, "channel/a-v1/canary-eu/999999"),
+        ("a", "s", 1234567, "channel/a/s/1234567"),
+    ],
+)
+def test_channel_tag_round_trip(ident: str, channel: str, seq: int, name: str) -> None:
+    assert channel_tag(ident, channel, seq) == name
+    assert parse_channel_tag(name) == (ident, channel, seq)
+    assert parse_channel_tag("refs/tags/" + name) == (ident, channel, seq)
+    assert name.startswith(channel_tag_prefix(ident, channel))
+    assert name.startswith(channel_tag_prefix(ident))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "channel/slugify/stable/1",
+        "channel/slugify/stable/0000001",
+        "channel/slugify/stable/000000",
+        "channel/slugify/stable/00001a",
+        "channel/slugify/stable/-00001",
+        "channel/slugify/latest/000001",
+        "channel/slugify/v1/000001",
+        "channel/slugify/Stable/000001",
+        "channel/Slugify/stable/000001",
+        "channel/slugify/000001",
+        "channel/slugify/stable/000001/x",
+        "channels/slugify/stable/000001",
+        "procedure-slugify-v1.0.0",
+    ],
+)
+def test_parse_channel_tag_refuses_non_canonical(name: str) -> None:
+    assert parse_channel_tag(name) is None
+
+
+@pytest.mark.parametrize(
+    ("channel", "ok"),
+    [
+        ("stable", True),
+        ("beta-2", True),
+        ("a_b", True),
+        ("v", True),
+        ("version", True),
+        ("v1", False),
+        ("v2-beta", False),
+        ("latest", False),
+        ("head", False),
+        ("HEAD", False),
+        ("x", False),
+        ("1stable", False),
+        ("", False),
+        ("s" * 33, False),
+    ],
+)
+def test_channel_names(channel: str, ok: bool) -> None:
+    assert is_valid_channel(channel) is ok
+
+
+def test_channel_tag_refuses_bad_input() -> None:
+    with pytest.raises(UsageError, match="positive integer"):
+        channel_tag("a", "stable", 0)
+    with pytest.raises(UsageError, match="invalid channel name 'latest'"):
+        channel_tag("a", "latest", 1)
+    with pytest.raises(UsageError, match="invalid channel name 'v1'"):
+        channel_tag_prefix("a", "v1")
+
+
+DECISION = BumpDecision(
+    bump="minor",
+    breaking=False,
+    reasons=[
+        "parameter 'limit' is new and optional (default 10)",
+        'commit "feat: add limit\nwith a second line" adds a feature (feat)',
+        "reason: with a colon",
+    ],
+)
+STATS = DiffStats(lines_added=12, lines_removed=3, files_changed=2)
+
+
+def test_release_message_format() -> None:
+    text = format_release_message("slugify", V("1.3.0"), DECISION, STATS, V("1.2.0"), "ab" * 20)
+    assert text == (
+        "Release slugify 1.3.0\n"
+        "\n"
+        "Bump: minor\n"
+        "Breaking: false\n"
+        "Lines-Added: 12\n"
+        "Lines-Removed: 3\n"
+        "Files-Changed: 2\n"
+        "Previous: 1.2.0\n"
+        f"Tree: {'ab' * 20}\n"
+        "Reason: parameter 'limit' is new and optional (default 10)\n"
+        'Reason: commit "feat: add limit with a second line" adds a feature (feat)\n'
+        "Reason: reason: with a colon\n"
+    )
+
+
+def test_release_message_round_trip() -> None:
+    text = format_release_message("slugify", V("1.3.0"), DECISION, STATS, V("1.2.0"), "ab" * 20)
+    info = parse_release_message(text)
+    assert info.subject == "Release slugify 1.3.0"
+    assert (info.id, info.version, info.previous) == ("slugify", V("1.3.0"), V("1.2.0"))
+    assert (info.bump, info.breaking) == ("minor", False)
+    assert (info.lines_added, info.lines_removed, info.files_changed) == (12, 3, 2)
+    assert info.tree == "ab" * 20
+    assert info.reasons == [" ".join(r.split()) for r in DECISION.reasons]
+
+
+def test_first_release_message_round_trip() -> None:
+    first = BumpDecision(bump="initial", breaking=False, reasons=["first release"])
+    text = format_release_message("a-v1", "1.0.0", first, DiffStats(), None, "t")
+    assert "Previous: none\n" in text
+    info = parse_release_message(text)
+    assert (info.id, info.bump, info.previous, info.reasons) == (
+        "a-v1",
+        "initial",
+        None,
+        ["first release"],
+    )
+    with pytest.raises(UsageError, match="nothing to release"):
+        format_release_message("a", "1.0.0", BumpDecision(bump="none", breaking=False,
+                               reasons=[]), DiffStats(), None, "t")  # fmt: skip
+
+
+def test_hand_made_release_tag_message_reads_as_unknowns() -> None:
+    info = parse_release_message("hotfix by hand\n\nBump: huge\nLines-Added: many\n")
+    assert info.subject == "hotfix by hand"
+    assert (info.id, info.version, info.bump, info.lines_added) == (None, None, None, None)
+
+
+@pytest.mark.parametrize("action", ["promote", "rollback", "health"])
+def test_channel_message_round_trip(action: str) -> None:
+    text = format_channel_message("slugify", "stable", V("1.2.0"), "bad\nrelease", action)  # type: ignore[arg-type]
+    assert "Channel: stable\nVersion: 1.2.0\n" in text
+    assert f"Action: {action}\n" in text
+    info = parse_channel_message(text)
+    assert (info.id, info.channel, info.version, info.action, info.reason) == (
+        "slugify",
+        "stable",
+        V("1.2.0"),
+        action,
+        "bad release",
+    )
+    assert "1.2.0" in info.subject and "stable" in info.subject
+
+
+def test_channel_message_refuses_unknown_action() -> None:
+    with pytest.raises(UsageError, match="promote, rollback, health"):
+        format_channel_message("a", "stable", "1.0.0", "x", "move")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("subject only", []),
+        ("Key: value", []),  # the subject paragraph is never trailers
+        ("subject\n\nbody\n\nA: 1\nB-C: two words\n", [("A", "1"), ("B-C", "two words")]),
+        ("subject\n\nA: 1\n  folded\n\tagain\n", [("A", "1 folded again")]),
+        ("subject\n\nA: 1\nnot a trailer\n", []),
+        ("subject\n\nA: 1\n\nplain last paragraph\n", []),
+        ("subject\n\nBad Key: 1\n", []),
+        (
+            "subject\n\nsome text\nSigned-off-by: A <a@x>\n",
+            [("Signed-off-by", "A <a@x>")],
+        ),
+        ("subject\n\nA:1\nB :  2  \n\n\n", [("A", "1"), ("B", "2")]),
+        ("", []),
+    ],
+)
+def test_parse_trailers(message: str, expected: list[tuple[str, str]]) -> None:
+    assert parse_trailers(message) == expected
+
+
+def test_trailers_agree_with_git(tmp_path: Path) -> None:
+    text = format_release_message("slugify", "2.0.0", DECISION, STATS, V("1.3.0"), "cafe")
+    proc = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    from_git = [tuple(line.split(": ", 1)) for line in proc.stdout.splitlines()]
+    assert from_git == parse_trailers(text)
