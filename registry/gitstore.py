@@ -193,7 +193,7 @@ class GitStore:
         tree = self._folder_tree(self._commit(ref))
         if tree is None:
             return {}
-        return {e.name: str(e.id) for e in tree if e.filemode == MODE_TREE}
+        return {str(e.name): str(e.id) for e in tree if e.filemode == MODE_TREE}
 
     def list_procedures(self, ref: str = "HEAD") -> list[str]:
         """The procedure folder names at ``ref``, sorted."""
@@ -246,9 +246,20 @@ class GitStore:
         return blob.data if isinstance(blob, pygit2.Blob) else None
 
     def read_staged(self) -> list[Snapshot]:
-        """Procedures as they are in the git index (what ``git commit`` would record)."""
-        index = self.repo.index
-        index.read()
+        """Procedures as they are in the git index (what ``git commit`` would record).
+
+        Honours ``GIT_INDEX_FILE``, which git sets for hooks during
+        ``git commit -a`` and ``git commit <paths>``.
+        """
+        index_file = os.environ.get("GIT_INDEX_FILE")
+        if index_file:
+            path = Path(index_file)
+            if not path.is_absolute():
+                path = (self.workdir or self.git_dir) / path
+            index = pygit2.Index(str(path))
+        else:
+            index = self.repo.index
+            index.read()
         grouped: dict[str, dict[str, FileEntry]] = {}
         prefix = self.folder + "/"
         for entry in index:
@@ -265,19 +276,20 @@ class GitStore:
             Snapshot(pid, files, None, None, self.folder) for pid, files in sorted(grouped.items())
         ]
 
-    def staged_ids(self) -> set[str]:
-        """Procedure ids whose folder differs between HEAD and the index."""
-        head_tree = None if self.is_unborn() else self.repo.head.peel(pygit2.Commit).tree
-        diff = self.repo.index.diff_to_tree(head_tree) if head_tree is not None else None
-        if diff is None:
-            return {s.id for s in self.read_staged()}
-        ids: set[str] = set()
-        prefix = self.folder + "/"
-        for delta in diff.deltas:
-            for path in (delta.old_file.path, delta.new_file.path):
-                if path.startswith(prefix) and "/" in path[len(prefix) :]:
-                    ids.add(path[len(prefix) :].split("/", 1)[0])
-        return ids
+    def read_changed_staged(self) -> list[Snapshot]:
+        """The staged procedures whose files differ from HEAD (deleted ones are left out)."""
+        staged = self.read_staged()
+        if self.is_unborn():
+            return staged
+        head = self.tree_ids("HEAD")
+        changed = []
+        for snap in staged:
+            if snap.id not in head:
+                changed.append(snap)
+                continue
+            if self.read_tree(snap.id, head[snap.id]).files != snap.files:
+                changed.append(snap)
+        return changed
 
     # -- history ----------------------------------------------------------------
 
@@ -293,8 +305,8 @@ class GitStore:
         old_tree = self._folder_tree(self._commit(old_commit)) if old_commit else None
         if old_tree is not None and new_tree is not None and old_tree.id == new_tree.id:
             return {}
-        old = {e.name: str(e.id) for e in old_tree or () if e.filemode == MODE_TREE}
-        new = {e.name: str(e.id) for e in new_tree or () if e.filemode == MODE_TREE}
+        old = {str(e.name): str(e.id) for e in old_tree or () if e.filemode == MODE_TREE}
+        new = {str(e.name): str(e.id) for e in new_tree or () if e.filemode == MODE_TREE}
         return {
             pid: (old.get(pid), new.get(pid))
             for pid in old.keys() | new.keys()
@@ -309,18 +321,12 @@ class GitStore:
         """
         if old_tree_id == new_tree_id:
             return (0, 0, 0)
-        empty = self.repo.get(self.repo.TreeBuilder().write())
-        old = self.repo.get(old_tree_id) if old_tree_id else empty
-        new = self.repo.get(new_tree_id) if new_tree_id else empty
-        stats = self.repo.diff(old, new).stats
+        stats = self._tree_diff(old_tree_id, new_tree_id).stats
         return (stats.insertions, stats.deletions, stats.files_changed)
 
     def diff_text(self, old_tree_id: str | None, new_tree_id: str | None, prefix: str) -> str:
         """A unified diff between two folder trees, with paths shown under ``prefix``."""
-        empty = self.repo.get(self.repo.TreeBuilder().write())
-        old = self.repo.get(old_tree_id) if old_tree_id else empty
-        new = self.repo.get(new_tree_id) if new_tree_id else empty
-        patch = self.repo.diff(old, new).patch or ""
+        patch = self._tree_diff(old_tree_id, new_tree_id).patch or ""
         out = []
         for line in patch.splitlines(keepends=True):
             if line.startswith("diff --git a/"):
@@ -330,6 +336,15 @@ class GitStore:
                 line = f"{line[:6]}{prefix}/{line[6:]}"
             out.append(line)
         return "".join(out)
+
+    def _tree_diff(self, old_tree_id: str | None, new_tree_id: str | None) -> pygit2.Diff:
+        """A diff between two trees; a missing side is the empty tree."""
+        empty = self.repo.TreeBuilder().write()
+        old = self.repo.get(old_tree_id or empty)
+        new = self.repo.get(new_tree_id or empty)
+        if not isinstance(old, pygit2.Tree) or not isinstance(new, pygit2.Tree):
+            raise NotFoundError(f"{self.name}: tree {old_tree_id} or {new_tree_id} is missing")
+        return old.diff_to_tree(new)
 
     def folder_commits(
         self, proc_id: str, until: str, since: str | None = None
