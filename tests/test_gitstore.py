@@ -190,7 +190,9 @@ def test_read_staged_and_worktree(tmp_path: Path) -> None:
     staged = store.read_staged()
     assert [s.id for s in staged] == ["a"]
     assert staged[0].files["main.py"].data == MAIN
-    assert store.staged_ids() == {"a"}
+    assert [s.id for s in store.read_changed_staged()] == ["a"]
+    git(repo, "commit", "-qm", "feat: a")
+    assert store.read_changed_staged() == []
     (repo / "procedures/a/link").symlink_to("/etc/passwd")
     snap = read_worktree_folder(repo / "procedures/a")
     assert snap.files["link"].mode == MODE_SYMLINK
