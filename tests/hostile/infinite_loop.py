@@ -1,0 +1,6 @@
+"""Never returns. Expected: Timeout."""
+
+
+def main():
+    while True:
+        pass
