@@ -1,0 +1,669 @@
+"""The production index: PostgreSQL through an asyncpg pool.
+
+JSON columns are JSONB (decoded by a connection codec), full-text search is a
+``tsvector`` column written with each procedure row (config ``simple``, so results
+match the SQLite backend word for word) behind a GIN index. Text columns that are
+ordered on use ``COLLATE "C"``, so ordering is the same as SQLite's bytewise order.
+Run records are ingested with one ``INSERT ... SELECT FROM unnest(...)`` per chunk:
+a single round trip per few thousand records, duplicates skipped by ``run_id``.
+Every driver error becomes :class:`registry.errors.IndexUnavailable` (or
+:class:`registry.index.IndexRejected` for a constraint violation) naming the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from registry.errors import ConflictError, IndexUnavailable
+from registry.index import (
+    CHANNEL_COLUMNS,
+    EXECUTION_COLUMNS,
+    PROCEDURE_COLUMNS,
+    SYNC_CHANNEL,
+    SYNC_STATE_COLUMNS,
+    UNKNOWN_ERROR,
+    UNVERSIONED,
+    VERSION_COLUMNS,
+    VERSION_SORT_COLUMNS,
+    ChangeSet,
+    ChannelMove,
+    ExecutionRecord,
+    IndexRejected,
+    Metrics,
+    Order,
+    ProcedureRecord,
+    ProcedureRow,
+    SyncState,
+    VersionMetrics,
+    VersionRecord,
+    canonical_snapshot,
+    column_list,
+    placeholder,
+    row_values,
+    search_document,
+    success_rate,
+    tsquery,
+    upsert_sql,
+    version_values,
+)
+
+POOL_MIN = 1
+POOL_MAX = 4
+CONNECT_TIMEOUT_S = 10.0
+INGEST_CHUNK = 5000
+# pg_advisory_lock keys (bigint): "procsync" and "procmigr" as ASCII
+SYNC_LOCK_KEY = 0x70726F6373796E63
+MIGRATION_LOCK_KEY = 0x70726F636D696772
+
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "initial schema",
+        """
+        CREATE TABLE procedures (
+            id text COLLATE "C" PRIMARY KEY,
+            name text COLLATE "C" NOT NULL,
+            description text NOT NULL,
+            category text NOT NULL,
+            tags jsonb NOT NULL,
+            status text NOT NULL,
+            entry_point text NOT NULL,
+            parameters jsonb NOT NULL,
+            docstring text,
+            metadata jsonb NOT NULL,
+            tree_id text NOT NULL,
+            "commit" text NOT NULL,
+            valid boolean NOT NULL,
+            errors jsonb NOT NULL,
+            search tsvector NOT NULL
+        );
+        CREATE INDEX procedures_search ON procedures USING gin (search);
+        CREATE INDEX procedures_tags ON procedures USING gin (tags jsonb_path_ops);
+        CREATE INDEX procedures_category ON procedures (category);
+        CREATE TABLE versions (
+            tag text COLLATE "C" PRIMARY KEY,
+            id text COLLATE "C" NOT NULL,
+            version text COLLATE "C" NOT NULL,
+            "commit" text NOT NULL,
+            tree_id text,
+            tagger_name text,
+            tagger_email text,
+            tagged_at timestamptz,
+            bump text,
+            breaking boolean,
+            lines_added integer CHECK (lines_added >= 0),
+            lines_removed integer CHECK (lines_removed >= 0),
+            reasons jsonb NOT NULL,
+            message text NOT NULL,
+            major bigint NOT NULL,
+            minor bigint NOT NULL,
+            patch bigint NOT NULL,
+            is_release smallint NOT NULL,
+            pre_key text COLLATE "C" NOT NULL,
+            UNIQUE (id, version)
+        );
+        CREATE INDEX versions_order ON versions (id, major, minor, patch, is_release, pre_key);
+        CREATE TABLE channels (
+            tag text COLLATE "C" PRIMARY KEY,
+            id text COLLATE "C" NOT NULL,
+            channel text COLLATE "C" NOT NULL,
+            seq integer NOT NULL CHECK (seq >= 0),
+            version text NOT NULL,
+            "commit" text NOT NULL,
+            moved_by text,
+            moved_at timestamptz,
+            action text,
+            reason text,
+            UNIQUE (id, channel, seq)
+        );
+        CREATE TABLE executions (
+            run_id text COLLATE "C" PRIMARY KEY,
+            id text COLLATE "C" NOT NULL,
+            version text,
+            "commit" text,
+            tree_id text,
+            python_version text,
+            caller text,
+            started_at timestamptz NOT NULL,
+            duration_ms double precision NOT NULL CHECK (duration_ms >= 0),
+            outcome text NOT NULL CHECK (outcome IN ('success', 'failure')),
+            error_type text,
+            error_message text,
+            cpu_ms double precision,
+            max_rss_kb bigint,
+            imported boolean NOT NULL
+        );
+        CREATE INDEX executions_by_id ON executions (id, started_at);
+        CREATE INDEX executions_by_version ON executions (id, version, started_at);
+        CREATE TABLE sync_state (
+            ref text COLLATE "C" PRIMARY KEY,
+            "commit" text,
+            tags_digest text,
+            synced_at timestamptz NOT NULL
+        );
+        """,
+    ),
+)
+
+LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"
+# The bookkeeping table itself is the one thing created before migrations can be read.
+CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"""
+SELECT_MIGRATIONS = "SELECT version FROM schema_migrations ORDER BY version"
+INSERT_MIGRATION = (
+    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())"
+)
+
+
+def _dollars(n: int) -> list[str]:
+    return [f"${i}" for i in range(1, n + 1)]
+
+
+DELETE_ALL_DERIVED = (
+    "DELETE FROM procedures; DELETE FROM versions; DELETE FROM channels; DELETE FROM sync_state"
+)
+DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = $1"
+_SEARCH_VECTOR = """setweight(to_tsvector('simple', $15), 'A')
+    || setweight(to_tsvector('simple', $16), 'B')
+    || setweight(to_tsvector('simple', $17), 'B')
+    || setweight(to_tsvector('simple', $18), 'C')
+    || setweight(to_tsvector('simple', $19), 'D')"""
+UPSERT_PROCEDURE = upsert_sql(
+    "procedures", (*PROCEDURE_COLUMNS, "search"), "id", [*_dollars(14), _SEARCH_VECTOR]
+)
+# the placeholder is only inserted when the id is new; a known row keeps its content
+UPSERT_INVALID = (
+    UPSERT_PROCEDURE.split(" ON CONFLICT ")[0]
+    + ' ON CONFLICT ("id") DO UPDATE SET valid = false, errors = excluded.errors'
+)
+DELETE_VERSION = "DELETE FROM versions WHERE tag = $1"
+_VERSION_ALL = VERSION_COLUMNS + VERSION_SORT_COLUMNS
+UPSERT_VERSION = upsert_sql("versions", _VERSION_ALL, "tag", _dollars(len(_VERSION_ALL)))
+DELETE_CHANNEL = "DELETE FROM channels WHERE tag = $1"
+UPSERT_CHANNEL = upsert_sql("channels", CHANNEL_COLUMNS, "tag", _dollars(len(CHANNEL_COLUMNS)))
+UPSERT_SYNC_STATE = upsert_sql("sync_state", SYNC_STATE_COLUMNS, "ref", [*_dollars(3), "now()"])
+SELECT_SYNC_STATE = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state WHERE ref = $1"
+SELECT_ALL_SYNC_STATES = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state"
+
+# {rank} and {where} are filled from the constants below, parameters numbered in order
+SELECT_PROCEDURES = """SELECT * FROM (
+    SELECT {columns},
+        (SELECT v.version FROM versions v WHERE v.id = p.id
+         ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC,
+             v.pre_key DESC
+         LIMIT 1) AS latest_version,
+        h.runs, h.success_rate, {rank} AS rank
+    FROM procedures p
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS runs,
+            count(*) FILTER (WHERE e.outcome = 'success')::float8 / NULLIF(count(*), 0)
+                AS success_rate
+        FROM executions e WHERE e.id = p.id) h
+    {where}
+) r""".replace("{columns}", column_list(PROCEDURE_COLUMNS, "p"))
+RANK_TEXT = "ts_rank_cd(p.search, to_tsquery('simple', {}))"
+RANK_NONE = "NULL::real"
+WHERE_TEXT = "p.search @@ to_tsquery('simple', {})"
+WHERE_CATEGORY = "p.category = {}"
+WHERE_STATUS = "p.status = {}"
+WHERE_VALID = "p.valid = {}"
+WHERE_ID = "p.id = {}"
+WHERE_TAGS = "p.tags @> {}::jsonb"
+WHERE_MIN_SUCCESS = "success_rate >= {}"
+ORDER_BY: dict[str, str] = {
+    "relevance": "rank DESC, lower(name), id",
+    "name": "lower(name), id",
+    "health": "success_rate DESC NULLS LAST, runs DESC, lower(name), id",
+}
+
+SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = $1
+ORDER BY major, minor, patch, is_release, pre_key, tag"""
+SELECT_ALL_VERSIONS = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
+SELECT_VERSION_TAGS = "SELECT tag FROM versions"
+SELECT_CHANNEL_TAGS = "SELECT tag FROM channels"
+SELECT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS)} FROM channels WHERE id = $1
+ORDER BY channel, seq"""
+SELECT_ALL_CHANNELS = f"SELECT {column_list(CHANNEL_COLUMNS)} FROM channels"
+SELECT_CURRENT_CHANNELS = f"""SELECT DISTINCT ON (channel) {column_list(CHANNEL_COLUMNS)}
+FROM channels WHERE id = $1 ORDER BY channel, seq DESC"""
+
+_UNNEST_TYPES = {
+    "started_at": "timestamptz",
+    "duration_ms": "float8",
+    "cpu_ms": "float8",
+    "max_rss_kb": "int8",
+    "imported": "bool",
+}
+INSERT_EXECUTIONS = (
+    f"INSERT INTO executions ({column_list(EXECUTION_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(
+        f"${i}::{_UNNEST_TYPES.get(c, 'text')}[]" for i, c in enumerate(EXECUTION_COLUMNS, 1)
+    )
+    + ") ON CONFLICT (run_id) DO NOTHING"
+)
+SELECT_EXECUTIONS = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM executions
+WHERE id = $1 AND ($2::text IS NULL OR version = $2)
+ORDER BY started_at DESC, run_id DESC LIMIT $3"""
+COUNT_EXECUTIONS = "SELECT count(*) FROM executions WHERE ($1::text IS NULL OR id = $1)"
+SELECT_METRICS = """SELECT GROUPING(version) = 1 AS overall, version, count(*) AS runs,
+    count(*) FILTER (WHERE outcome = 'success') AS successes,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50,
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95,
+    max(started_at) AS last_run
+FROM executions WHERE id = $1
+GROUP BY GROUPING SETS ((), (version))"""
+SELECT_ERROR_COUNTS = """SELECT version, error_type, count(*) AS n FROM executions
+WHERE id = $1 AND outcome = 'failure' GROUP BY version, error_type"""
+SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM executions
+WHERE id = $1 AND ($2::text IS NULL OR version = $2)
+ORDER BY started_at DESC, run_id DESC LIMIT $3"""
+NOTIFY = "SELECT pg_notify($1, $2)"
+ADVISORY_LOCK = "SELECT pg_advisory_lock($1)"
+ADVISORY_TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
+ADVISORY_UNLOCK = "SELECT pg_advisory_unlock($1)"
+
+
+def describe_url(url: str) -> str:
+    """``host:port/dbname`` of a PostgreSQL URL, without credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or "local socket"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path or ''}"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _procedure_params(r: ProcedureRecord) -> list[Any]:
+    doc = search_document(r)
+    return row_values(r, PROCEDURE_COLUMNS) + [
+        doc[k] for k in ("name", "description", "tags", "params", "docstring")
+    ]
+
+
+def _execution_columns(records: Sequence[ExecutionRecord]) -> list[list[Any]]:
+    return [[getattr(e, c) for e in records] for c in EXECUTION_COLUMNS]
+
+
+def _procedure_row(row: asyncpg.Record) -> ProcedureRow:
+    values = dict(row)
+    values.pop("rank", None)
+    return ProcedureRow.model_validate(values)
+
+
+class _Params:
+    """Numbers ``$n`` placeholders in the order values are added."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def add(self, fragment: str, value: Any) -> str:
+        self.values.append(value)
+        return fragment.format(f"${len(self.values)}")
+
+
+class PostgresIndex:
+    """The index in a PostgreSQL database; see the module docstring for the design."""
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self.url = url
+        self.where = describe_url(url)
+        self._pool = pool
+        self.applied_migrations: list[int] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, target: str | Path) -> Self:
+        """Create the pool for the database at URL ``target`` and migrate it."""
+        url = str(target)
+        where = describe_url(url)
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=POOL_MIN,
+                max_size=POOL_MAX,
+                init=_init_connection,
+                timeout=CONNECT_TIMEOUT_S,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise IndexUnavailable(
+                f"cannot reach the PostgreSQL index at {where}: {exc}. Check that the server "
+                "is running and the database URL (PROCREG_DATABASE_URL) is right, or use "
+                "the embedded SQLite index"
+            ) from exc
+        index = cls(url, pool)
+        try:
+            index.applied_migrations = await index._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return index
+
+    async def _migrate(self) -> list[int]:
+        applied: list[int] = []
+        newest = max(n for n, _, _ in MIGRATIONS)
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                # several processes may connect at once: one migrates, the others wait
+                await conn.execute(LOCK_MIGRATIONS, MIGRATION_LOCK_KEY)
+                await conn.execute(CREATE_MIGRATIONS_TABLE)
+                done = {r[0] for r in await conn.fetch(SELECT_MIGRATIONS)}
+                if done and max(done) > newest:
+                    raise IndexUnavailable(
+                        f"the PostgreSQL index at {self.where} has schema migration "
+                        f"{max(done)}, newer than this procreg knows ({newest}); upgrade "
+                        "procreg or point it at another database"
+                    )
+                for number, name, script in MIGRATIONS:
+                    if number in done:
+                        continue
+                    await conn.execute(script)
+                    await conn.execute(INSERT_MIGRATION, number, name)
+                    applied.append(number)
+        return applied
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+            raise IndexRejected(
+                f"the PostgreSQL index at {self.where} refused the change ({exc}); nothing "
+                "was written. The data breaks an index constraint: fix its source and sync again"
+            ) from exc
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise IndexUnavailable(
+                f"the PostgreSQL index at {self.where} failed: {type(exc).__name__}: {exc}. "
+                "Check that the server is up and reachable, then retry"
+            ) from exc
+
+    async def schema_migrations(self) -> list[int]:
+        """Numbers of the applied migrations, ascending."""
+        with self._errors():
+            return [r[0] for r in await self._pool.fetch(SELECT_MIGRATIONS)]
+
+    # -- sync --------------------------------------------------------------
+
+    async def apply(self, changes: ChangeSet) -> None:
+        """Apply ``changes`` and record the new sync state, all in one transaction."""
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                if changes.full:
+                    await conn.execute(DELETE_ALL_DERIVED)
+                if changes.delete:
+                    await conn.executemany(DELETE_PROCEDURE, [(i,) for i in changes.delete])
+                if changes.upsert:
+                    await conn.executemany(
+                        UPSERT_PROCEDURE, [_procedure_params(r) for r in changes.upsert]
+                    )
+                if changes.invalid:
+                    await conn.executemany(
+                        UPSERT_INVALID,
+                        [
+                            _procedure_params(placeholder(i, errs, changes.commit))
+                            for i, errs in changes.invalid
+                        ],
+                    )
+                if changes.versions_delete:
+                    await conn.executemany(DELETE_VERSION, [(t,) for t in changes.versions_delete])
+                if changes.versions_upsert:
+                    await conn.executemany(
+                        UPSERT_VERSION, [version_values(v) for v in changes.versions_upsert]
+                    )
+                if changes.channels_delete:
+                    await conn.executemany(DELETE_CHANNEL, [(t,) for t in changes.channels_delete])
+                if changes.channels_upsert:
+                    await conn.executemany(
+                        UPSERT_CHANNEL,
+                        [row_values(c, CHANNEL_COLUMNS) for c in changes.channels_upsert],
+                    )
+                await conn.execute(
+                    UPSERT_SYNC_STATE, changes.ref, changes.commit, changes.tags_digest
+                )
+
+    async def sync_state(self, ref: str) -> SyncState | None:
+        """What was last indexed for ``ref``."""
+        with self._errors():
+            row = await self._pool.fetchrow(SELECT_SYNC_STATE, ref)
+        return None if row is None else SyncState.model_validate(dict(row))
+
+    @contextlib.asynccontextmanager
+    async def sync_lock(self, wait: bool = True) -> AsyncIterator[None]:
+        """``pg_advisory_lock`` on a dedicated connection: one syncer at a time, database-wide.
+
+        ``wait=False`` raises ConflictError at once if another session holds it.
+        """
+        with self._errors():
+            conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+        try:
+            with self._errors():
+                if wait:
+                    await conn.execute(ADVISORY_LOCK, SYNC_LOCK_KEY)
+                elif not await conn.fetchval(ADVISORY_TRY_LOCK, SYNC_LOCK_KEY):
+                    raise ConflictError(
+                        f"another sync holds the lock on the PostgreSQL index at {self.where}; "
+                        "wait for it to finish"
+                    )
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.execute(ADVISORY_UNLOCK, SYNC_LOCK_KEY)
+        finally:
+            # closing the session releases the lock even if the unlock failed
+            await asyncio.shield(conn.close())
+
+    async def notify(self, payload: str) -> None:
+        """Send ``payload`` on the ``procreg_sync`` channel (LISTEN to be told about syncs)."""
+        with self._errors():
+            await self._pool.execute(NOTIFY, SYNC_CHANNEL, payload)
+
+    # -- queries -----------------------------------------------------------
+
+    async def _select_procedures(
+        self,
+        params: _Params,
+        where: Sequence[str],
+        outer: Sequence[str] = (),
+        rank: str = RANK_NONE,
+        order: Order = "name",
+        limit: int | None = None,
+    ) -> list[ProcedureRow]:
+        sql = SELECT_PROCEDURES.format(
+            rank=rank, where=("WHERE " + " AND ".join(where)) if where else ""
+        )
+        if outer:
+            sql += " WHERE " + " AND ".join(outer)
+        ranked = rank != RANK_NONE
+        sql += " ORDER BY " + ORDER_BY[order if ranked or order != "relevance" else "name"]
+        sql += " " + params.add("LIMIT {}", limit)
+        with self._errors():
+            rows = await self._pool.fetch(sql, *params.values)
+        return [_procedure_row(r) for r in rows]
+
+    async def search(
+        self,
+        text: str | None = None,
+        category: str | None = None,
+        tags: Sequence[str] = (),
+        status: str | None = None,
+        valid: bool | None = None,
+        limit: int = 50,
+        order: Order = "relevance",
+        min_success_rate: float | None = None,
+    ) -> list[ProcedureRow]:
+        """Procedures matching every filter; blank ``text`` means no text filter."""
+        if limit <= 0:
+            return []
+        params = _Params()
+        where: list[str] = []
+        rank = RANK_NONE
+        if text is not None and text.strip():
+            query = tsquery(text)
+            if query is None:  # only punctuation: nothing can match
+                return []
+            query_param = params.add("{}", query)
+            rank = RANK_TEXT.format(query_param)
+            where.append(WHERE_TEXT.format(query_param))
+        if category is not None:
+            where.append(params.add(WHERE_CATEGORY, category))
+        if tags:
+            where.append(params.add(WHERE_TAGS, list(tags)))
+        if status is not None:
+            where.append(params.add(WHERE_STATUS, status))
+        if valid is not None:
+            where.append(params.add(WHERE_VALID, valid))
+        outer = []
+        if min_success_rate is not None:
+            outer.append(params.add(WHERE_MIN_SUCCESS, min_success_rate))
+        return await self._select_procedures(params, where, outer, rank, order, limit)
+
+    async def get_procedure(self, id: str) -> ProcedureRow | None:
+        """One procedure, or None."""
+        params = _Params()
+        rows = await self._select_procedures(params, [params.add(WHERE_ID, id)])
+        return rows[0] if rows else None
+
+    async def list_procedures(self) -> list[ProcedureRow]:
+        """Every procedure, by id."""
+        return sorted(await self._select_procedures(_Params(), []), key=lambda r: r.id)
+
+    async def versions(self, id: str) -> list[VersionRecord]:
+        """Releases of ``id``, ascending semver."""
+        with self._errors():
+            rows = await self._pool.fetch(SELECT_VERSIONS, id)
+        return [VersionRecord.model_validate(dict(r)) for r in rows]
+
+    async def all_version_tags(self) -> set[str]:
+        """Every release tag held."""
+        with self._errors():
+            return {r[0] for r in await self._pool.fetch(SELECT_VERSION_TAGS)}
+
+    async def all_channel_tags(self) -> set[str]:
+        """Every channel move tag held."""
+        with self._errors():
+            return {r[0] for r in await self._pool.fetch(SELECT_CHANNEL_TAGS)}
+
+    async def channels(self, id: str) -> list[ChannelMove]:
+        """Channel history of ``id``."""
+        with self._errors():
+            rows = await self._pool.fetch(SELECT_CHANNELS, id)
+        return [ChannelMove.model_validate(dict(r)) for r in rows]
+
+    async def current_channels(self, id: str) -> dict[str, ChannelMove]:
+        """Each channel of ``id`` at its highest seq."""
+        with self._errors():
+            rows = await self._pool.fetch(SELECT_CURRENT_CHANNELS, id)
+        return {r["channel"]: ChannelMove.model_validate(dict(r)) for r in rows}
+
+    # -- executions --------------------------------------------------------
+
+    async def record_executions(self, records: Sequence[ExecutionRecord]) -> int:
+        """Store runs in one transaction; duplicates by run_id are ignored. Returns new count."""
+        if not records:
+            return 0
+        new = 0
+        with self._errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                for start in range(0, len(records), INGEST_CHUNK):
+                    chunk = records[start : start + INGEST_CHUNK]
+                    status = await conn.execute(INSERT_EXECUTIONS, *_execution_columns(chunk))
+                    new += int(status.rsplit(" ", 1)[-1])
+        return new
+
+    async def executions(
+        self, id: str, version: str | None = None, limit: int | None = None
+    ) -> list[ExecutionRecord]:
+        """Runs of ``id``, newest first (``limit`` None: all)."""
+        if limit is not None and limit <= 0:
+            return []
+        with self._errors():
+            rows = await self._pool.fetch(SELECT_EXECUTIONS, id, version, limit)
+        return [ExecutionRecord.model_validate(dict(r)) for r in rows]
+
+    async def count_executions(self, id: str | None = None) -> int:
+        """How many runs are recorded."""
+        with self._errors():
+            return int(await self._pool.fetchval(COUNT_EXECUTIONS, id))
+
+    async def metrics(self, id: str) -> Metrics:
+        """Run statistics of ``id``: percentile_cont in SQL, grouped overall and per version."""
+        with self._errors():
+            rows = await self._pool.fetch(SELECT_METRICS, id)
+            error_rows = await self._pool.fetch(SELECT_ERROR_COUNTS, id)
+        errors: dict[str | None, dict[str, int]] = {}
+        for r in error_rows:
+            key = r["error_type"] or UNKNOWN_ERROR
+            for group in (None, r["version"] or UNVERSIONED):
+                bucket = errors.setdefault(group, {})
+                bucket[key] = bucket.get(key, 0) + r["n"]
+        overall = VersionMetrics()
+        versions: dict[str, VersionMetrics] = {}
+        for r in rows:
+            group = None if r["overall"] else r["version"] or UNVERSIONED
+            stats = VersionMetrics(
+                runs=r["runs"],
+                success_rate=success_rate(r["runs"], r["successes"]),
+                p50_ms=r["p50"],
+                p95_ms=r["p95"],
+                last_run=r["last_run"],
+                errors=dict(sorted(errors.get(group, {}).items())),
+            )
+            if group is None:
+                overall = stats
+            else:
+                versions[group] = stats
+        if not overall.runs:
+            return Metrics()
+        return Metrics(**overall.model_dump(), versions=dict(sorted(versions.items())))
+
+    async def recent_outcomes(self, id: str, version: str | None, n: int) -> list[bool]:
+        """Success flags of the last ``n`` runs, newest first."""
+        if n <= 0:
+            return []
+        with self._errors():
+            rows = await self._pool.fetch(SELECT_RECENT_OUTCOMES, id, version, n)
+        return [bool(r[0]) for r in rows]
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Canonical dump of the derived tables (see :func:`registry.index.canonical_snapshot`)."""
+        with self._errors():
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                sql = SELECT_PROCEDURES.format(rank=RANK_NONE, where="")
+                procedures = [_procedure_row(r) for r in await conn.fetch(sql)]
+                versions = [
+                    VersionRecord.model_validate(dict(r))
+                    for r in await conn.fetch(SELECT_ALL_VERSIONS)
+                ]
+                channels = [
+                    ChannelMove.model_validate(dict(r))
+                    for r in await conn.fetch(SELECT_ALL_CHANNELS)
+                ]
+                states = [
+                    SyncState.model_validate(dict(r))
+                    for r in await conn.fetch(SELECT_ALL_SYNC_STATES)
+                ]
+        return canonical_snapshot(procedures, versions, channels, states)

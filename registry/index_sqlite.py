@@ -1,0 +1,604 @@
+"""The embedded index: one SQLite file (stdlib ``sqlite3``), usually ``.git/procreg/index.sqlite3``.
+
+Why the async methods call sqlite3 directly instead of offloading to a thread: the
+file is local, statements take microseconds to milliseconds, and running every
+transaction synchronously inside one method means no ``await`` ever falls inside a
+transaction, so two index objects on one event loop can never deadlock each other.
+The cost is that a write blocked by another *process* holds the loop for up to
+``BUSY_TIMEOUT_MS``; the sync lock keeps that rare.
+
+Full-text search is an FTS5 table kept in step with ``procedures`` in the same
+transaction; user text becomes quoted words (:func:`registry.index.fts5_query`).
+Times are stored as fixed-width ISO 8601 UTC text, so they sort as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from pydantic import BaseModel
+
+from registry.errors import ConflictError, IndexUnavailable
+from registry.index import (
+    CHANNEL_COLUMNS,
+    EXECUTION_COLUMNS,
+    PROCEDURE_COLUMNS,
+    SYNC_STATE_COLUMNS,
+    VERSION_COLUMNS,
+    VERSION_SORT_COLUMNS,
+    ChangeSet,
+    ChannelMove,
+    ExecutionRecord,
+    IndexRejected,
+    Metrics,
+    Order,
+    ProcedureRecord,
+    ProcedureRow,
+    RunFact,
+    SyncState,
+    VersionRecord,
+    canonical_snapshot,
+    column_list,
+    compute_metrics,
+    fts5_query,
+    placeholder,
+    row_values,
+    search_document,
+    upsert_sql,
+    utc,
+    version_values,
+)
+
+BUSY_TIMEOUT_MS = 5000
+LOCK_POLL_S = 0.05
+PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA foreign_keys = ON",
+)
+
+# (number, name, statements): applied in order, each in one transaction with its record
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE procedures (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                description TEXT NOT NULL,
+                category TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                status TEXT NOT NULL,
+                entry_point TEXT NOT NULL,
+                parameters TEXT NOT NULL,
+                docstring TEXT,
+                metadata TEXT NOT NULL,
+                tree_id TEXT NOT NULL,
+                "commit" TEXT NOT NULL,
+                valid INTEGER NOT NULL CHECK (valid IN (0, 1)),
+                errors TEXT NOT NULL
+            )""",
+            "CREATE INDEX procedures_category ON procedures (category)",
+            """CREATE VIRTUAL TABLE procedures_fts USING fts5 (
+                id UNINDEXED, name, description, tags, params, docstring,
+                tokenize = 'unicode61 remove_diacritics 0'
+            )""",
+            """CREATE TABLE versions (
+                tag TEXT PRIMARY KEY,
+                id TEXT NOT NULL,
+                version TEXT NOT NULL,
+                "commit" TEXT NOT NULL,
+                tree_id TEXT,
+                tagger_name TEXT,
+                tagger_email TEXT,
+                tagged_at TEXT,
+                bump TEXT,
+                breaking INTEGER,
+                lines_added INTEGER CHECK (lines_added >= 0),
+                lines_removed INTEGER CHECK (lines_removed >= 0),
+                reasons TEXT NOT NULL,
+                message TEXT NOT NULL,
+                major INTEGER NOT NULL,
+                minor INTEGER NOT NULL,
+                patch INTEGER NOT NULL,
+                is_release INTEGER NOT NULL,
+                pre_key TEXT NOT NULL,
+                UNIQUE (id, version)
+            )""",
+            "CREATE INDEX versions_order ON versions"
+            " (id, major, minor, patch, is_release, pre_key)",
+            """CREATE TABLE channels (
+                tag TEXT PRIMARY KEY,
+                id TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                seq INTEGER NOT NULL CHECK (seq >= 0),
+                version TEXT NOT NULL,
+                "commit" TEXT NOT NULL,
+                moved_by TEXT,
+                moved_at TEXT,
+                action TEXT,
+                reason TEXT,
+                UNIQUE (id, channel, seq)
+            )""",
+            """CREATE TABLE executions (
+                run_id TEXT PRIMARY KEY,
+                id TEXT NOT NULL,
+                version TEXT,
+                "commit" TEXT,
+                tree_id TEXT,
+                python_version TEXT,
+                caller TEXT,
+                started_at TEXT NOT NULL,
+                duration_ms REAL NOT NULL CHECK (duration_ms >= 0),
+                outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+                error_type TEXT,
+                error_message TEXT,
+                cpu_ms REAL,
+                max_rss_kb INTEGER,
+                imported INTEGER NOT NULL
+            )""",
+            "CREATE INDEX executions_by_id ON executions (id, started_at)",
+            "CREATE INDEX executions_by_version ON executions (id, version, started_at)",
+            """CREATE TABLE sync_state (
+                ref TEXT PRIMARY KEY,
+                "commit" TEXT,
+                tags_digest TEXT,
+                synced_at TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
+# The bookkeeping table itself is the one thing created before migrations can be read.
+CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"""
+SELECT_MIGRATIONS = "SELECT version FROM schema_migrations ORDER BY version"
+INSERT_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+
+DELETE_ALL_DERIVED = (
+    "DELETE FROM procedures",
+    "DELETE FROM procedures_fts",
+    "DELETE FROM versions",
+    "DELETE FROM channels",
+    "DELETE FROM sync_state",
+)
+DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = ?"
+DELETE_PROCEDURE_FTS = "DELETE FROM procedures_fts WHERE id = ?"
+UPSERT_PROCEDURE = upsert_sql("procedures", PROCEDURE_COLUMNS, "id", ["?"] * len(PROCEDURE_COLUMNS))
+INSERT_PROCEDURE_FTS = """INSERT INTO procedures_fts
+    (id, name, description, tags, params, docstring)
+VALUES (?, ?, ?, ?, ?, ?)"""
+PROCEDURE_EXISTS = "SELECT 1 FROM procedures WHERE id = ?"
+MARK_INVALID = "UPDATE procedures SET valid = 0, errors = ? WHERE id = ?"
+DELETE_VERSION = "DELETE FROM versions WHERE tag = ?"
+_VERSION_ALL = VERSION_COLUMNS + VERSION_SORT_COLUMNS
+UPSERT_VERSION = upsert_sql("versions", _VERSION_ALL, "tag", ["?"] * len(_VERSION_ALL))
+DELETE_CHANNEL = "DELETE FROM channels WHERE tag = ?"
+UPSERT_CHANNEL = upsert_sql("channels", CHANNEL_COLUMNS, "tag", ["?"] * len(CHANNEL_COLUMNS))
+UPSERT_SYNC_STATE = upsert_sql("sync_state", SYNC_STATE_COLUMNS, "ref", ["?"] * 4)
+SELECT_SYNC_STATE = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state WHERE ref = ?"
+SELECT_ALL_SYNC_STATES = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state"
+
+# One row per procedure with its latest version (semver order) and health.
+SELECT_PROCEDURES = """SELECT p.*,
+    (SELECT v.version FROM versions v WHERE v.id = p.id
+     ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
+     LIMIT 1) AS latest_version,
+    (SELECT count(*) FROM executions e WHERE e.id = p.id) AS runs,
+    (SELECT CAST(sum(e.outcome = 'success') AS REAL) / count(*)
+     FROM executions e WHERE e.id = p.id) AS success_rate"""
+FTS_JOIN = """JOIN (SELECT id AS fts_id,
+        bm25(procedures_fts, 0.0, 10.0, 4.0, 4.0, 2.0, 1.0) AS fts_rank
+    FROM procedures_fts WHERE procedures_fts MATCH ?) f ON f.fts_id = p.id"""
+WHERE_CATEGORY = "p.category = ?"
+WHERE_STATUS = "p.status = ?"
+WHERE_VALID = "p.valid = ?"
+WHERE_ID = "p.id = ?"
+WHERE_TAGS = """NOT EXISTS (SELECT 1 FROM json_each(?) t
+    WHERE t.value NOT IN (SELECT j.value FROM json_each(p.tags) j))"""
+WHERE_MIN_SUCCESS = "success_rate >= ?"
+ORDER_BY: dict[str, str] = {
+    "relevance": "fts_rank ASC, lower(name), id",
+    "name": "lower(name), id",
+    "health": "success_rate DESC NULLS LAST, runs DESC, lower(name), id",
+}
+
+SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = ?
+ORDER BY major, minor, patch, is_release, pre_key, tag"""
+SELECT_ALL_VERSIONS = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
+SELECT_VERSION_TAGS = "SELECT tag FROM versions"
+SELECT_CHANNEL_TAGS = "SELECT tag FROM channels"
+SELECT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS)} FROM channels WHERE id = ?
+ORDER BY channel, seq"""
+SELECT_ALL_CHANNELS = f"SELECT {column_list(CHANNEL_COLUMNS)} FROM channels"
+SELECT_CURRENT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS, "c")} FROM channels c
+WHERE c.id = ? AND c.seq = (SELECT max(c2.seq) FROM channels c2
+    WHERE c2.id = c.id AND c2.channel = c.channel)
+ORDER BY c.channel"""
+
+INSERT_EXECUTION = f"""INSERT OR IGNORE INTO executions ({column_list(EXECUTION_COLUMNS)})
+VALUES ({", ".join(["?"] * len(EXECUTION_COLUMNS))})"""
+SELECT_EXECUTIONS = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM executions
+WHERE id = ? AND (? IS NULL OR version = ?)
+ORDER BY started_at DESC, run_id DESC LIMIT ?"""
+COUNT_EXECUTIONS = "SELECT count(*) FROM executions WHERE (? IS NULL OR id = ?)"
+SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_at
+FROM executions WHERE id = ?"""
+SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM executions
+WHERE id = ? AND (? IS NULL OR version = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?"""
+
+M = TypeVar("M", bound=BaseModel)
+JSON_COLUMNS = frozenset({"tags", "parameters", "metadata", "errors", "reasons"})
+
+
+def _ts(value: datetime | None) -> str | None:
+    # fixed width, so text order is time order
+    return None if value is None else utc(value).isoformat(timespec="microseconds")
+
+
+def _sql(value: Any) -> Any:
+    """A model value as SQLite stores it: JSON text, ISO UTC text, 0/1."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, datetime):
+        return _ts(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _params(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(_sql(v) for v in values)
+
+
+def _fts_params(r: ProcedureRecord) -> tuple[str, ...]:
+    doc = search_document(r)
+    return (r.id, doc["name"], doc["description"], doc["tags"], doc["params"], doc["docstring"])
+
+
+def _model(model: type[M], row: sqlite3.Row) -> M:
+    """A row as ``model``; pydantic parses the ISO times and 0/1 booleans back."""
+    values = {k: json.loads(v) if k in JSON_COLUMNS else v for k, v in dict(row).items()}
+    values.pop("fts_rank", None)
+    return model.model_validate(values)
+
+
+class SqliteIndex:
+    """The index in one SQLite file; see the module docstring for the design."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self.applied_migrations: list[int] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, target: str | Path) -> Self:
+        """Open (creating if needed) the index file at ``target`` and migrate it."""
+        path = Path(target)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit mode: transactions are explicit BEGIN IMMEDIATE / COMMIT
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise IndexUnavailable(
+                f"cannot open the SQLite index {path}: {exc}; check that the folder is "
+                "writable, or delete the file and run `procreg reindex`"
+            ) from exc
+        conn.row_factory = sqlite3.Row
+        index = cls(path, conn)
+        try:
+            with index._errors():
+                for pragma in PRAGMAS:
+                    conn.execute(pragma)
+                index.applied_migrations = index._migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return index
+
+    def _migrate(self) -> list[int]:
+        self._conn.execute(CREATE_MIGRATIONS_TABLE)
+        applied: list[int] = []
+        with self._tx():
+            done = {r[0] for r in self._conn.execute(SELECT_MIGRATIONS)}
+            newest = max(n for n, _, _ in MIGRATIONS)
+            if done and max(done) > newest:
+                raise IndexUnavailable(
+                    f"the SQLite index {self.path} has schema migration {max(done)}, newer "
+                    f"than this procreg knows ({newest}); upgrade procreg, or delete the "
+                    "file and run `procreg reindex`"
+                )
+            for number, name, statements in MIGRATIONS:
+                if number in done:
+                    continue
+                for statement in statements:
+                    self._conn.execute(statement)
+                self._conn.execute(INSERT_MIGRATION, (number, name, _ts(datetime.now(UTC))))
+                applied.append(number)
+        return applied
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise IndexRejected(
+                f"the SQLite index {self.path} refused the change ({exc}); nothing was "
+                "written. The data breaks an index constraint: fix its source and sync again"
+            ) from exc
+        except sqlite3.Error as exc:
+            raise IndexUnavailable(
+                f"the SQLite index {self.path} failed: {exc}; if another process holds it, "
+                "retry, else delete the file and run `procreg reindex`"
+            ) from exc
+
+    @contextlib.contextmanager
+    def _tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        self._conn.execute(f"BEGIN {mode}")
+        try:
+            yield self._conn
+        except BaseException:
+            # some errors (disk full, I/O) make SQLite roll back on its own
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    async def schema_migrations(self) -> list[int]:
+        """Numbers of the applied migrations, ascending."""
+        with self._errors():
+            return [r[0] for r in self._conn.execute(SELECT_MIGRATIONS)]
+
+    # -- sync --------------------------------------------------------------
+
+    async def apply(self, changes: ChangeSet) -> None:
+        """Apply ``changes`` and record the new sync state, all in one transaction."""
+        with self._errors(), self._tx() as c:
+            if changes.full:
+                for statement in DELETE_ALL_DERIVED:
+                    c.execute(statement)
+            for id in changes.delete:
+                c.execute(DELETE_PROCEDURE, (id,))
+                c.execute(DELETE_PROCEDURE_FTS, (id,))
+            for record in changes.upsert:
+                c.execute(UPSERT_PROCEDURE, _params(row_values(record, PROCEDURE_COLUMNS)))
+                c.execute(DELETE_PROCEDURE_FTS, (record.id,))
+                c.execute(INSERT_PROCEDURE_FTS, _fts_params(record))
+            for id, errors in changes.invalid:
+                if c.execute(PROCEDURE_EXISTS, (id,)).fetchone():
+                    c.execute(MARK_INVALID, (json.dumps(errors), id))
+                else:
+                    record = placeholder(id, errors, changes.commit)
+                    c.execute(UPSERT_PROCEDURE, _params(row_values(record, PROCEDURE_COLUMNS)))
+                    c.execute(INSERT_PROCEDURE_FTS, _fts_params(record))
+            c.executemany(DELETE_VERSION, [(t,) for t in changes.versions_delete])
+            c.executemany(
+                UPSERT_VERSION, [_params(version_values(v)) for v in changes.versions_upsert]
+            )
+            c.executemany(DELETE_CHANNEL, [(t,) for t in changes.channels_delete])
+            c.executemany(
+                UPSERT_CHANNEL,
+                [_params(row_values(m, CHANNEL_COLUMNS)) for m in changes.channels_upsert],
+            )
+            c.execute(
+                UPSERT_SYNC_STATE,
+                (changes.ref, changes.commit, changes.tags_digest, _ts(datetime.now(UTC))),
+            )
+
+    async def sync_state(self, ref: str) -> SyncState | None:
+        """What was last indexed for ``ref``."""
+        with self._errors():
+            row = self._conn.execute(SELECT_SYNC_STATE, (ref,)).fetchone()
+        return None if row is None else _model(SyncState, row)
+
+    @contextlib.asynccontextmanager
+    async def sync_lock(self, wait: bool = True) -> AsyncIterator[None]:
+        """An exclusive ``flock`` on ``<db>.sync-lock``: one syncer at a time, across processes.
+
+        Polls without blocking the event loop; ``wait=False`` raises ConflictError at once.
+        """
+        lock_path = self.path.with_name(self.path.name + ".sync-lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not wait:
+                        raise ConflictError(
+                            f"another sync holds {lock_path}; wait for it to finish, then retry"
+                        ) from None
+                    await asyncio.sleep(LOCK_POLL_S)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    async def notify(self, payload: str) -> None:
+        """No listeners on an embedded file: a no-op."""
+
+    # -- queries -----------------------------------------------------------
+
+    def _select_procedures(
+        self,
+        where: Sequence[tuple[str, Any]],
+        outer: Sequence[tuple[str, Any]] = (),
+        fts: str | None = None,
+        order: Order = "name",
+        limit: int | None = None,
+    ) -> list[ProcedureRow]:
+        params: list[Any] = []
+        parts = [SELECT_PROCEDURES]
+        parts.append(
+            ", f.fts_rank AS fts_rank FROM procedures p"
+            if fts
+            else ", NULL AS fts_rank FROM procedures p"
+        )
+        if fts:
+            parts.append(FTS_JOIN)
+            params.append(fts)
+        if where:
+            parts.append("WHERE " + " AND ".join(cond for cond, _ in where))
+            params.extend(value for _, value in where)
+        sql = "SELECT * FROM (" + " ".join(parts) + ")"
+        if outer:
+            sql += " WHERE " + " AND ".join(cond for cond, _ in outer)
+            params.extend(value for _, value in outer)
+        sql += " ORDER BY " + ORDER_BY[order if fts or order != "relevance" else "name"]
+        sql += " LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        with self._errors():
+            return [_model(ProcedureRow, r) for r in self._conn.execute(sql, params)]
+
+    async def search(
+        self,
+        text: str | None = None,
+        category: str | None = None,
+        tags: Sequence[str] = (),
+        status: str | None = None,
+        valid: bool | None = None,
+        limit: int = 50,
+        order: Order = "relevance",
+        min_success_rate: float | None = None,
+    ) -> list[ProcedureRow]:
+        """Procedures matching every filter; blank ``text`` means no text filter."""
+        if limit <= 0:
+            return []
+        fts = None
+        if text is not None and text.strip():
+            fts = fts5_query(text)
+            if fts is None:  # only punctuation: nothing can match
+                return []
+        where: list[tuple[str, Any]] = []
+        if category is not None:
+            where.append((WHERE_CATEGORY, category))
+        if tags:
+            where.append((WHERE_TAGS, json.dumps(list(tags))))
+        if status is not None:
+            where.append((WHERE_STATUS, status))
+        if valid is not None:
+            where.append((WHERE_VALID, int(valid)))
+        outer = [] if min_success_rate is None else [(WHERE_MIN_SUCCESS, min_success_rate)]
+        return self._select_procedures(where, outer, fts, order, limit)
+
+    async def get_procedure(self, id: str) -> ProcedureRow | None:
+        """One procedure, or None."""
+        rows = self._select_procedures([(WHERE_ID, id)])
+        return rows[0] if rows else None
+
+    async def list_procedures(self) -> list[ProcedureRow]:
+        """Every procedure, by id."""
+        return sorted(self._select_procedures([]), key=lambda r: r.id)
+
+    async def versions(self, id: str) -> list[VersionRecord]:
+        """Releases of ``id``, ascending semver."""
+        with self._errors():
+            return [_model(VersionRecord, r) for r in self._conn.execute(SELECT_VERSIONS, (id,))]
+
+    async def all_version_tags(self) -> set[str]:
+        """Every release tag held."""
+        with self._errors():
+            return {r[0] for r in self._conn.execute(SELECT_VERSION_TAGS)}
+
+    async def all_channel_tags(self) -> set[str]:
+        """Every channel move tag held."""
+        with self._errors():
+            return {r[0] for r in self._conn.execute(SELECT_CHANNEL_TAGS)}
+
+    async def channels(self, id: str) -> list[ChannelMove]:
+        """Channel history of ``id``."""
+        with self._errors():
+            return [_model(ChannelMove, r) for r in self._conn.execute(SELECT_CHANNELS, (id,))]
+
+    async def current_channels(self, id: str) -> dict[str, ChannelMove]:
+        """Each channel of ``id`` at its highest seq."""
+        with self._errors():
+            rows = self._conn.execute(SELECT_CURRENT_CHANNELS, (id,)).fetchall()
+        return {r["channel"]: _model(ChannelMove, r) for r in rows}
+
+    # -- executions --------------------------------------------------------
+
+    async def record_executions(self, records: Sequence[ExecutionRecord]) -> int:
+        """Store runs in one transaction; duplicates by run_id are ignored. Returns new count."""
+        if not records:
+            return 0
+        with self._errors(), self._tx() as c:
+            before = c.total_changes
+            c.executemany(
+                INSERT_EXECUTION, [_params(row_values(e, EXECUTION_COLUMNS)) for e in records]
+            )
+            return c.total_changes - before
+
+    async def executions(
+        self, id: str, version: str | None = None, limit: int | None = None
+    ) -> list[ExecutionRecord]:
+        """Runs of ``id``, newest first (``limit`` None: all)."""
+        if limit is not None and limit <= 0:
+            return []
+        params = (id, version, version, -1 if limit is None else limit)
+        with self._errors():
+            return [
+                _model(ExecutionRecord, r) for r in self._conn.execute(SELECT_EXECUTIONS, params)
+            ]
+
+    async def count_executions(self, id: str | None = None) -> int:
+        """How many runs are recorded."""
+        with self._errors():
+            return int(self._conn.execute(COUNT_EXECUTIONS, (id, id)).fetchone()[0])
+
+    async def metrics(self, id: str) -> Metrics:
+        """Run statistics of ``id`` (percentiles as PostgreSQL's percentile_cont)."""
+        with self._errors():
+            rows = self._conn.execute(SELECT_RUN_FACTS, (id,)).fetchall()
+        return compute_metrics(
+            RunFact(
+                version=r["version"],
+                duration_ms=r["duration_ms"],
+                outcome=r["outcome"],
+                error_type=r["error_type"],
+                started_at=r["started_at"],
+            )
+            for r in rows
+        )
+
+    async def recent_outcomes(self, id: str, version: str | None, n: int) -> list[bool]:
+        """Success flags of the last ``n`` runs, newest first."""
+        if n <= 0:
+            return []
+        with self._errors():
+            rows = self._conn.execute(SELECT_RECENT_OUTCOMES, (id, version, version, n))
+            return [bool(r[0]) for r in rows]
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Canonical dump of the derived tables (see :func:`registry.index.canonical_snapshot`)."""
+        with self._errors(), self._tx("DEFERRED") as c:
+            procedures = self._select_procedures([])
+            versions = [_model(VersionRecord, r) for r in c.execute(SELECT_ALL_VERSIONS)]
+            channels = [_model(ChannelMove, r) for r in c.execute(SELECT_ALL_CHANNELS)]
+            states = [_model(SyncState, r) for r in c.execute(SELECT_ALL_SYNC_STATES)]
+        return canonical_snapshot(procedures, versions, channels, states)
