@@ -18,11 +18,19 @@ Every key has a default, so a repository without the file is a valid registry.
     min_runs = 10
     threshold = 0.9
     channel = "stable"
+
+    [migration]
+    generator = "builtin"          # or "llm"
+    [migration.llm]
+    url = "http://127.0.0.1:8000/v1"   # a chat-completions endpoint
+    model = "my-model"
+    api_key_env = "PROCREG_LLM_API_KEY"
 """
 
 from __future__ import annotations
 
 import tomllib
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -62,11 +70,23 @@ class SandboxSection(_Section):
     max_output_bytes: int = Field(default=64 * 1024, gt=0)
 
 
+class LLMSection(_Section):
+    url: str | None = None
+    model: str | None = None
+    api_key_env: str = "PROCREG_LLM_API_KEY"
+
+
+class MigrationSection(_Section):
+    generator: Literal["builtin", "llm"] = "builtin"
+    llm: LLMSection = Field(default_factory=LLMSection)
+
+
 class Config(_Section):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     validation: ValidationSection = Field(default_factory=ValidationSection)
     health: HealthSection = Field(default_factory=HealthSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
+    migration: MigrationSection = Field(default_factory=MigrationSection)
 
 
 def parse_config(text: str | bytes | None, path: str = CONFIG_FILE) -> Config:

@@ -527,26 +527,65 @@ class GitStore:
     def create_tag(self, name: str, commit: str, message: str) -> TagInfo:
         """Create an annotated tag; an existing tag of that name is a :class:`ConflictError`.
 
-        Creation is atomic in libgit2 (a lock file on the ref), so of two
-        concurrent creators of one name exactly one succeeds.
+        libgit2 checks that a tag is absent *before* it locks the ref, so two
+        creators could both succeed. Instead the ref is written the way git
+        itself does it: take ``refs/tags/<name>.lock`` with ``O_EXCL``, check
+        (loose and packed refs) while holding it, write, rename. Of two
+        concurrent creators, git processes included, exactly one succeeds.
         """
+        sig = self.signature()
+        tag_id = self._write_tag_object(name, commit, message, sig)
+        ref_path = self.git_dir / "refs" / "tags" / name
+        lock = ref_path.with_name(ref_path.name + ".lock")
+        ref_path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                if time.monotonic() > deadline:
+                    raise ConflictError(
+                        f"{self.name}: {lock} stays locked; if no git process is running, "
+                        "remove that file and try again"
+                    ) from None
+                time.sleep(random.uniform(0.002, 0.01))  # noqa: S311 - jitter, not crypto
         try:
-            oid = self.repo.create_tag(name, commit, ObjectType.COMMIT, self.signature(), message)
-        except pygit2.AlreadyExistsError as exc:
-            raise ConflictError(
-                f"{self.name}: tag {name} already exists; tags are never moved or overwritten"
-            ) from exc
-        except (pygit2.GitError, ValueError) as exc:
-            if "exists" in str(exc):
+            if self._lookup("refs/tags/" + name) is not None:
                 raise ConflictError(
                     f"{self.name}: tag {name} already exists; tags are never moved or overwritten"
-                ) from exc
-            raise GitError(
-                f"{self.name}: cannot create tag {name} on {commit[:12]}: {exc}"
-            ) from exc
-        tag = self.repo.get(oid)
-        assert isinstance(tag, pygit2.Tag)
-        return TagInfo(name, commit, str(oid), _person(tag.tagger), tag.message or "")
+                )
+            os.write(fd, f"{tag_id}\n".encode())
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            lock.rename(ref_path)
+        finally:
+            if fd != -1:
+                os.close(fd)
+            if lock.exists():
+                lock.unlink()
+        return TagInfo(name, commit, tag_id, _person(sig), message)
+
+    def _write_tag_object(self, name: str, commit: str, message: str, sig: pygit2.Signature) -> str:
+        if not isinstance(self.repo.get(commit), pygit2.Commit):
+            raise NotFoundError(f"{self.name}: cannot tag {commit}: no such commit")
+        sign = "-" if sig.offset < 0 else "+"
+        hours, minutes = divmod(abs(sig.offset), 60)
+        body = message if message.endswith("\n") else message + "\n"
+        raw = (
+            f"object {commit}\ntype commit\ntag {name}\n"
+            f"tagger {sig.name} <{sig.email}> {sig.time} {sign}{hours:02d}{minutes:02d}\n\n{body}"
+        )
+        return str(self.repo.write(ObjectType.TAG, raw.encode()))
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two revisions, or None when they share none."""
+        try:
+            oid = self.repo.merge_base(self.resolve(a), self.resolve(b))
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return str(oid) if oid is not None else None
 
 
 def is_symlink_mode(mode: int) -> bool:

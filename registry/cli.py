@@ -1,0 +1,618 @@
+"""``procreg``: the command line, a thin layer over the library.
+
+Exit codes scripts can rely on: 0 success, 1 a problem the user can fix (one
+line on stderr, no traceback), 2 a usage error (click's), 3 an internal
+error (rerun with ``--traceback`` to see it). Heavy modules are imported
+inside the commands so that ``procreg --version`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from registry.gitstore import GitStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_PROBLEM = 1
+EXIT_INTERNAL = 3
+
+
+def _version() -> str:
+    try:
+        return version("procedure-registry")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class Context:
+    """What the global options say, shared by every command."""
+
+    def __init__(self, path: Path, database_url: str | None) -> None:
+        self.path = path
+        self.database_url = database_url
+
+    def store(self) -> GitStore:
+        from registry.gitstore import GitStore
+
+        return GitStore.open(self.path)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def emit_json(data: Any) -> None:
+    """Print JSON for scripts: models, lists of models, or plain data."""
+    click.echo(json.dumps(_plain(data), indent=2, ensure_ascii=False, default=str))
+
+
+def _plain(data: Any) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", by_alias=True)
+    if isinstance(data, list | tuple):
+        return [_plain(d) for d in data]
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    return data
+
+
+def fail(message: str) -> None:
+    """A problem the user can fix: one line on stderr, exit 1."""
+    from registry.errors import RegistryError
+
+    raise RegistryError(message)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-C",
+    "path",
+    type=click.Path(path_type=Path),
+    default=Path(),
+    help="Run as if started in PATH (like git -C).",
+)
+@click.option(
+    "--database-url",
+    envvar="PROCREG_DATABASE_URL",
+    default=None,
+    help="PostgreSQL URL for the index (default: SQLite inside .git).",
+)
+@click.option("--traceback", is_flag=True, help="Show the full traceback of internal errors.")
+@click.version_option(_version(), "--version", prog_name="procreg")
+@click.pass_context
+def cli(ctx: click.Context, path: Path, database_url: str | None, traceback: bool) -> None:
+    """A git-native registry of executable procedures."""
+    ctx.obj = Context(path, database_url)
+
+
+# -- issue: procedures in git ----------------------------------------------------------
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@pass_ctx
+def init(ctx: Context, path: Path | None) -> None:
+    """Make PATH (default: the current folder) a procedure registry."""
+    from registry import hooks
+    from registry.workspace import init_registry
+
+    target = path if path is not None else ctx.path
+    store, created = init_registry(target)
+    installed = hooks.install(store)
+    what = ", ".join(created) if created else "nothing new"
+    click.echo(
+        f"Initialized procedure registry in {target} ({what}; "
+        f"hooks: {', '.join(h.name for h in installed)})"
+    )
+
+
+@cli.command()
+@click.argument("proc_id", metavar="ID")
+@click.option("--name", help="Human title (default: from the id).")
+@click.option("--description", default="", help="One or two sentences a search will find.")
+@click.option("--category", default="general")
+@pass_ctx
+def new(ctx: Context, proc_id: str, name: str | None, description: str, category: str) -> None:
+    """Scaffold procedures/ID/ with a valid main.py and metadata.json."""
+    from registry.workspace import new_procedure
+
+    store = ctx.store()
+    if store.workdir is None:
+        fail(f"{store.name}: a bare repository has no working tree to create files in")
+    assert store.workdir is not None
+    folder = new_procedure(
+        store.workdir, proc_id, name=name, description=description, category=category
+    )
+    click.echo(
+        f"Created {folder.relative_to(store.workdir)}/main.py and metadata.json; "
+        f"edit them, then `procreg check` and commit."
+    )
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--staged", is_flag=True, help="Check what `git commit` would record.")
+@click.option(
+    "--base",
+    "base",
+    metavar="REF",
+    help="Also show the bump a merge would release for each procedure changed since REF.",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def check(
+    ctx: Context, paths: tuple[Path, ...], staged: bool, base: str | None, fmt: str, as_json: bool
+) -> None:
+    """Validate procedures (default: every folder under procedures/)."""
+    from registry import workspace
+
+    store = ctx.store()
+    config = workspace.load_config(store)
+    if staged:
+        snapshots = workspace.staged_snapshots(store)
+    else:
+        snapshots = workspace.worktree_snapshots(store, [_under(ctx.path, p) for p in paths])
+    report = workspace.check(snapshots, config)
+    plans = None
+    if base is not None:
+        from registry import releases
+
+        plans = releases.check_base(store, base)
+    if as_json:
+        data = report.model_dump(mode="json")
+        data["problems"] = [p.model_dump(mode="json") for p in report.problems]
+        if plans is not None:
+            data["releases"] = _plain(plans)
+        emit_json(data)
+    else:
+        for problem in report.problems:
+            click.echo(problem.format())
+        if plans is not None:
+            if fmt == "markdown":
+                click.echo(releases.render_markdown(plans))
+            else:
+                for plan in plans:
+                    click.echo(f"{plan.id}: {plan.previous or '-'} -> {plan.version} ({plan.bump})")
+                    for reason in plan.reasons:
+                        click.echo(f"  - {reason}")
+        bad = sum(not p.ok for p in report.procedures)
+        summary = (
+            f"checked {report.checked} procedure{'s' * (report.checked != 1)}: "
+            f"{'all valid' if report.ok else f'{bad} invalid, {len(report.problems)} problems'}"
+        )
+        click.echo(summary, err=not report.ok)
+    if not report.ok:
+        sys.exit(EXIT_PROBLEM)
+
+
+def _under(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path
+
+
+@cli.command("list")
+@click.option("--ref", default="HEAD", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def list_(ctx: Context, ref: str, as_json: bool) -> None:
+    """List the procedures at REF with their latest release."""
+    from registry.workspace import list_procedures
+
+    rows = list_procedures(ctx.store(), ref)
+    if as_json:
+        emit_json(rows)
+        return
+    _table(
+        ["id", "version", "category", "valid", "name"],
+        [[r.id, r.version or "-", r.category, "yes" if r.valid else "NO", r.name] for r in rows],
+    )
+
+
+@cli.command()
+@click.argument("ref_spec", metavar="ID[@SPEC]")
+@click.option("--ref", default=None, help="Show the procedure as it is at this git ref.")
+@click.option("--source", is_flag=True, help="Print main.py.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def show(ctx: Context, ref_spec: str, ref: str | None, source: bool, as_json: bool) -> None:
+    """Show a procedure: latest release, ID@SPEC (version, range, channel, HEAD) or --ref."""
+    from registry.workspace import show_procedure
+
+    detail = show_procedure(ctx.store(), ref_spec, ref=ref)
+    if as_json:
+        data = _plain(detail)
+        if not source:
+            data.pop("source", None)
+        emit_json(data)
+        return
+    if source:
+        click.echo(detail.source, nl=False)
+        return
+    meta = detail.metadata
+    click.echo(f"{meta.id} {detail.version or '(unreleased)'}  {meta.name}")
+    click.echo(f"  commit:   {detail.commit}")
+    click.echo(
+        f"  category: {meta.category}   status: {meta.status}   tags: {', '.join(meta.tags) or '-'}"
+    )
+    if meta.description:
+        click.echo(f"  {meta.description}")
+    for p in meta.parameters:
+        opt = "required" if p.required else f"default {json.dumps(p.default)}"
+        click.echo(f"  --arg {p.name}=<{p.type}>  {opt}  {p.description}")
+    click.echo(f"  returns {meta.returns.type}: {meta.returns.description}")
+    click.echo(f"  examples: {len(meta.examples)}")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of metadata.json."""
+    from registry.model import json_schema
+
+    emit_json(json_schema())
+
+
+@cli.group()
+def hooks() -> None:
+    """Git hooks: checks before commit, index sync after merge."""
+
+
+@hooks.command("install")
+@click.option(
+    "--server", is_flag=True, help="Install the pre-receive hook (on a bare server repo)."
+)
+@pass_ctx
+def hooks_install(ctx: Context, server: bool) -> None:
+    """Install the registry's git hooks, keeping (chaining) any hook already there."""
+    from registry import hooks as hooks_mod
+
+    for hook in hooks_mod.install(ctx.store(), server=server):
+        kept = f" (kept your hook as {Path(hook.kept_existing).name})" if hook.kept_existing else ""
+        click.echo(f"installed {hook.path}{kept}")
+
+
+# -- issue: versions ------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option(
+    "--all-changed", is_flag=True, help="Release every procedure changed since its last release."
+)
+@click.option("--ref", default="HEAD", show_default=True, help="The commit to release.")
+@click.option("--dry-run", is_flag=True, help="Show what would be tagged; tag nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--skip-examples", is_flag=True, help="Do not run the examples before tagging.")
+@pass_ctx
+def release(
+    ctx: Context,
+    ids: tuple[str, ...],
+    all_changed: bool,
+    ref: str,
+    dry_run: bool,
+    as_json: bool,
+    skip_examples: bool,
+) -> None:
+    """Tag each changed procedure procedure-<id>-vX.Y.Z with a computed bump."""
+    from registry import releases
+
+    store = ctx.store()
+    before_tag = None if skip_examples or dry_run else _examples_gate(ctx)
+    with _progress("releasing", enabled=not as_json) as progress:
+        results = releases.release(
+            store,
+            list(ids) or None,
+            ref=ref,
+            all_changed=all_changed,
+            dry_run=dry_run,
+            on_progress=progress,
+            before_tag=before_tag,
+        )
+    if as_json:
+        emit_json(results)
+        return
+    if not results:
+        click.echo("nothing to release: no procedure changed since its last release")
+    for r in results:
+        verb = "would tag" if dry_run else "tagged"
+        click.echo(f"{verb} {r.tag} ({r.bump}, +{r.lines_added} -{r.lines_removed})")
+        for reason in r.reasons:
+            click.echo(f"  - {reason}")
+
+
+def _examples_gate(ctx: Context) -> Callable[..., None] | None:
+    """The execution layer's example check, when it is available."""
+    try:
+        from registry.execution import examples_gate
+    except ImportError:  # the execution layer is optional at this point
+        return None
+    return examples_gate(ctx.store(), database_url=ctx.database_url)  # type: ignore[no-any-return]
+
+
+@cli.command()
+@click.argument("proc_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def log(ctx: Context, proc_id: str, as_json: bool) -> None:
+    """The releases of ID, newest first, with their bumps and reasons."""
+    from registry import releases
+
+    versions = releases.history(ctx.store(), proc_id)
+    if as_json:
+        emit_json(versions)
+        return
+    if not versions:
+        click.echo(f"{proc_id}: no releases yet (`procreg release {proc_id}`)")
+    for v in versions:
+        when = v.date.strftime("%Y-%m-%d %H:%M") if v.date else "-"
+        click.echo(
+            f"{v.version}  {when}  {v.tagger_name or '-'}  {v.bump or '-'}  "
+            f"+{v.lines_added or 0} -{v.lines_removed or 0}"
+        )
+        for reason in v.reasons:
+            click.echo(f"    - {reason}")
+
+
+@cli.command()
+@click.argument("proc_id", metavar="ID")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B", default="HEAD")
+@pass_ctx
+def diff(ctx: Context, proc_id: str, a: str, b: str) -> None:
+    """Unified diff of ID's folder between versions (or specs) A and B (default HEAD)."""
+    from registry import releases
+
+    click.echo(releases.diff(ctx.store(), proc_id, a, b), nl=False)
+
+
+@cli.command()
+@click.argument("proc_id", metavar="ID")
+@click.option("--to", "to_version", required=True, metavar="VERSION")
+@click.option("--reason", help="Why; recorded in the release.")
+@click.option("--branch", help="Branch to commit on (default: the current one).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def rollback(
+    ctx: Context,
+    proc_id: str,
+    to_version: str,
+    reason: str | None,
+    branch: str | None,
+    as_json: bool,
+) -> None:
+    """Restore VERSION's folder in a new commit and release it (history is never rewritten)."""
+    from registry import releases
+
+    result = releases.rollback(ctx.store(), proc_id, to_version, branch=branch, reason=reason)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(
+        f"rolled {proc_id} back to {to_version}'s code: tagged {result.tag} "
+        f"({result.bump}) on {result.commit[:12]}"
+    )
+
+
+@cli.command()
+@click.argument("proc_id", metavar="ID")
+@click.argument("version", metavar="VERSION")
+@click.option("--channel", required=True, help="Channel name, e.g. stable.")
+@click.option("--reason", help="Why; recorded in the channel tag.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def promote(
+    ctx: Context, proc_id: str, version: str, channel: str, reason: str | None, as_json: bool
+) -> None:
+    """Point channel NAME of ID at VERSION (a new tag; the move history is kept)."""
+    from registry import releases
+
+    move = releases.promote(ctx.store(), proc_id, version, channel, reason=reason)
+    if as_json:
+        emit_json(move)
+        return
+    what = "moved" if move.created else "already at"
+    click.echo(f"{proc_id}@{channel} {what} {move.version} ({move.tag})")
+
+
+@cli.group()
+def hook() -> None:
+    """Entry points the git hook shims call."""
+
+
+@hook.command("pre-receive")
+@pass_ctx
+def hook_pre_receive(ctx: Context) -> None:
+    """Refuse pushes that move or delete release tags or break procedures on main."""
+    from registry import server_hook
+
+    code = server_hook.hook_main(["pre-receive"])
+    if code:
+        sys.exit(code)
+
+
+# -- issue: migration ------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="URL_OR_FILE",
+    help="sqlite:///file.db, a .db or .json path, or postgresql://...",
+)
+@click.option("--dry-run", is_flag=True, help="Convert and verify in memory; write nothing.")
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(path_type=Path),
+    help="Also write the JSON report to FILE.",
+)
+@click.option(
+    "--generator",
+    type=click.Choice(["builtin", "llm"]),
+    default=None,
+    help="Code generator (default: procreg.toml [migration] generator, else builtin).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def migrate(
+    ctx: Context,
+    source: str,
+    dry_run: bool,
+    report_file: Path | None,
+    generator: str | None,
+    as_json: bool,
+) -> None:
+    """Migrate legacy procedures into this repo: code, commits, 1.0.0 tags, verification."""
+    from registry import migration
+    from registry.workspace import load_config
+
+    store = ctx.store()
+    config = load_config(store)
+    gen = _generator(generator or config.migration.generator, config)
+
+    async def go(progress: Callable[[int, int, str], None]) -> migration.MigrationReport:
+        backend = None
+        if not dry_run:
+            from registry.sync import open_backend
+
+            backend = await open_backend(store, ctx.database_url)
+        try:
+            return await migration.migrate(
+                store, source, dry_run=dry_run, generator=gen, backend=backend, on_progress=progress
+            )
+        finally:
+            if backend is not None:
+                await backend.close()
+
+    import asyncio
+
+    with _progress("migrating", enabled=not as_json) as progress:
+        report = asyncio.run(go(progress))
+    if report_file is not None:
+        report_file.write_text(report.to_json())
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        click.echo(report.render_table())
+    if report.counts.get("failed", 0):
+        sys.exit(EXIT_PROBLEM)
+
+
+def _generator(kind: str, config: Any) -> Any:
+    from registry import codegen
+
+    if kind == "builtin":
+        return codegen.BuiltinGenerator()
+    llm = config.migration.llm
+    settings = (
+        codegen.LLMSettings(llm.url, llm.model, llm.api_key_env)
+        if llm.url and llm.model
+        else codegen.LLMSettings.from_env()
+    )
+    if settings is None:
+        fail(
+            "the llm generator needs [migration.llm] url and model in procreg.toml "
+            "(or PROCREG_LLM_URL and PROCREG_LLM_MODEL)"
+        )
+    return codegen.ChatCompletionsGenerator(settings)
+
+
+class _progress:
+    """A rich progress bar on stderr fed by ``(done, total, label)`` callbacks."""
+
+    def __init__(self, label: str, *, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Callable[[int, int, str], None]:
+        if self.enabled:
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=None)
+        return self
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if self._bar is not None:
+            self._bar.update(
+                self._task, completed=done, total=total, description=f"{self.label} {label}"
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# -- output helpers ------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _models(data: Sequence[BaseModel]) -> list[dict[str, Any]]:
+    return [d.model_dump(mode="json") for d in data]
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; turn errors into exit codes (the one place that does)."""
+    from registry.errors import RegistryError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in args
+    try:
+        cli.main(args=args, prog_name="procreg", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except RegistryError as exc:
+        if show_traceback:
+            raise
+        click.echo(f"procreg: error: {exc}", err=True)
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except Exception as exc:
+        if show_traceback:
+            raise
+        click.echo(
+            f"procreg: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in procreg. Rerun with --traceback and report what it prints.",
+            err=True,
+        )
+        return EXIT_INTERNAL
+    return 0

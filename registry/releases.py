@@ -1,0 +1,764 @@
+"""Releases: computed semver tags on procedure folders, their history, rollback and channels.
+
+The impure layer over :mod:`registry.versioning` (the bump decision) and
+:mod:`registry.tags` (the tag grammar): it reads folders and tags through the
+git store and creates annotated tags. Tags are found by name prefix, never by
+walking history, and are never moved or deleted: a rollback is a new commit
+and a new release, a channel move is a new tag in the channel's own namespace.
+
+Concurrency: tags are created under an advisory lock on the git dir (libgit2
+alone checks a tag's absence before locking its ref), so two processes
+releasing the same commit make one tag and never overwrite it; the loser
+re-plans, finds the work done, and gets :class:`ReleaseConflict`. Channel
+movers each get their own sequence number. A rollback moves the branch by
+compare-and-swap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Literal
+
+import semver
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry import specs, tags
+from registry.config import ValidationSection, parse_config
+from registry.errors import (
+    ConflictError,
+    NotFoundError,
+    UsageError,
+    ValidationFailed,
+)
+from registry.gitstore import GitStore, TagInfo
+from registry.problems import Problem
+from registry.snapshot import Snapshot
+from registry.validation import validate_snapshot
+from registry.versioning import BumpDecision, DiffStats, decide_bump, next_version
+
+ReleaseBump = Literal["major", "minor", "patch", "initial"]
+CONFIG_PATH = "procreg.toml"
+
+
+class ReleasePlan(BaseModel):
+    """The release one procedure would get: its next version and why."""
+
+    id: str
+    version: str
+    previous: str | None
+    bump: ReleaseBump
+    tag: str
+    commit: str
+    lines_added: int
+    lines_removed: int
+    reasons: list[str]
+    breaking: bool
+    files_changed: int = 0
+    tree_id: str = ""
+    previous_tag: str | None = None
+
+
+class ReleaseResult(ReleasePlan):
+    """A release made (or, on a dry run, the one that would be made)."""
+
+    created: bool = True
+    tag_id: str | None = None
+
+
+class ReleaseConflict(ConflictError):
+    """Another process released the same procedure(s) first; ``results`` is what this call made."""
+
+    def __init__(self, message: str, results: Sequence[ReleaseResult], lost: Sequence[str]):
+        super().__init__(message)
+        self.results = list(results)
+        self.lost = list(lost)
+
+
+BeforeTag = Callable[[ReleasePlan, Snapshot], None]
+"""Called for every plan before any tag is made; raise a RegistryError to refuse the release."""
+
+Progress = Callable[[int, int, str], None]
+"""``(done, total, procedure id)`` after each tag."""
+
+
+# --- reading releases ----------------------------------------------------------
+
+
+def _releases(store: GitStore, proc_id: str) -> list[tuple[semver.Version, TagInfo]]:
+    """Every release tag of ``proc_id``, newest version first."""
+    found: list[tuple[semver.Version, TagInfo]] = []
+    for info in store.tags(tags.release_tag_prefix(proc_id)):
+        parsed = tags.parse_release_tag(info.name)
+        # Another id can share the prefix ("a" and "a-v2"): keep only exact matches.
+        if parsed is not None and parsed[0] == proc_id:
+            found.append((parsed[1], info))
+    found.sort(key=lambda item: item[0], reverse=True)
+    return found
+
+
+def latest_release(store: GitStore, proc_id: str) -> tuple[semver.Version, TagInfo] | None:
+    """The highest released version of ``proc_id`` and its tag, or ``None`` if never released."""
+    found = _releases(store, proc_id)
+    return found[0] if found else None
+
+
+def _tree_at(store: GitStore, commit: str, proc_id: str) -> str | None:
+    return store.tree_ids(commit).get(proc_id)
+
+
+class _View:
+    """Release tags and folder trees, each read once per call.
+
+    Planning 1,000 procedures would otherwise list every ref and walk the
+    ``procedures/`` tree once per procedure.
+    """
+
+    def __init__(self, store: GitStore) -> None:
+        self.store = store
+        self._latest: dict[str, tuple[semver.Version, str]] | None = None
+        self._trees: dict[str, dict[str, str]] = {}
+
+    def latest(self, proc_id: str) -> tuple[semver.Version, TagInfo] | None:
+        if self._latest is None:
+            self._latest = {}
+            prefix = tags.TAGS_REF_PREFIX + tags.RELEASE_TAG_PREFIX
+            for ref in self.store.ref_names(prefix):
+                parsed = tags.parse_release_tag(ref)
+                if parsed is None:
+                    continue
+                pid, version = parsed
+                if pid not in self._latest or version > self._latest[pid][0]:
+                    self._latest[pid] = (version, ref[len(tags.TAGS_REF_PREFIX) :])
+        found = self._latest.get(proc_id)
+        info = self.store.tag(found[1]) if found is not None else None
+        return (found[0], info) if found is not None and info is not None else None
+
+    def tree_at(self, commit: str, proc_id: str) -> str | None:
+        if commit not in self._trees:
+            self._trees[commit] = self.store.tree_ids(commit)
+        return self._trees[commit].get(proc_id)
+
+
+def _validation_config(store: GitStore, commit: str) -> ValidationSection:
+    return parse_config(store.read_path(CONFIG_PATH, commit)).validation
+
+
+# --- planning ------------------------------------------------------------------
+
+
+def _plan_one(
+    store: GitStore, proc_id: str, commit: str, new_tree: str, view: _View | None = None
+) -> tuple[ReleasePlan, Snapshot] | None:
+    """The release of ``proc_id`` at ``commit`` (folder tree ``new_tree``), or None if unchanged."""
+    view = view or _View(store)
+    latest = view.latest(proc_id)
+    new = store.read_tree(proc_id, new_tree, commit)
+    if latest is None:
+        added, removed, nfiles = store.diff_stats(None, new_tree)
+        stats = DiffStats(lines_added=added, lines_removed=removed, files_changed=nfiles)
+        decision = decide_bump(None, new, stats, [])
+        previous, previous_tag = None, None
+    else:
+        previous, tag = latest
+        previous_tag = tag.name
+        old_tree = view.tree_at(tag.commit, proc_id)
+        if old_tree == new_tree:
+            return None
+        old = (
+            store.read_tree(proc_id, old_tree, tag.commit)
+            if old_tree is not None
+            else Snapshot(proc_id, {}, None, tag.commit, store.folder)
+        )
+        added, removed, nfiles = store.diff_stats(old_tree, new_tree)
+        stats = DiffStats(lines_added=added, lines_removed=removed, files_changed=nfiles)
+        messages = [
+            c.message for c in store.folder_commits(proc_id, until=commit, since=tag.commit)
+        ]
+        decision = decide_bump(old, new, stats, messages)
+    if decision.bump == "none":
+        return None
+    version = next_version(previous, decision.bump)
+    plan = ReleasePlan(
+        id=proc_id,
+        version=str(version),
+        previous=str(previous) if previous is not None else None,
+        bump=decision.bump,
+        tag=tags.release_tag(proc_id, version),
+        commit=commit,
+        lines_added=stats.lines_added,
+        lines_removed=stats.lines_removed,
+        files_changed=stats.files_changed,
+        reasons=list(decision.reasons),
+        breaking=decision.breaking,
+        tree_id=new_tree,
+        previous_tag=previous_tag,
+    )
+    return plan, new
+
+
+def _candidates(
+    store: GitStore, ids: Sequence[str] | None, commit: str, all_changed: bool
+) -> dict[str, str]:
+    """``{id: folder tree}`` of the procedures to consider at ``commit``."""
+    trees = store.tree_ids(commit)
+    if ids and not all_changed:
+        unknown = [pid for pid in ids if pid not in trees]
+        if unknown:
+            raise NotFoundError(
+                f"{store.name}: no procedure {', '.join(map(repr, unknown))} at {commit[:12]} "
+                f"(no folder under {store.folder}/); `procreg list` shows what there is"
+            )
+        return {pid: trees[pid] for pid in dict.fromkeys(ids)}
+    return dict(sorted(trees.items()))
+
+
+def _validate(store: GitStore, snapshots: Iterable[Snapshot], commit: str) -> None:
+    config = _validation_config(store, commit)
+    problems: list[Problem] = []
+    bad: list[str] = []
+    for snap in snapshots:
+        result = validate_snapshot(snap, config)
+        if not result.ok:
+            bad.append(snap.id)
+            problems.extend(result.problems)
+    if bad:
+        first = problems[0].format() if problems else "invalid"
+        raise ValidationFailed(
+            problems,
+            f"nothing released: {len(bad)} procedure{'s' * (len(bad) > 1)} invalid "
+            f"({', '.join(bad)}); first: {first}. Fix them (`procreg check` lists every "
+            "problem) or release the others by id.",
+        )
+
+
+def _plan(
+    store: GitStore,
+    ids: Sequence[str] | None,
+    ref: str,
+    all_changed: bool,
+    *,
+    validate: bool = True,
+) -> list[tuple[ReleasePlan, Snapshot]]:
+    commit = store.resolve(ref)
+    candidates = _candidates(store, ids, commit, all_changed)
+    view = _View(store)
+    changed: dict[str, str] = {}
+    for pid, tree in candidates.items():
+        latest = view.latest(pid)
+        if latest is None or view.tree_at(latest[1].commit, pid) != tree:
+            changed[pid] = tree
+    if validate:
+        _validate(store, (store.read_tree(pid, t, commit) for pid, t in changed.items()), commit)
+    out = []
+    for pid, tree in changed.items():
+        planned = _plan_one(store, pid, commit, tree, view)
+        if planned is not None:
+            out.append(planned)
+    return out
+
+
+def plan_release(
+    store: GitStore,
+    ids: Sequence[str] | None = None,
+    ref: str = "HEAD",
+    all_changed: bool = False,
+) -> list[ReleasePlan]:
+    """What :func:`release` would tag at ``ref``, without tagging.
+
+    With ``ids``, only those procedures (each must exist at ``ref``:
+    :class:`NotFoundError`); without, or with ``all_changed``, every procedure
+    whose folder differs from its latest release, and every one never released.
+    Every candidate that changed is validated first: one invalid procedure
+    refuses the whole call with :class:`ValidationFailed` listing every problem.
+    """
+    return [plan for plan, _ in _plan(store, ids, ref, all_changed)]
+
+
+# --- releasing -----------------------------------------------------------------
+
+
+def _message(plan: ReleasePlan) -> str:
+    decision = BumpDecision(bump=plan.bump, breaking=plan.breaking, reasons=plan.reasons)
+    stats = DiffStats(
+        lines_added=plan.lines_added,
+        lines_removed=plan.lines_removed,
+        files_changed=plan.files_changed,
+    )
+    previous = semver.Version.parse(plan.previous) if plan.previous else None
+    return tags.format_release_message(
+        plan.id, semver.Version.parse(plan.version), decision, stats, previous, plan.tree_id
+    )
+
+
+def release(
+    store: GitStore,
+    ids: Sequence[str] | None = None,
+    ref: str = "HEAD",
+    all_changed: bool = False,
+    dry_run: bool = False,
+    on_progress: Progress | None = None,
+    before_tag: BeforeTag | None = None,
+    extra_reasons: Mapping[str, Sequence[str]] | None = None,
+) -> list[ReleaseResult]:
+    """Tag every changed procedure at ``ref`` with its computed next version.
+
+    Candidates and validation as in :func:`plan_release`; nothing changed gives
+    ``[]``. Each tag is an annotated ``procedure-<id>-vX.Y.Z`` on the ref's
+    commit whose message carries the bump, the reasons and the line counts as
+    trailers. ``before_tag`` sees every plan before the first tag is made and
+    may raise to refuse the release (the execution layer runs examples there).
+    ``extra_reasons`` adds reasons per id (a rollback says what it restores).
+    An existing tag is never overwritten: if another process released the same
+    procedure meanwhile this call re-plans it; when that leaves nothing to do,
+    :class:`ReleaseConflict` (a :class:`ConflictError`) is raised after the
+    other procedures are tagged, with them in ``results``.
+    """
+    planned = _plan(store, ids, ref, all_changed)
+    extra = extra_reasons or {}
+    planned = [
+        (plan.model_copy(update={"reasons": [*extra.get(plan.id, ()), *plan.reasons]}), snap)
+        for plan, snap in planned
+    ]
+    if dry_run:
+        return [ReleaseResult(**plan.model_dump(), created=False) for plan, _ in planned]
+    if before_tag is not None:
+        for plan, snap in planned:
+            before_tag(plan, snap)
+    results: list[ReleaseResult] = []
+    lost: list[str] = []
+    for done, (plan, snap) in enumerate(planned, start=1):
+        result = _create(store, plan, snap, before_tag, extra.get(plan.id, ()))
+        if result is None:
+            lost.append(plan.id)
+        else:
+            results.append(result)
+        if on_progress is not None:
+            on_progress(done, len(planned), plan.id)
+    if lost:
+        raise ReleaseConflict(
+            f"{store.name}: {', '.join(lost)} released concurrently by another process "
+            "(the same folder contents already carry a tag); nothing more to do",
+            results,
+            lost,
+        )
+    return results
+
+
+def _create_tag(store: GitStore, name: str, commit: str, message: str) -> TagInfo:
+    """Create tag ``name`` unless it exists (:class:`ConflictError`); never overwrites."""
+    return store.create_tag(name, commit, message)
+
+
+def _create(
+    store: GitStore,
+    plan: ReleasePlan,
+    snap: Snapshot,
+    before_tag: BeforeTag | None,
+    extra: Sequence[str],
+    attempts: int = 5,
+) -> ReleaseResult | None:
+    """Create ``plan``'s tag; after losing a race, re-plan (None: the winner did our work)."""
+    for _ in range(attempts):
+        try:
+            info = _create_tag(store, plan.tag, plan.commit, _message(plan))
+            return ReleaseResult(**plan.model_dump(), created=True, tag_id=info.tag_id)
+        except ConflictError:
+            pass
+        again = _plan_one(store, plan.id, plan.commit, plan.tree_id)
+        if again is None:
+            return None
+        plan, snap = again
+        plan = plan.model_copy(update={"reasons": [*extra, *plan.reasons]})
+        if before_tag is not None:
+            before_tag(plan, snap)
+    raise ConflictError(f"{store.name}: other releases of {plan.id} kept winning; try again")
+
+
+# --- check --base --------------------------------------------------------------
+
+
+def check_base(store: GitStore, base_ref: str, ref: str = "HEAD") -> list[ReleasePlan]:
+    """The release each procedure changed since ``base_ref`` would get if ``ref`` were merged.
+
+    Procedures are those whose folder differs between the merge base of the
+    two refs and ``ref`` (what a pull request changes); each is compared with
+    its latest release (``initial`` if none). Deleted procedures are skipped.
+    Nothing is validated here (``procreg check`` does that).
+    """
+    head = store.resolve(ref)
+    base = store.resolve(base_ref)
+    start = store.merge_base(base, head) or base
+    changed = store.changed_procedures(start, head)
+    ids = sorted(pid for pid, (_, new) in changed.items() if new is not None)
+    if not ids:
+        return []
+    return [plan for plan, _ in _plan(store, ids, head, False, validate=False)]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(plans: Sequence[ReleasePlan]) -> str:
+    """A pull-request comment: the bump each changed procedure would get, and why."""
+    if not plans:
+        return "### procreg\n\nNo procedure would be released by this change.\n"
+    lines = [
+        "### procreg: releases this change would make",
+        "",
+        "| procedure | current | next | bump | lines |",
+        "|---|---|---|---|---|",
+    ]
+    for p in plans:
+        bump = f"**{p.bump}** (breaking)" if p.breaking else p.bump
+        lines.append(
+            f"| `{p.id}` | {p.previous or '—'} | **{p.version}** | {bump} "
+            f"| +{p.lines_added} −{p.lines_removed} |"
+        )
+    for p in plans:
+        lines += ["", f"**`{p.id}`** {p.previous or 'new'} → {p.version}:", ""]
+        lines += [f"- {_cell(reason)}" for reason in p.reasons] or ["- (no reason recorded)"]
+    return "\n".join(lines) + "\n"
+
+
+# --- history, resolve, diff ----------------------------------------------------
+
+
+class VersionInfo(BaseModel):
+    """One release of a procedure, as its tag records it."""
+
+    id: str
+    version: str
+    tag: str
+    commit: str
+    date: datetime | None
+    tagger_name: str | None
+    tagger_email: str | None
+    bump: str | None
+    breaking: bool | None
+    reasons: list[str]
+    lines_added: int | None
+    lines_removed: int | None
+    previous: str | None = None
+    message: str
+
+
+def _version_info(proc_id: str, version: semver.Version, info: TagInfo) -> VersionInfo:
+    fields = tags.parse_release_message(info.message)
+    return VersionInfo(
+        id=proc_id,
+        version=str(version),
+        tag=info.name,
+        commit=info.commit,
+        date=info.tagger.when if info.tagger else None,
+        tagger_name=info.tagger.name if info.tagger else None,
+        tagger_email=info.tagger.email if info.tagger else None,
+        bump=fields.bump,
+        breaking=fields.breaking,
+        reasons=list(fields.reasons),
+        lines_added=fields.lines_added,
+        lines_removed=fields.lines_removed,
+        previous=str(fields.previous) if fields.previous is not None else None,
+        message=info.message,
+    )
+
+
+def history(store: GitStore, proc_id: str) -> list[VersionInfo]:
+    """Every release of ``proc_id``, newest version first (read from its tags)."""
+    return [_version_info(proc_id, v, info) for v, info in _releases(store, proc_id)]
+
+
+class Resolved(BaseModel):
+    """What ``ID@SPEC`` names: a version (or the branch tip) and its files."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str
+    version: str | None
+    commit: str
+    tree_id: str
+    tag: str | None = None
+    source: Literal["release", "channel", "head"]
+    channel: str | None = None
+    fallback_to_head: bool = False
+    """True when no spec was given and the procedure was never released."""
+    snapshot: Snapshot = Field(exclude=True, repr=False)
+
+
+def _head(store: GitStore, proc_id: str, ref: str, fallback: bool = False) -> Resolved:
+    snap = store.read(proc_id, ref)
+    assert snap.tree_id is not None and snap.commit is not None
+    version: str | None = None
+    tag: str | None = None
+    for v, info in _releases(store, proc_id):
+        if _tree_at(store, info.commit, proc_id) == snap.tree_id:
+            version, tag = str(v), info.name
+            break
+    return Resolved(
+        id=proc_id,
+        version=version,
+        commit=snap.commit,
+        tree_id=snap.tree_id,
+        tag=tag,
+        source="head",
+        fallback_to_head=fallback,
+        snapshot=snap,
+    )
+
+
+def _at_release(store: GitStore, proc_id: str, info: TagInfo, version: semver.Version) -> Resolved:
+    snap = store.read(proc_id, info.commit)
+    assert snap.tree_id is not None
+    return Resolved(
+        id=proc_id,
+        version=str(version),
+        commit=info.commit,
+        tree_id=snap.tree_id,
+        tag=info.name,
+        source="release",
+        snapshot=snap,
+    )
+
+
+def resolve(store: GitStore, proc_id: str, spec: str | None = None, ref: str = "HEAD") -> Resolved:
+    """The procedure named by ``ID@SPEC``.
+
+    ``spec`` is an exact version (``1.2.0``), a range (``^1.2``, ``~1.2``,
+    ``>=1.0,<2``), a channel (``stable``), ``HEAD`` (the folder at ``ref``,
+    with the version whose tree it equals, if any) or ``None``: the latest
+    release, falling back to ``HEAD`` when never released (``fallback_to_head``).
+    """
+    releases = _releases(store, proc_id)
+    if spec is None or not spec.strip():
+        if not releases:
+            return _head(store, proc_id, ref, fallback=True)
+        spec = "latest"
+    parsed = specs.parse_spec(spec)
+    if parsed.kind == "head":
+        return _head(store, proc_id, ref)
+    if not releases:
+        raise NotFoundError(
+            f"{proc_id} has no release yet, so {proc_id}@{spec} names nothing; "
+            f"use {proc_id}@HEAD or run `procreg release {proc_id}`"
+        )
+    by_version = dict(releases)
+    chans = channels(store, proc_id) if parsed.kind == "channel" else {}
+    version = specs.resolve(parsed, list(by_version), chans)
+    found = by_version.get(version)
+    if found is None:
+        raise NotFoundError(f"{proc_id}@{spec} names {version}, which has no release tag")
+    resolved = _at_release(store, proc_id, found, version)
+    if parsed.kind == "channel":
+        return resolved.model_copy(update={"source": "channel", "channel": spec.strip()})
+    return resolved
+
+
+def diff(store: GitStore, proc_id: str, a: str | None, b: str | None = "HEAD") -> str:
+    """A unified diff of ``procedures/<id>/`` from spec ``a`` to spec ``b``."""
+    left = resolve(store, proc_id, a)
+    right = resolve(store, proc_id, b)
+    return store.diff_text(left.tree_id, right.tree_id, f"{store.folder}/{proc_id}")
+
+
+# --- rollback ------------------------------------------------------------------
+
+
+def rollback(
+    store: GitStore,
+    proc_id: str,
+    to_version: str,
+    branch: str | None = None,
+    reason: str | None = None,
+) -> ReleaseResult:
+    """Restore ``to_version``'s folder in a new commit on ``branch`` and release it.
+
+    The commit (``revert(<id>): roll back to <version>`` with a
+    ``Rollback-To:`` trailer) moves the branch by compare-and-swap; the
+    release's bump is computed honestly against the latest release, so rolling
+    a breaking 2.0.0 back to 1.4.0's code is itself breaking (3.0.0). No tag is
+    moved or deleted. If the folder already equals that version and the latest
+    release has that content too, there is nothing to do: :class:`UsageError`.
+    If the folder equals it but is unreleased, no commit is made and the tip is
+    released.
+    """
+    target_version = _parse_version(to_version)
+    info = store.tag(tags.release_tag(proc_id, target_version))
+    if info is None:
+        raise NotFoundError(
+            f"{proc_id} has no release {target_version}; `procreg log {proc_id}` lists them"
+        )
+    target = store.read(proc_id, info.commit)
+    ref_name = store.branch_ref(branch)
+    tip = store.resolve(ref_name)
+    current = _tree_at(store, tip, proc_id)
+    note = f"rolls back to {target_version}" + (f": {reason}" if reason else "")
+    if current == target.tree_id:
+        latest = latest_release(store, proc_id)
+        if latest is not None and _tree_at(store, latest[1].commit, proc_id) == current:
+            raise UsageError(
+                f"{proc_id} is already at {target_version}'s code and released as "
+                f"{latest[0]}; nothing to roll back"
+            )
+        commit = tip
+    else:
+        _validate(store, [target], tip)
+        body = f"\n\n{reason}" if reason else ""
+        message = (
+            f"revert({proc_id}): roll back to {target_version}{body}\n\n"
+            f"Rollback-To: {target_version}\n"
+        )
+        commit = store.write(
+            {proc_id: dict(target.files)}, message, branch=ref_name, expected_tip=tip
+        )
+    results = release(store, [proc_id], ref=commit, extra_reasons={proc_id: [note]})
+    if not results:
+        raise UsageError(f"{proc_id}: the rollback commit {commit[:12]} needs no release")
+    return results[0]
+
+
+def _parse_version(text: str | semver.Version) -> semver.Version:
+    if isinstance(text, semver.Version):
+        return text
+    try:
+        return semver.Version.parse(text.strip().removeprefix("v"))
+    except ValueError as exc:
+        raise UsageError(f"{text!r} is not a version (expected X.Y.Z, e.g. 1.4.0)") from exc
+
+
+# --- channels ------------------------------------------------------------------
+
+
+class ChannelMove(BaseModel):
+    """One move of a channel: which version it pointed at from then on, who moved it, why."""
+
+    id: str
+    channel: str
+    seq: int
+    version: str | None
+    tag: str
+    commit: str
+    action: tags.ChannelAction
+    reason: str | None
+    date: datetime | None
+    by_name: str | None
+    by_email: str | None
+    created: bool = True
+
+
+def _move(
+    store: GitStore, proc_id: str, info: TagInfo, by_commit: Mapping[str, semver.Version]
+) -> ChannelMove | None:
+    parsed = tags.parse_channel_tag(info.name)
+    if parsed is None or parsed[0] != proc_id:
+        return None
+    _, channel, seq = parsed
+    fields = tags.parse_channel_message(info.message)
+    version = fields.version or by_commit.get(info.commit)
+    return ChannelMove(
+        id=proc_id,
+        channel=channel,
+        seq=seq,
+        version=str(version) if version is not None else None,
+        tag=info.name,
+        commit=info.commit,
+        action=fields.action or "promote",
+        reason=fields.reason,
+        date=info.tagger.when if info.tagger else None,
+        by_name=info.tagger.name if info.tagger else None,
+        by_email=info.tagger.email if info.tagger else None,
+    )
+
+
+def channel_history(store: GitStore, proc_id: str, channel: str | None = None) -> list[ChannelMove]:
+    """Every move of ``proc_id``'s channels (or one channel), newest first."""
+    by_commit = {info.commit: v for v, info in reversed(_releases(store, proc_id))}
+    moves = []
+    for info in store.tags(tags.channel_tag_prefix(proc_id, channel)):
+        move = _move(store, proc_id, info, by_commit)
+        if move is not None and (channel is None or move.channel == channel):
+            moves.append(move)
+    moves.sort(key=lambda m: (m.seq, m.date or datetime.min), reverse=True)
+    return moves
+
+
+def current_channel(store: GitStore, proc_id: str, channel: str) -> semver.Version | None:
+    """The version ``channel`` points at now, or None if it was never set."""
+    moves = channel_history(store, proc_id, channel)
+    if not moves or moves[0].version is None:
+        return None
+    return semver.Version.parse(moves[0].version)
+
+
+def channels(store: GitStore, proc_id: str) -> dict[str, semver.Version]:
+    """``{channel: current version}`` for every channel of ``proc_id``."""
+    out: dict[str, semver.Version] = {}
+    for move in channel_history(store, proc_id):
+        if move.channel not in out and move.version is not None:
+            out[move.channel] = semver.Version.parse(move.version)
+    return out
+
+
+def promote(
+    store: GitStore,
+    proc_id: str,
+    version: str | semver.Version,
+    channel: str,
+    reason: str | None = None,
+    action: tags.ChannelAction = "promote",
+    attempts: int = 20,
+) -> ChannelMove:
+    """Point ``channel`` at released ``version`` with the next ``channel/<id>/<channel>/<seq>`` tag.
+
+    The tag records who moved it, when, and why (``reason``); earlier moves
+    stay as history. If the channel already points at that version nothing is
+    created (the current move is returned with ``created=False``). Concurrent
+    movers each get their own sequence number.
+    """
+    target = _parse_version(version)
+    info = store.tag(tags.release_tag(proc_id, target))
+    if info is None:
+        raise NotFoundError(
+            f"{proc_id} has no release {target}; `procreg log {proc_id}` lists them"
+        )
+    for _ in range(attempts):
+        moves = channel_history(store, proc_id, channel)
+        if moves and moves[0].version == str(target):
+            return moves[0].model_copy(update={"created": False})
+        seq = moves[0].seq + 1 if moves else 1
+        name = tags.channel_tag(proc_id, channel, seq)
+        message = tags.format_channel_message(proc_id, channel, target, reason or "", action)
+        try:
+            created = _create_tag(store, name, info.commit, message)
+        except ConflictError:
+            continue  # another mover took this number: re-read and take the next
+        by_commit = {info.commit: target}
+        move = _move(store, proc_id, created, by_commit)
+        assert move is not None
+        return move
+    raise ConflictError(f"{store.name}: channel {channel} of {proc_id} kept moving; try again")
+
+
+__all__ = [
+    "BeforeTag",
+    "ChannelMove",
+    "Progress",
+    "ReleaseConflict",
+    "ReleasePlan",
+    "ReleaseResult",
+    "Resolved",
+    "VersionInfo",
+    "channel_history",
+    "channels",
+    "check_base",
+    "current_channel",
+    "diff",
+    "history",
+    "latest_release",
+    "plan_release",
+    "promote",
+    "release",
+    "render_markdown",
+    "resolve",
+    "rollback",
+]

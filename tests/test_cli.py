@@ -1,0 +1,213 @@
+"""The CLI as a person drives it: init, new, check, list, show, schema, hooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry.hooks import CLIENT_HOOKS, SERVER_HOOKS, hook_script
+from tests.cli_helpers import run_cli, run_process, write_procedure
+from tests.conftest import git
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    path = tmp_path / "reg"
+    assert run_cli(capsys, "init", str(path)).code == 0
+    return path
+
+
+def test_init_makes_a_registry_and_is_idempotent(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (repo / ".git").is_dir()
+    assert (repo / "procedures").is_dir()
+    assert "[health]" in (repo / "procreg.toml").read_text()
+    assert (repo / ".git/hooks/pre-commit").stat().st_mode & stat.S_IXUSR
+    again = run_cli(capsys, "init", str(repo))
+    assert again.code == 0
+    assert "nothing new" in again.out
+
+
+def test_new_scaffolds_a_procedure_that_checks_clean(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "-C", str(repo), "new", "greet")
+    assert result.code == 0, result.err
+    meta = json.loads((repo / "procedures/greet/metadata.json").read_text())
+    assert meta["id"] == "greet"
+    assert meta["$schema"].startswith("https://")
+    check = run_cli(capsys, "-C", str(repo), "check")
+    assert check.code == 0, check.out + check.err
+    assert "checked 1 procedure: all valid" in check.out
+
+
+@pytest.mark.parametrize("bad", ["Bad", "../etc", "x!", "a" * 65, "a b", "_x"])
+def test_new_refuses_bad_ids_with_one_clear_line(
+    repo: Path, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    result = run_cli(capsys, "-C", str(repo), "new", bad)
+    assert result.code == 1
+    assert result.err.count("\n") == 1
+    assert "invalid procedure id" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_new_refuses_an_existing_folder(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "-C", str(repo), "new", "greet")
+    result = run_cli(capsys, "-C", str(repo), "new", "greet")
+    assert result.code == 1 and "already exists" in result.err
+
+
+def test_check_reports_path_line_rule_and_exit_1(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_procedure(repo, "broken")
+    (folder / "main.py").write_text(
+        '"""x."""\n\n\ndef main(text: str) -> str:\n    return text +\n'
+    )
+    result = run_cli(capsys, "-C", str(repo), "check")
+    assert result.code == 1
+    assert "procedures/broken/main.py:5: syntax:" in result.out
+    assert "Traceback" not in result.out + result.err
+    data = run_cli(capsys, "-C", str(repo), "check", "--json").json()
+    assert data["ok"] is False
+    assert data["problems"][0]["path"] == "procedures/broken/main.py"
+    assert data["problems"][0]["rule"] == "syntax"
+    assert data["problems"][0]["line"] == 5
+
+
+def test_check_accepts_folders_and_files(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_procedure(repo, "good")
+    bad = write_procedure(repo, "bad")
+    (bad / "metadata.json").write_text("{not json")
+    assert run_cli(capsys, "-C", str(repo), "check", "procedures/good").code == 0
+    assert run_cli(capsys, "-C", str(repo), "check", "procedures/good/main.py").code == 0
+    result = run_cli(capsys, "-C", str(repo), "check", "procedures/bad/metadata.json")
+    assert result.code == 1 and "procedures/bad/metadata.json:1: metadata-json" in result.out
+
+
+def test_check_staged_sees_only_what_commit_would_record(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_procedure(repo, "good")
+    git(repo, "add", "procedures/good")
+    assert run_cli(capsys, "-C", str(repo), "check", "--staged").code == 0
+    bad = write_procedure(repo, "bad")
+    (bad / "main.py").write_text("import os\n\ndef main(text: str) -> str:\n    return text\n")
+    # not staged yet: the commit would be fine
+    assert run_cli(capsys, "-C", str(repo), "check", "--staged").code == 0
+    git(repo, "add", "procedures/bad")
+    result = run_cli(capsys, "-C", str(repo), "check", "--staged")
+    assert result.code == 1
+    assert "procedures/bad/main.py:1:" in result.out
+
+
+def test_list_and_show_read_git_not_the_working_tree(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_procedure(repo, "echo", description="Echo the text back")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: echo")
+    (repo / "procedures/echo/main.py").write_text("garbage(")  # uncommitted edit
+    rows = run_cli(capsys, "-C", str(repo), "list", "--json").json()
+    assert [(r["id"], r["valid"], r["version"]) for r in rows] == [("echo", True, None)]
+    shown = run_cli(capsys, "-C", str(repo), "show", "echo", "--ref", "HEAD", "--json").json()
+    assert shown["metadata"]["description"] == "Echo the text back"
+    assert "source" not in shown
+    source = run_cli(capsys, "-C", str(repo), "show", "echo", "--ref", "HEAD", "--source")
+    assert source.out.startswith('"""echo."""')
+    table = run_cli(capsys, "-C", str(repo), "list")
+    assert "echo" in table.out and "ID" in table.out
+
+
+def test_show_unknown_procedure_is_a_clear_error(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_procedure(repo, "echo")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: echo")
+    result = run_cli(capsys, "-C", str(repo), "show", "nope", "--ref", "HEAD")
+    assert result.code == 1
+    assert "no procedure 'nope'" in result.err
+
+
+def test_schema_is_the_models_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "schema")
+    schema = result.json()
+    assert schema["$id"] == "https://procreg.dev/schemas/metadata-v1.json"
+    assert schema["additionalProperties"] is False
+    assert "parameters" in schema["properties"]
+
+
+def test_outside_a_repository_exit_1_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "-C", str(tmp_path), "list")
+    assert result.code == 1
+    assert "not a git repository" in result.err and "procreg init" in result.err
+
+
+def test_module_entry_point_and_version() -> None:
+    result = run_process("--version")
+    assert result.code == 0 and result.out.startswith("procreg, version ")
+
+
+def test_committed_hooks_are_what_the_installer_writes() -> None:
+    for name in [*CLIENT_HOOKS, *SERVER_HOOKS]:
+        assert (REPO_ROOT / "hooks" / name).read_text() == hook_script(name)
+        assert os.access(REPO_ROOT / "hooks" / name, os.X_OK)
+
+
+def test_hooks_install_chains_an_existing_hook_and_blocks_bad_commits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    existing = repo / ".git/hooks/pre-commit"
+    existing.write_text(f"#!/bin/sh\necho ran >> '{tmp_path}/user-hook-ran'\n")
+    existing.chmod(0o755)
+    result = run_cli(capsys, "-C", str(repo), "hooks", "install")
+    assert result.code == 0
+    assert "kept your hook as pre-commit.local" in result.out
+    assert (repo / ".git/hooks/pre-commit.local").exists()
+    # reinstalling is safe and keeps the chain
+    assert run_cli(capsys, "-C", str(repo), "hooks", "install").code == 0
+    env = {**os.environ, "PROCREG_PYTHON": sys.executable}
+
+    write_procedure(repo, "fine")
+    git(repo, "add", "-A")
+    import subprocess
+
+    ok = subprocess.run(
+        ["git", "commit", "-qm", "feat: fine"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "user-hook-ran").read_text() == "ran\n"
+
+    bad = write_procedure(repo, "evil")
+    (bad / "main.py").write_text("def main(text: str) -> str:\n    return eval(text)\n")
+    git(repo, "add", "-A")
+    refused = subprocess.run(
+        ["git", "commit", "-qm", "feat: evil"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "procedures/evil/main.py:2:" in refused.stdout + refused.stderr
+    assert git(repo, "log", "--format=%s") == "feat: fine\n"

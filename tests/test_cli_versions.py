@@ -1,0 +1,172 @@
+"""Release, log, show ID@SPEC, diff, rollback and promote through the CLI, with plain git."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from registry.model import Parameter
+from tests.cli_helpers import run_cli, write_procedure
+from tests.conftest import git
+
+
+@pytest.fixture
+def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    path = tmp_path / "reg"
+    assert run_cli(capsys, "init", str(path)).code == 0
+    write_procedure(path, "echo")
+    write_procedure(path, "shout", body="return text.upper()")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "feat: echo and shout")
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], repo: Path, *args: str):  # type: ignore[no-untyped-def]
+    return run_cli(capsys, "-C", str(repo), *args)
+
+
+def test_release_json_keys_and_first_release(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = cli(capsys, repo, "release", "--json")
+    assert result.code == 0, result.err
+    rows = result.json()
+    assert {r["id"] for r in rows} == {"echo", "shout"}
+    for row in rows:
+        assert {
+            "id",
+            "version",
+            "previous",
+            "bump",
+            "tag",
+            "commit",
+            "lines_added",
+            "lines_removed",
+            "reasons",
+        } <= row.keys()
+        assert (row["version"], row["previous"], row["bump"]) == ("1.0.0", None, "initial")
+        assert row["tag"] == f"procedure-{row['id']}-v1.0.0"
+    assert git(repo, "tag", "-l").split() == ["procedure-echo-v1.0.0", "procedure-shout-v1.0.0"]
+    # nothing changed: nothing tagged, exit 0
+    again = cli(capsys, repo, "release", "--json")
+    assert again.code == 0 and again.json() == []
+
+
+def test_only_changed_procedures_are_released_with_computed_bumps(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, repo, "release")
+    write_procedure(
+        repo,
+        "echo",
+        params="text: str, times: int = 1",
+        body="return text * times",
+        parameters=[
+            Parameter(name="text"),
+            Parameter(name="times", type="integer", required=False, default=1),
+        ],
+    )
+    git(repo, "commit", "-qam", "feat(echo): repeat")
+    dry = cli(capsys, repo, "release", "--dry-run", "--json").json()
+    assert [(r["id"], r["version"], r["bump"]) for r in dry] == [("echo", "1.1.0", "minor")]
+    assert "procedure-echo-v1.1.0" not in git(repo, "tag", "-l")
+    rows = cli(capsys, repo, "release", "--json").json()
+    assert [(r["id"], r["version"], r["previous"]) for r in rows] == [("echo", "1.1.0", "1.0.0")]
+    assert any("'times'" in reason and "optional" in reason for reason in rows[0]["reasons"])
+    numstat = git(
+        repo,
+        "diff",
+        "--numstat",
+        "procedure-echo-v1.0.0",
+        "procedure-echo-v1.1.0",
+        "--",
+        "procedures/echo",
+    )
+    lines = [line.split("\t") for line in numstat.splitlines()]
+    assert rows[0]["lines_added"] == sum(int(x[0]) for x in lines)
+    assert rows[0]["lines_removed"] == sum(int(x[1]) for x in lines)
+    message = git(repo, "tag", "-l", "--format=%(contents)", "procedure-echo-v1.1.0")
+    assert "Bump: minor" in message and "Breaking: false" in message
+    assert f"Lines-Added: {rows[0]['lines_added']}" in message
+
+
+def test_invalid_procedure_is_never_released(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "procedures/echo/main.py").write_text(
+        "def main(text: str) -> str:\n    return eval(text)\n"
+    )
+    git(repo, "commit", "-qam", "fix: oops", "--no-verify")
+    result = cli(capsys, repo, "release", "echo")
+    assert result.code == 1
+    assert "procedures/echo/main.py:2:" in result.err
+    assert "Traceback" not in result.err
+    assert git(repo, "tag", "-l") == ""
+
+
+def test_log_show_spec_diff_rollback_promote(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, repo, "release")
+    (repo / "procedures/echo/main.py").write_text(
+        '"""echo."""\n\n\ndef main(text: str) -> str:\n    """Do it."""\n    return text.strip()\n'
+    )
+    git(repo, "commit", "-qam", "fix(echo): strip")
+    cli(capsys, repo, "release")
+    log = cli(capsys, repo, "log", "echo", "--json").json()
+    assert [v["version"] for v in log] == ["1.0.1", "1.0.0"]
+    assert log[0]["bump"] == "patch" and log[0]["tagger_name"]
+    assert "1.0.1" in cli(capsys, repo, "log", "echo").out
+
+    shown = cli(capsys, repo, "show", "echo@~1.0.0", "--source").out
+    assert "strip" in shown
+    exact = cli(capsys, repo, "show", "echo@1.0.0", "--source").out
+    assert "strip" not in exact
+    assert cli(capsys, repo, "show", "echo@^1", "--json").json()["version"] == "1.0.1"
+    assert cli(capsys, repo, "show", "echo@>=1,<1.0.1", "--json").json()["version"] == "1.0.0"
+    missing = cli(capsys, repo, "show", "echo@^2")
+    assert missing.code == 1 and "1.0.1" in missing.err
+
+    patch = cli(capsys, repo, "diff", "echo", "1.0.0", "1.0.1").out
+    assert "-    return text\n" in patch and "+    return text.strip()\n" in patch
+    assert "procedures/echo/main.py" in patch
+
+    tags_before = git(repo, "show-ref", "--tags")
+    rolled = cli(capsys, repo, "rollback", "echo", "--to", "1.0.0", "--json").json()
+    assert rolled["version"] == "1.0.2"
+    for line in tags_before.splitlines():
+        assert line in git(repo, "show-ref", "--tags")
+    assert "Rollback-To: 1.0.0" in git(repo, "log", "-1", "--format=%B", "main")
+    assert git(repo, "fsck", "--strict", "--no-dangling") == ""
+
+    moved = cli(capsys, repo, "promote", "echo", "1.0.0", "--channel", "stable", "--json").json()
+    assert moved["version"] == "1.0.0"
+    cli(capsys, repo, "promote", "echo", "1.0.2", "--channel", "stable", "--reason", "fixed")
+    assert cli(capsys, repo, "show", "echo@stable", "--json").json()["version"] == "1.0.2"
+    channel_tags = git(repo, "tag", "-l", "channel/*").split()
+    assert len(channel_tags) == 2  # the history of both moves is kept
+
+
+def test_check_base_prints_the_bump_a_merge_would_release(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, repo, "release")
+    git(repo, "checkout", "-qb", "feature")
+    write_procedure(
+        repo,
+        "shout",
+        params="loud: str",
+        body="return loud.upper()",
+        parameters=[Parameter(name="loud")],
+    )
+    git(repo, "commit", "-qam", "refactor(shout): rename parameter")
+    text = cli(capsys, repo, "check", "--base", "main")
+    assert text.code == 0
+    assert "shout: 1.0.0 -> 2.0.0 (major)" in text.out
+    md = cli(capsys, repo, "check", "--base", "main", "--format", "markdown").out
+    assert "| shout |" in md or ("shout" in md and "major" in md)
+    data = cli(capsys, repo, "check", "--base", "main", "--json").json()
+    assert data["releases"][0]["bump"] == "major"
+    assert json.dumps(data)  # valid JSON all the way
