@@ -1,0 +1,196 @@
+"""The query API: AsyncRegistry and the Registry facade in the three event-loop situations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio.from_thread
+import pytest
+
+from registry.api import AsyncRegistry, Registry, RegistryTimeout
+from registry.errors import NotFoundError
+from registry.gitstore import GitStore
+from registry.sync import open_backend
+from tests.conftest import git
+from tests.test_sync import commit_all, make_repo, tag_channel, tag_release, write_proc
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    """slugify: 1.0.0 (stable), 1.1.0, then edited on main; csv-report: unreleased."""
+    root = make_repo(tmp_path / "repo")
+    write_proc(root, "slugify", description="Turn a title into a URL slug.", tags=("text",))
+    write_proc(root, "csv-report", description="Summarise a CSV file.", category="data")
+    commit_all(root, "feat: two procedures")
+    tag_release(root, "slugify", "1.0.0")
+    tag_channel(root, "slugify", "stable", 1, "1.0.0")
+    write_proc(
+        root,
+        "slugify",
+        description="Turn a title into a URL slug.",
+        tags=("text",),
+        body="return text.lower()",
+    )
+    commit_all(root, "fix: lowercase")
+    tag_release(root, "slugify", "1.1.0")
+    write_proc(
+        root,
+        "slugify",
+        description="Turn any title into a URL slug.",
+        tags=("text",),
+        body="return text.strip()",
+    )
+    commit_all(root, "fix: strip")
+    yield root
+
+
+def test_queries(repo: Path, db_url: str | None) -> None:
+    with Registry.open(repo, db_url) as reg:
+        hits = reg.search("slug")
+        assert [h.id for h in hits] == ["slugify"]
+        assert hits[0].version == "1.1.0" and hits[0].valid
+        assert [h.id for h in reg.search(category="data")] == ["csv-report"]
+        assert [h.id for h in reg.search(tags=["text"])] == ["slugify"]
+
+        latest = reg.get("slugify")
+        assert (latest.version, latest.resolved_from) == ("1.1.0", "release")
+        assert "text.lower()" in latest.source
+        assert reg.get("slugify", "^1.0").version == "1.1.0"
+        assert reg.get("slugify", "1.0.0").source.endswith("return text\n")
+        stable = reg.get("slugify", "stable")
+        assert (stable.version, stable.channel) == ("1.0.0", "stable")
+        head = reg.get("slugify", "HEAD")
+        assert head.version is None and "text.strip()" in head.source
+        assert head.metadata is not None and head.metadata.description.startswith("Turn any")
+        unreleased = reg.get("csv-report")
+        assert unreleased.resolved_from == "head" and unreleased.version is None
+        with pytest.raises(NotFoundError, match="no version matches"):
+            reg.get("slugify", "^2")
+        with pytest.raises(NotFoundError):
+            reg.get("nope")
+
+        versions = reg.versions("slugify")
+        assert [(v.version, v.channels) for v in versions] == [
+            ("1.0.0", ["stable"]),
+            ("1.1.0", []),
+        ]
+        history = reg.history("slugify")
+        assert [h.message.strip() for h in history] == [
+            "fix: strip",
+            "fix: lowercase",
+            "feat: two procedures",
+        ]
+        assert [h.versions for h in history] == [[], ["1.1.0"], ["1.0.0"]]
+        diff = reg.diff("slugify", "1.0.0", "1.1.0")
+        assert "-    return text\n" in diff.patch and "+    return text.lower()" in diff.patch
+        assert "procedures/slugify/main.py" in diff.patch
+        assert reg.verify() == []
+
+
+def test_async_core(repo: Path, db_url: str | None) -> None:
+    async def body() -> None:
+        async with await AsyncRegistry.open(repo, db_url) as reg:
+            assert [h.id for h in await reg.search("csv")] == ["csv-report"]
+            assert (await reg.get("slugify", "~1.0")).version == "1.0.0"
+            write_proc(repo, "brand-new", description="Counts zebras.")
+            commit_all(repo, "feat: zebras")
+            assert await reg.search("zebras") == []  # the index follows git by sync
+            report = await reg.sync()
+            assert report.added == ["brand-new"]
+            assert [h.id for h in await reg.search("zebras")] == ["brand-new"]
+
+    asyncio.run(body())
+
+
+def test_open_without_auto_sync_does_not_touch_the_index(repo: Path) -> None:
+    with Registry.open(repo, auto_sync=False) as reg:
+        assert reg.search() == []
+        assert reg.sync().rebuilt
+        assert len(reg.search()) == 2
+
+
+# -- the facade in the three event-loop situations, each with a timeout --------------
+
+
+@contextmanager
+def holding_sync_lock(repo: Path, db_url: str | None) -> Iterator[None]:
+    """Another syncer (its own connection, on its own thread) holds the sync lock."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        backend = portal.call(open_backend, GitStore.open(repo), db_url)
+        lock = backend.sync_lock()
+        portal.call(lock.__aenter__)
+        try:
+            yield
+        finally:
+            portal.call(lock.__aexit__, None, None, None)
+            portal.call(backend.close)
+
+
+def _exercise(repo: Path, db_url: str | None) -> None:
+    """Query, then time out on a sync blocked by another syncer, then recover."""
+    with Registry.open(repo, db_url, timeout=20) as reg:
+        assert reg.get("slugify").version == "1.1.0"
+        write_proc(repo, "late", description="Arrived late.")
+        commit_all(repo, "feat: late")
+        with holding_sync_lock(repo, db_url):
+            with pytest.raises(RegistryTimeout):
+                reg.sync(timeout=0.5)
+            with pytest.raises(TimeoutError):  # RegistryTimeout is a TimeoutError too
+                reg.sync(timeout=0.2)
+        assert reg.sync().added == ["late"]  # the cancelled calls left no lock behind
+        assert [h.id for h in reg.search("late")] == ["late"]
+
+
+def test_facade_without_event_loop(repo: Path, db_url: str | None) -> None:
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
+    _exercise(repo, db_url)
+
+
+def test_facade_with_loop_that_is_not_running(repo: Path, db_url: str | None) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        _exercise(repo, db_url)
+        assert not loop.is_running() and not loop.is_closed()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def test_facade_inside_running_loop(repo: Path, db_url: str | None) -> None:
+    async def app() -> None:
+        asyncio.get_running_loop()  # like an async application or a notebook cell
+        _exercise(repo, db_url)
+
+    asyncio.run(app())
+
+
+def test_facade_after_close_refuses_calls(repo: Path) -> None:
+    reg = Registry.open(repo)
+    reg.close()
+    reg.close()  # idempotent
+    from registry.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="closed"):
+        reg.search()
+
+
+def test_get_after_reset_reports_deleted_head(repo: Path) -> None:
+    with Registry.open(repo) as reg:
+        git(repo, "rm", "-q", "-r", "procedures/slugify")
+        commit_all(repo, "remove slugify")
+        reg.sync()
+        assert reg.get("slugify", "1.0.0").version == "1.0.0"  # history stays
+        with pytest.raises(NotFoundError, match="not on the tracked branch"):
+            reg.get("slugify", "HEAD")
