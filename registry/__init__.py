@@ -1,47 +1,137 @@
-"""procreg: a git-native registry of executable procedures."""
+"""procreg: a git-native registry of executable procedures.
+
+The public API is what ``__all__`` lists. Names are imported on first use
+(PEP 562), so ``import registry`` and ``procreg --version`` stay fast.
+"""
 
 from __future__ import annotations
 
-from registry.errors import (
-    ConfigError,
-    ConflictError,
-    ExecutionError,
-    GitError,
-    IndexUnavailable,
-    MigrationError,
-    NotFoundError,
-    RegistryError,
-    UsageError,
-    ValidationFailed,
-)
-from registry.gitstore import GitStore
-from registry.model import Metadata, json_schema
-from registry.problems import Problem
-from registry.snapshot import FileEntry, Snapshot
-from registry.validation import ValidationResult, validate_snapshot
-from registry.versioning import BumpDecision, DiffStats, decide_bump, next_version
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    # errors
+    "RegistryError": "registry.errors",
+    "UsageError": "registry.errors",
+    "ConfigError": "registry.errors",
+    "GitError": "registry.errors",
+    "NotFoundError": "registry.errors",
+    "ConflictError": "registry.errors",
+    "ValidationFailed": "registry.errors",
+    "IndexUnavailable": "registry.errors",
+    "ExecutionError": "registry.errors",
+    "MigrationError": "registry.errors",
+    # the Python API
+    "Registry": "registry.api",
+    "AsyncRegistry": "registry.api",
+    "RegistryTimeout": "registry.api",
+    "ProcedureSummary": "registry.api",
+    "ProcedureDetail": "registry.api",
+    "VersionInfo": "registry.api",
+    "HistoryEntry": "registry.api",
+    "ProcedureDiff": "registry.api",
+    "RunResult": "registry.execution",
+    "Metrics": "registry.index",
+    "SyncReport": "registry.sync",
+    "Drift": "registry.sync",
+    # building blocks
+    "Config": "registry.config",
+    "GitStore": "registry.gitstore",
+    "Metadata": "registry.model",
+    "json_schema": "registry.model",
+    "Problem": "registry.problems",
+    "FileEntry": "registry.snapshot",
+    "Snapshot": "registry.snapshot",
+    "ValidationResult": "registry.validation",
+    "validate_snapshot": "registry.validation",
+    "BumpDecision": "registry.versioning",
+    "DiffStats": "registry.versioning",
+    "decide_bump": "registry.versioning",
+    "next_version": "registry.versioning",
+}
 
 __all__ = [
+    "AsyncRegistry",
     "BumpDecision",
+    "Config",
     "ConfigError",
     "ConflictError",
     "DiffStats",
+    "Drift",
     "ExecutionError",
     "FileEntry",
     "GitError",
     "GitStore",
+    "HistoryEntry",
     "IndexUnavailable",
     "Metadata",
+    "Metrics",
     "MigrationError",
     "NotFoundError",
     "Problem",
+    "ProcedureDetail",
+    "ProcedureDiff",
+    "ProcedureSummary",
+    "Registry",
     "RegistryError",
+    "RegistryTimeout",
+    "RunResult",
     "Snapshot",
+    "SyncReport",
     "UsageError",
     "ValidationFailed",
     "ValidationResult",
+    "VersionInfo",
     "decide_bump",
     "json_schema",
     "next_version",
     "validate_snapshot",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'registry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:
+    from registry.api import (
+        AsyncRegistry,
+        HistoryEntry,
+        ProcedureDetail,
+        ProcedureDiff,
+        ProcedureSummary,
+        Registry,
+        RegistryTimeout,
+        VersionInfo,
+    )
+    from registry.config import Config
+    from registry.errors import (
+        ConfigError,
+        ConflictError,
+        ExecutionError,
+        GitError,
+        IndexUnavailable,
+        MigrationError,
+        NotFoundError,
+        RegistryError,
+        UsageError,
+        ValidationFailed,
+    )
+    from registry.execution import RunResult
+    from registry.gitstore import GitStore
+    from registry.index import Metrics
+    from registry.model import Metadata, json_schema
+    from registry.problems import Problem
+    from registry.snapshot import FileEntry, Snapshot
+    from registry.sync import Drift, SyncReport
+    from registry.validation import ValidationResult, validate_snapshot
+    from registry.versioning import BumpDecision, DiffStats, decide_bump, next_version

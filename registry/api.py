@@ -35,20 +35,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import ParamSpec, Self, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
 import anyio.from_thread
 import semver
 from pydantic import BaseModel, Field, ValidationError
 
-from registry import specs
+from registry import execution, specs
 from registry.errors import NotFoundError, RegistryError
+from registry.execution import RunResult
 from registry.gitstore import GitStore
-from registry.index import IndexBackend, Order, ProcedureRow, VersionRecord
+from registry.index import IndexBackend, Metrics, Order, ProcedureRow, VersionRecord
 from registry.model import Metadata
 from registry.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
 from registry.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
@@ -206,6 +207,8 @@ class AsyncRegistry:
         self.store = store
         self.backend = backend
         self.ref = ref
+        # Cheap: the warm sandbox pool and the batched recorder start on the first run.
+        self.runner = execution.Runner(store, backend)
 
     @classmethod
     async def open(
@@ -234,8 +237,37 @@ class AsyncRegistry:
         return self
 
     async def close(self) -> None:
-        """Release the index connection."""
-        await self.backend.close()
+        """Deliver buffered run records, stop the sandbox pool, release the index."""
+        try:
+            await self.runner.close()
+        finally:
+            await self.backend.close()
+
+    async def run(
+        self,
+        proc_id: str,
+        spec: str | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        caller: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> RunResult:
+        """Run ``proc_id`` at ``spec`` (default: the latest release) in the sandbox.
+
+        Keyword arguments are the procedure's arguments (JSON values); a
+        procedure parameter named like one of this method's own keywords
+        (``timeout_s``, ``caller``, ``arguments``) goes in ``arguments``.
+        The run is recorded; a failure of the procedure is a result with
+        ``ok=False``, not an exception.
+        """
+        merged = {**(arguments or {}), **kwargs}
+        return await self.runner.run(proc_id, spec, merged, timeout_s=timeout_s, caller=caller)
+
+    async def metrics(self, proc_id: str) -> Metrics:
+        """Runs, success rate, p50/p95 duration, last run and error classes, per version too."""
+        return await execution.metrics(self.backend, proc_id)
 
     async def __aenter__(self) -> Self:
         return self
@@ -269,14 +301,18 @@ class AsyncRegistry:
         *,
         valid: bool | None = None,
         min_success_rate: float | None = None,
+        sort: Order | None = None,
     ) -> list[ProcedureSummary]:
         """Procedures matching every given filter, best match first.
 
         ``text`` is full-text over name, id, description, tags, parameters and
         docstring (every word must match, the last as a prefix; punctuation is
-        never a syntax error). ``tags`` must all be present.
+        never a syntax error). ``tags`` must all be present. ``sort`` is
+        ``relevance`` (the default with text), ``name`` (without) or
+        ``health`` (highest success rate first); ``min_success_rate`` keeps
+        only procedures whose recorded runs succeed at least that often.
         """
-        order: Order = "relevance" if text and text.strip() else "name"
+        order: Order = sort or ("relevance" if text and text.strip() else "name")
         rows = await self.backend.search(
             text=text,
             category=category,
@@ -562,6 +598,7 @@ class Registry:
         *,
         valid: bool | None = None,
         min_success_rate: float | None = None,
+        sort: Order | None = None,
         timeout: float | None = None,
     ) -> list[ProcedureSummary]:
         """See :meth:`AsyncRegistry.search`."""
@@ -574,9 +611,36 @@ class Registry:
                 limit,
                 valid=valid,
                 min_success_rate=min_success_rate,
+                sort=sort,
             ),
             timeout,
         )
+
+    def run(
+        self,
+        proc_id: str,
+        spec: str | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        caller: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> RunResult:
+        """See :meth:`AsyncRegistry.run`; ``timeout`` bounds the call (default: run limit + 10 s)."""
+        merged = {**(arguments or {}), **kwargs}
+        wait = timeout if timeout is not None else max(self.timeout, (timeout_s or 60.0) + 10.0)
+        return self._run(
+            lambda: self._core.run(
+                proc_id, spec, timeout_s=timeout_s, caller=caller, arguments=merged
+            ),
+            wait,
+        )
+
+    def metrics(self, proc_id: str, *, timeout: float | None = None) -> Metrics:
+        """See :meth:`AsyncRegistry.metrics`."""
+        return self._run(lambda: self._core.metrics(proc_id), timeout)
 
     def get(
         self, proc_id: str, spec: str | None = None, *, timeout: float | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,13 +25,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_PROBLEM = 1
 EXIT_INTERNAL = 3
-
-
-def _version() -> str:
-    try:
-        return version("procedure-registry")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class Context:
@@ -90,7 +82,7 @@ def fail(message: str) -> None:
     help="PostgreSQL URL for the index (default: SQLite inside .git).",
 )
 @click.option("--traceback", is_flag=True, help="Show the full traceback of internal errors.")
-@click.version_option(_version(), "--version", prog_name="procreg")
+@click.version_option(None, "--version", package_name="procedure-registry", prog_name="procreg")
 @click.pass_context
 def cli(ctx: click.Context, path: Path, database_url: str | None, traceback: bool) -> None:
     """A git-native registry of executable procedures."""
@@ -337,7 +329,7 @@ def _examples_gate(ctx: Context) -> Callable[..., None] | None:
         from registry.execution import examples_gate
     except ImportError:  # the execution layer is optional at this point
         return None
-    return examples_gate(ctx.store(), database_url=ctx.database_url)  # type: ignore[no-any-return]
+    return examples_gate(ctx.store(), database_url=ctx.database_url)
 
 
 @cli.command()
@@ -439,6 +431,181 @@ def hook_pre_receive(ctx: Context) -> None:
     code = server_hook.hook_main(["pre-receive"])
     if code:
         sys.exit(code)
+
+
+# -- issue: the index ------------------------------------------------------------------
+
+
+def _registry(ctx: Context, *, auto_sync: bool = False) -> Any:
+    """An :class:`AsyncRegistry` on this repo's index (embedded SQLite unless a URL is given)."""
+    from registry.api import AsyncRegistry
+
+    return AsyncRegistry.open(ctx.path, ctx.database_url, auto_sync=auto_sync)
+
+
+def _run_async(make: Callable[[], Any]) -> Any:
+    import asyncio
+
+    return asyncio.run(make())
+
+
+def _sync_line(report: Any) -> str:
+    what = "rebuilt" if report.rebuilt else "synced"
+    counts = (
+        f"+{len(report.added)} ~{len(report.updated)} -{len(report.deleted)}, "
+        f"{len(report.invalid)} invalid, tags +{len(report.tags_added)} -{len(report.tags_removed)}"
+    )
+    commit = (report.commit or "-")[:12]
+    return f"{what} {report.ref} at {commit}: {counts} ({report.duration_ms:.0f} ms)"
+
+
+@cli.command()
+@click.option("--quiet", is_flag=True, help="Print nothing unless something fails.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def sync(ctx: Context, quiet: bool, as_json: bool) -> None:
+    """Bring the index up to date with git (incremental)."""
+
+    async def go() -> Any:
+        async with await _registry(ctx) as reg:
+            return await reg.sync()
+
+    report = _run_async(go)
+    if as_json:
+        emit_json(report)
+    elif not quiet:
+        click.echo(_sync_line(report))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def reindex(ctx: Context, as_json: bool) -> None:
+    """Rebuild the index from git alone (run records are kept)."""
+
+    async def go() -> Any:
+        async with await _registry(ctx) as reg:
+            return await reg.reindex()
+
+    report = _run_async(go)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(_sync_line(report))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def verify(ctx: Context, as_json: bool) -> None:
+    """Compare the index with git; exit 1 on any drift."""
+
+    async def go() -> Any:
+        async with await _registry(ctx) as reg:
+            return await reg.verify()
+
+    drift = _run_async(go)
+    if as_json:
+        emit_json({"ok": not drift, "drift": _plain(drift)})
+    else:
+        for d in drift:
+            click.echo(d.format())
+        click.echo(
+            "index matches git"
+            if not drift
+            else f"{len(drift)} differences: run `procreg reindex` to rebuild",
+            err=bool(drift),
+        )
+    if drift:
+        sys.exit(EXIT_PROBLEM)
+
+
+@cli.command()
+@click.option(
+    "--reconcile-every",
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Full reconcile period (events are only hints).",
+)
+@pass_ctx
+def watch(ctx: Context, reconcile_every: float) -> None:
+    """Keep the index in sync as refs move; one line per sync, until Ctrl-C."""
+    from registry.watcher import watch_repo
+
+    def on_sync(report: Any) -> None:
+        click.echo(_sync_line(report))
+
+    def on_error(exc: BaseException) -> None:
+        click.echo(f"procreg watch: {exc} (still watching)", err=True)
+
+    click.echo(f"watching {ctx.path.resolve()} (Ctrl-C to stop)", err=True)
+    try:
+        _run_async(
+            lambda: watch_repo(
+                ctx.path,
+                ctx.database_url,
+                on_sync=on_sync,
+                on_error=on_error,
+                reconcile_every=reconcile_every,
+            )
+        )
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+
+
+@cli.command()
+@click.argument("text", required=False, default=None)
+@click.option("--category", help="Only this category.")
+@click.option("--tag", "tags", multiple=True, help="Must carry this tag (repeatable).")
+@click.option("--status", type=click.Choice(["active", "deprecated"]))
+@click.option("--sort", type=click.Choice(["relevance", "name", "health"]), default=None)
+@click.option("--min-success-rate", type=click.FloatRange(0, 1), default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def search(
+    ctx: Context,
+    text: str | None,
+    category: str | None,
+    tags: tuple[str, ...],
+    status: str | None,
+    sort: str | None,
+    min_success_rate: float | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Full-text search over name, description, tags, parameters and docstring."""
+
+    async def go() -> Any:
+        async with await _registry(ctx, auto_sync=True) as reg:
+            return await reg.search(
+                text, category, tags, status, limit, sort=sort, min_success_rate=min_success_rate
+            )
+
+    hits = _run_async(go)
+    if as_json:
+        emit_json(hits)
+        return
+    _table(
+        ["id", "version", "category", "valid", "runs", "ok%", "description"],
+        [
+            [
+                h.id,
+                h.version or "-",
+                h.category,
+                "yes" if h.valid else "NO",
+                str(h.runs),
+                f"{h.success_rate * 100:.0f}" if h.success_rate is not None else "-",
+                _clip(h.description, 60),
+            ]
+            for h in hits
+        ],
+    )
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # -- issue: migration ------------------------------------------------------------------
@@ -559,6 +726,14 @@ class _progress:
             self._bar.stop()
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (registry/commands/)."""
+    from registry.commands.run import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
 # -- output helpers ------------------------------------------------------------------
 
 
@@ -616,3 +791,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     return 0
+
+
+_register_commands()

@@ -1,0 +1,747 @@
+"""Run orchestration: the exact code of a version, validated again, run in the sandbox, recorded.
+
+A run resolves ``ID[@SPEC]`` to a version (:func:`registry.releases.resolve`: an
+exact version, a range, a channel, ``HEAD``; by default the latest release, else
+the branch tip), reads that version's files from git objects (never a working tree
+that may have drifted), validates them again with the config committed alongside,
+checks the keyword arguments against the metadata, runs the entry point in a
+:class:`~registry.sandbox.Sandbox` with the metadata's limits, and records the run.
+
+What is recorded, and why:
+
+- every run that reached the sandbox, whatever its outcome;
+- a version that no longer validates (``InvalidProcedure``): it is the version's
+  failure, not the caller's, and the health policy should see it (a release the
+  current validator refuses is not fit for service);
+- **not** arguments that do not fit the metadata (``ArgumentError`` found before a
+  process starts): that is the caller's mistake, and counting it would let any
+  caller drive a good release out of service.
+
+Failures of the procedure are :class:`RunResult` values with ``ok=False``; only
+problems that prevent a run (no such procedure or version, a broken sandbox) raise.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import math
+import platform
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from registry.config import Config
+from registry.errors import RegistryError, UsageError
+from registry.index import ExecutionRecord, IndexBackend, Metrics
+from registry.model import Example, Metadata, Parameter
+from registry.recorder import RunRecorder, spool_dir
+from registry.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from registry.gitstore import GitStore
+    from registry.releases import ReleasePlan, Resolved
+    from registry.sandbox import RunOutcome, Sandbox
+
+log = logging.getLogger(__name__)
+
+ARGUMENT_ERROR = "ArgumentError"
+INVALID_PROCEDURE = "InvalidProcedure"
+MAX_ERROR_MESSAGE = 2000
+
+
+# --------------------------------------------------------------------------- models
+
+
+class ErrorInfo(BaseModel):
+    """Why a run failed: a stable failure class or the procedure's exception class."""
+
+    type: str
+    message: str
+
+
+class Usage(BaseModel):
+    """Resources the run's process used (absent when no process ran)."""
+
+    cpu_ms: float | None = None
+    max_rss_kb: int | None = None
+
+
+class RunResult(BaseModel):
+    """The result of one run, successful or not (what ``procreg run --json`` prints)."""
+
+    ok: bool
+    result: Any = None
+    error: ErrorInfo | None = None
+    duration_ms: float
+    id: str
+    version: str | None
+    commit: str | None
+    stdout: str = ""
+    stderr: str = ""
+    tree_id: str | None = None
+    run_id: str
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    usage: Usage = Field(default_factory=Usage)
+
+
+class ExampleResult(BaseModel):
+    """One example of the metadata run as a contract test."""
+
+    index: int
+    description: str
+    input: dict[str, Any]
+    expected: Any
+    got: Any = None
+    ok: bool
+    error: ErrorInfo | None = None
+
+
+class ExamplesReport(BaseModel):
+    """Every example of one version, run in the sandbox."""
+
+    id: str
+    version: str | None
+    commit: str | None
+    ok: bool
+    examples: list[ExampleResult]
+
+
+class ExamplesFailed(RegistryError):
+    """A version's examples do not hold; ``report`` says which and how."""
+
+    def __init__(self, report: ExamplesReport, message: str) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+# --------------------------------------------------------------------------- arguments
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "file": (str,),
+    "directory": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def _fits(value: Any, param_type: str) -> bool:
+    if param_type == "any":
+        return True
+    if param_type == "integer" and isinstance(value, float) and value.is_integer():
+        return False
+    if isinstance(value, bool) and param_type != "boolean":
+        return False
+    return isinstance(value, _JSON_TYPES.get(param_type, (object,)))
+
+
+def argument_problems(meta: Metadata, kwargs: Mapping[str, Any]) -> list[str]:
+    """What is wrong with ``kwargs`` for ``meta``'s parameters: unknown, missing, mistyped."""
+    by_name = {p.name: p for p in meta.parameters}
+    problems: list[str] = []
+    takes = ", ".join(by_name) or "no arguments"
+    for name in kwargs:
+        if name not in by_name:
+            problems.append(f"unknown argument {name!r}; {meta.id} takes {takes}")
+    for p in meta.parameters:
+        if p.required and p.name not in kwargs:
+            problems.append(f"missing required argument {p.name!r} ({p.type})")
+        elif p.name in kwargs and not _fits(kwargs[p.name], p.type):
+            got = type(kwargs[p.name]).__name__
+            problems.append(f"argument {p.name!r} must be {p.type}, got {got}")
+    return problems
+
+
+def coerce_cli_value(raw: str, param: Parameter | None) -> Any:
+    """A ``--arg KEY=VALUE`` value: JSON when it parses, else the text, but typed by metadata.
+
+    A ``string`` (or file, directory) parameter always gets the text itself (``"42"``,
+    not ``42``); ``any`` and unknown parameters get JSON when the text parses as JSON.
+    """
+    if param is not None and param.type in ("string", "file", "directory"):
+        return raw
+    if param is not None and param.type == "boolean":
+        lowered = raw.strip().lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def parse_cli_arguments(
+    meta: Metadata | None, pairs: Sequence[str], args_json: str | None = None
+) -> dict[str, Any]:
+    """Merge ``--args-json`` (an object) and ``--arg KEY=VALUE`` pairs (which win)."""
+    kwargs: dict[str, Any] = {}
+    if args_json:
+        try:
+            loaded = json.loads(args_json)
+        except ValueError as exc:
+            raise UsageError(f"--args-json is not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--args-json must be a JSON object, got {type(loaded).__name__}")
+        kwargs.update(loaded)
+    params = {p.name: p for p in meta.parameters} if meta is not None else {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--arg {pair!r}: expected KEY=VALUE (e.g. --arg text=hello)")
+        kwargs[key] = coerce_cli_value(raw, params.get(key))
+    return kwargs
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def default_caller() -> str:
+    """``user@host`` of this process (what a run records when no caller is given)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def resolve(store: GitStore, proc_id: str, spec: str | None = None) -> Resolved:
+    """What ``ID@SPEC`` names (see :func:`registry.releases.resolve`)."""
+    from registry import releases
+
+    return releases.resolve(store, proc_id, spec)
+
+
+def declared_metadata(resolved: Resolved) -> Metadata | None:
+    """The metadata of a resolved version if it parses (for typing CLI arguments)."""
+    from pydantic import ValidationError
+
+    text = resolved.snapshot.text("metadata.json")
+    if text is None:
+        return None
+    try:
+        return Metadata.model_validate_json(text)
+    except ValidationError:
+        return None
+
+
+def _validate(store: GitStore, resolved: Resolved) -> tuple[Metadata | None, str | None]:
+    """The metadata of a valid snapshot, or None and a one-line reason."""
+    from registry.sync import config_at
+    from registry.validation import validate_snapshot
+
+    checked = validate_snapshot(resolved.snapshot, config_at(store, resolved.commit).validation)
+    if checked.ok and checked.metadata is not None:
+        return checked.metadata, None
+    first = checked.problems[0].format() if checked.problems else "invalid metadata"
+    more = len(checked.problems) - 1
+    suffix = f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else ""
+    at = f"{resolved.version or 'HEAD'} ({resolved.commit[:12]})"
+    return None, f"{resolved.id} {at} does not validate: {first}{suffix}"
+
+
+def _request_files(snapshot: Snapshot) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for name in snapshot.files:
+        text = snapshot.text(name)
+        if text is not None:
+            files[name] = text
+    return files
+
+
+def build_request(
+    snapshot: Snapshot,
+    meta: Metadata,
+    kwargs: Mapping[str, Any],
+    *,
+    timeout_s: float | None = None,
+    config: Config | None = None,
+) -> Any:
+    """The sandbox request for one call: files from git, the metadata's limits, overrides."""
+    from registry.sandbox import RunRequest
+
+    config = config or Config()
+    return RunRequest(
+        files=_request_files(snapshot),
+        entry_point=meta.entry_point,
+        kwargs=dict(kwargs),
+        timeout_s=timeout_s if timeout_s is not None else meta.limits.timeout_s,
+        memory_mb=meta.limits.memory_mb,
+        max_output_bytes=config.sandbox.max_output_bytes,
+    )
+
+
+def _bounded(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_MESSAGE else message[:MAX_ERROR_MESSAGE] + "..."
+
+
+def _result_from(outcome: RunOutcome, resolved: Resolved, run_id: str) -> RunResult:
+    usage = Usage()
+    if outcome.usage is not None:
+        usage = Usage(
+            cpu_ms=outcome.usage.cpu_user_ms + outcome.usage.cpu_system_ms,
+            max_rss_kb=outcome.usage.max_rss_kb,
+        )
+    error = None
+    if outcome.error is not None:
+        error = ErrorInfo(type=outcome.error.type, message=_bounded(outcome.error.message))
+    return RunResult(
+        ok=outcome.ok,
+        result=outcome.result if outcome.ok else None,
+        error=error,
+        duration_ms=outcome.duration_ms,
+        id=resolved.id,
+        version=resolved.version,
+        commit=resolved.commit,
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+        tree_id=resolved.tree_id,
+        run_id=run_id,
+        stdout_truncated=outcome.stdout_truncated,
+        stderr_truncated=outcome.stderr_truncated,
+        usage=usage,
+    )
+
+
+def execution_record(result: RunResult, started_at: datetime, caller: str) -> ExecutionRecord:
+    """The index row of a run."""
+    return ExecutionRecord(
+        run_id=result.run_id,
+        id=result.id,
+        version=result.version,
+        commit=result.commit,
+        tree_id=result.tree_id,
+        python_version=platform.python_version(),
+        caller=caller,
+        started_at=started_at,
+        duration_ms=max(0.0, result.duration_ms),
+        outcome="success" if result.ok else "failure",
+        error_type=result.error.type if result.error else None,
+        error_message=result.error.message if result.error else None,
+        cpu_ms=result.usage.cpu_ms,
+        max_rss_kb=result.usage.max_rss_kb,
+    )
+
+
+# --------------------------------------------------------------------------- runs
+
+
+async def run(
+    store: GitStore,
+    recorder: RunRecorder | IndexBackend | None,
+    proc_id: str,
+    spec: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    timeout_s: float | None = None,
+    caller: str | None = None,
+    sandbox: Sandbox,
+    config: Config | None = None,
+    resolved: Resolved | None = None,
+) -> RunResult:
+    """Run ``proc_id`` at ``spec`` with ``kwargs`` in ``sandbox`` and record the run.
+
+    ``recorder`` is a :class:`RunRecorder` (batched; the caller closes it), an open
+    index backend (the record is delivered, or spooled, before this returns), or
+    ``None`` (nothing recorded). ``timeout_s`` overrides the metadata's wall-clock
+    limit; ``resolved`` (from :func:`resolve`) skips resolving again. Raises
+    :class:`~registry.errors.NotFoundError` / ``UsageError`` when ``ID@SPEC`` names
+    nothing, :class:`~registry.errors.ExecutionError` when the sandbox cannot run at
+    all; every failure of the procedure is a ``RunResult``.
+    """
+    import anyio
+
+    from registry import releases
+    from registry.sync import worktree_config
+
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout_s}")
+    kwargs = dict(kwargs or {})
+    run_id = uuid.uuid4().hex
+    started_at = datetime.now(UTC)
+    t0 = time.perf_counter()
+    if resolved is None:
+        resolved = releases.resolve(store, proc_id, spec)
+    meta, invalid = _validate(store, resolved)
+    if meta is None:
+        result = RunResult(
+            ok=False,
+            error=ErrorInfo(type=INVALID_PROCEDURE, message=_bounded(invalid or "")),
+            duration_ms=(time.perf_counter() - t0) * 1000,
+            id=resolved.id,
+            version=resolved.version,
+            commit=resolved.commit,
+            tree_id=resolved.tree_id,
+            run_id=run_id,
+        )
+    else:
+        problems = argument_problems(meta, kwargs)
+        if problems:
+            return RunResult(
+                ok=False,
+                error=ErrorInfo(type=ARGUMENT_ERROR, message="; ".join(problems)),
+                duration_ms=(time.perf_counter() - t0) * 1000,
+                id=resolved.id,
+                version=resolved.version,
+                commit=resolved.commit,
+                tree_id=resolved.tree_id,
+                run_id=run_id,
+            )
+        if config is None:
+            config = worktree_config(store)
+        request = build_request(resolved.snapshot, meta, kwargs, timeout_s=timeout_s, config=config)
+        outcome = await anyio.to_thread.run_sync(sandbox.run, request)
+        result = _result_from(outcome, resolved, run_id)
+    await _record(store, recorder, execution_record(result, started_at, caller or default_caller()))
+    return result
+
+
+async def _record(
+    store: GitStore, recorder: RunRecorder | IndexBackend | None, record: ExecutionRecord
+) -> None:
+    if recorder is None:
+        return
+    if isinstance(recorder, RunRecorder):
+        await recorder.record(record)
+        return
+    once = RunRecorder(spool_dir(store.git_dir), recorder, batch_size=1)
+    await once.record(record)
+    await once.close()
+
+
+def open_recorder(
+    store: GitStore,
+    backend: IndexBackend | None = None,
+    *,
+    database_url: str | None = None,
+    config: Config | None = None,
+    health: bool = True,
+    batch_size: int = 100,
+    flush_interval_s: float = 1.0,
+) -> RunRecorder:
+    """A recorder for ``store``'s index that applies the health policy after each delivery.
+
+    Without ``backend`` the recorder connects (``database_url``, else
+    ``$PROCREG_DATABASE_URL``, else the SQLite index in ``.git``) when it first
+    flushes, and reconnects after the index was unreachable.
+    """
+    from registry import health as health_mod
+    from registry.sync import open_backend, worktree_config
+
+    cfg = config or worktree_config(store)
+
+    async def connect() -> IndexBackend:
+        return await open_backend(store, database_url)
+
+    recorder = RunRecorder(
+        spool_dir(store.git_dir),
+        backend,
+        connect=None if backend is not None else connect,
+        batch_size=batch_size,
+        flush_interval_s=flush_interval_s,
+    )
+
+    async def after_flush(ids: set[str]) -> None:
+        index = recorder.backend
+        if index is None:
+            return
+        for proc_id in sorted(ids):
+            try:
+                recorder.events += await health_mod.apply_policy(store, index, proc_id, cfg)
+            except RegistryError as exc:
+                log.warning("health policy for %s not applied: %s", proc_id, exc)
+
+    if health and cfg.health.enabled:
+        recorder.on_flush = after_flush
+    return recorder
+
+
+class Runner:
+    """Runs for a long-lived owner (``AsyncRegistry``): a warm sandbox and a batched recorder.
+
+    Both are created on the first run, so an owner that never runs anything pays
+    nothing. Records are delivered in batches (``batch_size`` runs or
+    ``flush_interval_s`` seconds, and on :meth:`close`), spooled while the index is
+    unreachable, and the health policy is applied after each delivery. Close it
+    before closing ``backend``.
+    """
+
+    def __init__(
+        self,
+        store: GitStore,
+        backend: IndexBackend,
+        *,
+        config: Config | None = None,
+        batch_size: int = 100,
+        flush_interval_s: float = 0.5,
+        pool_size: int | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.config = config
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.pool_size = pool_size
+        self._sandbox: Sandbox | None = None
+        self._recorder: RunRecorder | None = None
+
+    def _ensure(self) -> tuple[Sandbox, RunRecorder, Config]:
+        from registry.sandbox import Sandbox
+        from registry.sync import worktree_config
+
+        if self.config is None:
+            self.config = worktree_config(self.store)
+        if self._sandbox is None:
+            self._sandbox = Sandbox(self.config.sandbox, pool_size=self.pool_size)
+        if self._recorder is None:
+            self._recorder = open_recorder(
+                self.store,
+                self.backend,
+                config=self.config,
+                batch_size=self.batch_size,
+                flush_interval_s=self.flush_interval_s,
+            )
+        return self._sandbox, self._recorder, self.config
+
+    async def run(
+        self,
+        proc_id: str,
+        spec: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+        caller: str | None = None,
+    ) -> RunResult:
+        """Run ``proc_id@spec`` with ``kwargs`` (see :func:`run`)."""
+        sandbox, recorder, config = self._ensure()
+        return await run(
+            self.store,
+            recorder,
+            proc_id,
+            spec,
+            kwargs,
+            timeout_s=timeout_s,
+            caller=caller,
+            sandbox=sandbox,
+            config=config,
+        )
+
+    async def flush(self) -> None:
+        """Deliver (or spool) the buffered run records now."""
+        if self._recorder is not None:
+            await self._recorder.flush()
+
+    async def close(self) -> None:
+        """Flush the records and stop the warm pool (the backend stays open)."""
+        recorder, self._recorder = self._recorder, None
+        sandbox, self._sandbox = self._sandbox, None
+        try:
+            if recorder is not None:
+                await recorder.close()
+        finally:
+            if sandbox is not None:
+                sandbox.close()
+
+
+async def metrics(backend: IndexBackend, proc_id: str) -> Metrics:
+    """Run statistics of ``proc_id``, overall and per version (``Registry.metrics``)."""
+    return await backend.metrics(proc_id)
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality as JSON sees it: 1 == 1.0, but True != 1 and "1" != 1; lists in order."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def run_examples(
+    sandbox: Sandbox,
+    snapshot: Snapshot,
+    meta: Metadata,
+    *,
+    config: Config | None = None,
+    timeout_s: float | None = None,
+) -> list[ExampleResult]:
+    """Run every example of ``meta`` in ``sandbox`` (synchronously) and compare results."""
+    results: list[ExampleResult] = []
+    for index, example in enumerate(meta.examples, start=1):
+        results.append(_run_example(sandbox, snapshot, meta, index, example, config, timeout_s))
+    return results
+
+
+def _run_example(
+    sandbox: Sandbox,
+    snapshot: Snapshot,
+    meta: Metadata,
+    index: int,
+    example: Example,
+    config: Config | None,
+    timeout_s: float | None,
+) -> ExampleResult:
+    base = {
+        "index": index,
+        "description": example.description,
+        "input": example.input,
+        "expected": example.output,
+    }
+    problems = argument_problems(meta, example.input)
+    if problems:
+        error = ErrorInfo(type=ARGUMENT_ERROR, message="; ".join(problems))
+        return ExampleResult(**base, ok=False, error=error)
+    request = build_request(snapshot, meta, example.input, timeout_s=timeout_s, config=config)
+    outcome = sandbox.run(request)
+    if not outcome.ok:
+        err = outcome.error
+        error = ErrorInfo(type=err.type if err else "unknown", message=err.message if err else "")
+        return ExampleResult(**base, ok=False, error=error)
+    return ExampleResult(**base, got=outcome.result, ok=json_equal(outcome.result, example.output))
+
+
+async def check_examples(
+    store: GitStore,
+    proc_id: str,
+    spec: str | None = None,
+    *,
+    sandbox: Sandbox,
+    timeout_s: float | None = None,
+) -> ExamplesReport:
+    """Run the examples of ``proc_id`` at ``spec`` (never recorded as runs)."""
+    import anyio
+
+    from registry import releases
+    from registry.sync import worktree_config
+
+    resolved = releases.resolve(store, proc_id, spec)
+    meta, invalid = _validate(store, resolved)
+    if meta is None:
+        from registry.errors import ValidationFailed
+
+        raise ValidationFailed([], invalid)
+    config = worktree_config(store)
+    results = await anyio.to_thread.run_sync(
+        lambda: run_examples(sandbox, resolved.snapshot, meta, config=config, timeout_s=timeout_s)
+    )
+    return ExamplesReport(
+        id=resolved.id,
+        version=resolved.version,
+        commit=resolved.commit,
+        ok=all(r.ok for r in results),
+        examples=results,
+    )
+
+
+def describe_failure(example: ExampleResult) -> str:
+    """One line naming a failing example: description, input, expected, got."""
+    what = f"example {example.index}" + (f" ({example.description})" if example.description else "")
+    got = (
+        f"{example.error.type}: {example.error.message}"
+        if example.error is not None
+        else json.dumps(example.got, ensure_ascii=False, default=str)
+    )
+    return (
+        f"{what}: input {json.dumps(example.input, ensure_ascii=False, default=str)}, "
+        f"expected {json.dumps(example.expected, ensure_ascii=False, default=str)}, got {got}"
+    )
+
+
+class ExamplesGate:
+    """A ``before_tag`` for :func:`registry.releases.release`: refuse versions whose examples fail.
+
+    ``release(store, ids, before_tag=ExamplesGate())`` runs every example of each
+    planned version in a sandbox and raises :class:`ExamplesFailed` naming the first
+    failing example before any tag is made. Without a ``sandbox`` each call uses a
+    cold one of its own (no pool, nothing left running), so the gate needs no closing;
+    ``close()`` and the context manager exist for symmetry.
+    """
+
+    def __init__(self, sandbox: Sandbox | None = None, config: Config | None = None) -> None:
+        self._sandbox = sandbox
+        self.config = config
+
+    def __enter__(self) -> ExamplesGate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release: a gate's own sandboxes live for one call."""
+
+    def __call__(self, plan: ReleasePlan, snapshot: Snapshot) -> None:
+        """Run ``snapshot``'s examples; raise :class:`ExamplesFailed` if any fails."""
+        from pydantic import ValidationError
+
+        text = snapshot.text("metadata.json")
+        try:
+            meta = Metadata.model_validate_json(text) if text is not None else None
+        except ValidationError:
+            meta = None
+        if meta is None or not meta.examples:
+            return  # release validation reports bad metadata; no examples, no contract
+        if self._sandbox is not None:
+            results = run_examples(self._sandbox, snapshot, meta, config=self.config)
+        else:
+            from registry.sandbox import Sandbox
+
+            section = self.config.sandbox if self.config else None
+            with Sandbox(section, pool_size=0) as sandbox:
+                results = run_examples(sandbox, snapshot, meta, config=self.config)
+        failed = [r for r in results if not r.ok]
+        if failed:
+            report = ExamplesReport(
+                id=plan.id, version=plan.version, commit=plan.commit, ok=False, examples=results
+            )
+            more = f" ({len(failed) - 1} more failing)" if len(failed) > 1 else ""
+            raise ExamplesFailed(
+                report,
+                f"{plan.id} {plan.version} not released: {describe_failure(failed[0])}{more}; "
+                f"fix the code or the example, then release again",
+            )
+
+
+def examples_gate(
+    store: GitStore | None = None,
+    *,
+    database_url: str | None = None,
+    config: Config | None = None,
+) -> ExamplesGate:
+    """The ``before_tag`` that ``procreg release`` passes (see :class:`ExamplesGate`).
+
+    ``store`` supplies the registry config (sandbox limits) when ``config`` is not
+    given. ``database_url`` is accepted for symmetry with the other commands and not
+    used: contract tests are not runs, so nothing is recorded.
+    """
+    del database_url
+    if config is None and store is not None:
+        from registry.sync import worktree_config
+
+        config = worktree_config(store)
+    return ExamplesGate(config=config)
+
+
+def spool_path(store: GitStore) -> Path:
+    """Where this repository's undelivered run records wait."""
+    return spool_dir(store.git_dir)
