@@ -14,10 +14,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job on this repo's own procedures/, no server needed.
+## The main job on this repo's own procedures/, no server needed: validate, sync them
+## into the embedded SQLite index (.git/procreg/), show them, then watch until Ctrl-C.
 run: $(STAMP)
 	$(BIN)/procreg check procedures/
-	$(BIN)/procreg list
+	$(BIN)/procreg sync
+	$(BIN)/procreg search --sort name --limit 1000
+	$(BIN)/procreg watch
+
+## Migrate the bundled legacy sample into a fresh registry, then search and run a procedure.
+DEMO ?= /tmp/procreg-demo
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/procreg init $(DEMO)
+	$(BIN)/procreg -C $(DEMO) migrate --from examples/legacy/sample.db
+	$(BIN)/procreg -C $(DEMO) search branch
+	$(BIN)/procreg -C $(DEMO) run create-feature-branch --arg ticket=PROJ-12 --arg slug=login-form
 
 ## The whole test suite (PostgreSQL tests skip without a server unless PROCREG_REQUIRE_POSTGRES=1).
 test: $(STAMP)
