@@ -628,9 +628,11 @@ class Registry:
         timeout: float | None = None,
         **kwargs: Any,
     ) -> RunResult:
-        """See :meth:`AsyncRegistry.run`; ``timeout`` bounds the call (default: run limit + 10 s)."""
+        """See :meth:`AsyncRegistry.run`; ``timeout`` bounds the call (default: limit + 10 s)."""
         merged = {**(arguments or {}), **kwargs}
-        wait = timeout if timeout is not None else max(self.timeout, (timeout_s or 60.0) + 10.0)
+        wait = (
+            timeout if timeout is not None else max(self.timeout or 0.0, (timeout_s or 60.0) + 10.0)
+        )
         return self._run(
             lambda: self._core.run(
                 proc_id, spec, timeout_s=timeout_s, caller=caller, arguments=merged

@@ -386,7 +386,10 @@ def rollback(
     """Restore VERSION's folder in a new commit and release it (history is never rewritten)."""
     from registry import releases
 
-    result = releases.rollback(ctx.store(), proc_id, to_version, branch=branch, reason=reason)
+    store = ctx.store()
+    before = store.try_resolve("HEAD")
+    result = releases.rollback(store, proc_id, to_version, branch=branch, reason=reason)
+    _refresh_worktree(store, before)
     if as_json:
         emit_json(result)
         return
@@ -666,8 +669,11 @@ def migrate(
 
     import asyncio
 
+    before = store.try_resolve("HEAD")
     with _progress("migrating", enabled=not as_json) as progress:
         report = asyncio.run(go(progress))
+    if not dry_run:
+        _refresh_worktree(store, before)
     if report_file is not None:
         report_file.write_text(report.to_json())
     if as_json:
@@ -695,6 +701,15 @@ def _generator(kind: str, config: Any) -> Any:
             "(or PROCREG_LLM_URL and PROCREG_LLM_MODEL)"
         )
     return codegen.ChatCompletionsGenerator(settings)
+
+
+def _refresh_worktree(store: GitStore, before: str | None) -> None:
+    """After the registry committed on the checked-out branch, show its work in the checkout."""
+    after = store.try_resolve("HEAD")
+    if after is None or after == before:
+        return
+    for path in store.update_worktree(before, after):
+        click.echo(f"procreg: left {path} alone: it has local changes", err=True)
 
 
 class _progress:

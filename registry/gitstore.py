@@ -498,6 +498,68 @@ class GitStore:
             builder.insert(name, self._files_tree(sub), MODE_TREE)
         return builder.write()
 
+    def update_worktree(self, old_commit: str | None, new_commit: str) -> list[str]:
+        """Bring the working tree and index up to a commit the registry wrote on HEAD's branch.
+
+        Only procedure folders that differ between the two commits are
+        touched, and in them only files the user has not changed (the
+        working-tree file and the index entry still match ``old_commit``).
+        Returns the paths left alone because they hold local changes. A bare
+        repository, or a branch other than the checked-out one, is left as is.
+        """
+        if self.workdir is None or self.is_unborn() or self.resolve("HEAD") != new_commit:
+            return []
+        index = self.repo.index
+        index.read()
+        skipped: list[str] = []
+        for proc_id, (old_tree, new_tree) in self.changed_procedures(
+            old_commit, new_commit
+        ).items():
+            before = self._blobs(old_tree, f"{self.folder}/{proc_id}/")
+            after = self._blobs(new_tree, f"{self.folder}/{proc_id}/")
+            for path in sorted(before.keys() | after.keys()):
+                if not self._untouched(path, before.get(path), index):
+                    skipped.append(path)
+                    continue
+                target = self.workdir / path
+                if path in after:
+                    oid, mode = after[path]
+                    blob = self.repo.get(oid)
+                    assert isinstance(blob, pygit2.Blob)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(blob.data)
+                    target.chmod(0o755 if mode == 0o100755 else 0o644)
+                    index.add(pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(mode)))
+                else:
+                    target.unlink(missing_ok=True)
+                    if path in index:
+                        index.remove(path)
+            folder = self.workdir / self.folder / proc_id
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        index.write()
+        return skipped
+
+    def _blobs(self, tree_id: str | None, prefix: str) -> dict[str, tuple[pygit2.Oid, int]]:
+        if tree_id is None:
+            return {}
+        tree = self.repo.get(tree_id)
+        assert isinstance(tree, pygit2.Tree)
+        return {prefix + path: (oid, mode) for path, mode, oid in self._walk(tree, "")}
+
+    def _untouched(
+        self, path: str, old: tuple[pygit2.Oid, int] | None, index: pygit2.Index
+    ) -> bool:
+        """True when the working tree and index still hold ``old`` (or nothing) at ``path``."""
+        assert self.workdir is not None
+        target = self.workdir / path
+        in_index = index[path].id if path in index else None
+        if old is None:
+            return not target.exists() and in_index is None
+        if in_index != old[0] or not target.is_file() or target.is_symlink():
+            return False
+        return bool(pygit2.hash(target.read_bytes()) == old[0])
+
     # -- tags -------------------------------------------------------------------
 
     def tags(self, prefix: str) -> list[TagInfo]:

@@ -170,3 +170,16 @@ def test_check_base_prints_the_bump_a_merge_would_release(
     data = cli(capsys, repo, "check", "--base", "main", "--json").json()
     assert data["releases"][0]["bump"] == "major"
     assert json.dumps(data)  # valid JSON all the way
+
+
+def test_rollback_keeps_the_checkout_in_step(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli(capsys, repo, "release")
+    (repo / "procedures/echo/main.py").write_text(
+        '"""echo."""\n\n\ndef main(text: str) -> str:\n    """Do it."""\n    return text * 2\n')
+    git(repo, "commit", "-qam", "fix(echo): double")
+    cli(capsys, repo, "release")
+    (repo / "procedures/shout/main.py").write_text("# a local edit the rollback must keep\n")
+    assert cli(capsys, repo, "rollback", "echo", "--to", "1.0.0").code == 0
+    # the commit is in the working tree and index too: only the user's own edit shows
+    assert git(repo, "status", "--porcelain") == " M procedures/shout/main.py\n"
+    assert "return text\n" in (repo / "procedures/echo/main.py").read_text()
