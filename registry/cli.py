@@ -769,11 +769,45 @@ def _models(data: Sequence[BaseModel]) -> list[dict[str, Any]]:
 # -- entry point ------------------------------------------------------------------------
 
 
+GLOBAL_WITH_VALUE = ("-C", "--database-url")
+GLOBAL_FLAGS = ("--traceback",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Accept the global options anywhere: ``procreg migrate --from X -C REPO`` works too.
+
+    They are moved in front of the command, where click expects them;
+    nothing after ``--`` is touched.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_WITH_VALUE and i + 1 < len(args):
+            front += [arg, args[i + 1]]
+            i += 2
+            continue
+        if (
+            arg.startswith("--database-url=")
+            or (arg.startswith("-C") and len(arg) > 2)
+            or arg in GLOBAL_FLAGS
+        ):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; turn errors into exit codes (the one place that does)."""
     from registry.errors import RegistryError
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     show_traceback = "--traceback" in args
     try:
         cli.main(args=args, prog_name="procreg", standalone_mode=False)

@@ -211,3 +211,16 @@ def test_hooks_install_chains_an_existing_hook_and_blocks_bad_commits(
     assert refused.returncode != 0
     assert "procedures/evil/main.py:2:" in refused.stdout + refused.stderr
     assert git(repo, "log", "--format=%s") == "feat: fine\n"
+
+
+def test_global_options_work_after_the_command(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_procedure(repo, "echo")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: echo")
+    after = run_cli(capsys, "list", "-C", str(repo), "--json")
+    assert after.code == 0, after.err
+    assert [r["id"] for r in after.json()] == ["echo"]
+    glued = run_cli(capsys, "list", f"-C{repo}", "--json")
+    assert [r["id"] for r in glued.json()] == ["echo"]
