@@ -151,6 +151,44 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        "name-ordered indexes; health per procedure",
+        # A GIN pending list is scanned linearly by every search until vacuum merges it:
+        # after a reindex that is 10,000 rows, so entries go straight into the index.
+        # ORDER BY lower(name), id LIMIT n reads the first n index entries instead of sorting.
+        # Health is kept by a statement trigger so every insert path counts; its transition
+        # table holds only rows really inserted (ON CONFLICT DO NOTHING skips duplicates),
+        # and ids are upserted in order so concurrent ingests lock rows in the same order.
+        """
+        ALTER INDEX procedures_search SET (fastupdate = off);
+        SELECT gin_clean_pending_list('procedures_search');
+        DROP INDEX procedures_category;
+        CREATE INDEX procedures_category ON procedures (category, lower(name), id);
+        CREATE INDEX procedures_name ON procedures (lower(name), id);
+        CREATE TABLE procedure_health (
+            id text COLLATE "C" PRIMARY KEY,
+            runs bigint NOT NULL CHECK (runs >= 0),
+            successes bigint NOT NULL CHECK (successes >= 0)
+        );
+        INSERT INTO procedure_health (id, runs, successes)
+        SELECT id, count(*), count(*) FILTER (WHERE outcome = 'success')
+        FROM executions GROUP BY id;
+        CREATE FUNCTION procreg_count_runs() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO procedure_health AS h (id, runs, successes)
+            SELECT id, count(*), count(*) FILTER (WHERE outcome = 'success')
+            FROM new_runs GROUP BY id ORDER BY id
+            ON CONFLICT (id) DO UPDATE
+                SET runs = h.runs + excluded.runs, successes = h.successes + excluded.successes;
+            RETURN NULL;
+        END
+        $$;
+        CREATE TRIGGER executions_count_runs AFTER INSERT ON executions
+            REFERENCING NEW TABLE AS new_runs
+            FOR EACH STATEMENT EXECUTE FUNCTION procreg_count_runs();
+        """,
+    ),
 )
 
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"
@@ -170,14 +208,20 @@ def _dollars(n: int) -> list[str]:
 DELETE_ALL_DERIVED = (
     "DELETE FROM procedures; DELETE FROM versions; DELETE FROM channels; DELETE FROM sync_state"
 )
+# after a full apply the planner's statistics describe the old tables (or none at all,
+# until autovacuum gets round to it), and a bad estimate turns a search into a scan
+ANALYZE_DERIVED = "ANALYZE procedures, procedure_health"
 DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = $1"
-_SEARCH_VECTOR = """setweight(to_tsvector('simple', $15), 'A')
-    || setweight(to_tsvector('simple', $16), 'B')
-    || setweight(to_tsvector('simple', $17), 'B')
-    || setweight(to_tsvector('simple', $18), 'C')
-    || setweight(to_tsvector('simple', $19), 'D')"""
+_SEARCH_VECTOR = """setweight(to_tsvector('simple', {}), 'A')
+    || setweight(to_tsvector('simple', {}), 'B')
+    || setweight(to_tsvector('simple', {}), 'B')
+    || setweight(to_tsvector('simple', {}), 'C')
+    || setweight(to_tsvector('simple', {}), 'D')"""
 UPSERT_PROCEDURE = upsert_sql(
-    "procedures", (*PROCEDURE_COLUMNS, "search"), "id", [*_dollars(14), _SEARCH_VECTOR]
+    "procedures",
+    (*PROCEDURE_COLUMNS, "search"),
+    "id",
+    [*_dollars(14), _SEARCH_VECTOR.format(*_dollars(19)[14:])],
 )
 # the placeholder is only inserted when the id is new; a known row keeps its content
 UPSERT_INVALID = (
@@ -186,29 +230,76 @@ UPSERT_INVALID = (
 )
 DELETE_VERSION = "DELETE FROM versions WHERE tag = $1"
 _VERSION_ALL = VERSION_COLUMNS + VERSION_SORT_COLUMNS
-UPSERT_VERSION = upsert_sql("versions", _VERSION_ALL, "tag", _dollars(len(_VERSION_ALL)))
+
+# Bulk upserts: one INSERT ... SELECT FROM unnest(...) per chunk instead of a statement a
+# row. Every input is an array parameter; JSON travels as text and is cast in SQL.
+_ARRAY_TYPES = {
+    "valid": "bool",
+    "breaking": "bool",
+    "tagged_at": "timestamptz",
+    "lines_added": "int4",
+    "lines_removed": "int4",
+    "major": "int8",
+    "minor": "int8",
+    "patch": "int8",
+    "is_release": "int2",
+}
+JSONB_COLUMNS = frozenset({"tags", "parameters", "metadata", "errors", "reasons"})
+_SEARCH_INPUTS = ("s_name", "s_description", "s_tags", "s_params", "s_docstring")
+
+
+def _unnest_upsert(
+    table: str, inputs: Sequence[str], key: str, targets: Sequence[str], values: Sequence[str]
+) -> str:
+    """Upsert rows given as one array per column of ``inputs`` (``u."col"`` in ``values``)."""
+    arrays = ", ".join(f"${i}::{_ARRAY_TYPES.get(c, 'text')}[]" for i, c in enumerate(inputs, 1))
+    conflict = upsert_sql(table, targets, key, ["NULL"] * len(targets)).split(" ON CONFLICT ")
+    return (
+        f"INSERT INTO {table} ({column_list(targets)}) SELECT {', '.join(values)} "
+        f"FROM unnest({arrays}) AS u({column_list(inputs)}) ON CONFLICT {conflict[1]}"
+    )
+
+
+def _unnest_value(column: str) -> str:
+    return f'u."{column}"::jsonb' if column in JSONB_COLUMNS else f'u."{column}"'
+
+
+BULK_UPSERT_PROCEDURES = _unnest_upsert(
+    "procedures",
+    (*PROCEDURE_COLUMNS, *_SEARCH_INPUTS),
+    "id",
+    (*PROCEDURE_COLUMNS, "search"),
+    [
+        *(_unnest_value(c) for c in PROCEDURE_COLUMNS),
+        _SEARCH_VECTOR.format(*(f'u."{c}"' for c in _SEARCH_INPUTS)),
+    ],
+)
+BULK_UPSERT_VERSIONS = _unnest_upsert(
+    "versions", _VERSION_ALL, "tag", _VERSION_ALL, [_unnest_value(c) for c in _VERSION_ALL]
+)
 DELETE_CHANNEL = "DELETE FROM channels WHERE tag = $1"
 UPSERT_CHANNEL = upsert_sql("channels", CHANNEL_COLUMNS, "tag", _dollars(len(CHANNEL_COLUMNS)))
 UPSERT_SYNC_STATE = upsert_sql("sync_state", SYNC_STATE_COLUMNS, "ref", [*_dollars(3), "now()"])
 SELECT_SYNC_STATE = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state WHERE ref = $1"
 SELECT_ALL_SYNC_STATES = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state"
 
-# {rank} and {where} are filled from the constants below, parameters numbered in order
-SELECT_PROCEDURES = """SELECT * FROM (
-    SELECT {columns},
-        (SELECT v.version FROM versions v WHERE v.id = p.id
-         ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC,
-             v.pre_key DESC
-         LIMIT 1) AS latest_version,
-        h.runs, h.success_rate, {rank} AS rank
-    FROM procedures p
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS runs,
-            count(*) FILTER (WHERE e.outcome = 'success')::float8 / NULLIF(count(*), 0)
-                AS success_rate
-        FROM executions e WHERE e.id = p.id) h
-    {where}
-) r""".replace("{columns}", column_list(PROCEDURE_COLUMNS, "p"))
+# Procedure queries run in two steps: the inner query filters, ranks, orders and limits
+# on narrow columns; only the rows it returns get their latest version and full columns.
+# Sort keys travel out of the inner query as sort_* so both levels order identically.
+HEALTH_JOIN = "LEFT JOIN procedure_health h ON h.id = p.id"
+# a procedure without runs has no success rate, so it can never pass min_success_rate
+HEALTH_INNER_JOIN = "JOIN procedure_health h ON h.id = p.id"
+SUCCESS_RATE = "h.successes::float8 / NULLIF(h.runs, 0)"
+SELECT_PAGE = """SELECT p.id AS sort_id, {rank} AS sort_rank, lower(p.name) AS sort_name{health}
+FROM procedures p {joins} {where} ORDER BY {order} LIMIT {limit}"""
+PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
+SELECT_PROCEDURES = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")},
+    (SELECT v.version FROM versions v WHERE v.id = p.id
+     ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
+     LIMIT 1) AS latest_version,
+    coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
+FROM ({{page}}) s JOIN procedures p ON p.id = s.sort_id {HEALTH_JOIN}
+ORDER BY {{order}}"""
 RANK_TEXT = "ts_rank_cd(p.search, to_tsquery('simple', {}))"
 RANK_NONE = "NULL::real"
 WHERE_TEXT = "p.search @@ to_tsquery('simple', {})"
@@ -217,11 +308,11 @@ WHERE_STATUS = "p.status = {}"
 WHERE_VALID = "p.valid = {}"
 WHERE_ID = "p.id = {}"
 WHERE_TAGS = "p.tags @> {}::jsonb"
-WHERE_MIN_SUCCESS = "success_rate >= {}"
+WHERE_MIN_SUCCESS = f"{SUCCESS_RATE} >= {{}}"
 ORDER_BY: dict[str, str] = {
-    "relevance": "rank DESC, lower(name), id",
-    "name": "lower(name), id",
-    "health": "success_rate DESC NULLS LAST, runs DESC, lower(name), id",
+    "relevance": "sort_rank DESC, sort_name, sort_id",
+    "name": "sort_name, sort_id",
+    "health": "sort_rate DESC NULLS LAST, sort_runs DESC, sort_name, sort_id",
 }
 
 SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = $1
@@ -295,9 +386,26 @@ def _execution_columns(records: Sequence[ExecutionRecord]) -> list[list[Any]]:
 
 
 def _procedure_row(row: asyncpg.Record) -> ProcedureRow:
-    values = dict(row)
-    values.pop("rank", None)
-    return ProcedureRow.model_validate(values)
+    return ProcedureRow.model_validate(dict(row))
+
+
+def _last_by(rows: Sequence[Any], key: str) -> list[Any]:
+    """``rows`` without earlier duplicates of ``key``: one statement may not upsert a key twice,
+    and the last one is what a row-by-row upsert would have kept."""
+    return list({getattr(r, key): r for r in rows}.values())
+
+
+def _columns(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> list[list[Any]]:
+    """Rows as one list per column, JSON columns dumped to text."""
+    return [
+        [json.dumps(r[i]) for r in rows] if name in JSONB_COLUMNS else [r[i] for r in rows]
+        for i, name in enumerate(names)
+    ]
+
+
+def _chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(rows), INGEST_CHUNK):
+        yield rows[start : start + INGEST_CHUNK]
 
 
 class _Params:
@@ -412,9 +520,13 @@ class PostgresIndex:
                     await conn.execute(DELETE_ALL_DERIVED)
                 if changes.delete:
                     await conn.executemany(DELETE_PROCEDURE, [(i,) for i in changes.delete])
-                if changes.upsert:
-                    await conn.executemany(
-                        UPSERT_PROCEDURE, [_procedure_params(r) for r in changes.upsert]
+                for chunk in _chunks(_last_by(changes.upsert, "id")):
+                    await conn.execute(
+                        BULK_UPSERT_PROCEDURES,
+                        *_columns(
+                            [_procedure_params(r) for r in chunk],
+                            (*PROCEDURE_COLUMNS, *_SEARCH_INPUTS),
+                        ),
                     )
                 if changes.invalid:
                     await conn.executemany(
@@ -426,9 +538,10 @@ class PostgresIndex:
                     )
                 if changes.versions_delete:
                     await conn.executemany(DELETE_VERSION, [(t,) for t in changes.versions_delete])
-                if changes.versions_upsert:
-                    await conn.executemany(
-                        UPSERT_VERSION, [version_values(v) for v in changes.versions_upsert]
+                for chunk in _chunks(_last_by(changes.versions_upsert, "tag")):
+                    await conn.execute(
+                        BULK_UPSERT_VERSIONS,
+                        *_columns([version_values(v) for v in chunk], _VERSION_ALL),
                     )
                 if changes.channels_delete:
                     await conn.executemany(DELETE_CHANNEL, [(t,) for t in changes.channels_delete])
@@ -440,6 +553,8 @@ class PostgresIndex:
                 await conn.execute(
                     UPSERT_SYNC_STATE, changes.ref, changes.commit, changes.tags_digest
                 )
+                if changes.full:
+                    await conn.execute(ANALYZE_DERIVED)
 
     async def sync_state(self, ref: str) -> SyncState | None:
         """What was last indexed for ``ref``."""
@@ -484,19 +599,24 @@ class PostgresIndex:
         self,
         params: _Params,
         where: Sequence[str],
-        outer: Sequence[str] = (),
         rank: str = RANK_NONE,
         order: Order = "name",
         limit: int | None = None,
+        min_success: bool = False,
     ) -> list[ProcedureRow]:
-        sql = SELECT_PROCEDURES.format(
-            rank=rank, where=("WHERE " + " AND ".join(where)) if where else ""
+        if order == "relevance" and rank == RANK_NONE:
+            order = "name"
+        # health is joined before the limit only when the filter or the order needs it
+        joins = HEALTH_INNER_JOIN if min_success else HEALTH_JOIN if order == "health" else ""
+        page = SELECT_PAGE.format(
+            rank=rank,
+            health=PAGE_HEALTH if joins else "",
+            joins=joins,
+            where=("WHERE " + " AND ".join(where)) if where else "",
+            order=ORDER_BY[order],
+            limit=params.add("{}", limit),
         )
-        if outer:
-            sql += " WHERE " + " AND ".join(outer)
-        ranked = rank != RANK_NONE
-        sql += " ORDER BY " + ORDER_BY[order if ranked or order != "relevance" else "name"]
-        sql += " " + params.add("LIMIT {}", limit)
+        sql = SELECT_PROCEDURES.format(page=page, order=ORDER_BY[order])
         with self._errors():
             rows = await self._pool.fetch(sql, *params.values)
         return [_procedure_row(r) for r in rows]
@@ -533,10 +653,11 @@ class PostgresIndex:
             where.append(params.add(WHERE_STATUS, status))
         if valid is not None:
             where.append(params.add(WHERE_VALID, valid))
-        outer = []
         if min_success_rate is not None:
-            outer.append(params.add(WHERE_MIN_SUCCESS, min_success_rate))
-        return await self._select_procedures(params, where, outer, rank, order, limit)
+            where.append(params.add(WHERE_MIN_SUCCESS, min_success_rate))
+        return await self._select_procedures(
+            params, where, rank, order, limit, min_success=min_success_rate is not None
+        )
 
     async def get_procedure(self, id: str) -> ProcedureRow | None:
         """One procedure, or None."""
@@ -652,7 +773,10 @@ class PostgresIndex:
                 self._pool.acquire() as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
-                sql = SELECT_PROCEDURES.format(rank=RANK_NONE, where="")
+                page = SELECT_PAGE.format(
+                    rank=RANK_NONE, health="", joins="", where="", order="sort_id", limit="ALL"
+                )
+                sql = SELECT_PROCEDURES.format(page=page, order="sort_id")
                 procedures = [_procedure_row(r) for r in await conn.fetch(sql)]
                 versions = [
                     VersionRecord.model_validate(dict(r))

@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -66,8 +66,65 @@ PRAGMAS = (
     "PRAGMA foreign_keys = ON",
 )
 
-# (number, name, statements): applied in order, each in one transaction with its record
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+M = TypeVar("M", bound=BaseModel)
+JSON_COLUMNS = frozenset({"tags", "parameters", "metadata", "errors", "reasons"})
+
+
+def _ts(value: datetime | None) -> str | None:
+    # fixed width, so text order is time order
+    return None if value is None else utc(value).isoformat(timespec="microseconds")
+
+
+def _sql(value: Any) -> Any:
+    """A model value as SQLite stores it: JSON text, ISO UTC text, 0/1."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, datetime):
+        return _ts(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _params(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(_sql(v) for v in values)
+
+
+def _fts_params(r: ProcedureRecord) -> tuple[str, ...]:
+    doc = search_document(r)
+    return (doc["name"], doc["description"], doc["tags"], doc["params"], doc["docstring"])
+
+
+def _model(model: type[M], row: sqlite3.Row | dict[str, Any]) -> M:
+    """A row as ``model``; pydantic parses the ISO times and 0/1 booleans back."""
+    values = {k: json.loads(v) if k in JSON_COLUMNS else v for k, v in dict(row).items()}
+    return model.model_validate(values)
+
+
+def _put_procedure(c: sqlite3.Connection, record: ProcedureRecord) -> None:
+    """Upsert ``record`` and replace its FTS row (found by rowid: a lookup, not a scan)."""
+    ((rowid,),) = c.execute(
+        UPSERT_PROCEDURE, _params(row_values(record, PROCEDURE_COLUMNS))
+    ).fetchall()
+    c.execute(DELETE_PROCEDURE_FTS, (rowid,))
+    c.execute(INSERT_PROCEDURE_FTS, (rowid, *_fts_params(record)))
+
+
+def _fill_fts(conn: sqlite3.Connection) -> None:
+    """Migration step: write every procedure's FTS row under its ``fts_rowid``."""
+    columns = column_list(PROCEDURE_COLUMNS)
+    rows = []
+    for row in conn.execute(f"SELECT fts_rowid, {columns} FROM procedures"):
+        values = dict(row)
+        rowid = values.pop("fts_rowid")
+        rows.append((rowid, *_fts_params(_model(ProcedureRecord, values))))
+    conn.executemany(INSERT_PROCEDURE_FTS, rows)
+
+
+# (number, name, steps): applied in order, each in one transaction with its record;
+# a step is SQL, or a function of the connection where SQL cannot say it (FTS text)
+MigrationStep = str | Callable[[sqlite3.Connection], None]
+MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
     (
         1,
         "initial schema",
@@ -157,6 +214,65 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        2,
+        "procedures keyed by an integer rowid shared with their FTS row; health per procedure",
+        (
+            # an FTS5 delete by an UNINDEXED id scans the whole table; by rowid it is a lookup.
+            # The key is an explicit INTEGER PRIMARY KEY so VACUUM cannot renumber it.
+            """CREATE TABLE procedures_keyed (
+                fts_rowid INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL,
+                description TEXT NOT NULL,
+                category TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                status TEXT NOT NULL,
+                entry_point TEXT NOT NULL,
+                parameters TEXT NOT NULL,
+                docstring TEXT,
+                metadata TEXT NOT NULL,
+                tree_id TEXT NOT NULL,
+                "commit" TEXT NOT NULL,
+                valid INTEGER NOT NULL CHECK (valid IN (0, 1)),
+                errors TEXT NOT NULL
+            )""",
+            """INSERT INTO procedures_keyed (id, name, description, category, tags, status,
+                entry_point, parameters, docstring, metadata, tree_id, "commit", valid, errors)
+            SELECT id, name, description, category, tags, status, entry_point, parameters,
+                docstring, metadata, tree_id, "commit", valid, errors
+            FROM procedures ORDER BY id""",
+            "DROP TABLE procedures",
+            "ALTER TABLE procedures_keyed RENAME TO procedures",
+            # ORDER BY lower(name), id LIMIT n reads the first n entries instead of sorting
+            "CREATE INDEX procedures_category ON procedures (category, lower(name), id)",
+            "CREATE INDEX procedures_name ON procedures (lower(name), id)",
+            "DROP TABLE procedures_fts",
+            """CREATE VIRTUAL TABLE procedures_fts USING fts5 (
+                name, description, tags, params, docstring,
+                tokenize = 'unicode61 remove_diacritics 0'
+            )""",
+            _fill_fts,
+            # runs and successes per procedure, kept by a trigger so every insert path counts
+            # (INSERT OR IGNORE fires it only for rows really inserted)
+            """CREATE TABLE procedure_health (
+                id TEXT PRIMARY KEY,
+                runs INTEGER NOT NULL CHECK (runs >= 0),
+                successes INTEGER NOT NULL CHECK (successes >= 0)
+            )""",
+            """INSERT INTO procedure_health (id, runs, successes)
+            SELECT id, count(*), sum(outcome = 'success') FROM executions GROUP BY id""",
+            # two plain statements rather than an UPSERT: a trigger's statements take the
+            # firing statement's conflict policy (OR IGNORE), which would skip the update
+            """CREATE TRIGGER executions_count_runs AFTER INSERT ON executions BEGIN
+                INSERT OR IGNORE INTO procedure_health (id, runs, successes)
+                    VALUES (new.id, 0, 0);
+                UPDATE procedure_health
+                    SET runs = runs + 1, successes = successes + (new.outcome = 'success')
+                    WHERE id = new.id;
+            END""",
+        ),
+    ),
 )
 
 # The bookkeeping table itself is the one thing created before migrations can be read.
@@ -172,11 +288,14 @@ DELETE_ALL_DERIVED = (
     "DELETE FROM channels",
     "DELETE FROM sync_state",
 )
-DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = ?"
-DELETE_PROCEDURE_FTS = "DELETE FROM procedures_fts WHERE id = ?"
-UPSERT_PROCEDURE = upsert_sql("procedures", PROCEDURE_COLUMNS, "id", ["?"] * len(PROCEDURE_COLUMNS))
+DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = ? RETURNING fts_rowid"
+DELETE_PROCEDURE_FTS = "DELETE FROM procedures_fts WHERE rowid = ?"
+UPSERT_PROCEDURE = (
+    upsert_sql("procedures", PROCEDURE_COLUMNS, "id", ["?"] * len(PROCEDURE_COLUMNS))
+    + " RETURNING fts_rowid"
+)
 INSERT_PROCEDURE_FTS = """INSERT INTO procedures_fts
-    (id, name, description, tags, params, docstring)
+    (rowid, name, description, tags, params, docstring)
 VALUES (?, ?, ?, ?, ?, ?)"""
 PROCEDURE_EXISTS = "SELECT 1 FROM procedures WHERE id = ?"
 MARK_INVALID = "UPDATE procedures SET valid = 0, errors = ? WHERE id = ?"
@@ -189,28 +308,38 @@ UPSERT_SYNC_STATE = upsert_sql("sync_state", SYNC_STATE_COLUMNS, "ref", ["?"] * 
 SELECT_SYNC_STATE = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state WHERE ref = ?"
 SELECT_ALL_SYNC_STATES = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state"
 
-# One row per procedure with its latest version (semver order) and health.
-SELECT_PROCEDURES = """SELECT p.*,
+# Procedure queries run in two steps: the inner query filters, ranks, orders and limits
+# on narrow columns; only the rows it returns get their latest version and full columns.
+# Sort keys travel out of the inner query as sort_* so both levels order identically.
+HEALTH_JOIN = "LEFT JOIN procedure_health h ON h.id = p.id"
+# a procedure without runs has no success rate, so it can never pass min_success_rate
+HEALTH_INNER_JOIN = "JOIN procedure_health h ON h.id = p.id"
+SUCCESS_RATE = "CAST(h.successes AS REAL) / h.runs"
+SELECT_PAGE = """SELECT p.fts_rowid AS sort_key, {rank} AS sort_rank,
+    lower(p.name) AS sort_name, p.id AS sort_id{health}
+FROM {source} {joins} {where} ORDER BY {order} LIMIT ?"""
+PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
+FTS_SOURCE = "procedures_fts JOIN procedures p ON p.fts_rowid = procedures_fts.rowid"
+FTS_RANK = "bm25(procedures_fts, 10.0, 4.0, 4.0, 2.0, 1.0)"
+WHERE_FTS = "procedures_fts MATCH ?"
+SELECT_PROCEDURES = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")},
     (SELECT v.version FROM versions v WHERE v.id = p.id
      ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
      LIMIT 1) AS latest_version,
-    (SELECT count(*) FROM executions e WHERE e.id = p.id) AS runs,
-    (SELECT CAST(sum(e.outcome = 'success') AS REAL) / count(*)
-     FROM executions e WHERE e.id = p.id) AS success_rate"""
-FTS_JOIN = """JOIN (SELECT id AS fts_id,
-        bm25(procedures_fts, 0.0, 10.0, 4.0, 4.0, 2.0, 1.0) AS fts_rank
-    FROM procedures_fts WHERE procedures_fts MATCH ?) f ON f.fts_id = p.id"""
+    coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
+FROM ({{page}}) s JOIN procedures p ON p.fts_rowid = s.sort_key {HEALTH_JOIN}
+ORDER BY {{order}}"""
 WHERE_CATEGORY = "p.category = ?"
 WHERE_STATUS = "p.status = ?"
 WHERE_VALID = "p.valid = ?"
 WHERE_ID = "p.id = ?"
 WHERE_TAGS = """NOT EXISTS (SELECT 1 FROM json_each(?) t
     WHERE t.value NOT IN (SELECT j.value FROM json_each(p.tags) j))"""
-WHERE_MIN_SUCCESS = "success_rate >= ?"
+WHERE_MIN_SUCCESS = f"{SUCCESS_RATE} >= ?"
 ORDER_BY: dict[str, str] = {
-    "relevance": "fts_rank ASC, lower(name), id",
-    "name": "lower(name), id",
-    "health": "success_rate DESC NULLS LAST, runs DESC, lower(name), id",
+    "relevance": "sort_rank ASC, sort_name, sort_id",
+    "name": "sort_name, sort_id",
+    "health": "sort_rate DESC NULLS LAST, sort_runs DESC, sort_name, sort_id",
 }
 
 SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = ?
@@ -236,41 +365,6 @@ SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_
 FROM executions WHERE id = ?"""
 SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM executions
 WHERE id = ? AND (? IS NULL OR version = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?"""
-
-M = TypeVar("M", bound=BaseModel)
-JSON_COLUMNS = frozenset({"tags", "parameters", "metadata", "errors", "reasons"})
-
-
-def _ts(value: datetime | None) -> str | None:
-    # fixed width, so text order is time order
-    return None if value is None else utc(value).isoformat(timespec="microseconds")
-
-
-def _sql(value: Any) -> Any:
-    """A model value as SQLite stores it: JSON text, ISO UTC text, 0/1."""
-    if isinstance(value, list | dict):
-        return json.dumps(value, sort_keys=True)
-    if isinstance(value, datetime):
-        return _ts(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def _params(values: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(_sql(v) for v in values)
-
-
-def _fts_params(r: ProcedureRecord) -> tuple[str, ...]:
-    doc = search_document(r)
-    return (r.id, doc["name"], doc["description"], doc["tags"], doc["params"], doc["docstring"])
-
-
-def _model(model: type[M], row: sqlite3.Row) -> M:
-    """A row as ``model``; pydantic parses the ISO times and 0/1 booleans back."""
-    values = {k: json.loads(v) if k in JSON_COLUMNS else v for k, v in dict(row).items()}
-    values.pop("fts_rank", None)
-    return model.model_validate(values)
 
 
 class SqliteIndex:
@@ -320,11 +414,14 @@ class SqliteIndex:
                     f"than this procreg knows ({newest}); upgrade procreg, or delete the "
                     "file and run `procreg reindex`"
                 )
-            for number, name, statements in MIGRATIONS:
+            for number, name, steps in MIGRATIONS:
                 if number in done:
                     continue
-                for statement in statements:
-                    self._conn.execute(statement)
+                for step in steps:
+                    if callable(step):
+                        step(self._conn)
+                    else:
+                        self._conn.execute(step)
                 self._conn.execute(INSERT_MIGRATION, (number, name, _ts(datetime.now(UTC))))
                 applied.append(number)
         return applied
@@ -380,19 +477,15 @@ class SqliteIndex:
                 for statement in DELETE_ALL_DERIVED:
                     c.execute(statement)
             for id in changes.delete:
-                c.execute(DELETE_PROCEDURE, (id,))
-                c.execute(DELETE_PROCEDURE_FTS, (id,))
+                for (rowid,) in c.execute(DELETE_PROCEDURE, (id,)).fetchall():
+                    c.execute(DELETE_PROCEDURE_FTS, (rowid,))
             for record in changes.upsert:
-                c.execute(UPSERT_PROCEDURE, _params(row_values(record, PROCEDURE_COLUMNS)))
-                c.execute(DELETE_PROCEDURE_FTS, (record.id,))
-                c.execute(INSERT_PROCEDURE_FTS, _fts_params(record))
+                _put_procedure(c, record)
             for id, errors in changes.invalid:
                 if c.execute(PROCEDURE_EXISTS, (id,)).fetchone():
                     c.execute(MARK_INVALID, (json.dumps(errors), id))
                 else:
-                    record = placeholder(id, errors, changes.commit)
-                    c.execute(UPSERT_PROCEDURE, _params(row_values(record, PROCEDURE_COLUMNS)))
-                    c.execute(INSERT_PROCEDURE_FTS, _fts_params(record))
+                    _put_procedure(c, placeholder(id, errors, changes.commit))
             c.executemany(DELETE_VERSION, [(t,) for t in changes.versions_delete])
             c.executemany(
                 UPSERT_VERSION, [_params(version_values(v)) for v in changes.versions_upsert]
@@ -447,31 +540,37 @@ class SqliteIndex:
     def _select_procedures(
         self,
         where: Sequence[tuple[str, Any]],
-        outer: Sequence[tuple[str, Any]] = (),
         fts: str | None = None,
         order: Order = "name",
         limit: int | None = None,
+        min_success_rate: float | None = None,
     ) -> list[ProcedureRow]:
         params: list[Any] = []
-        parts = [SELECT_PROCEDURES]
-        parts.append(
-            ", f.fts_rank AS fts_rank FROM procedures p"
-            if fts
-            else ", NULL AS fts_rank FROM procedures p"
-        )
+        conditions = [cond for cond, _ in where]
         if fts:
-            parts.append(FTS_JOIN)
+            conditions.insert(0, WHERE_FTS)
             params.append(fts)
-        if where:
-            parts.append("WHERE " + " AND ".join(cond for cond, _ in where))
-            params.extend(value for _, value in where)
-        sql = "SELECT * FROM (" + " ".join(parts) + ")"
-        if outer:
-            sql += " WHERE " + " AND ".join(cond for cond, _ in outer)
-            params.extend(value for _, value in outer)
-        sql += " ORDER BY " + ORDER_BY[order if fts or order != "relevance" else "name"]
-        sql += " LIMIT ?"
+        params.extend(value for _, value in where)
+        if order == "relevance" and not fts:
+            order = "name"
+        # health is joined before the limit only when the filter or the order needs it
+        joins = ""
+        if min_success_rate is not None:
+            joins = HEALTH_INNER_JOIN
+            conditions.append(WHERE_MIN_SUCCESS)
+            params.append(min_success_rate)
+        elif order == "health":
+            joins = HEALTH_JOIN
+        page = SELECT_PAGE.format(
+            rank=FTS_RANK if fts else "NULL",
+            health=PAGE_HEALTH if joins else "",
+            source=FTS_SOURCE if fts else "procedures p",
+            joins=joins,
+            where=("WHERE " + " AND ".join(conditions)) if conditions else "",
+            order=ORDER_BY[order],
+        )
         params.append(-1 if limit is None else limit)
+        sql = SELECT_PROCEDURES.format(page=page, order=ORDER_BY[order])
         with self._errors():
             return [_model(ProcedureRow, r) for r in self._conn.execute(sql, params)]
 
@@ -503,8 +602,7 @@ class SqliteIndex:
             where.append((WHERE_STATUS, status))
         if valid is not None:
             where.append((WHERE_VALID, int(valid)))
-        outer = [] if min_success_rate is None else [(WHERE_MIN_SUCCESS, min_success_rate)]
-        return self._select_procedures(where, outer, fts, order, limit)
+        return self._select_procedures(where, fts, order, limit, min_success_rate)
 
     async def get_procedure(self, id: str) -> ProcedureRow | None:
         """One procedure, or None."""
@@ -548,11 +646,11 @@ class SqliteIndex:
         if not records:
             return 0
         with self._errors(), self._tx() as c:
-            before = c.total_changes
-            c.executemany(
+            # rowcount, not total_changes: the health trigger's writes must not count
+            cursor = c.executemany(
                 INSERT_EXECUTION, [_params(row_values(e, EXECUTION_COLUMNS)) for e in records]
             )
-            return c.total_changes - before
+            return cursor.rowcount
 
     async def executions(
         self, id: str, version: str | None = None, limit: int | None = None

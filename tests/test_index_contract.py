@@ -23,6 +23,9 @@ import semver
 
 from registry.errors import ConflictError, IndexUnavailable
 from registry.index import (
+    CHANNEL_COLUMNS,
+    EXECUTION_COLUMNS,
+    PROCEDURE_COLUMNS,
     ChangeSet,
     ChannelMove,
     ExecutionRecord,
@@ -30,15 +33,19 @@ from registry.index import (
     IndexRejected,
     ProcedureRecord,
     VersionRecord,
+    column_list,
     connect_index,
     fts5_query,
+    row_values,
     semver_key,
     tsquery,
+    version_values,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+ALL_MIGRATIONS = [1, 2]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -182,12 +189,12 @@ def test_migrations_are_recorded_and_reconnect_applies_nothing(target: str) -> N
     async def body() -> None:
         first = await connect_index(target)
         async with first:
-            assert first.applied_migrations == [1]
-            assert await first.schema_migrations() == [1]
+            assert first.applied_migrations == ALL_MIGRATIONS
+            assert await first.schema_migrations() == ALL_MIGRATIONS
         second = await connect_index(target)
         async with second:
             assert second.applied_migrations == []
-            assert await second.schema_migrations() == [1]
+            assert await second.schema_migrations() == ALL_MIGRATIONS
 
     asyncio.run(body())
 
@@ -196,13 +203,13 @@ def test_concurrent_connects_migrate_once(target: str) -> None:
     async def main() -> list[list[int]]:
         indexes = await asyncio.gather(*(connect_index(target) for _ in range(3)))
         try:
-            assert [await i.schema_migrations() for i in indexes] == [[1]] * 3
+            assert [await i.schema_migrations() for i in indexes] == [ALL_MIGRATIONS] * 3
             return sorted(i.applied_migrations for i in indexes)
         finally:
             for i in indexes:
                 await i.close()
 
-    assert asyncio.run(main()) == [[], [], [1]]
+    assert asyncio.run(main()) == [[], [], ALL_MIGRATIONS]
 
 
 def test_index_newer_than_this_procreg_is_refused(target: str) -> None:
@@ -220,6 +227,103 @@ def test_index_newer_than_this_procreg_is_refused(target: str) -> None:
             conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', '2099-01-01')")
     with pytest.raises(IndexUnavailable, match=r"999.*upgrade procreg"):
         run(target, lambda index: index.schema_migrations())
+
+
+async def _write_v1_index(target: str) -> None:
+    """An index as migration 1 alone left it, holding CATALOG, its versions and some runs."""
+    changes = initial_changes()
+    runs = [runrec("slugify", i, outcome="failure" if i == 0 else "success") for i in range(4)]
+    if target.startswith("postgresql://"):
+        from registry import index_postgres as pg
+
+        pool = await asyncpg.create_pool(target, min_size=1, max_size=1, init=pg._init_connection)
+        async with pool.acquire() as conn:
+            await conn.execute(pg.CREATE_MIGRATIONS_TABLE)
+            await conn.execute(pg.MIGRATIONS[0][2])
+            await conn.execute(pg.INSERT_MIGRATION, 1, pg.MIGRATIONS[0][1])
+        # migration 2 leaves procedures and versions alone, so today's writes fit version 1
+        v1 = pg.PostgresIndex(target, pool)
+        await v1.apply(changes)
+        await v1.record_executions(runs)
+        await pool.close()
+        return
+    from registry import index_sqlite as sq
+
+    Path(target).parent.mkdir(parents=True)
+    conn = sqlite3.connect(target, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(sq.CREATE_MIGRATIONS_TABLE)
+    for statement in sq.MIGRATIONS[0][2]:
+        conn.execute(str(statement))
+    conn.execute(sq.INSERT_MIGRATION, (1, sq.MIGRATIONS[0][1], "2026-01-01"))
+    # version 1 kept the id as an UNINDEXED first FTS column; rows are written as it did
+    for record in changes.upsert:
+        conn.execute(
+            f"INSERT INTO procedures ({column_list(PROCEDURE_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(PROCEDURE_COLUMNS))})",
+            sq._params(row_values(record, PROCEDURE_COLUMNS)),
+        )
+        conn.execute(
+            "INSERT INTO procedures_fts (id, name, description, tags, params, docstring) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (record.id, *sq._fts_params(record)),
+        )
+    for v in changes.versions_upsert:
+        conn.execute(sq.UPSERT_VERSION, sq._params(version_values(v)))
+    for m in changes.channels_upsert:
+        conn.execute(sq.UPSERT_CHANNEL, sq._params(row_values(m, CHANNEL_COLUMNS)))
+    conn.execute(sq.UPSERT_SYNC_STATE, (REF, "c1", "digest-1", "2026-01-01"))
+    conn.executemany(
+        sq.INSERT_EXECUTION, [sq._params(row_values(e, EXECUTION_COLUMNS)) for e in runs]
+    )
+    conn.close()
+
+
+def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> None:
+    """An index written by migration 1 answers exactly as a fresh one after migrating."""
+
+    async def answers(index: IndexBackend) -> Any:
+        return (
+            await index.snapshot(),
+            {t: [r.id for r in await index.search(t)] for t in ("csv", "json", "slug", "reader")},
+            [(r.id, r.runs, r.success_rate) for r in await index.search(order="health")],
+            (await index.get_procedure("csv-to-json")).latest_version,  # type: ignore[union-attr]
+        )
+
+    async def fresh(index: IndexBackend) -> Any:
+        await index.apply(initial_changes())
+        runs = [runrec("slugify", i, outcome="failure" if i == 0 else "success") for i in range(4)]
+        await index.record_executions(runs)
+        return await answers(index)
+
+    async def migrated() -> Any:
+        await _write_v1_index(target)
+        async with await connect_index(target) as index:
+            assert index.applied_migrations == [2]
+            before = await answers(index)
+            # later writes find each procedure's search row: no stale or doubled matches
+            await index.apply(
+                ChangeSet(
+                    ref=REF,
+                    commit="c2",
+                    tags_digest="digest-1",
+                    upsert=[proc("slugify", description="Make a permalink")],
+                    delete=["disk-report"],
+                )
+            )
+            await index.record_executions([runrec("slugify", 9)])
+            after = (
+                [r.id for r in await index.search("permalink")],
+                [r.id for r in await index.search("turn")],
+                [r.id for r in await index.search("disk")],
+                [(r.id, r.runs) for r in await index.search("slugify")],
+            )
+            return before, after
+
+    before, after = asyncio.run(migrated())
+    assert before == run(str(tmp_path / "fresh" / "index.sqlite3"), fresh)
+    assert before[2][0] == ("slugify", 4, 0.75)
+    assert after == (["slugify"], [], [], [("slugify", 5)])
 
 
 # --- apply -------------------------------------------------------------------
@@ -368,6 +472,63 @@ def test_failed_apply_leaves_previous_state(target: str, bad: dict[str, Any]) ->
             await index.apply(failing)
         assert await index.snapshot() == before
         assert (await index.sync_state(REF)).commit == "c1"  # type: ignore[union-attr]
+
+    run(target, body)
+
+
+def test_search_follows_updates_deletes_and_re_adds(target: str) -> None:
+    async def body(index: IndexBackend) -> None:
+        await index.apply(initial_changes())
+        ids = lambda rows: [r.id for r in rows]  # noqa: E731
+        assert ids(await index.search("turn")) == ["slugify"]
+        update = ChangeSet(
+            ref=REF,
+            commit="c2",
+            tags_digest="digest-1",
+            upsert=[proc("slugify", description="Make a permalink")],
+        )
+        await index.apply(update)
+        await index.apply(update)
+        assert ids(await index.search("turn")) == []
+        assert ids(await index.search("permalink")) == ["slugify"]
+        gone = ChangeSet(ref=REF, commit="c3", tags_digest="digest-1", delete=["slugify"])
+        await index.apply(gone)
+        assert ids(await index.search("permalink")) == []
+        await index.apply(update.model_copy(update={"commit": "c4"}))
+        assert ids(await index.search("permalink")) == ["slugify"]
+        # the other procedures' search rows were never disturbed
+        assert ids(await index.search("json", order="name")) == ["csv-to-json", "disk-report"]
+        full = initial_changes(full=True)
+        await index.apply(full)
+        assert ids(await index.search("permalink")) == []
+        assert ids(await index.search("turn")) == ["slugify"]
+
+    run(target, body)
+
+
+def test_a_key_upserted_twice_in_one_change_keeps_the_last(target: str) -> None:
+    async def body(index: IndexBackend) -> None:
+        await index.apply(
+            ChangeSet(
+                ref=REF,
+                commit="c1",
+                tags_digest="d",
+                upsert=[
+                    proc("slugify", description="first"),
+                    proc("slugify", description="second"),
+                ],
+                versions_upsert=[
+                    version("slugify", "1.0.0", message="first"),
+                    version("slugify", "1.0.0", message="second"),
+                ],
+            )
+        )
+        row = await index.get_procedure("slugify")
+        assert row is not None
+        assert (row.description, row.latest_version) == ("second", "1.0.0")
+        assert [v.message for v in await index.versions("slugify")] == ["second"]
+        assert [r.id for r in await index.search("second")] == ["slugify"]
+        assert await index.search("first") == []
 
     run(target, body)
 
@@ -585,6 +746,33 @@ def test_record_executions_dedups_by_run_id(target: str) -> None:
         assert await index.count_executions() == 151
         assert await index.count_executions("slugify") == 151
         assert await index.count_executions("csv-to-json") == 0
+
+    run(target, body)
+
+
+def test_health_counts_each_run_once_and_filters_at_the_threshold(target: str) -> None:
+    async def body(index: IndexBackend) -> None:
+        # runs may arrive before their procedure is indexed; they count once it is
+        early = [runrec("slugify", i, outcome="failure" if i < 2 else "success") for i in range(8)]
+        assert await index.record_executions(early) == 8
+        await index.apply(initial_changes())
+        assert await index.record_executions(early + early[:3]) == 0
+        await index.record_executions([runrec("csv-to-json", i) for i in range(3)])
+        slug = await index.get_procedure("slugify")
+        assert slug is not None
+        assert (slug.runs, slug.success_rate) == (8, 0.75)
+        ids = lambda rows: [r.id for r in rows]  # noqa: E731
+        assert ids(await index.search(min_success_rate=0.75, order="name")) == [
+            "csv-to-json",
+            "slugify",
+        ]
+        assert ids(await index.search(min_success_rate=0.76)) == ["csv-to-json"]
+        assert ids(await index.search("json", min_success_rate=0.5)) == ["csv-to-json"]
+        assert ids(await index.search("url", min_success_rate=0.5, order="health")) == ["slugify"]
+        assert ids(await index.search(min_success_rate=0.0, limit=1, order="health")) == [
+            "csv-to-json"
+        ]
+        assert ids(await index.search(order="health", limit=2)) == ["csv-to-json", "slugify"]
 
     run(target, body)
 
