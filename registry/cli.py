@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -60,7 +60,7 @@ def _plain(data: Any) -> Any:
     return data
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """A problem the user can fix: one line on stderr, exit 1."""
     from registry.errors import RegistryError
 

@@ -193,7 +193,7 @@ class _Watcher:
         if report.changed:
             try:
                 await self.backend.notify(_payload(report))
-            except Exception as exc:  # listeners are a courtesy; the sync itself succeeded
+            except Exception as exc:  # noqa: BLE001 - listeners are a courtesy; the sync succeeded
                 log.warning("NOTIFY after sync failed: %s", exc)
         if self.on_sync is not None:
             try:

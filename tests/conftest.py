@@ -73,7 +73,7 @@ def _postgres_available() -> str | None:
 
     try:
         asyncio.run(probe())
-    except Exception as exc:  # any failure means "no usable server"
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable server"
         return f"{type(exc).__name__}: {exc}"
     return None
 

@@ -13,7 +13,9 @@ from tests.conftest import git
 SAMPLE = Path(__file__).resolve().parent.parent / "examples/legacy/sample.db"
 
 
-def test_migrate_the_sample_then_search_and_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_the_sample_then_search_and_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = tmp_path / "reg"
     assert run_cli(capsys, "init", str(repo)).code == 0
     dry = run_cli(capsys, "-C", str(repo), "migrate", "--from", str(SAMPLE), "--dry-run", "--json")
@@ -21,8 +23,16 @@ def test_migrate_the_sample_then_search_and_run(tmp_path: Path, capsys: pytest.C
     assert git(repo, "tag", "-l") == ""
 
     report_file = tmp_path / "report.json"
-    result = run_cli(capsys, "-C", str(repo), "migrate", "--from", f"sqlite:///{SAMPLE}",
-                     "--report", str(report_file))
+    result = run_cli(
+        capsys,
+        "-C",
+        str(repo),
+        "migrate",
+        "--from",
+        f"sqlite:///{SAMPLE}",
+        "--report",
+        str(report_file),
+    )
     assert result.code == 0, result.err
     assert "verified: 20 procedures, 0 fields lost" in result.out
     report = json.loads(report_file.read_text())
@@ -33,8 +43,18 @@ def test_migrate_the_sample_then_search_and_run(tmp_path: Path, capsys: pytest.C
 
     hits = run_cli(capsys, "-C", str(repo), "search", "branch", "--json").json()
     assert "create-feature-branch" in [h["id"] for h in hits]
-    ran = run_cli(capsys, "-C", str(repo), "run", "create-feature-branch", "--arg", "ticket=PROJ-12",
-                  "--arg", "slug=login-form", "--json")
+    ran = run_cli(
+        capsys,
+        "-C",
+        str(repo),
+        "run",
+        "create-feature-branch",
+        "--arg",
+        "ticket=PROJ-12",
+        "--arg",
+        "slug=login-form",
+        "--json",
+    )
     assert ran.code == 0, ran.err
     assert ran.json()["result"]["rendered"] == "git checkout -b feature/PROJ-12-login-form"
 
@@ -43,7 +63,9 @@ def test_migrate_the_sample_then_search_and_run(tmp_path: Path, capsys: pytest.C
     assert json.loads(again.out)["counts"]["migrated"] == 0
 
 
-def test_migrate_from_a_missing_file_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_from_a_missing_file_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = tmp_path / "reg"
     run_cli(capsys, "init", str(repo))
     result = run_cli(capsys, "-C", str(repo), "migrate", "--from", str(tmp_path / "nope.db"))

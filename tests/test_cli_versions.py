@@ -172,10 +172,13 @@ def test_check_base_prints_the_bump_a_merge_would_release(
     assert json.dumps(data)  # valid JSON all the way
 
 
-def test_rollback_keeps_the_checkout_in_step(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rollback_keeps_the_checkout_in_step(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cli(capsys, repo, "release")
     (repo / "procedures/echo/main.py").write_text(
-        '"""echo."""\n\n\ndef main(text: str) -> str:\n    """Do it."""\n    return text * 2\n')
+        '"""echo."""\n\n\ndef main(text: str) -> str:\n    """Do it."""\n    return text * 2\n'
+    )
     git(repo, "commit", "-qam", "fix(echo): double")
     cli(capsys, repo, "release")
     (repo / "procedures/shout/main.py").write_text("# a local edit the rollback must keep\n")

@@ -263,7 +263,7 @@ def _release_worker(repo: str, barrier: object, queue: object) -> None:
         queue.put(("ok", [(r.tag, r.tag_id) for r in made]))  # type: ignore[attr-defined]
     except ConflictError as exc:
         queue.put(("conflict", str(exc)))  # type: ignore[attr-defined]
-    except Exception as exc:  # reported to the test instead of hanging it
+    except Exception as exc:  # noqa: BLE001 - reported to the test instead of hanging it
         queue.put(("error", repr(exc)))  # type: ignore[attr-defined]
 
 
@@ -273,7 +273,7 @@ def _promote_worker(repo: str, version: str, barrier: object, queue: object) -> 
     try:
         move = releases.promote(store, "echo", version, "stable", reason=f"to {version}")
         queue.put(("ok", (move.seq, move.created)))  # type: ignore[attr-defined]
-    except Exception as exc:  # reported to the test instead of hanging it
+    except Exception as exc:  # noqa: BLE001 - reported to the test instead of hanging it
         queue.put(("error", repr(exc)))  # type: ignore[attr-defined]
 
 
