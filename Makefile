@@ -35,6 +35,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+## Benchmarks with baselines (naive git CLI, gto); writes benchmarks/results/*.json and summary.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
+
+bench-full: $(STAMP)
+	$(BIN)/python -m benchmarks --full
+
 lint: $(STAMP)
 	$(BIN)/ruff check registry tests benchmarks
 	$(BIN)/ruff format --check registry

@@ -106,6 +106,12 @@ class Spec:
     tags: int = 30_000
     commits: int = 2_000
     seed: int = 42
+    # "procreg": procedure-<id>-vX.Y.Z release tags; "gto": the peer tool's <id>@vX.Y.Z
+    flavor: str = "procreg"
+
+    def key(self) -> str:
+        """A cache key: the same key always builds the same repo."""
+        return f"{self.flavor}-n{self.procedures}-t{self.tags}-c{self.commits}-s{self.seed}"
 
 
 @dataclass
@@ -162,6 +168,13 @@ def tree_id(files: dict[str, bytes]) -> str:
         for name, data in sorted(files.items())
     )
     return _git_hash("tree", body).hex()
+
+
+def tag_name(flavor: str, pid: str, version: str) -> str:
+    """The release tag of ``pid`` at ``version`` in the given flavor."""
+    if flavor == "gto":
+        return f"{pid}@v{version}"
+    return f"procedure-{pid}-v{version}"
 
 
 def release_message(pid: str, version: str, previous: str | None, tree: str, bump: str) -> str:
@@ -250,7 +263,7 @@ def _stream(spec: Spec, built: Built) -> Iterator[bytes]:
             text = "{}.{}.{}".format(*version)
             previous = None if prev is None else "{}.{}.{}".format(*prev)
             tags.append(
-                (f"procedure-{pid}-v{text}", release_message(pid, text, previous, tree, bump))
+                (tag_name(spec.flavor, pid, text), release_message(pid, text, previous, tree, bump))
             )
         yield b"".join(out) + b"\n"
         for name, message in tags:

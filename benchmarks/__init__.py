@@ -1,0 +1,1 @@
+"""procreg's benchmark suite: ``python -m benchmarks --quick`` (see docs/benchmarks.md)."""

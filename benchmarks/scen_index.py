@@ -1,0 +1,407 @@
+"""Index scenarios: full reindex, incremental sync, search/get/list, commit-to-visible, memory.
+
+Each runs on both backends (SQLite in ``.git/procreg/``, PostgreSQL in a
+scratch database) on a copy of the cached synthetic repo. The naive baseline
+runs on the same copy's working tree in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks import naive
+from benchmarks.common import (
+    ROOT,
+    Context,
+    PgDatabase,
+    Row,
+    bench_env,
+    drop_copy,
+    fit_exponent,
+    log,
+    stats,
+    timed,
+    working_copy,
+)
+from benchmarks.synthetic import Spec, proc_id
+from registry.api import Registry
+from registry.gitstore import GitStore
+from registry.sync import open_backend, sync
+
+WORDS = ["csv", "parse report", "invoice", "tax discount", "webhook", "hash"]
+
+
+def growth_spec(n: int) -> Spec:
+    """N procedures, 3 releases each on average, N/5 commits (10,000 -> 30,000 tags, 2,000)."""
+    return Spec(procedures=n, tags=3 * n, commits=max(50, n // 5))
+
+
+@contextlib.contextmanager
+def backend_url(name: str) -> Iterator[str | None]:
+    """None for SQLite; a scratch PostgreSQL database URL, dropped afterwards."""
+    if name == "sqlite":
+        yield None
+        return
+    with PgDatabase() as url:
+        yield url
+
+
+def bump(store: GitStore, pid: str, n: int) -> str:
+    """Commit a one-procedure change with pygit2 (as a registry write would); the new commit."""
+    snap = store.read(pid, "HEAD")
+    files = dict(snap.files)
+    main = files["main.py"].data.decode()
+    files["main.py"] = files["main.py"]._replace(data=(main + f"\n# bench edit {n}\n").encode())
+    return store.write({pid: files}, f"fix({pid}): bench edit {n}", branch="main")
+
+
+def _pick(n: int, i: int, stride: int = 7919) -> str:
+    return proc_id((i * stride) % n)
+
+
+# -- full reindex --------------------------------------------------------------------------
+
+
+async def _reindex(repo: Path, url: str | None, reps: int) -> list[float]:
+    store = GitStore.open(repo)
+    samples = []
+    async with await open_backend(store, url) as backend:
+        for _ in range(reps):
+            start = time.perf_counter()
+            await sync(store, backend, full=True)
+            samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def scenario_reindex(ctx: Context) -> list[Row]:
+    """Full reindex of 10,000 procedures / 30,000 tags / 2,000 commits; baseline: naive scan."""
+    spec = growth_spec(10_000)
+    repo = working_copy(spec, "reindex", checkout=True)
+    reps = ctx.reps(3, 5)
+    try:
+        base = stats(timed(lambda: naive.list_all(repo), reps))
+        rows = []
+        for name in ctx.backends:
+            log(f"reindex {name} x{reps}")
+            with backend_url(name) as url:
+                figure = stats(asyncio.run(_reindex(repo, url, reps)))
+            rows.append(
+                Row(
+                    "reindex",
+                    f"full reindex ({name})",
+                    "10k procs/30k tags/2k commits",
+                    figure,
+                    "naive full scan (os.walk + json.load + git tag -l)",
+                    base,
+                    target="< 10 s median",
+                    met=figure["median_ms"] < 10_000,
+                    note="the naive scan builds nothing: it is what the naive way pays per query",
+                )
+            )
+        return rows
+    finally:
+        drop_copy(repo)
+
+
+# -- incremental sync ----------------------------------------------------------------------
+
+
+async def _incremental(repo: Path, url: str | None, rounds: int, n: int) -> dict[str, Any]:
+    store = GitStore.open(repo)
+    async with await open_backend(store, url) as backend:
+        await sync(store, backend, full=True)
+        noop = []
+        for _ in range(5):
+            start = time.perf_counter()
+            await sync(store, backend)
+            noop.append((time.perf_counter() - start) * 1000)
+        samples = []
+        for i in range(rounds):
+            bump(store, _pick(n, i), i)
+            start = time.perf_counter()
+            report = await sync(store, backend)
+            samples.append((time.perf_counter() - start) * 1000)
+            if not report.updated or report.rebuilt:
+                raise RuntimeError(f"incremental sync did not do an incremental update: {report}")
+    return {"incremental": samples, "noop": noop}
+
+
+def scenario_sync(ctx: Context) -> list[Row]:
+    """Incremental sync after a one-procedure commit, at each growth size, both backends."""
+    rows: list[Row] = []
+    rounds = ctx.reps(30, 50)
+    for n in ctx.sizes:
+        spec = growth_spec(n)
+        repo = working_copy(spec, "sync", checkout=True)
+        try:
+            base = stats(timed(lambda r=repo: naive.list_all(r), ctx.reps(3, 5)))  # type: ignore[misc]
+            for name in ctx.backends:
+                log(f"incremental sync {name} at {n:,} x{rounds}")
+                with backend_url(name) as url:
+                    out = asyncio.run(_incremental(repo, url, rounds, n))
+                figure = stats(out["incremental"])
+                rows.append(
+                    Row(
+                        "sync",
+                        f"incremental sync ({name})",
+                        f"{n:,}",
+                        figure,
+                        "naive rescan of the working tree",
+                        base,
+                        target="< 25 ms median",
+                        met=figure["median_ms"] < 25,
+                        extra={"noop_sync": stats(out["noop"]), "procedures": n},
+                    )
+                )
+        finally:
+            drop_copy(repo)
+    return rows + growth_rows(rows, "sync", "incremental sync", flat=True)
+
+
+def growth_rows(rows: list[Row], scenario: str, label: str, *, flat: bool) -> list[Row]:
+    """One row per backend/figure with the exponent of median time against N."""
+    out = []
+    for figure in sorted({r.figure for r in rows}):
+        series = [r for r in rows if r.figure == figure and "procedures" in r.extra]
+        if len(series) < 2:
+            continue
+        sizes = [r.extra["procedures"] for r in series]
+        exp = fit_exponent(sizes, [r.procreg["median_ms"] for r in series])
+        base_exp = (
+            fit_exponent(sizes, [(r.baseline or {})["median_ms"] for r in series])
+            if all(r.baseline for r in series)
+            else None
+        )
+        out.append(
+            Row(
+                scenario,
+                f"growth exponent: {figure}",
+                "-".join(f"{s // 1000}k" for s in sizes),
+                {"exponent": exp},
+                "baseline exponent",
+                {"exponent": base_exp},
+                target="exponent < 0.3 (flat)" if flat else None,
+                met=(exp is not None and exp < 0.3) if flat else None,
+                note=f"least squares of log(median) on log(N) for {label}",
+            )
+        )
+    return out
+
+
+# -- queries through the sync API ---------------------------------------------------------
+
+
+def _queries(repo: Path, url: str | None, n: int, rounds: int) -> dict[str, list[float]]:
+    with Registry.open(repo, url, auto_sync=True, open_timeout=600) as reg:
+        out: dict[str, list[float]] = {"search": [], "get": [], "list": []}
+        reg.search("csv", limit=20)
+        reg.get(proc_id(0))
+        for i in range(rounds):
+            start = time.perf_counter()
+            reg.search(WORDS[i % len(WORDS)], limit=20)
+            out["search"].append((time.perf_counter() - start) * 1000)
+            pid = _pick(n, i, 31)
+            start = time.perf_counter()
+            reg.get(pid)
+            out["get"].append((time.perf_counter() - start) * 1000)
+        out["list"] = timed(lambda: reg.search(None, limit=n + 1), 5)
+    return out
+
+
+def scenario_query(ctx: Context) -> list[Row]:
+    """search, get and list through :class:`Registry` (the sync API) vs the naive scan."""
+    rows: list[Row] = []
+    rounds = ctx.reps(200, 500)
+    for n in ctx.sizes:
+        repo = working_copy(growth_spec(n), "query", checkout=True)
+        try:
+            reps = ctx.reps(5, 10)
+            words = iter(WORDS * 10)
+            ids = iter([_pick(n, i, 31) for i in range(100)])
+            base = {
+                "search": stats(timed(lambda r=repo, w=words: naive.search(r, next(w)), reps)),  # type: ignore[misc]
+                "get": stats(timed(lambda r=repo, d=ids: naive.get(r, next(d)), reps * 4)),  # type: ignore[misc]
+                "list": stats(timed(lambda r=repo: naive.list_all(r), reps)),  # type: ignore[misc]
+            }
+            for name in ctx.backends:
+                log(f"search/get/list {name} at {n:,} x{rounds}")
+                with backend_url(name) as url:
+                    out = _queries(repo, url, n, rounds)
+                for op, target_ms in (("search", 5.0), ("get", 5.0), ("list", None)):
+                    figure = stats(out[op])
+                    ratio = base[op]["median_ms"] / figure["median_ms"]
+                    parts = []
+                    met = True
+                    if target_ms is not None:
+                        parts.append(f"< {target_ms:g} ms median")
+                        met = figure["median_ms"] < target_ms
+                    if n == 10_000:
+                        parts.append(">= 20x naive at 10k")
+                        met = met and ratio >= 20
+                    rows.append(
+                        Row(
+                            "query",
+                            f"{op} via Registry ({name})",
+                            f"{n:,}",
+                            figure,
+                            f"naive {op} (working tree scan + git CLI)",
+                            base[op],
+                            target="; ".join(parts) or None,
+                            met=met if parts else None,
+                            extra={"procedures": n},
+                        )
+                    )
+        finally:
+            drop_copy(repo)
+    return rows + growth_rows(rows, "query", "search/get/list", flat=False)
+
+
+# -- the watcher: commit-to-visible and resident memory -----------------------------------
+
+
+def _rss(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) // 1024
+    return fields
+
+
+def _start_watcher(repo: Path, url: str | None) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "registry", "-C", str(repo)]
+    if url:
+        argv += ["--database-url", url]
+    argv += ["watch", "--reconcile-every", "3600"]
+    return subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=bench_env(),
+    )
+
+
+def _wait_for_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), True)
+    deadline = time.monotonic() + timeout
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if sel.select(timeout=1.0):
+            line = proc.stdout.readline().decode()
+            if line:
+                return line
+        if proc.poll() is not None:
+            raise RuntimeError(f"procreg watch exited with {proc.returncode}")
+    raise RuntimeError("procreg watch printed no sync line in time")
+
+
+def _naive_rss(repo: Path) -> dict[str, int]:
+    """RSS of a process holding every procedure's metadata in memory, the naive cache."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path;"
+        "from benchmarks import naive; rows = naive.list_all(Path(sys.argv[2]));"
+        "print(open('/proc/self/status').read())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), str(repo)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fields = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) // 1024
+    return fields
+
+
+def scenario_watch(ctx: Context) -> list[Row]:
+    """Commit-to-visible through ``procreg watch`` and its resident memory at 10,000."""
+    n = 10_000
+    repo = working_copy(growth_spec(n), "watch", checkout=True)
+    rounds = ctx.reps(20, 40)
+    rows: list[Row] = []
+    try:
+        naive_mem = _naive_rss(repo)
+        words = iter(WORDS * 20)
+        base = stats(timed(lambda: naive.search(repo, next(words)), ctx.reps(5, 10)))
+        store = GitStore.open(repo)
+        for name in ctx.backends:
+            with backend_url(name) as url:
+                log(f"procreg watch ({name}) at {n:,}: initial sync, then {rounds} commits")
+                proc = _start_watcher(repo, url)
+                try:
+                    _wait_for_line(proc, 600)  # the start-up reconcile (a full build)
+                    time.sleep(1.0)  # the second tick's reconcile
+                    after_sync = _rss(proc.pid)
+                    samples = []
+                    with Registry.open(repo, url, auto_sync=False) as reg:
+                        for i in range(rounds):
+                            pid = _pick(n, i, 104729)
+                            commit = bump(store, pid, 10_000 + i)
+                            tree = store.tree_ids(commit)[pid]
+                            start = time.perf_counter()
+                            deadline = start + 15
+                            while reg.get(pid, "HEAD").tree_id != tree:
+                                if time.perf_counter() > deadline:
+                                    raise RuntimeError(f"{pid} not visible after 15 s")
+                                time.sleep(0.002)
+                            samples.append((time.perf_counter() - start) * 1000)
+                            time.sleep(0.1)
+                    after_commits = _rss(proc.pid)
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+            figure = stats(samples)
+            rows.append(
+                Row(
+                    "watch",
+                    f"commit-to-visible ({name})",
+                    f"{n:,}",
+                    figure,
+                    "naive search (a rescan sees the commit)",
+                    base,
+                    target="< 150 ms median",
+                    met=figure["median_ms"] < 150,
+                    note="pygit2 commit, then poll Registry.get(id, 'HEAD') until the new tree",
+                )
+            )
+            rows.append(
+                Row(
+                    "watch",
+                    f"watcher RSS after initial sync ({name})",
+                    f"{n:,}",
+                    {"value": after_sync["VmRSS"], "unit": "MB"},
+                    "naive process holding all metadata",
+                    {"value": naive_mem["VmRSS"], "unit": "MB"},
+                    target="< 200 MB",
+                    met=after_sync["VmRSS"] < 200,
+                    extra={
+                        "after_sync_mb": after_sync,
+                        "after_commits_mb": after_commits,
+                        "naive_mb": naive_mem,
+                    },
+                    note="VmRSS; VmHWM (peak) in extra",
+                )
+            )
+    finally:
+        drop_copy(repo)
+    return rows
