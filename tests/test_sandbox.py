@@ -430,3 +430,61 @@ def test_closed_sandbox_leaves_no_worker(scratch_dir):
     assert zygote.proc.poll() is not None
     with pytest.raises(sb.ExecutionError):
         box.run(RunRequest(files=NOOP))
+
+
+def test_arguments_that_are_not_json_are_refused(sandbox):
+    for kwargs in ({"x": float("nan")}, {"x": object()}):
+        outcome = sandbox.run(RunRequest(files=NOOP, kwargs=kwargs))
+        assert outcome.error is not None and outcome.error.type == "ArgumentError", outcome
+
+
+def test_default_scratch_folder_is_private_and_removed_on_close():
+    box = Sandbox(pool_size=1)
+    try:
+        files = {
+            "main.py": "import os\ndef main():\n    open('out.txt', 'w').write('x')\n"
+            "    return os.getcwd()\n"
+        }
+        for warm in (True, False):
+            outcome = box.run(RunRequest(files=files), warm=warm)
+            assert outcome.ok, outcome
+            assert Path(outcome.result).parent == box.scratch_base
+            assert not Path(outcome.result).exists()
+        root = box.scratch_base.parent
+        assert root.name.startswith("procreg-sandbox-")
+    finally:
+        box.close()
+    assert not root.exists()
+
+
+def test_modules_import_from_memory_like_files(sandbox, warm):
+    files = {
+        "main.py": (
+            "import inspect, os\nfrom pkg.mod import f\n"
+            "def main():\n"
+            "    here = os.path.dirname(__file__) == os.getcwd()\n"
+            "    return [f(), inspect.getsource(f).strip(), here, open('notes.txt').read()]\n"
+        ),
+        "pkg/mod.py": "def f():\n    return 'namespace'\n",
+        "notes.txt": "data files are on disk",
+    }
+    outcome = sandbox.run(RunRequest(files=files), warm=warm)
+    assert outcome.ok, outcome
+    assert outcome.result == [
+        "namespace",
+        "def f():\n    return 'namespace'",
+        True,
+        "data files are on disk",
+    ]
+
+    files = {"main.py": "def main():\n    raise KeyError('missing')\n"}
+    outcome = sandbox.run(RunRequest(files=files), warm=warm)
+    assert "raise KeyError('missing')" in outcome.stderr  # the source line, read from memory
+
+
+@needs_root
+def test_fast_runs_in_a_row_reuse_one_clean_uid(sandbox):
+    """Each run's uid is checked clean and freed, even when a run ends within a millisecond."""
+    files = {"main.py": "import os\ndef main():\n    return os.getuid()\n"}
+    uids = {sandbox.run(RunRequest(files=files)).result for _ in range(100)}
+    assert len(uids) == 1
