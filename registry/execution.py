@@ -19,40 +19,56 @@ What is recorded, and why:
 
 Failures of the procedure are :class:`RunResult` values with ``ok=False``; only
 problems that prevent a run (no such procedure or version, a broken sandbox) raise.
+
+Checking and parsing the arguments lives in :mod:`registry.arguments`, contract
+tests (a version's examples) in :mod:`registry.examples`; their names are still
+importable from here.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import math
 import platform
 import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from registry.arguments import ARGUMENT_ERROR
+from registry.arguments import argument_problems as argument_problems
+from registry.arguments import coerce_cli_value as coerce_cli_value
+from registry.arguments import parse_cli_arguments as parse_cli_arguments
 from registry.config import Config
 from registry.errors import RegistryError, UsageError
 from registry.index import ExecutionRecord, IndexBackend, Metrics
-from registry.model import Example, Metadata, Parameter
+from registry.model import Metadata
 from registry.recorder import RunRecorder, spool_dir
 from registry.snapshot import Snapshot
 
 if TYPE_CHECKING:
+    # Moved to registry.examples; still importable from here (see __getattr__ below).
+    from registry.examples import ExampleResult as ExampleResult
+    from registry.examples import ExamplesFailed as ExamplesFailed
+    from registry.examples import ExamplesGate as ExamplesGate
+    from registry.examples import ExamplesReport as ExamplesReport
+    from registry.examples import check_examples as check_examples
+    from registry.examples import describe_failure as describe_failure
+    from registry.examples import examples_gate as examples_gate
+    from registry.examples import json_equal as json_equal
+    from registry.examples import run_examples as run_examples
     from registry.gitstore import GitStore
-    from registry.releases import ReleasePlan, Resolved
+    from registry.releases import Resolved
     from registry.sandbox import RunOutcome, Sandbox
 
 log = logging.getLogger(__name__)
 
-ARGUMENT_ERROR = "ArgumentError"
 INVALID_PROCEDURE = "InvalidProcedure"
 MAX_ERROR_MESSAGE = 2000
 
@@ -93,119 +109,6 @@ class RunResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
 
 
-class ExampleResult(BaseModel):
-    """One example of the metadata run as a contract test."""
-
-    index: int
-    description: str
-    input: dict[str, Any]
-    expected: Any
-    got: Any = None
-    ok: bool
-    error: ErrorInfo | None = None
-
-
-class ExamplesReport(BaseModel):
-    """Every example of one version, run in the sandbox."""
-
-    id: str
-    version: str | None
-    commit: str | None
-    ok: bool
-    examples: list[ExampleResult]
-
-
-class ExamplesFailed(RegistryError):
-    """A version's examples do not hold; ``report`` says which and how."""
-
-    def __init__(self, report: ExamplesReport, message: str) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-# --------------------------------------------------------------------------- arguments
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "file": (str,),
-    "directory": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
-
-
-def _fits(value: Any, param_type: str) -> bool:
-    if param_type == "any":
-        return True
-    if param_type == "integer" and isinstance(value, float) and value.is_integer():
-        return False
-    if isinstance(value, bool) and param_type != "boolean":
-        return False
-    return isinstance(value, _JSON_TYPES.get(param_type, (object,)))
-
-
-def argument_problems(meta: Metadata, kwargs: Mapping[str, Any]) -> list[str]:
-    """What is wrong with ``kwargs`` for ``meta``'s parameters: unknown, missing, mistyped."""
-    by_name = {p.name: p for p in meta.parameters}
-    problems: list[str] = []
-    takes = ", ".join(by_name) or "no arguments"
-    for name in kwargs:
-        if name not in by_name:
-            problems.append(f"unknown argument {name!r}; {meta.id} takes {takes}")
-    for p in meta.parameters:
-        if p.required and p.name not in kwargs:
-            problems.append(f"missing required argument {p.name!r} ({p.type})")
-        elif p.name in kwargs and not _fits(kwargs[p.name], p.type):
-            got = type(kwargs[p.name]).__name__
-            problems.append(f"argument {p.name!r} must be {p.type}, got {got}")
-    return problems
-
-
-def coerce_cli_value(raw: str, param: Parameter | None) -> Any:
-    """A ``--arg KEY=VALUE`` value: JSON when it parses, else the text, but typed by metadata.
-
-    A ``string`` (or file, directory) parameter always gets the text itself (``"42"``,
-    not ``42``); ``any`` and unknown parameters get JSON when the text parses as JSON.
-    """
-    if param is not None and param.type in ("string", "file", "directory"):
-        return raw
-    if param is not None and param.type == "boolean":
-        lowered = raw.strip().lower()
-        if lowered in ("true", "yes", "on", "1"):
-            return True
-        if lowered in ("false", "no", "off", "0"):
-            return False
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def parse_cli_arguments(
-    meta: Metadata | None, pairs: Sequence[str], args_json: str | None = None
-) -> dict[str, Any]:
-    """Merge ``--args-json`` (an object) and ``--arg KEY=VALUE`` pairs (which win)."""
-    kwargs: dict[str, Any] = {}
-    if args_json:
-        try:
-            loaded = json.loads(args_json)
-        except ValueError as exc:
-            raise UsageError(f"--args-json is not JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError(f"--args-json must be a JSON object, got {type(loaded).__name__}")
-        kwargs.update(loaded)
-    params = {p.name: p for p in meta.parameters} if meta is not None else {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--arg {pair!r}: expected KEY=VALUE (e.g. --arg text=hello)")
-        kwargs[key] = coerce_cli_value(raw, params.get(key))
-    return kwargs
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -238,8 +141,11 @@ def declared_metadata(resolved: Resolved) -> Metadata | None:
         return None
 
 
-def _validate(store: GitStore, resolved: Resolved) -> tuple[Metadata | None, str | None]:
-    """The metadata of a valid snapshot, or None and a one-line reason."""
+def validated_metadata(store: GitStore, resolved: Resolved) -> tuple[Metadata | None, str | None]:
+    """The metadata of a resolved version that validates, or None and a one-line reason.
+
+    Validated with the registry config committed alongside the version.
+    """
     from registry.sync import config_at
     from registry.validation import validate_snapshot
 
@@ -375,7 +281,7 @@ async def run(
     t0 = time.perf_counter()
     if resolved is None:
         resolved = releases.resolve(store, proc_id, spec)
-    meta, invalid = _validate(store, resolved)
+    meta, invalid = validated_metadata(store, resolved)
     if meta is None:
         result = RunResult(
             ok=False,
@@ -561,187 +467,36 @@ async def metrics(backend: IndexBackend, proc_id: str) -> Metrics:
     return await backend.metrics(proc_id)
 
 
-# --------------------------------------------------------------------------- examples
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality as JSON sees it: 1 == 1.0, but True != 1 and "1" != 1; lists in order."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
-
-
-def run_examples(
-    sandbox: Sandbox,
-    snapshot: Snapshot,
-    meta: Metadata,
-    *,
-    config: Config | None = None,
-    timeout_s: float | None = None,
-) -> list[ExampleResult]:
-    """Run every example of ``meta`` in ``sandbox`` (synchronously) and compare results."""
-    results: list[ExampleResult] = []
-    for index, example in enumerate(meta.examples, start=1):
-        results.append(_run_example(sandbox, snapshot, meta, index, example, config, timeout_s))
-    return results
-
-
-def _run_example(
-    sandbox: Sandbox,
-    snapshot: Snapshot,
-    meta: Metadata,
-    index: int,
-    example: Example,
-    config: Config | None,
-    timeout_s: float | None,
-) -> ExampleResult:
-    base = {
-        "index": index,
-        "description": example.description,
-        "input": example.input,
-        "expected": example.output,
-    }
-    problems = argument_problems(meta, example.input)
-    if problems:
-        error = ErrorInfo(type=ARGUMENT_ERROR, message="; ".join(problems))
-        return ExampleResult(**base, ok=False, error=error)
-    request = build_request(snapshot, meta, example.input, timeout_s=timeout_s, config=config)
-    outcome = sandbox.run(request)
-    if not outcome.ok:
-        err = outcome.error
-        error = ErrorInfo(type=err.type if err else "unknown", message=err.message if err else "")
-        return ExampleResult(**base, ok=False, error=error)
-    return ExampleResult(**base, got=outcome.result, ok=json_equal(outcome.result, example.output))
-
-
-async def check_examples(
-    store: GitStore,
-    proc_id: str,
-    spec: str | None = None,
-    *,
-    sandbox: Sandbox,
-    timeout_s: float | None = None,
-) -> ExamplesReport:
-    """Run the examples of ``proc_id`` at ``spec`` (never recorded as runs)."""
-    import anyio
-
-    from registry import releases
-    from registry.sync import worktree_config
-
-    resolved = releases.resolve(store, proc_id, spec)
-    meta, invalid = _validate(store, resolved)
-    if meta is None:
-        from registry.errors import ValidationFailed
-
-        raise ValidationFailed([], invalid)
-    config = worktree_config(store)
-    results = await anyio.to_thread.run_sync(
-        lambda: run_examples(sandbox, resolved.snapshot, meta, config=config, timeout_s=timeout_s)
-    )
-    return ExamplesReport(
-        id=resolved.id,
-        version=resolved.version,
-        commit=resolved.commit,
-        ok=all(r.ok for r in results),
-        examples=results,
-    )
-
-
-def describe_failure(example: ExampleResult) -> str:
-    """One line naming a failing example: description, input, expected, got."""
-    what = f"example {example.index}" + (f" ({example.description})" if example.description else "")
-    got = (
-        f"{example.error.type}: {example.error.message}"
-        if example.error is not None
-        else json.dumps(example.got, ensure_ascii=False, default=str)
-    )
-    return (
-        f"{what}: input {json.dumps(example.input, ensure_ascii=False, default=str)}, "
-        f"expected {json.dumps(example.expected, ensure_ascii=False, default=str)}, got {got}"
-    )
-
-
-class ExamplesGate:
-    """A ``before_tag`` for :func:`registry.releases.release`: refuse versions whose examples fail.
-
-    ``release(store, ids, before_tag=ExamplesGate())`` runs every example of each
-    planned version in a sandbox and raises :class:`ExamplesFailed` naming the first
-    failing example before any tag is made. Without a ``sandbox`` each call uses a
-    cold one of its own (no pool, nothing left running), so the gate needs no closing;
-    ``close()`` and the context manager exist for symmetry.
-    """
-
-    def __init__(self, sandbox: Sandbox | None = None, config: Config | None = None) -> None:
-        self._sandbox = sandbox
-        self.config = config
-
-    def __enter__(self) -> ExamplesGate:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing to release: a gate's own sandboxes live for one call."""
-
-    def __call__(self, plan: ReleasePlan, snapshot: Snapshot) -> None:
-        """Run ``snapshot``'s examples; raise :class:`ExamplesFailed` if any fails."""
-        from pydantic import ValidationError
-
-        text = snapshot.text("metadata.json")
-        try:
-            meta = Metadata.model_validate_json(text) if text is not None else None
-        except ValidationError:
-            meta = None
-        if meta is None or not meta.examples:
-            return  # release validation reports bad metadata; no examples, no contract
-        if self._sandbox is not None:
-            results = run_examples(self._sandbox, snapshot, meta, config=self.config)
-        else:
-            from registry.sandbox import Sandbox
-
-            section = self.config.sandbox if self.config else None
-            with Sandbox(section, pool_size=0) as sandbox:
-                results = run_examples(sandbox, snapshot, meta, config=self.config)
-        failed = [r for r in results if not r.ok]
-        if failed:
-            report = ExamplesReport(
-                id=plan.id, version=plan.version, commit=plan.commit, ok=False, examples=results
-            )
-            more = f" ({len(failed) - 1} more failing)" if len(failed) > 1 else ""
-            raise ExamplesFailed(
-                report,
-                f"{plan.id} {plan.version} not released: {describe_failure(failed[0])}{more}; "
-                f"fix the code or the example, then release again",
-            )
-
-
-def examples_gate(
-    store: GitStore | None = None,
-    *,
-    database_url: str | None = None,
-    config: Config | None = None,
-) -> ExamplesGate:
-    """The ``before_tag`` that ``procreg release`` passes (see :class:`ExamplesGate`).
-
-    ``store`` supplies the registry config (sandbox limits) when ``config`` is not
-    given. ``database_url`` is accepted for symmetry with the other commands and not
-    used: contract tests are not runs, so nothing is recorded.
-    """
-    del database_url
-    if config is None and store is not None:
-        from registry.sync import worktree_config
-
-        config = worktree_config(store)
-    return ExamplesGate(config=config)
-
-
 def spool_path(store: GitStore) -> Path:
     """Where this repository's undelivered run records wait."""
     return spool_dir(store.git_dir)
+
+
+_MOVED_TO_EXAMPLES = frozenset(
+    {
+        "ExampleResult",
+        "ExamplesFailed",
+        "ExamplesGate",
+        "ExamplesReport",
+        "check_examples",
+        "describe_failure",
+        "examples_gate",
+        "json_equal",
+        "run_examples",
+    }
+)
+
+# Hidden from type checkers, which see the imports above instead: an explicit
+# module __getattr__ would make every misspelt ``execution.name`` type-check.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        """The contract-test names of :mod:`registry.examples`, imported on first use.
+
+        Lazily, because ``registry.examples`` builds on this module.
+        """
+        if name in _MOVED_TO_EXAMPLES:
+            from registry import examples
+
+            return getattr(examples, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
