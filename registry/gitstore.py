@@ -9,6 +9,7 @@ turned into the project's own errors here, with the repository and ref named.
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import time
@@ -166,8 +167,51 @@ class GitStore:
             return False
 
     def ref_names(self, prefix: str) -> list[str]:
-        """Every ref name starting with ``prefix`` (e.g. ``refs/tags/procedure-slug-v``)."""
-        return [name for name in self.repo.listall_references() if name.startswith(prefix)]
+        """Every ref name starting with ``prefix`` (e.g. ``refs/tags/procedure-slug-v``), sorted.
+
+        Reads only the refs under that prefix (a binary search in
+        ``packed-refs`` and the matching loose refs), not the whole namespace.
+        """
+        return [name for name, _ in self._ref_targets(prefix)]
+
+    def _ref_targets(self, prefix: str) -> list[tuple[str, str | None]]:
+        """``(ref name, target id)`` of every ref starting with ``prefix``, sorted by name.
+
+        The target is ``None`` for a symbolic ref (the caller resolves it).
+        Git's files backend is read directly: loose refs first, then packed
+        ones (``git pack-refs`` writes ``packed-refs`` before it deletes the
+        loose files, so a ref being packed is seen in one or the other), a
+        loose ref overriding its packed copy. Other layouts (reftable, a linked
+        worktree whose refs live in the common dir) go through libgit2.
+        """
+        if not self._files_backend():
+            return self._ref_targets_libgit2(prefix)
+        found = _loose_refs(self.git_dir, prefix)
+        for name, target in _packed_refs(self.git_dir / "packed-refs", prefix):
+            found.setdefault(name, target)
+        return sorted(found.items())
+
+    def _files_backend(self) -> bool:
+        """True when refs are plain files under this git dir (not reftable, not a worktree)."""
+        git_dir = self.git_dir
+        try:
+            storage = self.repo.config["extensions.refStorage"]
+        except (KeyError, pygit2.GitError, ValueError):
+            storage = None
+        return (
+            storage in (None, "files")
+            and not (git_dir / "commondir").exists()
+            and not (git_dir / "reftable").exists()
+            and (git_dir / "refs").is_dir()
+        )
+
+    def _ref_targets_libgit2(self, prefix: str) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for ref in self.repo.listall_reference_objects():
+            if ref.name.startswith(prefix):
+                target = ref.target
+                out.append((ref.name, str(target) if isinstance(target, pygit2.Oid) else None))
+        return sorted(out)
 
     # -- trees and snapshots ----------------------------------------------------
 
@@ -563,10 +607,11 @@ class GitStore:
     # -- tags -------------------------------------------------------------------
 
     def tags(self, prefix: str) -> list[TagInfo]:
-        """Tags whose name starts with ``prefix``, with their targets and messages."""
+        """Tags whose name starts with ``prefix``, with their targets and messages, by name."""
         out = []
-        for ref_name in self.ref_names("refs/tags/" + prefix):
-            info = self.tag(ref_name[len("refs/tags/") :])
+        for ref_name, target in self._ref_targets("refs/tags/" + prefix):
+            name = ref_name[len("refs/tags/") :]
+            info = self.tag(name) if target is None else self._tag_info(name, target)
             if info is not None:
                 out.append(info)
         return out
@@ -576,11 +621,25 @@ class GitStore:
         ref = self._lookup("refs/tags/" + name)
         if ref is None:
             return None
-        obj = self.repo.get(ref.target)
+        try:
+            target = ref.resolve().target
+        except (KeyError, pygit2.GitError):
+            return None
+        return self._tag_info(name, str(target))
+
+    def _tag_info(self, name: str, target: str) -> TagInfo | None:
+        """The tag ``name`` whose ref points at object ``target`` (a tag object or a commit)."""
+        try:
+            obj = self.repo.get(target)
+        except (ValueError, pygit2.GitError):
+            return None
         if isinstance(obj, pygit2.Tag):
-            target = obj.peel(pygit2.Commit)
+            try:
+                commit = obj.peel(pygit2.Commit)
+            except (pygit2.GitError, ValueError, KeyError):
+                return None  # a tag of a tree or blob: not a release
             return TagInfo(
-                name, str(target.id), str(obj.id), _person(obj.tagger), obj.message or ""
+                name, str(commit.id), str(obj.id), _person(obj.tagger), obj.message or ""
             )
         if isinstance(obj, pygit2.Commit):
             return TagInfo(name, str(obj.id), None, None, "")
@@ -648,6 +707,127 @@ class GitStore:
         except (KeyError, ValueError, pygit2.GitError):
             return None
         return str(oid) if oid is not None else None
+
+
+# -- reading the files ref backend ---------------------------------------------------------
+
+
+def _loose_refs(git_dir: Path, prefix: str) -> dict[str, str | None]:
+    """Loose refs under ``git_dir`` starting with ``prefix``: ``{name: target or None}``.
+
+    Only the directory holding the prefix's last component is listed (plus the
+    subdirectories whose names match it); ``*.lock`` files (a write in
+    progress) are skipped, as git does. ``None`` marks a symbolic ref.
+    """
+    head, _, base = prefix.rpartition("/")
+    directory = git_dir / head if head else git_dir
+    out: dict[str, str | None] = {}
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    stem = f"{head}/" if head else ""
+    for entry in entries:
+        if not entry.name.startswith(base) or entry.name.endswith(".lock"):
+            continue
+        if not head and not entry.name.startswith("refs"):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            for root, dirs, names in os.walk(entry.path):
+                dirs[:] = [d for d in dirs if not d.endswith(".lock")]
+                rel = Path(root).relative_to(directory).as_posix()
+                for file_name in names:
+                    if not file_name.endswith(".lock"):
+                        _read_loose(Path(root, file_name), f"{stem}{rel}/{file_name}", out)
+        elif entry.is_file(follow_symlinks=False):
+            _read_loose(Path(entry.path), f"{stem}{entry.name}", out)
+    return out
+
+
+def _read_loose(path: Path, name: str, out: dict[str, str | None]) -> None:
+    try:
+        text = path.read_text("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return  # deleted meanwhile, or not a ref: git ignores it too
+    if text.startswith("ref:"):
+        out[name] = None
+    elif len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text):
+        out[name] = text
+
+
+def _packed_refs(path: Path, prefix: str) -> Iterator[tuple[str, str]]:
+    """``(name, target)`` of the refs in a ``packed-refs`` file starting with ``prefix``.
+
+    Git writes the file sorted by name (header trait ``sorted``), so the first
+    match is found by binary search over line starts and the scan stops at the
+    first name past the prefix; peeled lines (``^``) are skipped. A file
+    without the ``sorted`` trait is scanned whole.
+    """
+    try:
+        with path.open("rb") as fh:
+            try:
+                data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:
+                return  # empty file
+    except FileNotFoundError:
+        return
+    with data:
+        key = prefix.encode()
+        start = 0
+        sorted_file = False
+        while start < len(data) and data[start : start + 1] == b"#":
+            end = data.find(b"\n", start)
+            end = len(data) if end < 0 else end + 1
+            line = bytes(data[start:end])
+            if line.startswith(b"# pack-refs with:"):
+                sorted_file = b"sorted" in line.split(b":", 1)[1].split()
+            start = end
+        end = len(data)
+        if sorted_file:
+            start = _packed_lower_bound(data, start, key)
+            if key:
+                # the first name past every name with this prefix
+                after = key[:-1] + bytes([key[-1] + 1]) if key[-1] < 0xFF else key + b"\xff"
+                end = _packed_lower_bound(data, start, after)
+        for line in bytes(data[start:end]).splitlines():
+            if not line or line[:1] in (b"^", b"#"):
+                continue
+            target, _, name = line.partition(b" ")
+            if name.startswith(key):
+                yield name.decode("utf-8", "surrogateescape"), target.decode("ascii", "replace")
+
+
+def _packed_lower_bound(data: mmap.mmap, start: int, key: bytes) -> int:
+    """Offset of the first record in ``data[start:]`` whose name is >= ``key``."""
+    size = len(data)
+
+    def record_start(pos: int) -> int:
+        line = data.rfind(b"\n", start, pos) + 1
+        line = max(line, start)
+        while line > start and data[line : line + 1] == b"^":  # a peeled line: back up
+            line = max(data.rfind(b"\n", start, line - 1) + 1, start)
+        return line
+
+    def record_end(pos: int) -> int:
+        end = data.find(b"\n", pos)
+        end = size if end < 0 else end + 1
+        while end < size and data[end : end + 1] == b"^":
+            nxt = data.find(b"\n", end)
+            end = size if nxt < 0 else nxt + 1
+        return end
+
+    lo, hi = start, size
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        rec = record_start(mid)
+        eol = data.find(b"\n", rec)
+        line = bytes(data[rec : size if eol < 0 else eol]).rstrip(b"\r")
+        name = line.partition(b" ")[2]
+        if name < key:
+            lo = record_end(mid)
+        else:
+            hi = rec
+    return lo
 
 
 def is_symlink_mode(mode: int) -> bool:

@@ -16,15 +16,15 @@ compare-and-swap.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import pygit2
 import semver
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry import specs, tags
-from registry.config import ValidationSection, parse_config
+from registry import tags
 from registry.errors import (
     ConflictError,
     NotFoundError,
@@ -32,17 +32,29 @@ from registry.errors import (
     ValidationFailed,
 )
 from registry.gitstore import GitStore, TagInfo
-from registry.problems import Problem
 from registry.snapshot import Snapshot
-from registry.validation import validate_snapshot
-from registry.versioning import BumpDecision, DiffStats, decide_bump, next_version
+
+if TYPE_CHECKING:
+    from registry.config import ValidationSection
+
+# validation, versioning, specs and config are imported where they are used:
+# `procreg log` and `procreg show` need none of them, and their pydantic
+# models cost more to build than the rest of the command.
 
 ReleaseBump = Literal["major", "minor", "patch", "initial"]
 CONFIG_PATH = "procreg.toml"
+# Explicit ids up to this many are looked up by tag prefix; more (or
+# --all-changed) list the release tags once.
+_PREFIX_LOOKUPS = 64
+# Past this many procedures in one commit's ranges, one libgit2 diff of the
+# two procedures/ trees is cheaper than a lookup per procedure.
+_DIFF_OVER = 2_000
 
 
 class ReleasePlan(BaseModel):
     """The release one procedure would get: its next version and why."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     version: str
@@ -103,44 +115,222 @@ def latest_release(store: GitStore, proc_id: str) -> tuple[semver.Version, TagIn
     return found[0] if found else None
 
 
-def _tree_at(store: GitStore, commit: str, proc_id: str) -> str | None:
-    return store.tree_ids(commit).get(proc_id)
+# The planning helpers below read trees and commit graphs through
+# ``store.repo`` directly: they need one read per tree or commit shared by
+# many procedures, which the per-procedure GitStore methods cannot give.
+
+
+def _folder(store: GitStore, commit: str | pygit2.Oid) -> pygit2.Tree | None:
+    """The ``procedures/`` tree of ``commit`` (None when it has none)."""
+    obj = store.repo.get(commit)
+    if not isinstance(obj, pygit2.Commit):
+        raise NotFoundError(f"{store.name}: commit {commit} is missing")
+    try:
+        entry = obj.tree[store.folder]
+    except KeyError:
+        return None
+    return entry if isinstance(entry, pygit2.Tree) else None
+
+
+def _subtrees(store: GitStore, commit: str, ids: Iterable[str]) -> dict[str, str | None]:
+    """``{id: folder tree id or None}`` at ``commit``: one tree read, one lookup per id.
+
+    Unlike :meth:`GitStore.tree_ids`, no dict of every folder is built, which
+    matters when ``procedures/`` holds 10,000 entries.
+    """
+    folder = _folder(store, commit)
+    out: dict[str, str | None] = {}
+    for proc_id in ids:
+        entry = folder[proc_id] if folder is not None and proc_id in folder else None
+        out[proc_id] = str(entry.id) if isinstance(entry, pygit2.Tree) else None
+    return out
+
+
+def _release_tree(
+    store: GitStore, proc_id: str, version: semver.Version, info: TagInfo
+) -> str | None:
+    """The folder tree a release tagged: its ``Tree:`` trailer, else read at the tagged commit."""
+    tree = tags.release_tree(info.message, proc_id, version)
+    if tree is not None:
+        return tree
+    return _subtrees(store, info.commit, [proc_id])[proc_id]
 
 
 class _View:
-    """Release tags and folder trees, each read once per call.
+    """The latest release of each candidate, found with one listing of the tags.
 
-    Planning 1,000 procedures would otherwise list every ref and walk the
-    ``procedures/`` tree once per procedure.
+    Planning 10,000 procedures would otherwise list 30,000 refs (or read
+    every folder's tree) once per procedure.
     """
 
-    def __init__(self, store: GitStore) -> None:
+    def __init__(self, store: GitStore, ids: Collection[str] | None = None) -> None:
         self.store = store
-        self._latest: dict[str, tuple[semver.Version, str]] | None = None
-        self._trees: dict[str, dict[str, str]] = {}
+        self._latest: dict[str, tuple[semver.Version, str]] = {}
+        self._infos: dict[str, TagInfo | None] = {}
+        if ids is not None and len(ids) <= _PREFIX_LOOKUPS:
+            for proc_id in ids:
+                found = _releases(store, proc_id)
+                if found:
+                    version, info = found[0]
+                    self._latest[proc_id] = (version, info.name)
+                    self._infos[info.name] = info
+        else:
+            prefix = tags.TAGS_REF_PREFIX + tags.RELEASE_TAG_PREFIX
+            self._latest = tags.latest_release_tags(store.ref_names(prefix))
 
     def latest(self, proc_id: str) -> tuple[semver.Version, TagInfo] | None:
-        if self._latest is None:
-            self._latest = {}
-            prefix = tags.TAGS_REF_PREFIX + tags.RELEASE_TAG_PREFIX
-            for ref in self.store.ref_names(prefix):
-                parsed = tags.parse_release_tag(ref)
-                if parsed is None:
-                    continue
-                pid, version = parsed
-                if pid not in self._latest or version > self._latest[pid][0]:
-                    self._latest[pid] = (version, ref[len(tags.TAGS_REF_PREFIX) :])
         found = self._latest.get(proc_id)
-        info = self.store.tag(found[1]) if found is not None else None
-        return (found[0], info) if found is not None and info is not None else None
+        if found is None:
+            return None
+        if found[1] not in self._infos:
+            self._infos[found[1]] = self.store.tag(found[1])
+        info = self._infos[found[1]]
+        return (found[0], info) if info is not None else None
 
-    def tree_at(self, commit: str, proc_id: str) -> str | None:
-        if commit not in self._trees:
-            self._trees[commit] = self.store.tree_ids(commit)
-        return self._trees[commit].get(proc_id)
+    def changed(self, commit: str, trees: Mapping[str, str]) -> dict[str, str]:
+        """The candidates whose folder differs from their latest release (or never released).
+
+        Release trees come from the tags' ``Tree:`` trailers; only tags without
+        one (hand-made) cost a tree read, one per tagged commit.
+        """
+        out: dict[str, str] = {}
+        unknown: dict[str, list[str]] = {}
+        for proc_id, tree in trees.items():
+            latest = self.latest(proc_id)
+            if latest is None:
+                out[proc_id] = tree
+                continue
+            version, info = latest
+            released = tags.release_tree(info.message, proc_id, version)
+            if released is None:
+                unknown.setdefault(info.commit, []).append(proc_id)
+            elif released != tree:
+                out[proc_id] = tree
+        for tagged, ids in unknown.items():
+            for proc_id, released_tree in _subtrees(self.store, tagged, ids).items():
+                if released_tree != trees[proc_id]:
+                    out[proc_id] = trees[proc_id]
+        return {proc_id: out[proc_id] for proc_id in trees if proc_id in out}
+
+
+def _changed_names(old: pygit2.Tree | None, new: pygit2.Tree | None) -> set[str]:
+    """The entry names that differ between two ``procedures/`` trees (libgit2 diff, in C)."""
+    if old is None or new is None:
+        present = old if old is not None else new
+        return {str(e.name) for e in present} if present is not None else set()
+    if old.id == new.id:
+        return set()
+    names: set[str] = set()
+    for delta in old.diff_to_tree(new).deltas:
+        names.add(delta.old_file.path.split("/", 1)[0])
+        names.add(delta.new_file.path.split("/", 1)[0])
+    return names
+
+
+def _entry_id(tree: pygit2.Tree | None, name: str) -> pygit2.Oid | None:
+    if tree is None:
+        return None
+    try:
+        return tree[name].id
+    except KeyError:
+        return None
+
+
+def _changed_here(
+    mine: pygit2.Tree | None, parents: list[pygit2.Tree | None], wanted: int, ids: list[str]
+) -> list[str]:
+    """The ids (bits of ``wanted``) whose folder differs from every parent's at this commit."""
+    if parents and mine is not None and all(p is not None and p.id == mine.id for p in parents):
+        return []
+    if wanted.bit_count() > _DIFF_OVER:
+        changed: set[str] | None = None
+        for parent in parents:
+            names = _changed_names(parent, mine)
+            changed = names if changed is None else changed & names
+        if changed is None:  # a root commit: every folder it has is new
+            changed = _changed_names(None, mine)
+        return [ids[i] for i in _bits(wanted) if ids[i] in changed]
+    out = []
+    for i in _bits(wanted):
+        here = _entry_id(mine, ids[i])
+        if not parents and here is None:
+            continue
+        if any(_entry_id(parent, ids[i]) == here for parent in parents):
+            continue  # TREESAME to a parent: the change (if any) came from that side
+        out.append(ids[i])
+    return out
+
+
+def _bits(mask: int) -> Iterator[int]:
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+def _folder_messages(store: GitStore, since: Mapping[str, str], until: str) -> dict[str, list[str]]:
+    """Per id, the messages of the commits in ``since[id]..until`` that changed its folder.
+
+    The answer of :meth:`GitStore.folder_commits` for every id at once
+    (newest first; a merge counts only when the folder differs from every
+    parent), from one walk of the commit graph that reads each commit's
+    ``procedures/`` tree once, instead of one walk per procedure.
+    """
+    out: dict[str, list[str]] = {proc_id: [] for proc_id in since}
+    if not since:
+        return out
+    ids = list(since)
+    everyone = (1 << len(ids)) - 1
+    top = store.repo.get(until)
+    if not isinstance(top, pygit2.Commit):
+        raise NotFoundError(f"{store.name}: commit {until} is missing")
+    walker = store.repo.walk(top.id, pygit2.enums.SortMode.TOPOLOGICAL)
+    # hidden[c]: the ids whose range excludes c (c is one of their release
+    # commits' ancestors); topological order shows every child before its
+    # parents, so a commit's mask is complete when it is reached.
+    hidden: dict[pygit2.Oid, int] = {}
+    for i, commit in enumerate(since.values()):
+        start = store.repo.get(commit)
+        if not isinstance(start, pygit2.Commit):
+            raise NotFoundError(f"{store.name}: commit {commit} is missing")
+        hidden[start.id] = hidden.get(start.id, 0) | 1 << i
+        walker.push(start.id)
+    inside = {top.id}  # reachable from ``until``
+    pending = {top.id}  # may still be in some range: the walk ends when none is left
+    trees: dict[pygit2.Oid, pygit2.Tree | None] = {}
+
+    def folder(oid: pygit2.Oid) -> pygit2.Tree | None:
+        if oid not in trees:
+            if len(trees) > 64:
+                trees.clear()
+            trees[oid] = _folder(store, oid)
+        return trees[oid]
+
+    for commit in walker:
+        cid = commit.id
+        mask = hidden.pop(cid, 0)
+        wanted = everyone & ~mask if cid in inside else 0
+        pending.discard(cid)
+        for parent in commit.parent_ids:
+            if mask:
+                hidden[parent] = hidden.get(parent, 0) | mask
+            if cid in inside:
+                inside.add(parent)
+                if wanted:
+                    pending.add(parent)
+        if wanted:
+            for proc_id in _changed_here(
+                folder(cid), [folder(p) for p in commit.parent_ids], wanted, ids
+            ):
+                out[proc_id].append(commit.message)
+        if not pending:
+            break
+    return out
 
 
 def _validation_config(store: GitStore, commit: str) -> ValidationSection:
+    from registry.config import parse_config
+
     return parse_config(store.read_path(CONFIG_PATH, commit)).validation
 
 
@@ -148,10 +338,21 @@ def _validation_config(store: GitStore, commit: str) -> ValidationSection:
 
 
 def _plan_one(
-    store: GitStore, proc_id: str, commit: str, new_tree: str, view: _View | None = None
+    store: GitStore,
+    proc_id: str,
+    commit: str,
+    new_tree: str,
+    view: _View | None = None,
+    messages: Sequence[str] | None = None,
 ) -> tuple[ReleasePlan, Snapshot] | None:
-    """The release of ``proc_id`` at ``commit`` (folder tree ``new_tree``), or None if unchanged."""
-    view = view or _View(store)
+    """The release of ``proc_id`` at ``commit`` (folder tree ``new_tree``), or None if unchanged.
+
+    ``messages`` are the commit messages since the latest release, when the
+    caller already gathered them (:func:`_folder_messages`).
+    """
+    from registry.versioning import DiffStats, decide_bump, next_version
+
+    view = view or _View(store, [proc_id])
     latest = view.latest(proc_id)
     new = store.read_tree(proc_id, new_tree, commit)
     if latest is None:
@@ -162,7 +363,7 @@ def _plan_one(
     else:
         previous, tag = latest
         previous_tag = tag.name
-        old_tree = view.tree_at(tag.commit, proc_id)
+        old_tree = _release_tree(store, proc_id, previous, tag)
         if old_tree == new_tree:
             return None
         old = (
@@ -172,9 +373,8 @@ def _plan_one(
         )
         added, removed, nfiles = store.diff_stats(old_tree, new_tree)
         stats = DiffStats(lines_added=added, lines_removed=removed, files_changed=nfiles)
-        messages = [
-            c.message for c in store.folder_commits(proc_id, until=commit, since=tag.commit)
-        ]
+        if messages is None:
+            messages = _folder_messages(store, {proc_id: tag.commit}, commit)[proc_id]
         decision = decide_bump(old, new, stats, messages)
     if decision.bump == "none":
         return None
@@ -201,19 +401,23 @@ def _candidates(
     store: GitStore, ids: Sequence[str] | None, commit: str, all_changed: bool
 ) -> dict[str, str]:
     """``{id: folder tree}`` of the procedures to consider at ``commit``."""
-    trees = store.tree_ids(commit)
     if ids and not all_changed:
-        unknown = [pid for pid in ids if pid not in trees]
+        wanted = list(dict.fromkeys(ids))
+        trees = _subtrees(store, commit, wanted)
+        unknown = [pid for pid in wanted if trees[pid] is None]
         if unknown:
             raise NotFoundError(
                 f"{store.name}: no procedure {', '.join(map(repr, unknown))} at {commit[:12]} "
                 f"(no folder under {store.folder}/); `procreg list` shows what there is"
             )
-        return {pid: trees[pid] for pid in dict.fromkeys(ids)}
-    return dict(sorted(trees.items()))
+        return {pid: tree for pid, tree in trees.items() if tree is not None}
+    return dict(sorted(store.tree_ids(commit).items()))
 
 
 def _validate(store: GitStore, snapshots: Iterable[Snapshot], commit: str) -> None:
+    from registry.problems import Problem
+    from registry.validation import validate_snapshot
+
     config = _validation_config(store, commit)
     problems: list[Problem] = []
     bad: list[str] = []
@@ -242,17 +446,19 @@ def _plan(
 ) -> list[tuple[ReleasePlan, Snapshot]]:
     commit = store.resolve(ref)
     candidates = _candidates(store, ids, commit, all_changed)
-    view = _View(store)
-    changed: dict[str, str] = {}
-    for pid, tree in candidates.items():
-        latest = view.latest(pid)
-        if latest is None or view.tree_at(latest[1].commit, pid) != tree:
-            changed[pid] = tree
+    view = _View(store, None if all_changed or not ids else candidates)
+    changed = view.changed(commit, candidates)
     if validate:
         _validate(store, (store.read_tree(pid, t, commit) for pid, t in changed.items()), commit)
+    since: dict[str, str] = {}
+    for pid in changed:
+        latest = view.latest(pid)
+        if latest is not None:
+            since[pid] = latest[1].commit
+    messages = _folder_messages(store, since, commit)
     out = []
     for pid, tree in changed.items():
-        planned = _plan_one(store, pid, commit, tree, view)
+        planned = _plan_one(store, pid, commit, tree, view, messages.get(pid, []))
         if planned is not None:
             out.append(planned)
     return out
@@ -279,6 +485,8 @@ def plan_release(
 
 
 def _message(plan: ReleasePlan) -> str:
+    from registry.versioning import BumpDecision, DiffStats
+
     decision = BumpDecision(bump=plan.bump, breaking=plan.breaking, reasons=plan.reasons)
     stats = DiffStats(
         lines_added=plan.lines_added,
@@ -428,6 +636,8 @@ def render_markdown(plans: Sequence[ReleasePlan]) -> str:
 class VersionInfo(BaseModel):
     """One release of a procedure, as its tag records it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     version: str
     tag: str
@@ -472,7 +682,7 @@ def history(store: GitStore, proc_id: str) -> list[VersionInfo]:
 class Resolved(BaseModel):
     """What ``ID@SPEC`` names: a version (or the branch tip) and its files."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
 
     id: str
     version: str | None
@@ -492,7 +702,7 @@ def _head(store: GitStore, proc_id: str, ref: str, fallback: bool = False) -> Re
     version: str | None = None
     tag: str | None = None
     for v, info in _releases(store, proc_id):
-        if _tree_at(store, info.commit, proc_id) == snap.tree_id:
+        if _release_tree(store, proc_id, v, info) == snap.tree_id:
             version, tag = str(v), info.name
             break
     return Resolved(
@@ -534,6 +744,8 @@ def resolve(store: GitStore, proc_id: str, spec: str | None = None, ref: str = "
         if not releases:
             return _head(store, proc_id, ref, fallback=True)
         spec = "latest"
+    from registry import specs
+
     parsed = specs.parse_spec(spec)
     if parsed.kind == "head":
         return _head(store, proc_id, ref)
@@ -591,11 +803,11 @@ def rollback(
     target = store.read(proc_id, info.commit)
     ref_name = store.branch_ref(branch)
     tip = store.resolve(ref_name)
-    current = _tree_at(store, tip, proc_id)
+    current = _subtrees(store, tip, [proc_id])[proc_id]
     note = f"rolls back to {target_version}" + (f": {reason}" if reason else "")
     if current == target.tree_id:
         latest = latest_release(store, proc_id)
-        if latest is not None and _tree_at(store, latest[1].commit, proc_id) == current:
+        if latest is not None and _release_tree(store, proc_id, *latest) == current:
             raise UsageError(
                 f"{proc_id} is already at {target_version}'s code and released as "
                 f"{latest[0]}; nothing to roll back"
@@ -631,6 +843,8 @@ def _parse_version(text: str | semver.Version) -> semver.Version:
 
 class ChannelMove(BaseModel):
     """One move of a channel: which version it pointed at from then on, who moved it, why."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     channel: str

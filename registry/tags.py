@@ -12,14 +12,16 @@ parsers return ``None`` for anything that is not the canonical form.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
 
 import semver
 from pydantic import BaseModel, ConfigDict
 
 from registry.errors import UsageError
-from registry.model import ID_PATTERN
-from registry.versioning import Bump, BumpDecision, DiffStats
+
+if TYPE_CHECKING:
+    from registry.versioning import BumpDecision, DiffStats
 
 RELEASE_TAG_PREFIX = "procedure-"
 RELEASE_VERSION_MARK = "-v"
@@ -29,6 +31,11 @@ SEQ_WIDTH = 6
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 # Names that would read as a version spec rather than a channel.
 RESERVED_CHANNELS = frozenset({"head", "latest", "x"})
+# The same pattern and bump names as registry.model.ID_PATTERN and
+# registry.versioning.Bump (tests keep them equal): importing those modules
+# would build their pydantic models, which `procreg log` never needs.
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+Bump = Literal["initial", "major", "minor", "patch", "none"]
 
 ChannelAction = Literal["promote", "rollback", "health"]
 CHANNEL_ACTIONS: tuple[ChannelAction, ...] = ("promote", "rollback", "health")
@@ -37,6 +44,12 @@ _ID_RE = re.compile(ID_PATTERN)
 _CHANNEL_RE = re.compile(CHANNEL_PATTERN)
 _VERSIONISH_RE = re.compile(r"^v\d")
 _SEQ_RE = re.compile(r"[0-9]{6,}")
+# A canonical release tag with a plain X.Y.Z version: the id is unambiguous
+# (ids hold no ".", so the version starts after the last "-v").
+_PLAIN_RELEASE_RE = re.compile(
+    r"^procedure-(?P<id>[a-z0-9][a-z0-9_-]{0,63})-v"
+    r"(?P<major>0|[1-9][0-9]*)\.(?P<minor>0|[1-9][0-9]*)\.(?P<patch>0|[1-9][0-9]*)$"
+)
 _TRAILER_RE = re.compile(r"^(?P<key>[A-Za-z0-9][A-Za-z0-9-]*)[ \t]*:[ \t]*(?P<value>.*)$")
 # Git accepts a paragraph with some non-trailer lines as trailers only if it
 # holds one of these (git's own trailers); see git-interpret-trailers(1).
@@ -139,6 +152,38 @@ def parse_release_tag(name: str) -> tuple[str, semver.Version] | None:
                 return ident, version
         start = i + 1
     return None
+
+
+def latest_release_tags(names: Iterable[str]) -> dict[str, tuple[semver.Version, str]]:
+    """``{id: (highest version, its tag name)}`` over release tag names (``refs/tags/`` allowed).
+
+    The same answer as :func:`parse_release_tag` on every name, but a plain
+    ``X.Y.Z`` tag is read with one regex and no semver parsing, so 30,000
+    names take milliseconds. Names that are not release tags are ignored.
+    """
+    plain: dict[str, tuple[tuple[int, int, int], str]] = {}
+    other: dict[str, tuple[semver.Version, str]] = {}
+    for ref in names:
+        name = _strip_ref(ref)
+        m = _PLAIN_RELEASE_RE.match(name)
+        if m is not None:
+            key = (int(m.group("major")), int(m.group("minor")), int(m.group("patch")))
+            ident = m.group("id")
+            best = plain.get(ident)
+            if best is None or key > best[0]:
+                plain[ident] = (key, name)
+            continue
+        parsed = parse_release_tag(name)
+        if parsed is not None:
+            ident, version = parsed
+            seen = other.get(ident)
+            if seen is None or version > seen[0]:
+                other[ident] = (version, name)
+    out = {ident: (semver.Version(*key), name) for ident, (key, name) in plain.items()}
+    for ident, (version, name) in other.items():
+        if ident not in out or version > out[ident][0]:
+            out[ident] = (version, name)
+    return out
 
 
 # --- channel tags --------------------------------------------------------------
@@ -292,7 +337,7 @@ def parse_trailers(message: str) -> list[tuple[str, str]]:
 class ReleaseInfo(BaseModel):
     """A release tag's message read back. Fields a hand-made tag lacks are ``None``."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     subject: str
     id: str | None = None
@@ -310,7 +355,7 @@ class ReleaseInfo(BaseModel):
 class ChannelInfo(BaseModel):
     """A channel tag's message read back. Fields a hand-made tag lacks are ``None``."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     subject: str
     id: str | None = None
@@ -354,7 +399,9 @@ def parse_release_message(message: str) -> ReleaseInfo:
     m = _RELEASE_SUBJECT_RE.match(subject)
     ident = m.group("id") if m and is_valid_id(m.group("id")) else None
     bump_text = (_first(trailers, "Bump") or "").lower()
-    return ReleaseInfo(
+    # Every value is already of its field's type: constructing skips building
+    # the model's validator, which `procreg log` would otherwise pay for.
+    return ReleaseInfo.model_construct(
         subject=subject,
         id=ident,
         version=_version(m.group("version")) if m else None,
@@ -367,6 +414,31 @@ def parse_release_message(message: str) -> ReleaseInfo:
         tree=_first(trailers, "Tree") or None,
         reasons=[v for k, v in trailers if k.lower() == "reason"],
     )
+
+
+def release_tree(message: str, procedure_id: str, version: semver.Version | str) -> str | None:
+    """The ``Tree:`` trailer of the release message of ``procedure_id`` ``version``, else None.
+
+    ``None`` too when the subject is not ``Release <id> <version>`` (a
+    hand-written tag, or a message copied from another release), so the
+    caller reads the folder's tree from the tagged commit instead. The
+    registry's own messages (one trailer paragraph) are read without the
+    general parser; anything else goes through :func:`parse_release_message`.
+    """
+    head = f"Release {procedure_id} {version}\n\n"
+    if not message.startswith(head):
+        return None
+    tree: str | None = None
+    for line in message[len(head) :].rstrip("\n").split("\n"):
+        m = _TRAILER_RE.match(line)
+        if m is None:
+            tree = parse_release_message(message).tree
+            break
+        if tree is None and m.group("key").lower() == "tree":
+            tree = m.group("value").strip() or None
+    if tree is None or len(tree) not in (40, 64) or tree.strip("0123456789abcdef"):
+        return None
+    return tree
 
 
 def parse_channel_message(message: str) -> ChannelInfo:

@@ -6,19 +6,25 @@ Everything here works on the working tree (or the git index for
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from registry.config import CONFIG_FILE, Config, parse_config
 from registry.errors import NotFoundError, UsageError
 from registry.gitstore import GitStore, read_worktree_folder
 from registry.model import ID_RE, Example, Metadata, Parameter, Returns
 from registry.problems import Problem
 from registry.snapshot import MAIN_FILE, METADATA_FILE, PROCEDURES_DIR, Snapshot
-from registry.validation import validate_snapshot
+
+if TYPE_CHECKING:
+    from registry.config import Config
+
+# registry.config and registry.validation are imported where they are used:
+# `procreg show` needs neither, and building their models costs more than
+# the rest of the command.
 
 CONFIG_TEMPLATE = """\
 # procreg registry config. Every key is optional; these are the defaults.
@@ -51,6 +57,8 @@ def main(text: str) -> str:
 class CheckedProcedure(BaseModel):
     """The outcome of checking one procedure folder."""
 
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     path: str
     ok: bool
@@ -59,6 +67,8 @@ class CheckedProcedure(BaseModel):
 
 class CheckReport(BaseModel):
     """What ``procreg check`` found."""
+
+    model_config = ConfigDict(defer_build=True)
 
     ok: bool
     checked: int
@@ -71,6 +81,8 @@ class CheckReport(BaseModel):
 
 def load_config(store: GitStore, ref: str | None = None) -> Config:
     """The registry config: from the working tree, or at ``ref`` (bare repos, releases)."""
+    from registry.config import CONFIG_FILE, parse_config
+
     if ref is None and store.workdir is not None:
         path = store.workdir / CONFIG_FILE
         return parse_config(path.read_bytes() if path.is_file() else None)
@@ -86,6 +98,8 @@ def init_registry(path: Path) -> tuple[GitStore, list[str]]:
 
     Existing files are kept; returns the store and what was created.
     """
+    from registry.config import CONFIG_FILE
+
     created: list[str] = []
     try:
         store = GitStore.open(path)
@@ -189,6 +203,8 @@ def staged_snapshots(store: GitStore) -> list[Snapshot]:
 
 def check(snapshots: Sequence[Snapshot], config: Config) -> CheckReport:
     """Validate every snapshot; never raises for a bad procedure."""
+    from registry.validation import validate_snapshot
+
     results = []
     for snap in snapshots:
         result = validate_snapshot(snap, config.validation)
@@ -200,6 +216,8 @@ def check(snapshots: Sequence[Snapshot], config: Config) -> CheckReport:
 
 class ListedProcedure(BaseModel):
     """One row of ``procreg list``."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     name: str
@@ -213,6 +231,7 @@ class ListedProcedure(BaseModel):
 def list_procedures(store: GitStore, ref: str = "HEAD") -> list[ListedProcedure]:
     """Every procedure at ``ref`` with its latest release tag, read from git alone."""
     from registry.tags import RELEASE_TAG_PREFIX, parse_release_tag
+    from registry.validation import validate_snapshot
 
     latest: dict[str, Any] = {}
     for name in store.ref_names("refs/tags/" + RELEASE_TAG_PREFIX):
@@ -265,16 +284,33 @@ def show_procedure(store: GitStore, ref_spec: str, *, ref: str | None = None) ->
     else:
         resolved = releases.resolve(store, proc_id, spec)
         snap, version = resolved.snapshot, resolved.version
-    result = validate_snapshot(snap, load_config(store, snap.commit).validation)
-    if result.metadata is None:
-        from registry.errors import ValidationFailed
-
-        raise ValidationFailed(result.problems)
     return ShownProcedure(
         id=proc_id,
         version=str(version) if version is not None else None,
         commit=snap.commit or "",
         tree_id=snap.tree_id,
-        metadata=result.metadata,
+        metadata=_shown_metadata(store, snap),
         source=snap.text(MAIN_FILE) or "",
     )
+
+
+def _shown_metadata(store: GitStore, snap: Snapshot) -> Metadata:
+    """``metadata.json`` parsed for display, or :class:`ValidationFailed` saying what is wrong.
+
+    Only the metadata is read: showing a procedure does not run the code
+    checks (``procreg check`` does). When the file does not parse, the
+    validator is run to report the problems with file, line and rule.
+    """
+    entry = snap.files.get(METADATA_FILE)
+    if entry is not None and entry.mode in (0o100644, 0o100755):
+        try:
+            return Metadata.model_validate(json.loads(entry.data.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError, ValidationError, RecursionError):
+            pass  # reported below, the way `procreg check` reports it
+    from registry.errors import ValidationFailed
+    from registry.validation import validate_snapshot
+
+    result = validate_snapshot(snap, load_config(store, snap.commit).validation)
+    if result.metadata is None:
+        raise ValidationFailed(result.problems)
+    return result.metadata

@@ -224,3 +224,45 @@ def test_global_options_work_after_the_command(
     assert [r["id"] for r in after.json()] == ["echo"]
     glued = run_cli(capsys, "list", f"-C{repo}", "--json")
     assert [r["id"] for r in glued.json()] == ["echo"]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ('{"id": "echo", "name": ', "procedures/echo/metadata.json:1: metadata-json: invalid JSON"),
+        ('{"id": "echo", "name": "Echo", "colour": "red"}\n', "procedures/echo/metadata.json"),
+        (None, "procedures/echo/metadata.json: missing-file"),
+    ],
+)
+def test_show_reports_invalid_metadata_like_check(
+    repo: Path, capsys: pytest.CaptureFixture[str], metadata: str | None, expected: str
+) -> None:
+    """show only parses metadata.json, yet a broken one is named with file, line and rule."""
+    write_procedure(repo, "echo")
+    meta = repo / "procedures/echo/metadata.json"
+    if metadata is None:
+        meta.unlink()
+    else:
+        meta.write_text(metadata)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: echo", "--no-verify")  # past the pre-commit check
+    result = run_cli(capsys, "-C", str(repo), "show", "echo", "--ref", "HEAD")
+    assert result.code == 1
+    assert expected in result.err
+    if metadata is not None and "colour" in metadata:
+        assert "colour" in result.err
+
+
+def test_show_displays_a_procedure_whose_code_check_fails(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Showing is not checking: valid metadata is shown even when main.py breaks a rule."""
+    write_procedure(repo, "echo", description="Echo the text back")
+    main = repo / "procedures/echo/main.py"
+    main.write_text(main.read_text() + "\nimport ctypes\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: echo", "--no-verify")  # past the pre-commit check
+    assert run_cli(capsys, "-C", str(repo), "check").code == 1
+    shown = run_cli(capsys, "-C", str(repo), "show", "echo", "--ref", "HEAD", "--json")
+    assert shown.code == 0
+    assert shown.json()["metadata"]["description"] == "Echo the text back"

@@ -218,3 +218,187 @@ def test_tags_are_atomic_and_never_overwritten(store: GitStore) -> None:
         store.create_tag("procedure-a-v1.0.0", tip, "again")
     assert [t.name for t in store.tags("procedure-a-v")] == ["procedure-a-v1.0.0"]
     assert isinstance(store.repo.get(info.tag_id), pygit2.Tag)
+
+
+# -- ref listing by prefix: packed-refs and loose refs read directly --------------------
+
+
+def for_each_ref(repo: Path, prefix: str) -> list[str]:
+    """What git itself lists under ``prefix`` (sorted by name, like ``ref_names``)."""
+    names = git(repo, "for-each-ref", "--format=%(refname)").split()
+    return sorted(n for n in names if n.startswith(prefix))
+
+
+PREFIXES = [
+    "refs/tags/procedure-foo-v",  # "foo" must not be confused with...
+    "refs/tags/procedure-foo-v2-v",  # ...id "foo-v2"
+    "refs/tags/procedure-",
+    "refs/tags/channel/foo/",
+    "refs/tags/channel/foo/stable/",
+    "refs/tags/channel/",
+    "refs/tags/",
+    "refs/heads/",
+    "refs/",
+    "",
+    "refs/tags/procedure-zzz-v",
+    "refs/tags/procedure-foo-v1.0.0",
+]
+
+
+@pytest.fixture
+def tagged(tmp_path: Path) -> tuple[GitStore, Path, str]:
+    """A repo with release and channel tags of ids ``foo``, ``foo-v2`` and ``bar``."""
+    repo = tmp_path / "tagged"
+    store = GitStore.init(repo)
+    tip = store.write({"foo": files("foo"), "bar": files("bar")}, "feat: two")
+    for name in [
+        "procedure-foo-v1.0.0",
+        "procedure-foo-v1.1.0",
+        "procedure-foo-v2-v1.0.0",
+        "procedure-bar-v1.0.0",
+        "channel/foo/stable/000001",
+        "channel/foo/stable/000002",
+        "channel/foo/beta/000001",
+        "channel/foo-v2/stable/000001",
+    ]:
+        git(repo, "tag", "-a", "-m", f"tag {name}", name, tip)
+    git(repo, "tag", "lightweight-foo", tip)
+    return store, repo, tip
+
+
+def assert_same_as_git(store: GitStore, repo: Path) -> None:
+    for prefix in PREFIXES:
+        assert store.ref_names(prefix) == for_each_ref(repo, prefix), prefix
+
+
+def test_ref_names_match_git_with_loose_refs(tagged: tuple[GitStore, Path, str]) -> None:
+    store, repo, _ = tagged
+    assert not (repo / ".git" / "packed-refs").exists()
+    assert_same_as_git(store, repo)
+    assert store.ref_names("refs/tags/procedure-foo-v") == [
+        "refs/tags/procedure-foo-v1.0.0",
+        "refs/tags/procedure-foo-v1.1.0",
+        "refs/tags/procedure-foo-v2-v1.0.0",  # the over-match callers filter by id
+    ]
+
+
+def test_ref_names_match_git_with_packed_and_mixed_refs(tagged: tuple[GitStore, Path, str]) -> None:
+    store, repo, tip = tagged
+    git(repo, "pack-refs", "--all")
+    assert not (repo / ".git" / "refs" / "tags" / "procedure-foo-v1.0.0").exists()
+    assert_same_as_git(store, repo)
+    # new loose refs beside the packed ones, in the middle of the packed range
+    git(repo, "tag", "-a", "-m", "new", "procedure-foo-v1.0.1", tip)
+    git(repo, "tag", "-a", "-m", "new", "channel/foo/stable/000003", tip)
+    assert_same_as_git(store, repo)
+    assert "refs/tags/procedure-foo-v1.0.1" in store.ref_names("refs/tags/procedure-foo-v")
+
+
+def test_ref_names_forget_deleted_refs_packed_or_loose(tagged: tuple[GitStore, Path, str]) -> None:
+    store, repo, tip = tagged
+    git(repo, "pack-refs", "--all")
+    git(repo, "tag", "-a", "-m", "loose", "procedure-bar-v1.0.1", tip)
+    git(repo, "tag", "-d", "procedure-foo-v1.0.0")  # packed: git rewrites packed-refs
+    git(repo, "tag", "-d", "procedure-bar-v1.0.1")  # loose: git removes the file
+    assert_same_as_git(store, repo)
+    assert store.ref_names("refs/tags/procedure-foo-v") == [
+        "refs/tags/procedure-foo-v1.1.0",
+        "refs/tags/procedure-foo-v2-v1.0.0",
+    ]
+    assert [t.name for t in store.tags("procedure-bar-v")] == ["procedure-bar-v1.0.0"]
+
+
+def test_a_loose_ref_overrides_its_packed_copy(tagged: tuple[GitStore, Path, str]) -> None:
+    store, repo, tip = tagged
+    git(repo, "pack-refs", "--all")
+    second = store.write({"foo": files("foo", MAIN + b"# changed\n")}, "fix: foo")
+    # what `git tag -f` does to a packed tag: a loose ref with the new target
+    git(repo, "tag", "-f", "lightweight-foo", second)
+    (info,) = store.tags("lightweight-foo")
+    assert info.commit == second != tip
+    assert store.tag("lightweight-foo") == info
+    # a lock file (a write in progress) is not a ref
+    (repo / ".git" / "refs" / "tags" / "procedure-foo-v9.0.0.lock").write_text(second + "\n")
+    assert "refs/tags/procedure-foo-v9.0.0" not in store.ref_names("refs/tags/procedure-foo-v")
+    assert_same_as_git(store, repo)
+
+
+def test_tags_by_prefix_read_messages_and_targets(tagged: tuple[GitStore, Path, str]) -> None:
+    store, repo, tip = tagged
+    git(repo, "pack-refs", "--all")
+    found = store.tags("channel/foo/")
+    assert [t.name for t in found] == [
+        "channel/foo/beta/000001",
+        "channel/foo/stable/000001",
+        "channel/foo/stable/000002",
+    ]
+    assert all(t.commit == tip and t.message == f"tag {t.name}\n" for t in found)
+    assert store.tags("lightweight-")[0].tag_id is None
+
+
+def test_ref_names_in_a_linked_worktree_and_a_bare_clone(
+    tagged: tuple[GitStore, Path, str], tmp_path: Path
+) -> None:
+    _, repo, _ = tagged
+    git(repo, "pack-refs", "--all")
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    in_worktree = GitStore.open(linked)
+    assert (in_worktree.git_dir / "commondir").exists()  # refs live in the main git dir
+    assert in_worktree.ref_names("refs/tags/procedure-foo-v") == for_each_ref(
+        repo, "refs/tags/procedure-foo-v"
+    )
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    server = GitStore.open(bare)
+    for prefix in PREFIXES:
+        assert server.ref_names(prefix) == for_each_ref(bare, prefix), prefix
+
+
+def test_ref_names_with_an_unsorted_packed_refs_file(tagged: tuple[GitStore, Path, str]) -> None:
+    """An old git wrote packed-refs without the ``sorted`` trait: it is scanned whole."""
+    store, repo, _ = tagged
+    git(repo, "pack-refs", "--all")
+    packed = repo / ".git" / "packed-refs"
+    lines = packed.read_text().splitlines(keepends=True)
+    records: list[str] = []
+    for line in lines[1:]:
+        if line.startswith("^"):
+            records[-1] += line
+        else:
+            records.append(line)
+    packed.write_text("# pack-refs with: peeled \n" + "".join(reversed(records)))
+    assert store.ref_names("refs/tags/procedure-foo-v") == for_each_ref(
+        repo, "refs/tags/procedure-foo-v"
+    )
+
+
+def test_ref_names_binary_search_over_many_packed_tags(tmp_path: Path) -> None:
+    """Hundreds of packed tags (annotated ones carry peeled lines): every prefix agrees with git."""
+    repo = tmp_path / "many"
+    store = GitStore.init(repo)
+    tip = store.write({"a": files("a")}, "feat: a")
+    git(repo, "tag", "-a", "-m", "annotated", "procedure-p050-v1.0.0", tip)
+    annotated = git(repo, "rev-parse", "procedure-p050-v1.0.0").strip()
+    commands = []
+    for i in range(400):
+        target = annotated if i % 3 == 0 else tip  # a mix of peeled and plain records
+        commands.append(f"create refs/tags/procedure-p{i:03d}-v1.0.{i % 7} {target}\n")
+        commands.append(f"create refs/tags/channel/p{i:03d}/stable/000001 {target}\n")
+    subprocess.run(
+        ["git", "update-ref", "--stdin"], cwd=repo, input="".join(commands), text=True, check=True
+    )
+    git(repo, "pack-refs", "--all")
+    for prefix in [
+        "refs/tags/procedure-p000-v",
+        "refs/tags/procedure-p399-v",
+        "refs/tags/procedure-p2",
+        "refs/tags/procedure-p05",
+        "refs/tags/channel/p123/",
+        "refs/tags/channel/",
+        "refs/tags/procedure-p400-v",
+        "refs/tags/",
+        "refs/heads/main",
+        "refs/tags/b",
+    ]:
+        assert store.ref_names(prefix) == for_each_ref(repo, prefix), prefix

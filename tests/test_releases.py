@@ -556,3 +556,98 @@ def test_check_base_reports_the_bump_a_merge_would_release(store: GitStore) -> N
     assert "sep" in text
     assert tag_names(repo) == ["procedure-echo-v1.0.0", "procedure-other-v1.0.0"]
     assert "No procedure" in releases.render_markdown(releases.check_base(store, "main", "main"))
+
+
+# --- releasing many procedures at once -------------------------------------------------
+
+
+def _commit_on(store: GitStore, branch: str, pid: str, body: str, message: str) -> str:
+    return store.write({pid: proc_files(pid, body=body)}, message, branch=branch)
+
+
+def test_release_all_changed_reads_commit_messages_across_branches_and_merges(
+    store: GitStore,
+) -> None:
+    """Each changed procedure's reasons name exactly the commits that changed it, merges too."""
+    ids = ["a", "b", "c", "d"]
+    store.write({pid: proc_files(pid) for pid in ids}, "feat: four")
+    assert [r.version for r in releases.release(store)] == ["1.0.0"] * 4
+    repo = repo_of(store)
+    git(repo, "branch", "side")
+    _commit_on(store, "refs/heads/main", "a", "return text.strip()", "fix: strip a")
+    _commit_on(store, "refs/heads/side", "b", "return text.upper()", "feat: upper b on a branch")
+    _commit_on(store, "refs/heads/side", "a", "return text.strip()", "fix: same strip on side")
+    _commit_on(store, "refs/heads/main", "c", "return text.lower()", "perf: lower c")
+    git(repo, "reset", "-q", "--hard", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge branch 'side'", "side")
+    # released on its own meanwhile: only what came after this release counts for c
+    assert [r.tag for r in releases.release(store, ["c"])] == ["procedure-c-v1.0.1"]
+    _commit_on(store, "refs/heads/main", "c", "return text.casefold()", "feat: casefold c")
+
+    plans = {p.id: p for p in releases.plan_release(store, all_changed=True)}
+    assert sorted(plans) == ["a", "b", "c"]  # d never changed
+    head = store.resolve("HEAD")
+    for pid, plan in plans.items():
+        latest = releases.latest_release(store, pid)
+        assert latest is not None
+        expected = [
+            c.message.splitlines()[0]
+            for c in store.folder_commits(pid, until=head, since=latest[1].commit)
+        ]
+        quoted = [r for r in plan.reasons if r.startswith("commit ")]
+        assert [q.split('"')[1] for q in quoted] == expected, pid
+    assert [q.split('"')[1] for q in plans["c"].reasons if q.startswith("commit ")] == [
+        "feat: casefold c"
+    ]
+    assert plans["b"].bump == "minor"  # its feat: came through the merge
+    # the merge itself changed nothing of a's that one side lacked: not listed for a
+    assert "Merge branch 'side'" not in " ".join(plans["a"].reasons)
+
+
+def test_release_from_a_release_on_an_unmerged_branch(store: GitStore) -> None:
+    """The last release was tagged on a branch main never merged: commits since the fork count."""
+    store.write({"a": proc_files("a")}, "feat: a")
+    repo = repo_of(store)
+    git(repo, "branch", "experiment")
+    branch_tip = _commit_on(store, "refs/heads/experiment", "a", "return text * 2", "feat: twice")
+    (first,) = releases.release(store, ["a"], ref=branch_tip)
+    assert first.version == "1.0.0"
+    _commit_on(store, "refs/heads/main", "a", "return text.strip()", "fix: strip")
+    (plan,) = releases.plan_release(store, ["a"])
+    head = store.resolve("HEAD")
+    expected = [c.message for c in store.folder_commits("a", until=head, since=branch_tip)]
+    assert [r.split('"')[1] for r in plan.reasons if r.startswith("commit ")] == [
+        m.splitlines()[0] for m in expected
+    ]
+    assert expected and all("twice" not in m for m in expected)
+
+
+def test_hand_made_tags_without_trailers_are_compared_by_tree(store: GitStore) -> None:
+    """Tags made by plain `git tag -a` carry no Tree trailer: the tagged commit's folder counts."""
+    tip = store.write({"a": proc_files("a"), "b": proc_files("b")}, "feat: two")
+    repo = repo_of(store)
+    git(repo, "tag", "-a", "-m", "by hand", "procedure-a-v1.0.0", tip)
+    # a message copied from another release names another version: not trusted either
+    git(repo, "tag", "-a", "-m", "Release b 0.9.0\n\nTree: " + "0" * 40, "procedure-b-v1.0.0", tip)
+    assert releases.plan_release(store, all_changed=True) == []
+    store.write({"b": proc_files("b", body="return text.strip()")}, "fix: strip b")
+    assert [(p.id, p.version) for p in releases.plan_release(store, all_changed=True)] == [
+        ("b", "1.0.1")
+    ]
+
+
+def test_many_procedures_release_only_what_changed(store: GitStore) -> None:
+    """100 procedures, 3 changed: the same plans for --all-changed, by id and as check --base."""
+    ids = [f"p{i:03d}" for i in range(100)]
+    store.write({pid: proc_files(pid) for pid in ids}, "feat: a hundred")
+    assert len(releases.release(store)) == 100
+    base = store.resolve("HEAD")
+    changed = ["p007", "p050", "p099"]
+    store.write({pid: proc_files(pid, optional=("suffix",)) for pid in changed}, "feat: suffixes")
+    everything = releases.plan_release(store, all_changed=True)
+    by_id = releases.plan_release(store, changed)
+    assert [p.model_dump() for p in everything] == [p.model_dump() for p in by_id]
+    assert [(p.id, p.version, p.bump) for p in everything] == [
+        (pid, "1.1.0", "minor") for pid in changed
+    ]
+    assert [p.id for p in releases.check_base(store, base)] == changed

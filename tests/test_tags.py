@@ -278,3 +278,70 @@ def test_trailers_agree_with_git(tmp_path: Path) -> None:
     )
     from_git = [tuple(line.split(": ", 1)) for line in proc.stdout.splitlines()]
     assert from_git == parse_trailers(text)
+
+
+# --- reading many tags fast --------------------------------------------------------------
+
+
+def test_tags_grammar_agrees_with_the_model_and_versioning() -> None:
+    """tags.py keeps its own copies (so `procreg log` need not build those models)."""
+    import typing
+
+    from registry import model, tags, versioning
+
+    assert tags.ID_PATTERN == model.ID_PATTERN
+    assert typing.get_args(tags.Bump) == typing.get_args(versioning.Bump)
+
+
+def test_latest_release_tags_agrees_with_parse_release_tag() -> None:
+    from registry.tags import latest_release_tags
+
+    names = [
+        "procedure-a-v1.0.0",
+        "refs/tags/procedure-a-v1.10.0",
+        "procedure-a-v1.9.0",
+        "procedure-a-v2.0.0-rc.1",  # a prerelease is lower than 2.0.0 but higher than 1.x
+        "procedure-a-v1-v3.0.0",  # id "a-v1"
+        "procedure-b-v0.1.0",
+        "procedure-b-v0.1.0+build.5",
+        "procedure-c-v01.0.0",  # not canonical: not a release
+        "procedure-Bad-v1.0.0",
+        "procedure-d-v1.0",
+        "channel/a/stable/000001",
+        "lightweight",
+    ]
+    expected: dict[str, tuple[semver.Version, str]] = {}
+    for name in names:
+        parsed = parse_release_tag(name)
+        if parsed is not None and (parsed[0] not in expected or parsed[1] > expected[parsed[0]][0]):
+            expected[parsed[0]] = (parsed[1], name.removeprefix("refs/tags/"))
+    found = latest_release_tags(names)
+    assert found == expected
+    assert found["a"] == (V("2.0.0-rc.1"), "procedure-a-v2.0.0-rc.1")
+    assert found["a-v1"] == (V("3.0.0"), "procedure-a-v1-v3.0.0")
+    assert set(found) == {"a", "a-v1", "b"}
+
+
+def test_release_tree_reads_only_the_registrys_own_message() -> None:
+    from registry.tags import release_tree
+
+    tree = "a" * 40
+    message = format_release_message(
+        "slugify",
+        "1.2.0",
+        BumpDecision(bump="minor", breaking=False, reasons=["new optional parameter"]),
+        DiffStats(lines_added=3, lines_removed=1, files_changed=1),
+        V("1.1.0"),
+        tree,
+    )
+    assert (
+        release_tree(message, "slugify", V("1.2.0")) == tree == parse_release_message(message).tree
+    )
+    # another id or version (a copied message), or a hand-made tag: no answer
+    assert release_tree(message, "slugify", "1.3.0") is None
+    assert release_tree(message, "other", "1.2.0") is None
+    assert release_tree("made by hand\n", "slugify", "1.2.0") is None
+    # trailers in an edited message still read the way git reads them
+    edited = message.replace("Bump: minor\n", "Bump: minor\n(edited by hand)\n")
+    assert release_tree(edited, "slugify", "1.2.0") == parse_release_message(edited).tree
+    assert release_tree(message.replace(tree, "not-a-tree"), "slugify", "1.2.0") is None
