@@ -21,7 +21,8 @@ or by git hooks.
 
 Why the sync facade uses one anyio ``BlockingPortal`` per :class:`Registry`:
 the portal runs an event loop in a background thread for the life of the
-object, and every call is submitted to it and waited for with a timeout. So
+object, and every call is submitted to that loop (``run_coroutine_threadsafe``,
+one cross-thread hop) and waited for with a timeout. So
 asyncpg pools stay bound to the loop they were created on, and the API works
 the same with no event loop, with a loop that exists but is not running, and
 from inside a running loop (an async application, a Jupyter notebook), since
@@ -33,6 +34,7 @@ across calls.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -49,7 +51,14 @@ from registry import execution, specs
 from registry.errors import NotFoundError, RegistryError
 from registry.execution import RunResult
 from registry.gitstore import GitStore
-from registry.index import IndexBackend, Metrics, Order, ProcedureRow, VersionRecord
+from registry.index import (
+    IndexBackend,
+    Metrics,
+    Order,
+    ProcedureRow,
+    VersionRecord,
+    construct_trusted,
+)
 from registry.model import Metadata
 from registry.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
 from registry.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
@@ -157,6 +166,27 @@ def _summary(row: ProcedureRow) -> ProcedureSummary:
         errors=list(row.errors),
         runs=row.runs,
         success_rate=row.success_rate,
+    )
+
+
+def _trusted_summary(hit: dict[str, Any]) -> ProcedureSummary:
+    # the values come from our own index (written from validated records): building the
+    # model without re-validating is most of what makes listing 10,000 cheap
+    return construct_trusted(
+        ProcedureSummary,
+        {
+            "id": hit["id"],
+            "name": hit["name"],
+            "description": hit["description"],
+            "category": hit["category"],
+            "tags": hit["tags"],
+            "status": hit["status"],
+            "version": hit["latest_version"],
+            "valid": hit["valid"],
+            "errors": hit["errors"],
+            "runs": hit["runs"],
+            "success_rate": hit["success_rate"],
+        },
     )
 
 
@@ -313,6 +343,19 @@ class AsyncRegistry:
         only procedures whose recorded runs succeed at least that often.
         """
         order: Order = sort or ("relevance" if text and text.strip() else "name")
+        lean = getattr(self.backend, "search_summaries", None)
+        if lean is not None:
+            hits = await lean(
+                text=text,
+                category=category,
+                tags=tuple(tags),
+                status=status,
+                valid=valid,
+                limit=limit,
+                order=order,
+                min_success_rate=min_success_rate,
+            )
+            return [_trusted_summary(h) for h in hits]
         rows = await self.backend.search(
             text=text,
             category=category,
@@ -328,14 +371,22 @@ class AsyncRegistry:
     async def _row(self, proc_id: str) -> ProcedureRow | None:
         return await self.backend.get_procedure(check_id(proc_id))
 
+    async def _row_and_versions(
+        self, proc_id: str
+    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
+        both = getattr(self.backend, "procedure_and_versions", None)
+        if both is not None:
+            row, versions = await both(check_id(proc_id))
+            return row, list(versions)
+        return await self._row(proc_id), await self.backend.versions(proc_id)
+
     async def get(self, proc_id: str, spec: str | None = None) -> ProcedureDetail:
         """``proc_id`` at ``spec``: an exact version, a range (``^1.2``), a channel or ``HEAD``.
 
         Without ``spec``: the latest release, or ``HEAD`` if never released.
         Raises :class:`NotFoundError` naming what exists.
         """
-        row = await self._row(proc_id)
-        versions = await self.backend.versions(proc_id)
+        row, versions = await self._row_and_versions(proc_id)
         if row is None and not versions:
             raise NotFoundError(
                 f"no procedure {proc_id!r} in the index of {self.store.name}; "
@@ -496,6 +547,10 @@ class Registry:
         self._core = core
         self._portal = portal
         self._portal_cm = portal_cm
+        # calls go straight to the portal's asyncio loop: anyio's start_task_soon waits
+        # for the loop thread once to spawn the task and again for its result, and that
+        # extra cross-thread round trip was a fifth of a get
+        self._loop: asyncio.AbstractEventLoop = portal.call(asyncio.get_running_loop)
         self.timeout = timeout
         self._closed = False
 
@@ -547,10 +602,20 @@ class Registry:
         if self._closed:
             raise RegistryError("this Registry is closed; open a new one")
 
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise RegistryError(
+                "a Registry call from inside its own background loop would wait for itself; "
+                "await the AsyncRegistry (Registry.core) there instead"
+            )
+
         async def runner() -> T:
             return await make()
 
-        future = self._portal.start_task_soon(runner)
+        future = asyncio.run_coroutine_threadsafe(runner(), self._loop)
         return _wait(future, self.timeout if timeout is None else timeout)
 
     def close(self) -> None:

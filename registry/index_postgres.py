@@ -6,6 +6,8 @@ match the SQLite backend word for word) behind a GIN index. Text columns that ar
 ordered on use ``COLLATE "C"``, so ordering is the same as SQLite's bytewise order.
 Run records are ingested with one ``INSERT ... SELECT FROM unnest(...)`` per chunk:
 a single round trip per few thousand records, duplicates skipped by ``run_id``.
+The sync lock's session is kept between syncs, and pool connections are not
+``RESET`` on release (they never change session state), so a query is one round trip.
 Every driver error becomes :class:`registry.errors.IndexUnavailable` (or
 :class:`registry.index.IndexRejected` for a constraint violation) naming the server.
 """
@@ -27,6 +29,7 @@ from registry.index import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
+    SUMMARY_COLUMNS,
     SYNC_CHANNEL,
     SYNC_STATE_COLUMNS,
     UNKNOWN_ERROR,
@@ -50,6 +53,8 @@ from registry.index import (
     row_values,
     search_document,
     success_rate,
+    trusted_procedure_row,
+    trusted_version,
     tsquery,
     upsert_sql,
     version_values,
@@ -293,13 +298,19 @@ SUCCESS_RATE = "h.successes::float8 / NULLIF(h.runs, 0)"
 SELECT_PAGE = """SELECT p.id AS sort_id, {rank} AS sort_rank, lower(p.name) AS sort_name{health}
 FROM procedures p {joins} {where} ORDER BY {order} LIMIT {limit}"""
 PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
-SELECT_PROCEDURES = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")},
+_SELECT_ROWS = """SELECT {columns},
     (SELECT v.version FROM versions v WHERE v.id = p.id
      ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
      LIMIT 1) AS latest_version,
-    coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
-FROM ({{page}}) s JOIN procedures p ON p.id = s.sort_id {HEALTH_JOIN}
+    coalesce(h.runs, 0) AS runs, {success_rate} AS success_rate
+FROM ({{page}}) s JOIN procedures p ON p.id = s.sort_id {health_join}
 ORDER BY {{order}}"""
+SELECT_PROCEDURES = _SELECT_ROWS.format(
+    columns=column_list(PROCEDURE_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
+)
+SELECT_SUMMARIES = _SELECT_ROWS.format(
+    columns=column_list(SUMMARY_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
+)
 RANK_TEXT = "ts_rank_cd(p.search, to_tsquery('simple', {}))"
 RANK_NONE = "NULL::real"
 WHERE_TEXT = "p.search @@ to_tsquery('simple', {})"
@@ -318,7 +329,20 @@ ORDER_BY: dict[str, str] = {
 SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = $1
 ORDER BY major, minor, patch, is_release, pre_key, tag"""
 SELECT_ALL_VERSIONS = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
+# get's two questions in one round trip: the procedure row (NULLs when absent) and its
+# releases as a JSON array in SELECT_VERSIONS order
+SELECT_PROCEDURE_AND_VERSIONS = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")},
+    (SELECT v.version FROM versions v WHERE v.id = p.id
+     ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
+     LIMIT 1) AS latest_version,
+    coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate,
+    (SELECT coalesce(json_agg(v ORDER BY v.major, v.minor, v.patch, v.is_release, v.pre_key,
+        v.tag), '[]'::json)::text
+     FROM (SELECT {column_list(VERSION_COLUMNS + VERSION_SORT_COLUMNS)} FROM versions
+           WHERE id = q.id) v) AS versions_json
+FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {HEALTH_JOIN}"""
 SELECT_VERSION_TAGS = "SELECT tag FROM versions"
+SELECT_PROCEDURE_TREES = "SELECT id, tree_id FROM procedures"
 SELECT_CHANNEL_TAGS = "SELECT tag FROM channels"
 SELECT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS)} FROM channels WHERE id = $1
 ORDER BY channel, seq"""
@@ -370,6 +394,16 @@ def describe_url(url: str) -> str:
     return f"{host}{port}{parts.path or ''}"
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing beyond asyncpg's own (rollback, listeners dropped).
+
+    The default reset sends ``RESET ALL; UNLISTEN *; CLOSE ALL; SELECT
+    pg_advisory_unlock_all()`` on every release, a second round trip for every
+    query. Pool connections here never change session state: the sync lock has its
+    own connection, migrations take a transaction-scoped lock, nothing LISTENs.
+    """
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -386,7 +420,11 @@ def _execution_columns(records: Sequence[ExecutionRecord]) -> list[list[Any]]:
 
 
 def _procedure_row(row: asyncpg.Record) -> ProcedureRow:
-    return ProcedureRow.model_validate(dict(row))
+    return trusted_procedure_row(dict(row))
+
+
+def _procedure_row_values(values: dict[str, Any]) -> ProcedureRow:
+    return trusted_procedure_row(values)
 
 
 def _last_by(rows: Sequence[Any], key: str) -> list[Any]:
@@ -427,6 +465,10 @@ class PostgresIndex:
         self.where = describe_url(url)
         self._pool = pool
         self.applied_migrations: list[int] = []
+        # the sync lock's session, kept between syncs: a new connection costs ~7 ms
+        # (TLS negotiation, authentication) where the lock itself is one round trip
+        self._lock_conn: asyncpg.Connection | None = None
+        self._lock_guard = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -441,6 +483,7 @@ class PostgresIndex:
                 min_size=POOL_MIN,
                 max_size=POOL_MAX,
                 init=_init_connection,
+                reset=_keep_session,
                 timeout=CONNECT_TIMEOUT_S,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -481,8 +524,14 @@ class PostgresIndex:
         return applied
 
     async def close(self) -> None:
-        """Close the pool."""
-        await self._pool.close()
+        """Close the pool and the sync lock's connection."""
+        conn, self._lock_conn = self._lock_conn, None
+        try:
+            if conn is not None and not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(conn.close(timeout=CONNECT_TIMEOUT_S))
+        finally:
+            await self._pool.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -566,27 +615,55 @@ class PostgresIndex:
     async def sync_lock(self, wait: bool = True) -> AsyncIterator[None]:
         """``pg_advisory_lock`` on a dedicated connection: one syncer at a time, database-wide.
 
-        ``wait=False`` raises ConflictError at once if another session holds it.
+        ``wait=False`` raises ConflictError at once if another session (or another
+        task on this object) holds it. The connection is kept for the next sync; one
+        whose lock state is in doubt (an error or a cancellation mid-call) is
+        terminated, which releases the lock on the server.
         """
-        with self._errors():
-            conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
-        try:
-            with self._errors():
-                if wait:
-                    await conn.execute(ADVISORY_LOCK, SYNC_LOCK_KEY)
-                elif not await conn.fetchval(ADVISORY_TRY_LOCK, SYNC_LOCK_KEY):
-                    raise ConflictError(
-                        f"another sync holds the lock on the PostgreSQL index at {self.where}; "
-                        "wait for it to finish"
-                    )
+        if not wait and self._lock_guard.locked():
+            raise ConflictError(
+                f"another sync holds the lock on the PostgreSQL index at {self.where}; "
+                "wait for it to finish"
+            )
+        async with self._lock_guard:
+            conn = await self._lock_connection()
+            try:
+                with self._errors():
+                    if wait:
+                        await conn.execute(ADVISORY_LOCK, SYNC_LOCK_KEY)
+                    elif not await conn.fetchval(ADVISORY_TRY_LOCK, SYNC_LOCK_KEY):
+                        raise ConflictError(
+                            f"another sync holds the lock on the PostgreSQL index at "
+                            f"{self.where}; wait for it to finish"
+                        )
+            except ConflictError:
+                raise
+            except BaseException:
+                self._drop_lock_conn()
+                raise
             try:
                 yield
             finally:
-                with contextlib.suppress(Exception):
-                    await conn.execute(ADVISORY_UNLOCK, SYNC_LOCK_KEY)
-        finally:
-            # closing the session releases the lock even if the unlock failed
-            await asyncio.shield(conn.close())
+                try:
+                    released = await conn.fetchval(ADVISORY_UNLOCK, SYNC_LOCK_KEY)
+                except BaseException:
+                    self._drop_lock_conn()
+                    raise
+                if not released:  # never expected: start the next sync on a clean session
+                    self._drop_lock_conn()
+
+    async def _lock_connection(self) -> asyncpg.Connection:
+        conn = self._lock_conn
+        if conn is None or conn.is_closed():
+            with self._errors():
+                conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+            self._lock_conn = conn
+        return conn
+
+    def _drop_lock_conn(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None:
+            conn.terminate()  # closing the session releases any lock it holds
 
     async def notify(self, payload: str) -> None:
         """Send ``payload`` on the ``procreg_sync`` channel (LISTEN to be told about syncs)."""
@@ -603,7 +680,8 @@ class PostgresIndex:
         order: Order = "name",
         limit: int | None = None,
         min_success: bool = False,
-    ) -> list[ProcedureRow]:
+        summary: bool = False,
+    ) -> list[Any]:
         if order == "relevance" and rank == RANK_NONE:
             order = "name"
         # health is joined before the limit only when the filter or the order needs it
@@ -616,9 +694,12 @@ class PostgresIndex:
             order=ORDER_BY[order],
             limit=params.add("{}", limit),
         )
-        sql = SELECT_PROCEDURES.format(page=page, order=ORDER_BY[order])
+        template = SELECT_SUMMARIES if summary else SELECT_PROCEDURES
+        sql = template.format(page=page, order=ORDER_BY[order])
         with self._errors():
             rows = await self._pool.fetch(sql, *params.values)
+        if summary:
+            return [dict(r) for r in rows]
         return [_procedure_row(r) for r in rows]
 
     async def search(
@@ -633,6 +714,38 @@ class PostgresIndex:
         min_success_rate: float | None = None,
     ) -> list[ProcedureRow]:
         """Procedures matching every filter; blank ``text`` means no text filter."""
+        return await self._search(
+            text, category, tags, status, valid, limit, order, min_success_rate
+        )
+
+    async def search_summaries(
+        self,
+        text: str | None = None,
+        category: str | None = None,
+        tags: Sequence[str] = (),
+        status: str | None = None,
+        valid: bool | None = None,
+        limit: int = 50,
+        order: Order = "relevance",
+        min_success_rate: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`search` with only the summary columns (a list of 10,000 stays fast)."""
+        return await self._search(
+            text, category, tags, status, valid, limit, order, min_success_rate, summary=True
+        )
+
+    async def _search(
+        self,
+        text: str | None,
+        category: str | None,
+        tags: Sequence[str],
+        status: str | None,
+        valid: bool | None,
+        limit: int,
+        order: Order,
+        min_success_rate: float | None,
+        summary: bool = False,
+    ) -> list[Any]:
         if limit <= 0:
             return []
         params = _Params()
@@ -656,7 +769,13 @@ class PostgresIndex:
         if min_success_rate is not None:
             where.append(params.add(WHERE_MIN_SUCCESS, min_success_rate))
         return await self._select_procedures(
-            params, where, rank, order, limit, min_success=min_success_rate is not None
+            params,
+            where,
+            rank,
+            order,
+            limit,
+            min_success=min_success_rate is not None,
+            summary=summary,
         )
 
     async def get_procedure(self, id: str) -> ProcedureRow | None:
@@ -665,15 +784,36 @@ class PostgresIndex:
         rows = await self._select_procedures(params, [params.add(WHERE_ID, id)])
         return rows[0] if rows else None
 
+    async def procedure_and_versions(
+        self, id: str
+    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
+        """:meth:`get_procedure` and :meth:`versions` in one round trip."""
+        with self._errors():
+            row = await self._pool.fetchrow(SELECT_PROCEDURE_AND_VERSIONS, id)
+        assert row is not None  # the FROM is one literal row
+        values = dict(row)
+        versions_json = values.pop("versions_json")
+        versions = []
+        for v in json.loads(versions_json):
+            for column in VERSION_SORT_COLUMNS:
+                del v[column]
+            versions.append(trusted_version(v))
+        return (None if values["id"] is None else _procedure_row_values(values)), versions
+
     async def list_procedures(self) -> list[ProcedureRow]:
         """Every procedure, by id."""
         return sorted(await self._select_procedures(_Params(), []), key=lambda r: r.id)
+
+    async def procedure_trees(self) -> dict[str, str]:
+        """``{id: tree id}`` of every procedure (what a rebuild compares, without the rows)."""
+        with self._errors():
+            return {r[0]: r[1] for r in await self._pool.fetch(SELECT_PROCEDURE_TREES)}
 
     async def versions(self, id: str) -> list[VersionRecord]:
         """Releases of ``id``, ascending semver."""
         with self._errors():
             rows = await self._pool.fetch(SELECT_VERSIONS, id)
-        return [VersionRecord.model_validate(dict(r)) for r in rows]
+        return [trusted_version(dict(r)) for r in rows]
 
     async def all_version_tags(self) -> set[str]:
         """Every release tag held."""
@@ -778,10 +918,7 @@ class PostgresIndex:
                 )
                 sql = SELECT_PROCEDURES.format(page=page, order="sort_id")
                 procedures = [_procedure_row(r) for r in await conn.fetch(sql)]
-                versions = [
-                    VersionRecord.model_validate(dict(r))
-                    for r in await conn.fetch(SELECT_ALL_VERSIONS)
-                ]
+                versions = [trusted_version(dict(r)) for r in await conn.fetch(SELECT_ALL_VERSIONS)]
                 channels = [
                     ChannelMove.model_validate(dict(r))
                     for r in await conn.fetch(SELECT_ALL_CHANNELS)

@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -32,6 +32,7 @@ from registry.index import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
+    SUMMARY_COLUMNS,
     SYNC_STATE_COLUMNS,
     VERSION_COLUMNS,
     VERSION_SORT_COLUMNS,
@@ -53,6 +54,8 @@ from registry.index import (
     placeholder,
     row_values,
     search_document,
+    trusted_procedure_row,
+    trusted_version,
     upsert_sql,
     utc,
     version_values,
@@ -99,6 +102,44 @@ def _model(model: type[M], row: sqlite3.Row | dict[str, Any]) -> M:
     """A row as ``model``; pydantic parses the ISO times and 0/1 booleans back."""
     values = {k: json.loads(v) if k in JSON_COLUMNS else v for k, v in dict(row).items()}
     return model.model_validate(values)
+
+
+def _json(text: str) -> Any:
+    return [] if text == "[]" else json.loads(text)  # most tags and errors lists are empty
+
+
+def _decoded(row: sqlite3.Row) -> dict[str, Any]:
+    return {k: _json(v) if k in JSON_COLUMNS else v for k, v in zip(row.keys(), row, strict=True)}
+
+
+def _procedure_row(row: sqlite3.Row) -> ProcedureRow:
+    return trusted_procedure_row(_decoded(row))
+
+
+_SUMMARY_KEYS = (*SUMMARY_COLUMNS, "latest_version", "runs", "success_rate")
+
+
+def _summaries(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    # plain tuples and positional unpacking: a list of 10,000 is mostly this loop
+    assert _SUMMARY_KEYS[4] == "tags" and _SUMMARY_KEYS[6:8] == ("valid", "errors")
+    out = []
+    for id_, name, description, category, tags, status, valid, errors, latest, runs, rate in rows:
+        out.append(
+            {
+                "id": id_,
+                "name": name,
+                "description": description,
+                "category": category,
+                "tags": _json(tags),
+                "status": status,
+                "valid": bool(valid),
+                "errors": _json(errors),
+                "latest_version": latest,
+                "runs": runs,
+                "success_rate": rate,
+            }
+        )
+    return out
 
 
 def _put_procedure(c: sqlite3.Connection, record: ProcedureRecord) -> None:
@@ -322,13 +363,19 @@ PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
 FTS_SOURCE = "procedures_fts JOIN procedures p ON p.fts_rowid = procedures_fts.rowid"
 FTS_RANK = "bm25(procedures_fts, 10.0, 4.0, 4.0, 2.0, 1.0)"
 WHERE_FTS = "procedures_fts MATCH ?"
-SELECT_PROCEDURES = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")},
+_SELECT_ROWS = """SELECT {columns},
     (SELECT v.version FROM versions v WHERE v.id = p.id
      ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
      LIMIT 1) AS latest_version,
-    coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
-FROM ({{page}}) s JOIN procedures p ON p.fts_rowid = s.sort_key {HEALTH_JOIN}
+    coalesce(h.runs, 0) AS runs, {success_rate} AS success_rate
+FROM ({{page}}) s JOIN procedures p ON p.fts_rowid = s.sort_key {health_join}
 ORDER BY {{order}}"""
+SELECT_PROCEDURES = _SELECT_ROWS.format(
+    columns=column_list(PROCEDURE_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
+)
+SELECT_SUMMARIES = _SELECT_ROWS.format(
+    columns=column_list(SUMMARY_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
+)
 WHERE_CATEGORY = "p.category = ?"
 WHERE_STATUS = "p.status = ?"
 WHERE_VALID = "p.valid = ?"
@@ -346,6 +393,7 @@ SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE 
 ORDER BY major, minor, patch, is_release, pre_key, tag"""
 SELECT_ALL_VERSIONS = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
 SELECT_VERSION_TAGS = "SELECT tag FROM versions"
+SELECT_PROCEDURE_TREES = "SELECT id, tree_id FROM procedures"
 SELECT_CHANNEL_TAGS = "SELECT tag FROM channels"
 SELECT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS)} FROM channels WHERE id = ?
 ORDER BY channel, seq"""
@@ -544,7 +592,8 @@ class SqliteIndex:
         order: Order = "name",
         limit: int | None = None,
         min_success_rate: float | None = None,
-    ) -> list[ProcedureRow]:
+        summary: bool = False,
+    ) -> list[Any]:
         params: list[Any] = []
         conditions = [cond for cond, _ in where]
         if fts:
@@ -570,9 +619,15 @@ class SqliteIndex:
             order=ORDER_BY[order],
         )
         params.append(-1 if limit is None else limit)
+        if summary:
+            sql = SELECT_SUMMARIES.format(page=page, order=ORDER_BY[order])
+            with self._errors():
+                cursor = self._conn.cursor()
+                cursor.row_factory = None
+                return _summaries(cursor.execute(sql, params))
         sql = SELECT_PROCEDURES.format(page=page, order=ORDER_BY[order])
         with self._errors():
-            return [_model(ProcedureRow, r) for r in self._conn.execute(sql, params)]
+            return [_procedure_row(r) for r in self._conn.execute(sql, params)]
 
     async def search(
         self,
@@ -586,6 +641,36 @@ class SqliteIndex:
         min_success_rate: float | None = None,
     ) -> list[ProcedureRow]:
         """Procedures matching every filter; blank ``text`` means no text filter."""
+        return self._search(text, category, tags, status, valid, limit, order, min_success_rate)
+
+    async def search_summaries(
+        self,
+        text: str | None = None,
+        category: str | None = None,
+        tags: Sequence[str] = (),
+        status: str | None = None,
+        valid: bool | None = None,
+        limit: int = 50,
+        order: Order = "relevance",
+        min_success_rate: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`search` with only the summary columns (a list of 10,000 stays fast)."""
+        return self._search(
+            text, category, tags, status, valid, limit, order, min_success_rate, summary=True
+        )
+
+    def _search(
+        self,
+        text: str | None,
+        category: str | None,
+        tags: Sequence[str],
+        status: str | None,
+        valid: bool | None,
+        limit: int,
+        order: Order,
+        min_success_rate: float | None,
+        summary: bool = False,
+    ) -> list[Any]:
         if limit <= 0:
             return []
         fts = None
@@ -602,21 +687,33 @@ class SqliteIndex:
             where.append((WHERE_STATUS, status))
         if valid is not None:
             where.append((WHERE_VALID, int(valid)))
-        return self._select_procedures(where, fts, order, limit, min_success_rate)
+        return self._select_procedures(where, fts, order, limit, min_success_rate, summary)
 
     async def get_procedure(self, id: str) -> ProcedureRow | None:
         """One procedure, or None."""
         rows = self._select_procedures([(WHERE_ID, id)])
         return rows[0] if rows else None
 
+    async def procedure_and_versions(
+        self, id: str
+    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
+        """:meth:`get_procedure` and :meth:`versions` together (what ``get`` needs)."""
+        return await self.get_procedure(id), await self.versions(id)
+
     async def list_procedures(self) -> list[ProcedureRow]:
         """Every procedure, by id."""
         return sorted(self._select_procedures([]), key=lambda r: r.id)
 
+    async def procedure_trees(self) -> dict[str, str]:
+        """``{id: tree id}`` of every procedure (what a rebuild compares, without the rows)."""
+        with self._errors():
+            return dict(self._conn.execute(SELECT_PROCEDURE_TREES).fetchall())
+
     async def versions(self, id: str) -> list[VersionRecord]:
         """Releases of ``id``, ascending semver."""
         with self._errors():
-            return [_model(VersionRecord, r) for r in self._conn.execute(SELECT_VERSIONS, (id,))]
+            rows = self._conn.execute(SELECT_VERSIONS, (id,)).fetchall()
+        return [trusted_version(_decoded(r)) for r in rows]
 
     async def all_version_tags(self) -> set[str]:
         """Every release tag held."""
@@ -696,7 +793,7 @@ class SqliteIndex:
         """Canonical dump of the derived tables (see :func:`registry.index.canonical_snapshot`)."""
         with self._errors(), self._tx("DEFERRED") as c:
             procedures = self._select_procedures([])
-            versions = [_model(VersionRecord, r) for r in c.execute(SELECT_ALL_VERSIONS)]
+            versions = [trusted_version(_decoded(r)) for r in c.execute(SELECT_ALL_VERSIONS)]
             channels = [_model(ChannelMove, r) for r in c.execute(SELECT_ALL_CHANNELS)]
             states = [_model(SyncState, r) for r in c.execute(SELECT_ALL_SYNC_STATES)]
         return canonical_snapshot(procedures, versions, channels, states)

@@ -8,6 +8,11 @@ to :meth:`IndexBackend.apply` as one transaction. So a sync killed at any
 point leaves the previous state, and the next one converges; running it twice
 changes nothing.
 
+Incremental work stays proportional to the change: the ``procedures/`` trees
+are compared as raw bytes against the previous sync's tree (kept in memory with
+its entry offsets), and the tag set is skipped while its stat fingerprint holds.
+After a rebuild the process hands its freed memory back to the OS.
+
 A commit that does not descend from the indexed one (force-push, reset), a
 branch switch, an empty index or a change of the ``[validation]`` config
 (read from ``procreg.toml`` *at the indexed commit*, so the index is a
@@ -21,20 +26,29 @@ finds that last valid content in the folder's history.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import ctypes
+import ctypes.util
+import gc
 import hashlib
 import logging
 import os
+import re
+import sys
 import time
+import zlib
+from array import array
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import pygit2
 from pydantic import BaseModel, Field
 
 from registry.config import CONFIG_FILE, Config, parse_config
 from registry.errors import ConfigError, GitError, NotFoundError, UsageError
-from registry.gitstore import GitStore, TagInfo
+from registry.gitstore import GitStore, Person, TagInfo
 from registry.index import (
     ChangeSet,
     ChannelMove,
@@ -263,11 +277,12 @@ def current_tags_digest(store: GitStore) -> tuple[str, dict[str, str] | None]:
 def changed_procedures(
     store: GitStore, old_commit: str, new_commit: str
 ) -> dict[str, tuple[str | None, str | None]]:
-    """``{id: (old subtree, new subtree)}`` for folders that differ, diffed by libgit2.
+    """``{id: (old subtree, new subtree)}`` for folders that differ.
 
-    Same answer as :meth:`GitStore.changed_procedures`, but the tree walk runs
-    in C: libgit2 skips equal subtree ids without reading them, and Python
-    only sees the changed paths (milliseconds on a 10,000-folder tree).
+    Same answer as :meth:`GitStore.changed_procedures`, in time proportional
+    to the change: the raw ``procedures/`` tree objects are compared as bytes
+    (common prefix and suffix at C speed) and only the entries in between are
+    parsed, using the entry offsets kept from the previous sync's tree.
     """
     repo = store.repo
 
@@ -282,6 +297,30 @@ def changed_procedures(
         return store.changed_procedures(old_commit, new_commit)
     if old.id == new.id:
         return {}
+    key = (str(store.git_dir), store.folder)
+    try:
+        cached = _RAW_TREES.get(key)
+        if cached is None or cached.id != str(old.id):
+            cached = RawTree.read(repo, old.id)
+        before, after, fresh = cached.diff(repo, new.id)
+    except ValueError:  # a tree libgit2 reads but the byte parser does not: let libgit2 diff
+        log.warning("could not parse the %s tree; diffing with libgit2", store.folder)
+        _RAW_TREES.pop(key, None)
+        return _libgit2_changes(old, new)
+    _RAW_TREES[key] = fresh
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for name in before.keys() | after.keys():
+        pair = (_subtree_hex(before.get(name)), _subtree_hex(after.get(name)))
+        if pair[0] != pair[1]:
+            out[name.decode("utf-8", "surrogateescape")] = pair
+    return out
+
+
+def _subtree_hex(entry: tuple[bytes, bytes] | None) -> str | None:
+    return entry[1].hex() if entry is not None and entry[0] == TREE_MODE else None
+
+
+def _libgit2_changes(old: Any, new: Any) -> dict[str, tuple[str | None, str | None]]:
     ids: set[str] = set()
     for delta in old.diff_to_tree(new).deltas:
         for path in (delta.old_file.path, delta.new_file.path):
@@ -300,6 +339,155 @@ def changed_procedures(
         if pair[0] != pair[1]:
             out[proc_id] = pair
     return out
+
+
+TREE_MODE = b"40000"
+_CHUNK = 16384
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix: memcmp of chunks, then halving inside the one that differs."""
+    n = min(len(a), len(b))
+    lo = 0
+    while lo < n and a[lo : min(lo + _CHUNK, n)] == b[lo : min(lo + _CHUNK, n)]:
+        lo += _CHUNK
+    if lo >= n:
+        return n
+    hi = min(lo + _CHUNK, n)  # a[lo:hi] != b[lo:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    """Length of the common suffix, at most ``limit`` (the mirror of :func:`_common_prefix`)."""
+    la, lb = len(a), len(b)
+    lo = 0
+    while lo < limit:
+        hi = min(lo + _CHUNK, limit)
+        if a[la - hi : la - lo] != b[lb - hi : lb - lo]:
+            break
+        lo = hi
+    if lo >= limit:
+        return limit
+    hi = min(lo + _CHUNK, limit)  # the last hi bytes differ, the last lo do not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[la - mid : la - lo] == b[lb - mid : lb - lo]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+class RawTree:
+    """A tree object's raw bytes and the byte offset of each entry (plus the end).
+
+    A git tree is a sorted run of ``<mode> <name>\\0<raw id>`` entries, so two
+    versions of a 10,000-entry tree share a long byte prefix and suffix; with
+    the offsets known, the entries in between are the only ones to parse.
+    """
+
+    __slots__ = ("_entry", "id", "raw", "starts")
+
+    def __init__(self, tree_id: str, raw: bytes, starts: array[int], entry: re.Pattern[bytes]):
+        self.id = tree_id
+        self.raw = raw
+        self.starts = starts
+        self._entry = entry
+
+    @staticmethod
+    def _pattern(size: int) -> re.Pattern[bytes]:
+        # ids are 20 bytes (sha1) or 32 (sha256 repositories)
+        return _ENTRY_RES.setdefault(
+            size, re.compile(rb"([0-7]+) ([^\0]+)\0(.{%d})" % size, re.DOTALL)
+        )
+
+    @classmethod
+    def read(cls, repo: Any, tree_id: Any) -> RawTree:
+        """Read and index a whole tree object (once; later trees come from :meth:`diff`)."""
+        raw = _tree_bytes(repo, tree_id)
+        entry = cls._pattern(len(tree_id.raw))
+        starts = array("q")
+        pos = 0
+        for m in entry.finditer(raw):
+            if m.start() != pos:
+                raise ValueError(f"tree {tree_id}: unparsable bytes at {pos}")
+            starts.append(pos)
+            pos = m.end()
+        if pos != len(raw):
+            raise ValueError(f"tree {tree_id}: unparsable bytes at {pos}")
+        starts.append(len(raw))
+        return cls(str(tree_id), raw, starts, entry)
+
+    def _entries(self, raw: bytes, begin: int, end: int) -> dict[bytes, tuple[bytes, bytes]]:
+        out: dict[bytes, tuple[bytes, bytes]] = {}
+        for m in self._entry.finditer(raw, begin, end):
+            out[m.group(2)] = (m.group(1), m.group(3))
+        return out
+
+    def diff(
+        self, repo: Any, new_id: Any
+    ) -> tuple[dict[bytes, tuple[bytes, bytes]], dict[bytes, tuple[bytes, bytes]], RawTree]:
+        """``(old entries, new entries, new tree)`` for the region that differs.
+
+        Entries are ``{name: (mode, raw id)}``; names outside the region are equal.
+        """
+        a, b = self.raw, _tree_bytes(repo, new_id)
+        starts = self.starts
+        last = len(starts) - 1
+        # the entry holding the first differing byte starts at the same offset in both
+        k = max(0, bisect.bisect_right(starts, _common_prefix(a, b)) - 1)
+        begin = starts[k]
+        end_old = len(a) - _common_suffix(a, b, min(len(a), len(b)) - begin)
+        delta = len(b) - len(a)
+        j = bisect.bisect_left(starts, end_old)
+        # parse the new bytes from the shared boundary until they meet an old entry
+        # boundary inside the common suffix: from there on both parse the same
+        after: dict[bytes, tuple[bytes, bytes]] = {}
+        new_starts = array("q")
+        pos = begin
+        while True:
+            while j < last and starts[j] + delta < pos:
+                j += 1
+            if starts[j] + delta == pos and starts[j] >= end_old:
+                break
+            m = self._entry.match(b, pos)
+            if m is None:
+                raise ValueError(f"tree {new_id}: unparsable bytes at {pos}")
+            new_starts.append(pos)
+            after[m.group(2)] = (m.group(1), m.group(3))
+            pos = m.end()
+            if pos > len(b):
+                raise ValueError(f"tree {new_id}: truncated entry at {pos}")
+        before = self._entries(a, begin, starts[j])
+        tail = starts[j:] if not delta else array("q", (x + delta for x in starts[j:]))
+        fresh = RawTree(str(new_id), b, starts[:k] + new_starts + tail, self._entry)
+        return before, after, fresh
+
+
+def _tree_bytes(repo: Any, tree_id: Any) -> bytes:
+    """A tree object's body. A loose object is inflated here: libgit2 would also
+    hash the whole 330 KB object on every read (a parse error still falls back)."""
+    hexid = str(tree_id)
+    path = Path(repo.path, "objects", hexid[:2], hexid[2:])
+    try:
+        data = zlib.decompress(path.read_bytes())
+    except (OSError, zlib.error):
+        return bytes(repo.odb.read(tree_id)[1])
+    header, _, body = data.partition(b"\0")
+    if header != b"tree %d" % len(body):
+        raise ValueError(f"loose object {hexid} is not a tree")
+    return body
+
+
+# (git dir, folder) -> the procedures/ tree of the last incremental sync there
+_RAW_TREES: dict[tuple[str, str], RawTree] = {}
+_ENTRY_RES: dict[int, re.Pattern[bytes]] = {}
 
 
 def tags_digest(targets: Mapping[str, str]) -> str:
@@ -392,9 +580,16 @@ def channel_move(
 
 
 def tag_rows(
-    store: GitStore, names: Iterable[str], trees: _Trees
+    store: GitStore,
+    names: Iterable[str],
+    trees: _Trees,
+    targets: Mapping[str, str] | None = None,
 ) -> tuple[list[VersionRecord], list[ChannelMove]]:
-    """Version and channel rows for the tags ``names`` (names that do not parse are skipped)."""
+    """Version and channel rows for the tags ``names`` (names that do not parse are skipped).
+
+    ``targets`` (tag name -> object id, from one pass over the refs) saves a ref
+    lookup per tag; a name missing from it is looked up.
+    """
     versions: list[VersionRecord] = []
     moves: list[ChannelMove] = []
     for name in sorted(names):
@@ -403,7 +598,8 @@ def tag_rows(
         if release is None and chan is None:
             log.warning("tag %s is neither a release nor a channel tag; not indexed", name)
             continue
-        info = store.tag(name)
+        target = targets.get(name) if targets is not None else None
+        info = _tag_at(store, name, target) if target is not None else store.tag(name)
         if info is None:
             continue
         if release is not None:
@@ -413,6 +609,33 @@ def tag_rows(
             if move is not None:
                 moves.append(move)
     return versions, moves
+
+
+def _tag_at(store: GitStore, name: str, target: str) -> TagInfo | None:
+    """:meth:`GitStore.tag` for a ref whose target is known.
+
+    Why not ``store.tag``: pygit2 1.9's ``lookup_reference`` leaks its name
+    argument (82 bytes a call), and 30,000 leaked strings scattered through a
+    rebuild's garbage keep ~100 MB of the allocator's arenas from being freed.
+    """
+    try:
+        obj = store.repo.get(target)
+    except (ValueError, pygit2.GitError):
+        return None
+    if isinstance(obj, pygit2.Tag):
+        try:
+            commit = obj.peel(pygit2.Commit)
+        except (pygit2.GitError, ValueError, KeyError):
+            return None  # a tag of a tree or blob: not a release
+        sig = obj.tagger
+        tagger = None
+        if sig is not None:
+            when = datetime.fromtimestamp(sig.time, timezone(timedelta(minutes=sig.offset)))
+            tagger = Person(sig.name, sig.email, when)
+        return TagInfo(name, str(commit.id), str(obj.id), tagger, obj.message or "")
+    if isinstance(obj, pygit2.Commit):
+        return TagInfo(name, str(obj.id), None, None, "")
+    return None
 
 
 # --------------------------------------------------------------------------- procedures
@@ -507,7 +730,7 @@ def _full_changes(
             changes.upsert.append(row)
         else:
             changes.invalid.append((proc_id, found))
-    versions, moves = tag_rows(store, targets, _Trees(store))
+    versions, moves = tag_rows(store, targets, _Trees(store), targets)
     changes.versions_upsert = versions
     changes.channels_upsert = moves
     return changes
@@ -526,9 +749,47 @@ async def _full_changes_off_loop(
     """:func:`_full_changes` in a worker thread, so a rebuild never stalls the event loop."""
 
     def work() -> ChangeSet:
-        return _full_changes(_fresh_store(store), ref, commit, config, targets)
+        fresh = _fresh_store(store)
+        try:
+            return _full_changes(fresh, ref, commit, config, targets)
+        finally:
+            # its object cache holds every tree and tag object just read: drop it now
+            fresh.repo.free()
 
     return await asyncio.to_thread(work)
+
+
+async def _release_memory() -> None:
+    """Give the memory of a rebuild back to the OS (a watcher lives on for days).
+
+    A rebuild allocates ~150 MB of short-lived rows at 10,000 procedures; once they
+    are freed, glibc keeps the pages unless asked. Yield first: the finished
+    worker future (and so the change set) is referenced until the loop turns.
+    """
+    await asyncio.sleep(0)
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _libc_malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # musl has no malloc_trim
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+async def _procedure_trees(backend: IndexBackend) -> dict[str, str]:
+    getter = getattr(backend, "procedure_trees", None)
+    if getter is not None:
+        return dict(await getter())
+    return {p.id: p.tree_id for p in await backend.list_procedures()}
 
 
 async def _indexed_channel_tags(backend: IndexBackend) -> set[str]:
@@ -607,6 +868,9 @@ async def sync(
                 targets = listed if listed is not None else _ref_targets(store)
                 await _tag_changes(store, backend, targets, changes, report)
         await backend.apply(changes)
+        if rebuild:
+            del changes
+            await _release_memory()
     report.duration_ms = (time.perf_counter() - started) * 1000
     log.info(
         "synced %s to %s: +%d ~%d -%d invalid %d, tags +%d -%d%s in %.1f ms",
@@ -634,7 +898,7 @@ async def _rebuild(
     report: SyncReport,
 ) -> ChangeSet:
     changes = await _full_changes_off_loop(store, ref, commit, config, targets)
-    before = {p.id: p.tree_id for p in await backend.list_procedures()}
+    before = await _procedure_trees(backend)
     indexed_tags = await backend.all_version_tags() | await _indexed_channel_tags(backend)
     now = {r.id: r.tree_id for r in changes.upsert} | {pid: "" for pid, _ in changes.invalid}
     report.rebuilt = True
@@ -683,7 +947,7 @@ async def _tag_changes(
     indexed = indexed_versions | indexed_channels
     new = set(targets) - indexed
     gone = indexed - set(targets)
-    versions, moves = tag_rows(store, new, _Trees(store))
+    versions, moves = tag_rows(store, new, _Trees(store), targets)
     changes.versions_upsert = versions
     changes.channels_upsert = moves
     changes.versions_delete = sorted(gone & indexed_versions)

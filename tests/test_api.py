@@ -194,3 +194,33 @@ def test_get_after_reset_reports_deleted_head(repo: Path) -> None:
         assert reg.get("slugify", "1.0.0").version == "1.0.0"  # history stays
         with pytest.raises(NotFoundError, match="not on the tracked branch"):
             reg.get("slugify", "HEAD")
+
+
+def test_summaries_match_the_full_rows_and_the_loop_cannot_call_itself(
+    repo: Path, db_url: str | None
+) -> None:
+    """The lean list path shows what the full rows hold; a call from the registry's own loop
+    (say, inside a coroutine passed to ``call``) fails at once instead of waiting forever."""
+    from registry.errors import RegistryError
+
+    with Registry.open(repo, db_url) as reg:
+        hits = reg.search(None, limit=1000)
+        rows = reg.call(reg.core.backend.search, None, limit=1000, order="name")
+        assert [h.id for h in hits] == [r.id for r in rows]
+        for hit, row in zip(hits, rows, strict=True):
+            assert (hit.name, hit.tags, hit.version, hit.valid, hit.errors, hit.runs) == (
+                row.name,
+                row.tags,
+                row.latest_version,
+                row.valid,
+                row.errors,
+                row.runs,
+            )
+        assert hits[0].model_dump()["id"] == hits[0].id
+
+        async def nested() -> None:
+            reg.search(None)
+
+        with pytest.raises(RegistryError, match="own background loop"):
+            reg.call(nested)
+        assert reg.search(None, limit=1)  # the registry still works

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Coroutine, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -386,3 +387,137 @@ def test_sync_killed_midway_converges(
             assert await verify(store, backend) == []
 
     run(after())
+
+
+# -- the byte-level tree diff, the lean queries and the kept lock connection ----------
+
+
+def test_tree_diff_matches_git_for_random_edits(tmp_path: Path) -> None:
+    """Adds, edits, deletes, files beside folders and renames: the same answer as libgit2."""
+    import random
+
+    import pygit2
+
+    from registry import sync as sync_mod
+
+    store = GitStore.init(tmp_path / "r", bare=True)
+    repo = store.repo
+    rng = random.Random(7)
+    blobs = [repo.create_blob(f"content {i}".encode()) for i in range(4)]
+
+    def folder(seed: int) -> pygit2.Oid:
+        tb = repo.TreeBuilder()
+        tb.insert("main.py", blobs[seed % 4], pygit2.GIT_FILEMODE_BLOB)
+        return tb.write()
+
+    def commit(entries: dict[str, tuple[int, bool]], parents: list[pygit2.Oid]) -> str:
+        tb = repo.TreeBuilder()
+        for name, (seed, is_tree) in entries.items():
+            if is_tree:
+                tb.insert(name, folder(seed), pygit2.GIT_FILEMODE_TREE)
+            else:
+                tb.insert(name, blobs[seed % 4], pygit2.GIT_FILEMODE_BLOB)
+        root = repo.TreeBuilder()
+        root.insert("procedures", tb.write(), pygit2.GIT_FILEMODE_TREE)
+        sig = pygit2.Signature("T", "t@example.com", 1_700_000_000, 0)
+        return str(repo.create_commit(None, sig, sig, "c", root.write(), parents))
+
+    names = [f"p{i:03d}" + "x" * (i % 3) for i in range(120)] + ["a b", "p-1", "p.md"]
+    entries = {n: (rng.randrange(4), not n.endswith(".md")) for n in names[:80]}
+    previous = commit(entries, [])
+    for _ in range(60):
+        for _ in range(rng.randrange(1, 6)):
+            name = rng.choice(names)
+            if rng.random() < 0.25:
+                entries.pop(name, None)
+            else:
+                entries[name] = (rng.randrange(4), rng.random() < 0.8)
+        current = commit(entries, [pygit2.Oid(hex=previous)])
+        expected = store.changed_procedures(previous, current)
+        assert sync_mod.changed_procedures(store, previous, current) == expected
+        previous = current
+
+
+def test_lean_search_and_get_agree_with_the_full_rows(repo: Path, db_url: str | None) -> None:
+    """search_summaries and procedure_and_versions return what search and versions do."""
+
+    async def body() -> None:
+        write_proc(repo, "delta", tags=("csv", "text"))
+        commit_all(repo, "delta")
+        tag_release(repo, "alpha", "1.0.0")
+        tag_release(repo, "alpha", "1.2.0-rc.1")
+        tag_release(repo, "alpha", "1.10.0")
+        store, backend = await _open(repo, db_url)
+        async with backend:
+            await sync(store, backend)
+            full = await backend.search(None, limit=100)
+            lean = await backend.search_summaries(None, limit=100)  # type: ignore[attr-defined]
+            assert [h["id"] for h in lean] == [r.id for r in full]
+            for hit, row in zip(lean, full, strict=True):
+                assert hit == {k: getattr(row, k) for k in hit}
+            assert {h["id"]: h["latest_version"] for h in lean}["alpha"] == "1.10.0"
+            for pid in ("alpha", "delta", "nope"):
+                row, versions = await backend.procedure_and_versions(pid)  # type: ignore[attr-defined]
+                assert row == await backend.get_procedure(pid)
+                assert versions == await backend.versions(pid)
+            _, versions = await backend.procedure_and_versions("alpha")  # type: ignore[attr-defined]
+            assert [v.version for v in versions] == ["1.0.0", "1.2.0-rc.1", "1.10.0"]
+            tagged_at = versions[0].tagged_at
+            assert tagged_at is not None and tagged_at.utcoffset() == timedelta(0)
+
+    run(body())
+
+
+def test_many_syncs_reuse_one_lock_session(repo: Path, pg_url: str) -> None:
+    """The PostgreSQL sync lock survives its connection dying and stays exclusive in-process."""
+    from registry.errors import ConflictError
+
+    async def body() -> None:
+        store, backend = await _open(repo, pg_url)
+        async with backend:
+            await sync(store, backend)
+            write_proc(repo, "alpha", doc="Changed.")
+            commit_all(repo, "edit")
+            conn = backend._lock_conn  # type: ignore[attr-defined]
+            assert conn is not None
+            conn.terminate()  # the server or a proxy dropped it between syncs
+            report = await sync(store, backend)
+            assert report.updated == ["alpha"]
+            async with backend.sync_lock():
+                with pytest.raises(ConflictError, match="another sync"):
+                    async with backend.sync_lock(wait=False):
+                        pass
+            async with backend.sync_lock(wait=False):
+                pass
+
+    run(body())
+
+
+def test_rebuild_reads_tags_without_ref_lookups(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild takes tag targets from its one pass over the refs (no per-tag lookup)."""
+
+    async def body() -> None:
+        tag_release(repo, "alpha", "1.0.0")
+        tag_release(repo, "beta", "0.1.0")
+        looked_up: list[str] = []
+        original = GitStore.tag
+
+        def spy(self: GitStore, name: str) -> Any:
+            looked_up.append(name)
+            return original(self, name)
+
+        monkeypatch.setattr(GitStore, "tag", spy)
+        store, backend = await _open(repo, None)
+        async with backend:
+            report = await sync(store, backend)
+            assert report.tags_added == ["procedure-alpha-v1.0.0", "procedure-beta-v0.1.0"]
+            assert [v.version for v in await backend.versions("beta")] == ["0.1.0"]
+            tag_release(repo, "gamma", "2.0.0")
+            report = await sync(store, backend)
+            assert report.tags_added == ["procedure-gamma-v2.0.0"]
+            assert await verify(store, backend) == []
+        assert looked_up == []
+
+    run(body())
