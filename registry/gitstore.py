@@ -618,7 +618,17 @@ class GitStore:
 
     def tag(self, name: str) -> TagInfo | None:
         """One tag by name, or None if it does not exist."""
-        ref = self._lookup("refs/tags/" + name)
+        ref_name = "refs/tags/" + name
+        # pygit2 1.21's lookup_reference (and references.get) keeps a reference to
+        # its name argument, leaking ~80 bytes per call: read the ref file instead
+        # and leave libgit2 the symbolic refs and the other ref layouts.
+        if pygit2.reference_is_valid_name(ref_name) and self._files_backend():
+            found, file_target = self._file_ref(ref_name)
+            if not found:
+                return None
+            if file_target is not None:
+                return self._tag_info(name, file_target)
+        ref = self._lookup(ref_name)
         if ref is None:
             return None
         try:
@@ -626,6 +636,20 @@ class GitStore:
         except (KeyError, pygit2.GitError):
             return None
         return self._tag_info(name, str(target))
+
+    def _file_ref(self, ref_name: str) -> tuple[bool, str | None]:
+        """``(exists, target id)`` of one ref in the files backend (target None: symbolic).
+
+        A loose ref overrides its packed copy, as in :meth:`_ref_targets`.
+        """
+        loose: dict[str, str | None] = {}
+        _read_loose(self.git_dir / ref_name, ref_name, loose)
+        if ref_name in loose:
+            return True, loose[ref_name]
+        for packed_name, target in _packed_refs(self.git_dir / "packed-refs", ref_name):
+            if packed_name == ref_name:
+                return True, target
+        return False, None
 
     def _tag_info(self, name: str, target: str) -> TagInfo | None:
         """The tag ``name`` whose ref points at object ``target`` (a tag object or a commit)."""

@@ -12,17 +12,20 @@ releasing the same commit make one tag and never overwrite it; the loser
 re-plans, finds the work done, and gets :class:`ReleaseConflict`. Channel
 movers each get their own sequence number. A rollback moves the branch by
 compare-and-swap.
+
+History, resolve and diff live in :mod:`registry.history`, channels in
+:mod:`registry.channels`; both build on this module and are re-exported here.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 import pygit2
 import semver
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from registry import tags
 from registry.errors import (
@@ -35,7 +38,15 @@ from registry.gitstore import GitStore, TagInfo
 from registry.snapshot import Snapshot
 
 if TYPE_CHECKING:
+    from registry.channels import (
+        ChannelMove,
+        channel_history,
+        channels,
+        current_channel,
+        promote,
+    )
     from registry.config import ValidationSection
+    from registry.history import Resolved, VersionInfo, diff, history, resolve
 
 # validation, versioning, specs and config are imported where they are used:
 # `procreg log` and `procreg show` need none of them, and their pydantic
@@ -630,147 +641,31 @@ def render_markdown(plans: Sequence[ReleasePlan]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- history, resolve, diff ----------------------------------------------------
+# --- history and channels (re-exported) -----------------------------------------
+
+# Re-exported lazily: both modules build on this one, and `procreg log` needs
+# registry.history but not registry.channels.
+_MOVED = {
+    "ChannelMove": "registry.channels",
+    "channel_history": "registry.channels",
+    "channels": "registry.channels",
+    "current_channel": "registry.channels",
+    "promote": "registry.channels",
+    "Resolved": "registry.history",
+    "VersionInfo": "registry.history",
+    "diff": "registry.history",
+    "history": "registry.history",
+    "resolve": "registry.history",
+}
 
 
-class VersionInfo(BaseModel):
-    """One release of a procedure, as its tag records it."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    id: str
-    version: str
-    tag: str
-    commit: str
-    date: datetime | None
-    tagger_name: str | None
-    tagger_email: str | None
-    bump: str | None
-    breaking: bool | None
-    reasons: list[str]
-    lines_added: int | None
-    lines_removed: int | None
-    previous: str | None = None
-    message: str
-
-
-def _version_info(proc_id: str, version: semver.Version, info: TagInfo) -> VersionInfo:
-    fields = tags.parse_release_message(info.message)
-    return VersionInfo(
-        id=proc_id,
-        version=str(version),
-        tag=info.name,
-        commit=info.commit,
-        date=info.tagger.when if info.tagger else None,
-        tagger_name=info.tagger.name if info.tagger else None,
-        tagger_email=info.tagger.email if info.tagger else None,
-        bump=fields.bump,
-        breaking=fields.breaking,
-        reasons=list(fields.reasons),
-        lines_added=fields.lines_added,
-        lines_removed=fields.lines_removed,
-        previous=str(fields.previous) if fields.previous is not None else None,
-        message=info.message,
-    )
-
-
-def history(store: GitStore, proc_id: str) -> list[VersionInfo]:
-    """Every release of ``proc_id``, newest version first (read from its tags)."""
-    return [_version_info(proc_id, v, info) for v, info in _releases(store, proc_id)]
-
-
-class Resolved(BaseModel):
-    """What ``ID@SPEC`` names: a version (or the branch tip) and its files."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
-
-    id: str
-    version: str | None
-    commit: str
-    tree_id: str
-    tag: str | None = None
-    source: Literal["release", "channel", "head"]
-    channel: str | None = None
-    fallback_to_head: bool = False
-    """True when no spec was given and the procedure was never released."""
-    snapshot: Snapshot = Field(exclude=True, repr=False)
-
-
-def _head(store: GitStore, proc_id: str, ref: str, fallback: bool = False) -> Resolved:
-    snap = store.read(proc_id, ref)
-    assert snap.tree_id is not None and snap.commit is not None
-    version: str | None = None
-    tag: str | None = None
-    for v, info in _releases(store, proc_id):
-        if _release_tree(store, proc_id, v, info) == snap.tree_id:
-            version, tag = str(v), info.name
-            break
-    return Resolved(
-        id=proc_id,
-        version=version,
-        commit=snap.commit,
-        tree_id=snap.tree_id,
-        tag=tag,
-        source="head",
-        fallback_to_head=fallback,
-        snapshot=snap,
-    )
-
-
-def _at_release(store: GitStore, proc_id: str, info: TagInfo, version: semver.Version) -> Resolved:
-    snap = store.read(proc_id, info.commit)
-    assert snap.tree_id is not None
-    return Resolved(
-        id=proc_id,
-        version=str(version),
-        commit=info.commit,
-        tree_id=snap.tree_id,
-        tag=info.name,
-        source="release",
-        snapshot=snap,
-    )
-
-
-def resolve(store: GitStore, proc_id: str, spec: str | None = None, ref: str = "HEAD") -> Resolved:
-    """The procedure named by ``ID@SPEC``.
-
-    ``spec`` is an exact version (``1.2.0``), a range (``^1.2``, ``~1.2``,
-    ``>=1.0,<2``), a channel (``stable``), ``HEAD`` (the folder at ``ref``,
-    with the version whose tree it equals, if any) or ``None``: the latest
-    release, falling back to ``HEAD`` when never released (``fallback_to_head``).
-    """
-    releases = _releases(store, proc_id)
-    if spec is None or not spec.strip():
-        if not releases:
-            return _head(store, proc_id, ref, fallback=True)
-        spec = "latest"
-    from registry import specs
-
-    parsed = specs.parse_spec(spec)
-    if parsed.kind == "head":
-        return _head(store, proc_id, ref)
-    if not releases:
-        raise NotFoundError(
-            f"{proc_id} has no release yet, so {proc_id}@{spec} names nothing; "
-            f"use {proc_id}@HEAD or run `procreg release {proc_id}`"
-        )
-    by_version = dict(releases)
-    chans = channels(store, proc_id) if parsed.kind == "channel" else {}
-    version = specs.resolve(parsed, list(by_version), chans)
-    found = by_version.get(version)
-    if found is None:
-        raise NotFoundError(f"{proc_id}@{spec} names {version}, which has no release tag")
-    resolved = _at_release(store, proc_id, found, version)
-    if parsed.kind == "channel":
-        return resolved.model_copy(update={"source": "channel", "channel": spec.strip()})
-    return resolved
-
-
-def diff(store: GitStore, proc_id: str, a: str | None, b: str | None = "HEAD") -> str:
-    """A unified diff of ``procedures/<id>/`` from spec ``a`` to spec ``b``."""
-    left = resolve(store, proc_id, a)
-    right = resolve(store, proc_id, b)
-    return store.diff_text(left.tree_id, right.tree_id, f"{store.folder}/{proc_id}")
+def __getattr__(name: str) -> object:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 # --- rollback ------------------------------------------------------------------
@@ -836,121 +731,6 @@ def _parse_version(text: str | semver.Version) -> semver.Version:
         return semver.Version.parse(text.strip().removeprefix("v"))
     except ValueError as exc:
         raise UsageError(f"{text!r} is not a version (expected X.Y.Z, e.g. 1.4.0)") from exc
-
-
-# --- channels ------------------------------------------------------------------
-
-
-class ChannelMove(BaseModel):
-    """One move of a channel: which version it pointed at from then on, who moved it, why."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    id: str
-    channel: str
-    seq: int
-    version: str | None
-    tag: str
-    commit: str
-    action: tags.ChannelAction
-    reason: str | None
-    date: datetime | None
-    by_name: str | None
-    by_email: str | None
-    created: bool = True
-
-
-def _move(
-    store: GitStore, proc_id: str, info: TagInfo, by_commit: Mapping[str, semver.Version]
-) -> ChannelMove | None:
-    parsed = tags.parse_channel_tag(info.name)
-    if parsed is None or parsed[0] != proc_id:
-        return None
-    _, channel, seq = parsed
-    fields = tags.parse_channel_message(info.message)
-    version = fields.version or by_commit.get(info.commit)
-    return ChannelMove(
-        id=proc_id,
-        channel=channel,
-        seq=seq,
-        version=str(version) if version is not None else None,
-        tag=info.name,
-        commit=info.commit,
-        action=fields.action or "promote",
-        reason=fields.reason,
-        date=info.tagger.when if info.tagger else None,
-        by_name=info.tagger.name if info.tagger else None,
-        by_email=info.tagger.email if info.tagger else None,
-    )
-
-
-def channel_history(store: GitStore, proc_id: str, channel: str | None = None) -> list[ChannelMove]:
-    """Every move of ``proc_id``'s channels (or one channel), newest first."""
-    by_commit = {info.commit: v for v, info in reversed(_releases(store, proc_id))}
-    moves = []
-    for info in store.tags(tags.channel_tag_prefix(proc_id, channel)):
-        move = _move(store, proc_id, info, by_commit)
-        if move is not None and (channel is None or move.channel == channel):
-            moves.append(move)
-    moves.sort(key=lambda m: (m.seq, m.date or datetime.min), reverse=True)
-    return moves
-
-
-def current_channel(store: GitStore, proc_id: str, channel: str) -> semver.Version | None:
-    """The version ``channel`` points at now, or None if it was never set."""
-    moves = channel_history(store, proc_id, channel)
-    if not moves or moves[0].version is None:
-        return None
-    return semver.Version.parse(moves[0].version)
-
-
-def channels(store: GitStore, proc_id: str) -> dict[str, semver.Version]:
-    """``{channel: current version}`` for every channel of ``proc_id``."""
-    out: dict[str, semver.Version] = {}
-    for move in channel_history(store, proc_id):
-        if move.channel not in out and move.version is not None:
-            out[move.channel] = semver.Version.parse(move.version)
-    return out
-
-
-def promote(
-    store: GitStore,
-    proc_id: str,
-    version: str | semver.Version,
-    channel: str,
-    reason: str | None = None,
-    action: tags.ChannelAction = "promote",
-    attempts: int = 20,
-) -> ChannelMove:
-    """Point ``channel`` at released ``version`` with the next ``channel/<id>/<channel>/<seq>`` tag.
-
-    The tag records who moved it, when, and why (``reason``); earlier moves
-    stay as history. If the channel already points at that version nothing is
-    created (the current move is returned with ``created=False``). Concurrent
-    movers each get their own sequence number.
-    """
-    target = _parse_version(version)
-    info = store.tag(tags.release_tag(proc_id, target))
-    if info is None:
-        raise NotFoundError(
-            f"{proc_id} has no release {target}; `procreg log {proc_id}` lists them"
-        )
-    for _ in range(attempts):
-        moves = channel_history(store, proc_id, channel)
-        if moves and moves[0].version == str(target):
-            return moves[0].model_copy(update={"created": False})
-        seq = moves[0].seq + 1 if moves else 1
-        name = tags.channel_tag(proc_id, channel, seq)
-        message = tags.format_channel_message(proc_id, channel, target, reason or "", action)
-        try:
-            created = _create_tag(store, name, info.commit, message)
-        except ConflictError:
-            continue  # another mover took this number: re-read and take the next
-        by_commit = {info.commit: target}
-        move = _move(store, proc_id, created, by_commit)
-        assert move is not None
-        return move
-    raise ConflictError(f"{store.name}: channel {channel} of {proc_id} kept moving; try again")
 
 
 __all__ = [
