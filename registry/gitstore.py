@@ -611,7 +611,7 @@ class GitStore:
         out = []
         for ref_name, target in self._ref_targets("refs/tags/" + prefix):
             name = ref_name[len("refs/tags/") :]
-            info = self.tag(name) if target is None else self._tag_info(name, target)
+            info = self.tag(name) if target is None else self.tag_at(name, target)
             if info is not None:
                 out.append(info)
         return out
@@ -627,7 +627,7 @@ class GitStore:
             if not found:
                 return None
             if file_target is not None:
-                return self._tag_info(name, file_target)
+                return self.tag_at(name, file_target)
         ref = self._lookup(ref_name)
         if ref is None:
             return None
@@ -635,7 +635,7 @@ class GitStore:
             target = ref.resolve().target
         except (KeyError, pygit2.GitError):
             return None
-        return self._tag_info(name, str(target))
+        return self.tag_at(name, str(target))
 
     def _file_ref(self, ref_name: str) -> tuple[bool, str | None]:
         """``(exists, target id)`` of one ref in the files backend (target None: symbolic).
@@ -651,8 +651,11 @@ class GitStore:
                 return True, target
         return False, None
 
-    def _tag_info(self, name: str, target: str) -> TagInfo | None:
-        """The tag ``name`` whose ref points at object ``target`` (a tag object or a commit)."""
+    def tag_at(self, name: str, target: str) -> TagInfo | None:
+        """The tag ``name`` whose ref points at object ``target`` (a tag object or a commit).
+
+        For callers that already listed the refs: no ref lookup at all.
+        """
         try:
             obj = self.repo.get(target)
         except (ValueError, pygit2.GitError):

@@ -36,16 +36,15 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import pygit2
 from pydantic import BaseModel, Field
 
 from registry.config import CONFIG_FILE, Config, parse_config
 from registry.errors import ConfigError, GitError, NotFoundError, UsageError
-from registry.gitstore import GitStore, Person, TagInfo
+from registry.gitstore import GitStore, TagInfo
 from registry.index import (
     ChangeSet,
     ChannelMove,
@@ -381,7 +380,7 @@ def tag_rows(
             log.warning("tag %s is neither a release nor a channel tag; not indexed", name)
             continue
         target = targets.get(name) if targets is not None else None
-        info = _tag_at(store, name, target) if target is not None else store.tag(name)
+        info = store.tag_at(name, target) if target is not None else store.tag(name)
         if info is None:
             continue
         if release is not None:
@@ -391,33 +390,6 @@ def tag_rows(
             if move is not None:
                 moves.append(move)
     return versions, moves
-
-
-def _tag_at(store: GitStore, name: str, target: str) -> TagInfo | None:
-    """:meth:`GitStore.tag` for a ref whose target is known.
-
-    Why not ``store.tag``: pygit2 1.9's ``lookup_reference`` leaks its name
-    argument (82 bytes a call), and 30,000 leaked strings scattered through a
-    rebuild's garbage keep ~100 MB of the allocator's arenas from being freed.
-    """
-    try:
-        obj = store.repo.get(target)
-    except (ValueError, pygit2.GitError):
-        return None
-    if isinstance(obj, pygit2.Tag):
-        try:
-            commit = obj.peel(pygit2.Commit)
-        except (pygit2.GitError, ValueError, KeyError):
-            return None  # a tag of a tree or blob: not a release
-        sig = obj.tagger
-        tagger = None
-        if sig is not None:
-            when = datetime.fromtimestamp(sig.time, timezone(timedelta(minutes=sig.offset)))
-            tagger = Person(sig.name, sig.email, when)
-        return TagInfo(name, str(commit.id), str(obj.id), tagger, obj.message or "")
-    if isinstance(obj, pygit2.Commit):
-        return TagInfo(name, str(obj.id), None, None, "")
-    return None
 
 
 # --------------------------------------------------------------------------- procedures
