@@ -23,6 +23,25 @@ from urllib.parse import unquote, urlsplit
 
 from registry.errors import MigrationError
 
+# The legacy SQLite store's schema, as the migration issue describes it; the bundled
+# sample and the tests build legacy databases from it.
+SQLITE_SCHEMA = """
+CREATE TABLE procedures (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, category TEXT NOT NULL,
+    description TEXT, trigger_pattern TEXT, applicable_contexts TEXT, template TEXT NOT NULL,
+    steps TEXT, examples TEXT, success_rate REAL, usage_count INTEGER,
+    avg_completion_time_ms INTEGER, created_at INTEGER, last_used INTEGER, created_by TEXT
+);
+CREATE TABLE procedure_params (
+    id INTEGER PRIMARY KEY, procedure_id INTEGER, param_name TEXT, param_type TEXT,
+    required INTEGER, default_value TEXT, description TEXT
+);
+CREATE TABLE procedure_executions (
+    id INTEGER PRIMARY KEY, procedure_id INTEGER, project_id TEXT, timestamp INTEGER,
+    outcome TEXT, duration_ms INTEGER, variables TEXT, learned TEXT
+);
+"""
+
 System = Literal["sqlite", "postgresql", "json"]
 
 KNOWN_CATEGORIES = frozenset(

@@ -20,22 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE procedures (
-    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, category TEXT NOT NULL,
-    description TEXT, trigger_pattern TEXT, applicable_contexts TEXT, template TEXT NOT NULL,
-    steps TEXT, examples TEXT, success_rate REAL, usage_count INTEGER,
-    avg_completion_time_ms INTEGER, created_at INTEGER, last_used INTEGER, created_by TEXT
-);
-CREATE TABLE procedure_params (
-    id INTEGER PRIMARY KEY, procedure_id INTEGER, param_name TEXT, param_type TEXT,
-    required INTEGER, default_value TEXT, description TEXT
-);
-CREATE TABLE procedure_executions (
-    id INTEGER PRIMARY KEY, procedure_id INTEGER, project_id TEXT, timestamp INTEGER,
-    outcome TEXT, duration_ms INTEGER, variables TEXT, learned TEXT
-);
-"""
+from registry.legacy import SQLITE_SCHEMA
 
 T0 = 1_700_000_000  # 2023-11-14, so the file never changes between builds
 
@@ -346,7 +331,7 @@ def build(path: Path) -> Path:
     path.unlink(missing_ok=True)
     conn = sqlite3.connect(path)
     with conn:
-        conn.executescript(SCHEMA)
+        conn.executescript(SQLITE_SCHEMA)
         param_id = run_id = 0
         for i, (name, cat, desc, template, steps, examples, params, ctx) in enumerate(PROCEDURES):
             pid = i + 1
