@@ -564,7 +564,7 @@ def watch(ctx: Context, reconcile_every: float) -> None:
 @click.option("--status", type=click.Choice(["active", "deprecated"]))
 @click.option("--sort", type=click.Choice(["relevance", "name", "health"]), default=None)
 @click.option("--min-success-rate", type=click.FloatRange(0, 1), default=None)
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def search(

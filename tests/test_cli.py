@@ -266,3 +266,9 @@ def test_show_displays_a_procedure_whose_code_check_fails(
     shown = run_cli(capsys, "-C", str(repo), "show", "echo", "--ref", "HEAD", "--json")
     assert shown.code == 0
     assert shown.json()["metadata"]["description"] == "Echo the text back"
+
+
+def test_search_refuses_a_limit_below_one(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "-C", str(repo), "search", "--limit", "0")
+    assert result.code == 2
+    assert "--limit" in result.err and "Traceback" not in result.err

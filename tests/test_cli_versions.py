@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -166,10 +165,13 @@ def test_check_base_prints_the_bump_a_merge_would_release(
     assert text.code == 0
     assert "shout: 1.0.0 -> 2.0.0 (major)" in text.out
     md = cli(capsys, repo, "check", "--base", "main", "--format", "markdown").out
-    assert "| shout |" in md or ("shout" in md and "major" in md)
+    assert "| `shout` | 1.0.0 | **2.0.0** | **major** (breaking) |" in md
+    assert "echo" not in md  # unchanged procedures are not listed
     data = cli(capsys, repo, "check", "--base", "main", "--json").json()
-    assert data["releases"][0]["bump"] == "major"
-    assert json.dumps(data)  # valid JSON all the way
+    assert [(r["id"], r["bump"], r["version"]) for r in data["releases"]] == [
+        ("shout", "major", "2.0.0")
+    ]
+    assert any("'text'" in reason for reason in data["releases"][0]["reasons"])
 
 
 def test_rollback_keeps_the_checkout_in_step(
