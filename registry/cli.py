@@ -301,16 +301,21 @@ def release(
 
     store = ctx.store()
     before_tag = None if skip_examples or dry_run else _examples_gate(ctx)
-    with _progress("releasing", enabled=not as_json) as progress:
-        results = releases.release(
-            store,
-            list(ids) or None,
-            ref=ref,
-            all_changed=all_changed,
-            dry_run=dry_run,
-            on_progress=progress,
-            before_tag=before_tag,
-        )
+    try:
+        with _progress("releasing", enabled=not as_json) as progress:
+            results = releases.release(
+                store,
+                list(ids) or None,
+                ref=ref,
+                all_changed=all_changed,
+                dry_run=dry_run,
+                on_progress=progress,
+                before_tag=before_tag,
+            )
+    finally:
+        close = getattr(before_tag, "close", None)
+        if close is not None:
+            close()  # the example runs' records go to the index
     if as_json:
         emit_json(results)
         return

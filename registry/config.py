@@ -19,6 +19,14 @@ Every key has a default, so a repository without the file is a valid registry.
     threshold = 0.9
     channel = "stable"
 
+    [sandbox]
+    pool_size = 2                  # warm sandboxes waiting for a run
+    require_isolation = true       # no bubblewrap: runs fail closed (false: run without it)
+    max_timeout_s = 300            # ceilings: metadata may ask for less, never more
+    max_memory_mb = 2048
+    tmpfs_mb = 64                  # each of the run's private /tmp and /dev/shm
+    uids = 64                      # unprivileged uids from 61000 (or user = "name")
+
     [migration]
     generator = "builtin"          # or "llm"
     [migration.llm]
@@ -66,8 +74,14 @@ class HealthSection(_Section):
 
 class SandboxSection(_Section):
     user: str | None = None
+    uids: int = Field(default=64, ge=1, le=4096)
+    uid_wait_s: float = Field(default=60.0, gt=0)
     pool_size: int = Field(default=2, ge=0, le=64)
     max_output_bytes: int = Field(default=64 * 1024, gt=0)
+    require_isolation: bool = True
+    max_timeout_s: float = Field(default=300.0, gt=0)
+    max_memory_mb: int = Field(default=2048, ge=16)
+    tmpfs_mb: int = Field(default=64, ge=1)
 
 
 class LLMSection(_Section):

@@ -2,16 +2,21 @@
 
 Each example of ``metadata.json`` gives an input and the expected output. They
 are run the way a real run is (the exact files of the version, the metadata's
-limits, the sandbox) but never recorded as runs. ``procreg run --examples``
-reports them (:func:`check_examples`); ``procreg release`` refuses a version
-whose examples fail (:class:`ExamplesGate`, the ``before_tag`` of
-:func:`registry.releases.release`). Results are compared as JSON values
+limits, the sandbox). ``procreg run --examples`` reports them
+(:func:`check_examples`, not recorded: a person asked to look); ``procreg
+release`` refuses a version whose examples fail (:class:`ExamplesGate`, the
+``before_tag`` of :func:`registry.releases.release`), and records each of those
+runs with the caller ``release``: they run the version's code in the sandbox
+like any run. Results are compared as JSON values
 (:func:`json_equal`).
 """
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -19,14 +24,25 @@ from pydantic import BaseModel
 from registry.arguments import ARGUMENT_ERROR, argument_problems
 from registry.config import Config
 from registry.errors import RegistryError
-from registry.execution import ErrorInfo, build_request, validated_metadata
+from registry.execution import (
+    ErrorInfo,
+    RunResult,
+    Usage,
+    build_request,
+    execution_record,
+    validated_metadata,
+)
 from registry.model import Example, Metadata
 from registry.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from registry.gitstore import GitStore
+    from registry.index import ExecutionRecord
     from registry.releases import ReleasePlan
-    from registry.sandbox import Sandbox
+    from registry.sandbox import RunOutcome, Sandbox
+
+RELEASE_CALLER = "release"
+"""The caller recorded for the example runs of ``procreg release``'s gate."""
 
 
 class ExampleResult(BaseModel):
@@ -81,10 +97,21 @@ def run_examples(
     timeout_s: float | None = None,
 ) -> list[ExampleResult]:
     """Run every example of ``meta`` in ``sandbox`` (synchronously) and compare results."""
-    results: list[ExampleResult] = []
-    for index, example in enumerate(meta.examples, start=1):
-        results.append(_run_example(sandbox, snapshot, meta, index, example, config, timeout_s))
-    return results
+    return [r for r, _ in _run_all(sandbox, snapshot, meta, config=config, timeout_s=timeout_s)]
+
+
+def _run_all(
+    sandbox: Sandbox,
+    snapshot: Snapshot,
+    meta: Metadata,
+    *,
+    config: Config | None = None,
+    timeout_s: float | None = None,
+) -> list[tuple[ExampleResult, RunOutcome | None]]:
+    return [
+        _run_example(sandbox, snapshot, meta, index, example, config, timeout_s)
+        for index, example in enumerate(meta.examples, start=1)
+    ]
 
 
 def _run_example(
@@ -95,7 +122,7 @@ def _run_example(
     example: Example,
     config: Config | None,
     timeout_s: float | None,
-) -> ExampleResult:
+) -> tuple[ExampleResult, RunOutcome | None]:
     base = {
         "index": index,
         "description": example.description,
@@ -105,14 +132,15 @@ def _run_example(
     problems = argument_problems(meta, example.input)
     if problems:
         error = ErrorInfo(type=ARGUMENT_ERROR, message="; ".join(problems))
-        return ExampleResult(**base, ok=False, error=error)
+        return ExampleResult(**base, ok=False, error=error), None
     request = build_request(snapshot, meta, example.input, timeout_s=timeout_s, config=config)
     outcome = sandbox.run(request)
     if not outcome.ok:
         err = outcome.error
         error = ErrorInfo(type=err.type if err else "unknown", message=err.message if err else "")
-        return ExampleResult(**base, ok=False, error=error)
-    return ExampleResult(**base, got=outcome.result, ok=json_equal(outcome.result, example.output))
+        return ExampleResult(**base, ok=False, error=error), outcome
+    ok = json_equal(outcome.result, example.output)
+    return ExampleResult(**base, got=outcome.result, ok=ok), outcome
 
 
 async def check_examples(
@@ -168,13 +196,22 @@ class ExamplesGate:
     ``release(store, ids, before_tag=ExamplesGate())`` runs every example of each
     planned version in a sandbox and raises :class:`ExamplesFailed` naming the first
     failing example before any tag is made. Without a ``sandbox`` each call uses a
-    cold one of its own (no pool, nothing left running), so the gate needs no closing;
-    ``close()`` and the context manager exist for symmetry.
+    cold one of its own (no pool, nothing left running). Each example run is
+    passed to ``record`` as the run record it is (caller ``release``);
+    :func:`examples_gate` delivers them to the index when the gate is closed.
     """
 
-    def __init__(self, sandbox: Sandbox | None = None, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox | None = None,
+        config: Config | None = None,
+        record: Callable[[ExecutionRecord], None] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._sandbox = sandbox
         self.config = config
+        self._record = record
+        self._on_close = on_close
 
     def __enter__(self) -> ExamplesGate:
         return self
@@ -183,7 +220,10 @@ class ExamplesGate:
         self.close()
 
     def close(self) -> None:
-        """Nothing to release: a gate's own sandboxes live for one call."""
+        """Deliver the example runs' records (when the gate was made to)."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     def __call__(self, plan: ReleasePlan, snapshot: Snapshot) -> None:
         """Run ``snapshot``'s examples; raise :class:`ExamplesFailed` if any fails."""
@@ -196,14 +236,20 @@ class ExamplesGate:
             meta = None
         if meta is None or not meta.examples:
             return  # release validation reports bad metadata; no examples, no contract
+        started_at = datetime.now(UTC)
         if self._sandbox is not None:
-            results = run_examples(self._sandbox, snapshot, meta, config=self.config)
+            ran = _run_all(self._sandbox, snapshot, meta, config=self.config)
         else:
             from registry.sandbox import Sandbox
 
             section = self.config.sandbox if self.config else None
             with Sandbox(section, pool_size=0) as sandbox:
-                results = run_examples(sandbox, snapshot, meta, config=self.config)
+                ran = _run_all(sandbox, snapshot, meta, config=self.config)
+        if self._record is not None:
+            for _, outcome in ran:
+                if outcome is not None:
+                    self._record(_record_of(plan, snapshot, outcome, started_at))
+        results = [r for r, _ in ran]
         failed = [r for r in results if not r.ok]
         if failed:
             report = ExamplesReport(
@@ -217,6 +263,35 @@ class ExamplesGate:
             )
 
 
+def _record_of(
+    plan: ReleasePlan,
+    snapshot: Snapshot,
+    outcome: RunOutcome,
+    started_at: datetime,
+) -> ExecutionRecord:
+    """The run record of one example run of the release gate."""
+    usage = Usage()
+    if outcome.usage is not None:
+        usage = Usage(
+            cpu_ms=outcome.usage.cpu_user_ms + outcome.usage.cpu_system_ms,
+            max_rss_kb=outcome.usage.max_rss_kb,
+        )
+    error = outcome.error
+    result = RunResult(
+        ok=outcome.ok,
+        error=ErrorInfo(type=error.type, message=error.message) if error else None,
+        duration_ms=outcome.duration_ms,
+        id=plan.id,
+        version=plan.version,
+        commit=plan.commit,
+        tree_id=snapshot.tree_id or plan.tree_id or None,
+        run_id=uuid.uuid4().hex,
+        usage=usage,
+        isolation=outcome.isolation,
+    )
+    return execution_record(result, started_at, RELEASE_CALLER)
+
+
 def examples_gate(
     store: GitStore | None = None,
     *,
@@ -226,12 +301,25 @@ def examples_gate(
     """The ``before_tag`` that ``procreg release`` passes (see :class:`ExamplesGate`).
 
     ``store`` supplies the registry config (sandbox limits) when ``config`` is not
-    given. ``database_url`` is accepted for symmetry with the other commands and not
-    used: contract tests are not runs, so nothing is recorded.
+    given; with a ``store``, the example runs are recorded (caller ``release``) in
+    its index (``database_url``, else the default) when the gate is closed,
+    spooled if the index is unreachable.
     """
-    del database_url
-    if config is None and store is not None:
+    if store is None:
+        return ExamplesGate(config=config)
+    if config is None:
         from registry.sync import worktree_config
 
         config = worktree_config(store)
-    return ExamplesGate(config=config)
+    records: list[ExecutionRecord] = []
+
+    def deliver() -> None:
+        if records:
+            import anyio
+
+            from registry.execution import deliver_records
+
+            anyio.run(deliver_records, store, list(records), database_url)
+            records.clear()
+
+    return ExamplesGate(config=config, record=records.append, on_close=deliver)

@@ -46,7 +46,7 @@ from registry.arguments import argument_problems as argument_problems
 from registry.arguments import coerce_cli_value as coerce_cli_value
 from registry.arguments import parse_cli_arguments as parse_cli_arguments
 from registry.config import Config
-from registry.errors import RegistryError, UsageError
+from registry.errors import ExecutionError, RegistryError, UsageError
 from registry.index import ExecutionRecord, IndexBackend, Metrics
 from registry.model import Metadata
 from registry.recorder import RunRecorder, spool_dir
@@ -107,6 +107,7 @@ class RunResult(BaseModel):
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     usage: Usage = Field(default_factory=Usage)
+    isolation: str | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -219,6 +220,7 @@ def _result_from(outcome: RunOutcome, resolved: Resolved, run_id: str) -> RunRes
         stdout_truncated=outcome.stdout_truncated,
         stderr_truncated=outcome.stderr_truncated,
         usage=usage,
+        isolation=outcome.isolation,
     )
 
 
@@ -309,7 +311,16 @@ async def run(
         if config is None:
             config = worktree_config(store)
         request = build_request(resolved.snapshot, meta, kwargs, timeout_s=timeout_s, config=config)
-        outcome = await anyio.to_thread.run_sync(sandbox.run, request)
+        try:
+            outcome = await anyio.to_thread.run_sync(sandbox.run, request)
+        except ExecutionError as exc:
+            # The engine refused the run (fail closed): still a run, still recorded.
+            from registry.sandbox.runner import unavailable
+
+            refused = _result_from(unavailable(str(exc)), resolved, run_id)
+            record = execution_record(refused, started_at, caller or default_caller())
+            await _record(store, recorder, record)
+            raise
         result = _result_from(outcome, resolved, run_id)
     await _record(store, recorder, execution_record(result, started_at, caller or default_caller()))
     return result
@@ -326,6 +337,25 @@ async def _record(
     once = RunRecorder(spool_dir(store.git_dir), recorder, batch_size=1)
     await once.record(record)
     await once.close()
+
+
+async def deliver_records(
+    store: GitStore, records: list[ExecutionRecord], database_url: str | None = None
+) -> None:
+    """Deliver ``records`` to ``store``'s index now (spooled if it is unreachable)."""
+    from registry.sync import open_backend
+
+    recorder = RunRecorder(
+        spool_dir(store.git_dir),
+        None,
+        connect=lambda: open_backend(store, database_url),
+        batch_size=max(1, len(records)),
+    )
+    try:
+        for record in records:
+            await recorder.record(record)
+    finally:
+        await recorder.close()
 
 
 def open_recorder(

@@ -19,11 +19,21 @@ from pathlib import Path
 import pytest
 
 from registry import sandbox as sb
+from registry.config import SandboxSection
+from registry.errors import ExecutionError
 from registry.sandbox import RunRequest, Sandbox
+from registry.sandbox.slots import UID_BASE
 
 HOSTILE = Path(__file__).parent / "hostile"
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="uid drop and the uid sweep need root")
+
+
+def wait_for(condition, message: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.01)
 
 
 def hostile(name: str) -> dict[str, str]:
@@ -48,24 +58,24 @@ def uid_processes(uid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def scratch_dir():
+    """A host folder that must stay empty: nothing of a run is written on the host."""
     path = Path(tempfile.mkdtemp(prefix="procreg-sbtest-"))
-    path.chmod(0o711)  # the sandbox uids must reach their folders inside
     yield path
     leftovers = list(path.iterdir())
     shutil.rmtree(path)
-    assert leftovers == [], f"scratch folders left behind: {leftovers}"
+    assert leftovers == [], f"files left behind: {leftovers}"
 
 
 @pytest.fixture(scope="module")
-def sandbox(scratch_dir):
-    with Sandbox(pool_size=2, scratch_dir=scratch_dir) as box:
+def sandbox():
+    with Sandbox(pool_size=2) as box:
         yield box
 
 
 @pytest.fixture(scope="module")
-def bare_sandbox(scratch_dir):
+def bare_sandbox():
     """Only the OS layers: the audit hook is off."""
-    with Sandbox(pool_size=1, audit_hook=False, scratch_dir=scratch_dir) as box:
+    with Sandbox(pool_size=1, audit_hook=False) as box:
         yield box
 
 
@@ -195,13 +205,19 @@ def test_failure_types_are_documented():
 def test_concurrent_runs_are_isolated(sandbox):
     from concurrent.futures import ThreadPoolExecutor
 
-    files = {"main.py": "import os\ndef main(i):\n    return [i, os.getuid(), os.getcwd()]\n"}
+    files = {
+        "main.py": "import os\ndef main(i):\n    open(f'mark-{i}', 'w').write('x')\n"
+        "    return [i, os.getuid(), sorted(os.listdir('.'))]\n"
+    }
     with ThreadPoolExecutor(4) as pool:
         outcomes = list(
             pool.map(lambda i: sandbox.run(RunRequest(files=files, kwargs={"i": i})), range(8))
         )
     assert [o.result[0] for o in outcomes] == list(range(8))
-    assert len({o.result[2] for o in outcomes}) == 8  # a fresh scratch folder each
+    # each run sees its own scratch folder only: its files and its own mark
+    assert [o.result[2] for o in outcomes] == [["main.py", f"mark-{i}"] for i in range(8)] or [
+        [n for n in o.result[2] if n.startswith("mark-")] for o in outcomes
+    ] == [[f"mark-{i}"] for i in range(8)]
 
 
 # --------------------------------------------------------------------------- hostile procedures
@@ -330,8 +346,9 @@ def test_os_layers_kill_escaped_background_children(bare_sandbox, warm, scratch_
     )
     assert outcome.ok, outcome
     uid = outcome.result
-    assert uid >= sb.UID_BASE
-    assert uid_processes(uid) == []  # the sleeper was killed and reaped
+    assert uid >= UID_BASE
+    # The sleeper died with the sandbox's pid namespace: no process of that uid is left.
+    wait_for(lambda: uid_processes(uid) == [], "the run's uid still has processes")
     assert time.monotonic() - started < 5  # nobody waited for the 60 s sleeper
     assert_healthy(bare_sandbox, warm, scratch_dir)
 
@@ -346,52 +363,58 @@ def test_os_layers_stop_a_fork_bomb(bare_sandbox, warm, scratch_dir):
 
 @needs_root
 @pytest.mark.parametrize(
-    ("name", "kwargs"),
+    ("name", "kwargs", "kind"),
     [
-        ("network", {}),
-        ("kill_parent", "host"),
-        ("read_parent_environ", "host"),
-        ("write_outside", {"path": "/etc/procreg-pwned"}),
+        # seccomp refuses every socket family but AF_UNIX
+        ("network", {}, "SandboxViolation"),
+        # the host's pid does not exist in the run's pid namespace; pid 1 ignores SIGKILL
+        ("kill_parent", "host", "ProcessLookupError"),
+        # its parent is the supervisor, which is not dumpable: its /proc files are closed
+        ("read_parent_environ", "host", "SandboxViolation"),
+        # the sandbox's root is read-only, and holds no /etc at all
+        ("write_outside", {"path": "/usr/procreg-pwned"}, "SandboxViolation"),
+        ("write_outside", {"path": "/etc/procreg-pwned"}, "FileNotFoundError"),
     ],
 )
-def test_os_layers_alone_refuse(bare_sandbox, warm, scratch_dir, name, kwargs):
+def test_os_layers_alone_refuse(bare_sandbox, warm, scratch_dir, name, kwargs, kind):
     if kwargs == "host":
         kwargs = {"host_pid": os.getpid()}
     outcome = bare_sandbox.run(
         RunRequest(files=hostile(name), kwargs=kwargs, timeout_s=5), warm=warm
     )
-    assert outcome.error is not None and outcome.error.type == "SandboxViolation", outcome
+    assert outcome.error is not None and outcome.error.type == kind, outcome
     assert not Path("/etc/procreg-pwned").exists()
+    assert not Path("/usr/procreg-pwned").exists()
     assert_healthy(bare_sandbox, warm, scratch_dir)
 
 
 # --------------------------------------------------------------------------- pool and layers
 
 
-def test_a_worker_never_serves_two_runs(sandbox):
+def test_a_sandbox_never_serves_two_runs(sandbox):
     files = {
         "main.py": "import os\nSEEN = []\ndef main():\n    SEEN.append(1)\n"
-        "    return [os.getpid(), len(SEEN)]\n"
+        "    return [os.getpid(), os.getppid(), len(SEEN)]\n"
     }
     results = [sandbox.run(RunRequest(files=files)).result for _ in range(4)]
-    assert [count for _, count in results] == [1, 1, 1, 1]
-    assert len({pid for pid, _ in results}) == 4
+    # a fresh interpreter each time, the second process of a pid namespace of its own
+    assert results == [[2, 1, 1]] * 4
 
 
-def test_pool_recovers_when_the_zygote_dies(scratch_dir):
-    with Sandbox(pool_size=1, scratch_dir=scratch_dir) as box:
+def test_pool_recovers_when_a_warm_sandbox_is_killed():
+    with Sandbox(pool_size=1) as box:
         assert box.run(RunRequest(files=NOOP)).ok
-        zygote = box._zygote
-        assert zygote is not None
-        os.kill(zygote.proc.pid, signal.SIGKILL)
-        zygote.proc.wait()
+        assert box.wait_warm(30)
+        idle = box._pool.idle[0]
+        os.kill(idle.pid, signal.SIGKILL)
+        idle.proc.wait()
         outcome = box.run(RunRequest(files=NOOP))
         assert outcome.ok, outcome
         assert box.run(RunRequest(files=NOOP)).ok
 
 
-def test_pool_size_zero_runs_cold(scratch_dir):
-    with Sandbox(pool_size=0, scratch_dir=scratch_dir) as box:
+def test_pool_size_zero_runs_cold():
+    with Sandbox(pool_size=0) as box:
         assert box.run(RunRequest(files=NOOP)).result == "ok"
         pool = next(layer for layer in box.layers() if layer.name == "warm-pool")
         assert not pool.active
@@ -400,18 +423,25 @@ def test_pool_size_zero_runs_cold(scratch_dir):
 def test_layers_report_what_is_in_force(sandbox):
     layers = {layer.name: layer for layer in sandbox.layers()}
     for name in (
-        "separate-process",
+        "isolation-engine",
+        "mnt-namespace",
+        "pid-namespace",
+        "ipc-namespace",
+        "uts-namespace",
+        "net-namespace",
+        "user-namespace",
+        "seccomp",
+        "capabilities",
+        "tmpfs",
         "rlimits",
         "clean-environment",
-        "scratch-directory",
         "audit-hook",
         "warm-pool",
-        "network-namespace",
     ):
         assert layers[name].active, layers[name]
     assert layers["uid-drop"].active == ROOT
-    assert layers["process-sweep"].active == ROOT
-    assert not layers["filesystem-isolation"].active  # said, not pretended
+    assert layers["cgroup"].active == ROOT  # this machine lets root make cgroups
+    assert "not a boundary" in layers["audit-hook"].detail  # said plainly
     assert all(layer.detail for layer in layers.values())
 
 
@@ -421,14 +451,15 @@ def test_layers_say_when_the_audit_hook_is_off(bare_sandbox):
     assert "audit_hook=False" in hook.detail
 
 
-def test_closed_sandbox_leaves_no_worker(scratch_dir):
-    box = Sandbox(pool_size=2, scratch_dir=scratch_dir)
+def test_closed_sandbox_leaves_no_sandbox_running():
+    box = Sandbox(pool_size=2)
     assert box.run(RunRequest(files=NOOP)).ok
-    zygote = box._zygote
-    assert zygote is not None
+    assert box.wait_warm(30)
+    waiting = list(box._pool.idle)
     box.close()
-    assert zygote.proc.poll() is not None
-    with pytest.raises(sb.ExecutionError):
+    assert waiting and all(not instance.alive() for instance in waiting)
+    assert box.slots.held == set()  # every uid given back
+    with pytest.raises(ExecutionError):
         box.run(RunRequest(files=NOOP))
 
 
@@ -438,23 +469,17 @@ def test_arguments_that_are_not_json_are_refused(sandbox):
         assert outcome.error is not None and outcome.error.type == "ArgumentError", outcome
 
 
-def test_default_scratch_folder_is_private_and_removed_on_close():
-    box = Sandbox(pool_size=1)
-    try:
-        files = {
-            "main.py": "import os\ndef main():\n    open('out.txt', 'w').write('x')\n"
-            "    return os.getcwd()\n"
-        }
-        for warm in (True, False):
-            outcome = box.run(RunRequest(files=files), warm=warm)
-            assert outcome.ok, outcome
-            assert Path(outcome.result).parent == box.scratch_base
-            assert not Path(outcome.result).exists()
-        root = box.scratch_base.parent
-        assert root.name.startswith("procreg-sandbox-")
-    finally:
-        box.close()
-    assert not root.exists()
+def test_scratch_folder_is_private_to_each_run(sandbox, warm, scratch_dir):
+    files = {
+        "main.py": "import os\ndef main(mark):\n    before = sorted(os.listdir('.'))\n"
+        "    open(mark, 'w').write('x')\n    return [os.getcwd(), before]\n"
+    }
+    first = sandbox.run(RunRequest(files=files, kwargs={"mark": "first.txt"}), warm=warm)
+    second = sandbox.run(RunRequest(files=files, kwargs={"mark": "second.txt"}), warm=warm)
+    assert first.ok and second.ok, (first, second)
+    assert first.result[0] == second.result[0] == "/tmp/run"
+    assert second.result[1] == []  # nothing of the first run: its tmpfs is gone
+    assert not Path("/tmp/run").exists()  # and nothing was ever written on the host
 
 
 def test_modules_import_from_memory_like_files(sandbox, warm):
@@ -483,8 +508,46 @@ def test_modules_import_from_memory_like_files(sandbox, warm):
 
 
 @needs_root
-def test_fast_runs_in_a_row_reuse_one_clean_uid(sandbox):
-    """Each run's uid is checked clean and freed, even when a run ends within a millisecond."""
+def test_uids_go_back_when_runs_end(sandbox):
+    """No hoarding: once runs are over, only the warm sandboxes hold a uid."""
     files = {"main.py": "import os\ndef main():\n    return os.getuid()\n"}
-    uids = {sandbox.run(RunRequest(files=files)).result for _ in range(100)}
-    assert len(uids) == 1
+    uids = {sandbox.run(RunRequest(files=files)).result for _ in range(50)}
+    assert all(uid >= UID_BASE for uid in uids)
+    wait_for(
+        lambda: len(sandbox.slots.held) <= sandbox.pool_size,
+        f"uids still held after the runs: {sandbox.slots.held}",
+    )
+
+
+def test_limits_never_exceed_the_configured_ceilings():
+    config = SandboxSection(max_timeout_s=1, max_memory_mb=64, pool_size=0)
+    files = {
+        "main.py": "import resource\ndef main():\n"
+        "    return resource.getrlimit(resource.RLIMIT_AS)[0] // (1024 * 1024)\n"
+    }
+    with Sandbox(config) as box:
+        outcome = box.run(RunRequest(files=files, timeout_s=60, memory_mb=4096))
+        assert outcome.ok, outcome
+        assert outcome.result == 64  # asked for 4096 MB, got the ceiling
+        slow = box.run(RunRequest(files=hostile("infinite_loop"), timeout_s=60))
+        assert slow.error is not None and slow.error.type == "Timeout", slow
+        assert "1 s wall-clock" in slow.error.message
+
+
+def test_outcomes_name_the_isolation_engine(sandbox):
+    assert sandbox.run(RunRequest(files=NOOP)).isolation == "bubblewrap"
+
+
+def test_missing_bubblewrap_fails_closed_unless_configured(monkeypatch):
+    import registry.sandbox.engine as engine
+
+    monkeypatch.setattr(engine.shutil, "which", lambda name: None)
+    with pytest.raises(ExecutionError, match="require_isolation = false"):
+        Sandbox(pool_size=0)
+    config = SandboxSection(require_isolation=False, pool_size=0)
+    with Sandbox(config) as box:
+        outcome = box.run(RunRequest(files=NOOP))
+        assert outcome.ok, outcome
+        assert outcome.isolation == "none"
+        engine_layer = next(lay for lay in box.layers() if lay.name == "isolation-engine")
+        assert not engine_layer.active and "NONE" in engine_layer.detail

@@ -1,31 +1,31 @@
-"""The code that runs inside the sandbox processes (standard library only).
+"""The code that runs inside a sandbox (standard library only).
 
-``registry/sandbox.py`` starts a *zygote* from this file with ``python -I -S -B``
-and a clean environment, so that it never sees the host's memory. It makes
-itself a child subreaper, leaves the host's network namespace (every worker it
-forks shares that one empty namespace), and serves a few commands over the
-SEQPACKET socket passed to it, all naming a worker by the host's id:
+The host starts one sandbox per run: bubblewrap (``registry.sandbox.policy``)
+runs ``python -I -S -B`` on this file's compiled code, as the run's own
+unprivileged uid, with every namespace new, so this process is pid 1 of the
+run's pid namespace and every process of the run dies with it. It is the
+*supervisor*; it owns the one channel to the host (``RES``) and gives the
+procedure no descriptor of it:
 
-``spawn`` (three fds attached: control socket, stdout pipe, stderr pipe)
-    fork a *worker* that applies the fixed limits, warms itself up and then
-    waits on its control socket for exactly one request;
-``assign``
-    the uid a worker is about to run as. After the worker exits, every
-    process of that uid must be gone before the exit is reported: the zygote
-    is the subreaper of everything its workers start, so when none of its own
-    children has that uid nothing escaped; otherwise every process of the uid
-    is killed and reaped (the *sweep*);
-``kill``
-    kill a worker's process group (wall-clock timeout, output flood);
-``quit``
-    kill every worker and exit.
+1. at once it forks the *procedure process*, which closes ``RES``, applies
+   the fixed limits, warms itself up and waits for the run's request on
+   ``REQ`` (so a warm sandbox pays none of that when the request comes);
+2. it tells the host ``ready`` (a frame on ``RES``);
+3. the procedure process reads the request, applies the run's limits,
+   writes the procedure's data files into the scratch folder (its modules
+   are imported from memory, see ``_SourceFinder``), installs the audit hook
+   (defence in depth, not a boundary) and calls the entry point; it writes
+   one length-prefixed JSON result into a pipe to the supervisor and exits;
+4. the supervisor reads at most ``MAX_RESULT`` bytes of it, reaps whatever
+   the procedure left (it is the namespace's init), sends ``exit`` (wait
+   status, resource usage) and the raw result to the host, and exits, which
+   ends every other process of the run.
 
-A worker applies the request's limits, drops to the slot's uid, writes the
-procedure's data files into the scratch folder (its modules are imported from
-memory, see ``_SourceFinder``), installs an audit hook and calls the entry
-point, then writes one length-prefixed JSON result and exits. It never serves
-a second request. A one-shot zygote (the cold path) exits after its single
-worker has been reported.
+The host decodes what comes back as untrusted bytes: this supervisor runs
+beside hostile code, so nothing it says is believed beyond its framing.
+The supervisor is not dumpable and is its namespace's init, so the
+procedure (same uid, no capabilities, seccomp on) can neither read its
+memory nor kill it.
 
 Start-up time matters on the cold path, so this module imports only built-in
 or tiny modules: JSON goes through the ``_json`` accelerator directly (the
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-# Failure classes (``RunError.type``) produced on the child side; sandbox.py adds
+# Failure classes (``RunError.type``) produced inside; the host adds
 # the ones only the host can see (Timeout, CpuLimitExceeded, Crashed...).
 SANDBOX_VIOLATION = "SandboxViolation"
 PROCESS_LIMIT = "ProcessLimitExceeded"
@@ -64,16 +64,16 @@ NOT_SERIALIZABLE = "ResultNotSerializable"
 INVALID_PROCEDURE = "InvalidProcedure"
 
 RESULT_HEADER = 4  # big-endian length prefix of every worker frame
-MAX_ZYGOTE_MESSAGE = 65536
+MAX_META_BYTES = 65536  # a ready or exit frame
 RECURSION_LIMIT = 1000
 MAX_RECURSION_LIMIT = 10000
 MESSAGE_CHARS = 500
-SWEEP_WAIT_S = 10.0
 NOFILE_LIMIT = 64
 FSIZE_MB = 64
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
 _DENIED_IMPORTS = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend"})
@@ -117,6 +117,7 @@ _PATH_EVENTS: dict[str, tuple[int, ...]] = {
 _INTROSPECTION_EVENTS = frozenset(
     {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile"}
 )
+_NO_NETWORK = (errno.ENETUNREACH, errno.ENETDOWN, errno.EAFNOSUPPORT)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -218,18 +219,17 @@ def _write_file(path: str, text: str) -> None:
     finally:
         os.close(fd)
 
-
 # --------------------------------------------------------------------------- libc
 
 
-def _libc_setup() -> dict[str, Any]:
-    """Become a subreaper and leave the network; report what the OS granted.
+def _harden(plain: bool) -> dict[str, Any]:
+    """Make this process undumpable (plain: also a subreaper off the network); say what held.
 
     ``_ctypes`` directly: the ``ctypes`` package costs milliseconds to import.
-    It is dropped from ``sys.modules`` afterwards, so workers import it afresh
-    (and the audit hook refuses that).
+    It is dropped from ``sys.modules`` afterwards, so the procedure imports it
+    afresh (and the audit hook refuses that).
     """
-    info: dict[str, Any] = {"subreaper": False, "netns": False, "netns_detail": ""}
+    info: dict[str, Any] = {"pid1": os.getpid() == 1, "dumpable": True}
     try:
         import _ctypes
 
@@ -244,308 +244,164 @@ def _libc_setup() -> dict[str, Any]:
             _handle = _ctypes.dlopen(None)  # type: ignore[arg-type]
 
         prctl = _Func(("prctl", _Lib()))  # type: ignore[arg-type]
-        unshare = _Func(("unshare", _Lib()))  # type: ignore[arg-type]
-        info["subreaper"] = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-        flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
-        if unshare(flags) == 0:
-            info["netns"] = True
-            info["netns_detail"] = "new network namespace (no interfaces up)"
-        else:
-            info["netns_detail"] = f"unshare refused: {os.strerror(_ctypes.get_errno())}"
+        info["dumpable"] = prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0
+        if plain:
+            info["subreaper"] = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            unshare = _Func(("unshare", _Lib()))  # type: ignore[arg-type]
+            flags = CLONE_NEWUSER | CLONE_NEWNET if os.geteuid() != 0 else CLONE_NEWNET
+            info["netns"] = unshare(flags) == 0
     except (OSError, AttributeError, ImportError) as exc:
-        info["netns_detail"] = f"libc unavailable: {exc}"
+        info["libc"] = f"unavailable: {exc}"
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
         del sys.modules[name]
     return info
 
 
-# --------------------------------------------------------------------------- zygote
+# --------------------------------------------------------------------------- supervisor
 
 
-class _Zygote:
-    def __init__(self, fd: int, one_shot: bool) -> None:
-        import _socket
+class _Supervisor:
+    def __init__(self, res: int, max_result: int, plain: bool) -> None:
+        self.res, self.max_result, self.plain = res, max_result, plain
 
-        self.sock = _socket.socket(fileno=fd)
-        self.one_shot = one_shot
-        self.workers: dict[int, int] = {}  # pid -> host's worker id
-        self.pids: dict[int, int] = {}  # host's worker id -> pid
-        self.assigned: dict[int, int] = {}  # pid -> uid
-        self.sweepers: dict[int, tuple[int, int, list[float]]] = {}
-        self.spawned = 0
-        self.reported = 0
-        self.closing = False
-        self.info: dict[str, Any] = {}
-
-    def send(self, msg: dict[str, Any]) -> None:
+    def send(self, data: bytes) -> None:
         try:
-            self.sock.send(dumps(msg).encode())
+            _write_all(self.res, data)
         except OSError:
-            self.closing = True
+            os._exit(0)  # the host is gone: nothing to report to
 
-    def serve(self) -> None:
+    def serve(self, req: int, out: int, err: int, scratch: str) -> None:
         _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-        self.info = _libc_setup()
-        own = os.getpid()
-        self.children = f"/proc/{own}/task/{own}/children"  # CONFIG_PROC_CHILDREN
-        self.info["children"] = self.info["subreaper"] and os.path.exists(self.children)
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        os.set_blocking(self.wake_r, False)
-        _signal.signal(_signal.SIGCHLD, _ignore_signal)
-        _signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        self.sock.setblocking(False)
-        import resource  # noqa: F401  (imported once here, shared by every fork)
+        info = _harden(self.plain)
+        import resource  # noqa: F401  (imported once here, shared with the fork)
 
-        gc.freeze()  # forks then share these pages instead of copying them on the first GC
-        self.send({"op": "ready", "pid": os.getpid(), **self.info})
+        if os.read(req, 1) != b"g":  # the host has put us into the run's cgroup
+            os._exit(0)
+        result_r, result_w = os.pipe()
+        warm_r, warm_w = os.pipe()
+        gc.freeze()  # the fork shares these pages instead of copying them on the first GC
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(self.res)
+                os.close(result_r)
+                os.close(warm_r)
+                _procedure_process(req, result_w, out, err, scratch, warm_w)
+            finally:
+                os._exit(70)
+        for fd in (req, out, err, result_w, warm_w):
+            os.close(fd)
+        os.read(warm_r, 1)  # EOF once the procedure process is warm and waits for the request
+        os.close(warm_r)
+        self.send(frame({"op": "ready", "pid": os.getpid(), **info}))
+        status, usage, data, oversize = self.wait(pid, result_r)
+        exit_msg = {"op": "exit", "status": status, "usage": usage, "oversize": oversize}
+        self.send(frame(exit_msg) + len(data).to_bytes(RESULT_HEADER, "big") + bytes(data))
+        os._exit(0)  # as pid 1, this ends every process the procedure left
+
+    def wait(self, pid: int, result_r: int) -> tuple[int, list[float], bytearray, bool]:
+        """Collect the procedure's result (bounded) until its process exits; reap the rest."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
+        os.set_blocking(result_r, False)
+        _signal.signal(_signal.SIGCHLD, _ignore_signal)
+        _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
-        poller.register(self.wake_r, select.POLLIN)
+        poller.register(result_r, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        data = bytearray()
+        limit = self.max_result + RESULT_HEADER
+        oversize = False
+        open_result = True
         while True:
-            if self.closing:
-                self.shutdown()
-            if self.one_shot and self.spawned and self.reported >= self.spawned:
-                os._exit(0)  # nothing left to serve; skip the interpreter's tear-down
             try:
                 poller.poll(1000)
             except InterruptedError:
                 pass
-            self.commands()
             try:
-                while os.read(self.wake_r, 512):
+                while os.read(wake_r, 512):
                     pass
             except BlockingIOError:
                 pass
-            self.reap()
+            if open_result:
+                open_result, oversize = self.read_result(result_r, data, limit, oversize)
+                if not open_result:
+                    poller.unregister(result_r)
+            done = self.reap(pid)
+            if done is not None:
+                if open_result:
+                    self.read_result(result_r, data, limit, oversize)
+                return done[0], done[1], data, oversize or len(data) > limit
 
-    def commands(self) -> None:
-        """Handle every command waiting on the socket."""
-        import _socket
-
-        fd_space = _socket.CMSG_SPACE(3 * 4)
-        while not self.closing:
-            try:
-                data, ancdata, _flags, _addr = self.sock.recvmsg(MAX_ZYGOTE_MESSAGE, fd_space)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.closing = True
-                return
-            if not data:
-                self.closing = True
-                return
-            fds: list[int] = []
-            for level, kind, payload in ancdata:
-                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                    usable = len(payload) - len(payload) % 4
-                    fds.extend(memoryview(payload[:usable]).cast("i"))
-            self.command(loads(data.decode()), fds)
-
-    def command(self, msg: dict[str, Any], fds: list[int]) -> None:
-        op, wid = msg.get("op"), msg.get("id", -1)
-        if op == "spawn" and len(fds) == 3 and not (self.one_shot and self.spawned):
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    self.become_worker(*fds)
-                finally:
-                    os._exit(70)
-            self.spawned += 1
-            self.workers[pid] = wid
-            self.pids[wid] = pid
-            self.send({"op": "spawned", "id": wid, "pid": pid})
-            if msg.get("uid") is not None:
-                self.assign(pid, msg)
-        elif op == "assign" and wid in self.pids:
-            self.assign(self.pids[wid], msg)
-        elif op == "kill":
-            if wid in self.pids:
-                _killpg(self.pids[wid])
-        elif op == "quit":
-            self.closing = True
-        else:
-            self.send({"op": "error", "id": wid, "message": f"bad command {op!r}"})
-        for fd in fds:
-            os.close(fd)
-
-    def assign(self, pid: int, msg: dict[str, Any]) -> None:
-        self.assigned[pid] = int(msg["uid"])
-
-    def escaped(self, uid: int) -> bool:
-        """Whether a process of ``uid`` may still exist (zombies included).
-
-        Every process a worker starts descends from it; when it exits, the
-        kernel hands its surviving children to us, the subreaper, before we
-        can reap it. So once the worker is reaped, a process of ``uid`` is
-        either one of our children or a descendant of one: none among our
-        children that is not a known worker or sweeper means none at all.
-        The list is read whole while nothing leaves it (only we reap our
-        children; new ones are appended), so no entry can be skipped.
-        """
-        if not self.info.get("children"):
-            return True
-        try:
-            fd = os.open(self.children, os.O_RDONLY)
-            try:
-                listed = os.read(fd, 1 << 16).split()
-            finally:
-                os.close(fd)
-        except OSError:
-            return True
-        for raw in listed:
-            pid = int(raw)
-            if pid in self.workers or pid in self.sweepers:
-                continue
-            if _real_uid(pid) in (uid, None):
-                return True
-        return False
-
-    def reap(self) -> None:
+    def read_result(
+        self, fd: int, data: bytearray, limit: int, oversize: bool
+    ) -> tuple[bool, bool]:
         while True:
             try:
-                pid, status, ru = os.wait4(-1, os.WNOHANG)
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return True, oversize
+            if not chunk:
+                return False, oversize
+            if len(data) + len(chunk) > limit:
+                oversize = True  # keep draining, so the writer is never stuck, but keep none
+                data.clear()
+                continue
+            if not oversize:
+                data += chunk
+
+    def reap(self, pid: int) -> tuple[int, list[float]] | None:
+        """Reap every exited child; the procedure's wait status and usage once it is gone."""
+        found = None
+        while True:
+            try:
+                child, status, ru = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid in self.workers:
-                if pid not in self.assigned:
-                    # The host sends a worker's ``assign`` before its request, so
-                    # a worker that ran is assigned by now: the command may just
-                    # be unread (a fast run ends while we were busy here).
-                    self.commands()
-                wid = self.workers.pop(pid)
-                self.pids.pop(wid, None)
-                usage = [ru.ru_utime, ru.ru_stime, float(ru.ru_maxrss)]
-                uid = self.assigned.pop(pid, None)
-                if uid is None or uid == os.getuid():
-                    self.report(wid, status, usage, swept=False)
-                elif not self.escaped(uid):
-                    self.report(wid, status, usage, swept=True)
-                else:
-                    self.sweepers[_fork_sweeper(uid)] = (wid, status, usage)
-            elif pid in self.sweepers:
-                wid, wstatus, usage = self.sweepers.pop(pid)
-                self.report(wid, wstatus, usage, swept=os.waitstatus_to_exitcode(status) == 0)
-            # Any other pid is an orphan reparented to us: reaping it is all it needs.
-
-    def report(self, wid: int, status: int, usage: list[float], swept: bool) -> None:
-        self.reported += 1
-        self.send({"op": "exit", "id": wid, "status": status, "usage": usage, "swept": swept})
-
-    def shutdown(self) -> None:
-        for pid in list(self.workers):
-            _killpg(pid)
-        deadline = time.monotonic() + SWEEP_WAIT_S
-        while (self.workers or self.sweepers) and time.monotonic() < deadline:
-            self.reap()
-            time.sleep(0.002)
-        os._exit(0)
-
-    def become_worker(self, ctl: int, out: int, err: int) -> None:
-        _signal.set_wakeup_fd(-1)
-        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
-        self.sock.close()
-        os.close(self.wake_r)
-        os.close(self.wake_w)
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        for fd in {null, out, err} - {0, 1, 2}:
-            os.close(fd)
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        _fixed_limits()
-        _warm_up()
-        request = _read_frame(ctl)
-        if request is None:
-            os._exit(0)
-        _Worker(request, ctl).run()
+                return found
+            if child == 0:
+                return found
+            if child == pid:
+                found = (status, [ru.ru_utime, ru.ru_stime, float(ru.ru_maxrss)])
 
 
 def _ignore_signal(signum: int, frame: object) -> None:
     """SIGCHLD only has to wake the poll loop (through the wakeup fd)."""
 
 
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, _signal.SIGKILL)
+def _procedure_process(
+    req: int, result_w: int, out: int, err: int, scratch: str, warm_w: int
+) -> None:
+    _signal.set_wakeup_fd(-1)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    for fd in {out, err} - {1, 2}:
+        os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    try:  # the kernel's OOM killer takes this process (and its children) before the supervisor
+        _write_file("/proc/self/oom_score_adj", "1000")
     except OSError:
         pass
-
-
-def _real_uid(pid: int) -> int | None:
-    """The real uid of ``pid`` (-1 once it is gone; None when unknown).
-
-    Not the owner of ``/proc/<pid>``: that is root for a process made
-    undumpable by its setuid().
-    """
-    try:
-        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
-    except FileNotFoundError:
-        return -1
-    except OSError:
-        return None
-    try:
-        status = os.read(fd, 1 << 16)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    for line in status.splitlines():
-        if line.startswith(b"Uid:"):
-            return int(line.split()[1])
-    return None
-
-
-def _fork_sweeper(uid: int) -> int:
-    """Fork a helper that kills every process of ``uid`` and exits once none is left.
-
-    As ``uid`` with RLIMIT_NPROC at 2, a fork succeeds only when the helper is
-    the uid's one process: zombies count until reaped, so success means every
-    escaped process is dead *and* reaped (by us, the subreaper).
-    """
-    pid = os.fork()
-    if pid:
-        return pid
-    try:
-        import resource
-
-        _signal.set_wakeup_fd(-1)
-        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-        resource.setrlimit(resource.RLIMIT_NPROC, (2, 2))
-        deadline = time.monotonic() + SWEEP_WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                os.kill(-1, _signal.SIGKILL)
-            except OSError:
-                pass
-            try:
-                child = os.fork()
-            except BlockingIOError:
-                time.sleep(0.0005)
-                continue
-            if child == 0:
-                os._exit(0)
-            os.waitpid(child, 0)
-            os._exit(0)
-    finally:
-        os._exit(1)
+    _fixed_limits()
+    _warm_up()
+    os.close(warm_w)
+    request = _read_frame(req)
+    os.close(req)
+    if request is None:
+        os._exit(0)
+    request["scratch"] = scratch
+    _Worker(request, result_w).run()
 
 
 # --------------------------------------------------------------------------- worker
 
 _WARM_UP_SOURCE = "def main(a=1):\n    return {'a': [a, 1.5, None, True, 'x']}\n"
 _WARM_UP_REQUEST = (
-    '{"scratch":"/nonexistent","uid":null,"gid":null,"files":{"main.py":"x"},'
+    '{"scratch":"/nonexistent","own_uid":false,"files":{"main.py":"x"},'
     '"entry_point":"main","kwargs":{"a":1},"env":{"PATH":"/bin"},"audit":true,'
     '"max_result_bytes":1,"limits":{"memory_mb":1,"cpu_s":1}}'
 )
@@ -627,12 +483,10 @@ class _Worker:
         limits = req["limits"]
         mb = 1024 * 1024
         resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1))
+        os.makedirs(self.scratch, exist_ok=True)
         os.chdir(self.scratch)
-        if req.get("uid") is not None:
+        if req.get("own_uid"):  # a uid of the run's own: RLIMIT_NPROC counts only the run
             resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
-            os.setgroups([])
-            os.setgid(int(req["gid"]))
-            os.setuid(int(req["uid"]))
         env = req["env"]
         for key in [key for key in os.environ if key not in env]:
             del os.environ[key]
@@ -700,8 +554,10 @@ class _Worker:
             message = f"process limit reached ({limits['nproc']}): {exc.strerror}"
         elif isinstance(exc, PermissionError):
             kind, message = SANDBOX_VIOLATION, f"denied by the sandbox: {exc}"
-        elif isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.ENETDOWN):
+        elif isinstance(exc, OSError) and exc.errno in _NO_NETWORK:
             kind, message = SANDBOX_VIOLATION, f"no network in the sandbox: {exc}"
+        elif isinstance(exc, OSError) and exc.errno == errno.EROFS:
+            kind, message = SANDBOX_VIOLATION, f"the sandbox's file system is read-only: {exc}"
         else:
             kind, message = type(exc).__name__, str(exc) or type(exc).__name__
         message = " ".join(message.split())
@@ -915,22 +771,20 @@ def _make_hook(scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
 
     return hook
 
-
 def main(argv: list[str]) -> int:
-    """Entry point: ``zygote FD [--one-shot]``."""
-    if len(argv) >= 2 and argv[0] == "zygote":
-        fd = int(argv[1])
-        # Nothing of the host's but our socket: stdin carried this code, and no
-        # other descriptor may reach a worker.
+    """Entry point: ``supervisor REQ RES OUT ERR SCRATCH MAX_RESULT [--plain]``."""
+    if len(argv) >= 7 and argv[0] == "supervisor":
+        req, res, out, err = (int(arg) for arg in argv[1:5])
+        scratch, max_result, plain = argv[5], int(argv[6]), "--plain" in argv[7:]
+        # Nothing of the host's but our four descriptors: stdin carried this code.
         null = os.open(os.devnull, os.O_RDWR)
-        for std in (0, 1, 2):
-            if std != null:
-                os.dup2(null, std)
-        os.closerange(3, fd)
-        os.closerange(fd + 1, 1 << 20)
-        _Zygote(fd, "--one-shot" in argv[2:]).serve()
+        os.dup2(null, 0)
+        keep = sorted({0, 1, 2, req, res, out, err})
+        for low, high in zip(keep, [*keep[1:], 1 << 20], strict=True):
+            os.closerange(low + 1, high)
+        _Supervisor(res, max_result, plain).serve(req, out, err, scratch)
         return 0
-    sys.stderr.write("usage: _sandbox_child.py zygote FD [--one-shot]\n")
+    sys.stderr.write("usage: supervisor.py supervisor REQ RES OUT ERR SCRATCH MAX_RESULT\n")
     return 2
 
 
