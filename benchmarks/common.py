@@ -78,6 +78,22 @@ def timed(fn: Callable[[], object], repeat: int, warmup: int = 1) -> list[float]
     return samples
 
 
+def timed_after(
+    fn: Callable[[], object], setup: Callable[[], object], repeat: int, warmup: int = 1
+) -> list[float]:
+    """Like :func:`timed`, with ``setup()`` (not measured) before each call."""
+    for _ in range(warmup):
+        setup()
+        fn()
+    samples = []
+    for _ in range(repeat):
+        setup()
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
 def run_process(argv: Sequence[str], cwd: Path | None = None, timeout: float = 120.0) -> None:
     """Run a whole process, raising if it fails (a failed op must never look fast)."""
     result = subprocess.run(

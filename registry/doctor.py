@@ -54,15 +54,22 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
     from registry.errors import RegistryError
     from registry.recorder import spool_dir, spooled_records
     from registry.sandbox import probe_layers, sandbox_python
-    from registry.sync import index_target, open_backend
+    from registry.sync import index_target, open_backend, worktree_config
 
-    try:
-        layers = [LayerInfo(**s.model_dump()) for s in probe_layers()]
-    except RegistryError as exc:
-        layers = [LayerInfo(name="sandbox", active=False, detail=f"cannot start: {exc}")]
     spool, pending = None, 0
+    store = None
     try:
         store = GitStore.open(path)
+        section = worktree_config(store).sandbox
+    except RegistryError:
+        section = None  # no registry here (reported below): the default sandbox settings
+    try:
+        layers = [LayerInfo(**s.model_dump()) for s in probe_layers(section)]
+    except RegistryError as exc:
+        layers = [LayerInfo(name="sandbox", active=False, detail=f"cannot start: {exc}")]
+    try:
+        if store is None:
+            store = GitStore.open(path)
     except RegistryError as exc:
         index = IndexCheck(target="-", reachable=False, detail=f"no registry here: {exc}")
     else:

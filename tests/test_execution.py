@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -530,3 +531,68 @@ def test_cli_release_refuses_failing_examples(tmp_path: Path, capsys) -> None:
     assert res.code == 1
     assert "lowercase stays" in res.err and 'expected "a"' in res.err and 'got "A"' in res.err
     assert git(root, "tag", "-l").strip() == ""
+
+
+def _recorded(root: Path, pid: str) -> list[Any]:
+    async def go() -> list[Any]:
+        backend = await open_backend(GitStore.open(root), None)
+        try:
+            return await backend.executions(pid)
+        finally:
+            await backend.close()
+
+    return asyncio.run(go())
+
+
+def test_cli_release_records_the_example_runs_of_its_gate(tmp_path: Path, capsys) -> None:
+    """The gate runs the version's code in the sandbox: those runs are recorded, as 'release'."""
+    root = make_repo(tmp_path)
+    _with_examples(
+        root,
+        [
+            Example(description="upper", input={"text": "a"}, output="A"),
+            Example(description="wrong on purpose", input={"text": "b"}, output="b"),
+        ],
+    )
+    res = run_cli(capsys, "-C", str(root), "release", "shout")
+    assert res.code == 1  # refused: one example fails
+    runs = _recorded(root, "shout")
+    assert [r.caller for r in runs] == ["release", "release"]
+    assert {r.version for r in runs} == {"1.0.0"}  # the version the gate was deciding on
+    assert all(r.outcome == "success" for r in runs)  # both ran; one gave the wrong answer
+
+    (root / "procedures" / "shout" / "metadata.json").write_text(
+        (root / "procedures" / "shout" / "metadata.json")
+        .read_text()
+        .replace('"output": "b"', '"output": "B"')
+    )
+    commit_all(root, "fix: the example")
+    res = run_cli(capsys, "-C", str(root), "release", "shout")
+    assert res.code == 0, res.err
+    assert len(_recorded(root, "shout")) == 4
+
+
+def test_a_refused_engine_fails_closed_and_the_run_is_recorded(repo: Path, monkeypatch) -> None:
+    """A bubblewrap that refuses (as it does where user namespaces are off) stops the run."""
+    import shutil
+    import tempfile
+
+    from registry.errors import ExecutionError
+
+    fake = Path(tempfile.mkdtemp(prefix="procreg-fake-bwrap-"))  # the sandbox uid must reach it
+    fake.chmod(0o755)
+    (fake / "bwrap").write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n"
+    )
+    (fake / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    box = Sandbox(pool_size=0)
+    try:
+        with pytest.raises(ExecutionError, match="No permissions to create new namespace"):
+            asyncio.run(run_once(repo, "echo", sandbox=box, text="x"))
+    finally:
+        box.close()
+        shutil.rmtree(fake)
+    runs = _recorded(repo, "echo")
+    assert [r.error_type for r in runs] == ["SandboxUnavailable"]
+    assert "No permissions" in (runs[0].error_message or "")

@@ -326,7 +326,7 @@ def test_killing_the_parent_fails(sandbox, warm, scratch_dir):
         RunRequest(files=hostile("kill_parent"), kwargs={"host_pid": os.getpid()}), warm=warm
     )
     assert outcome.error is not None and outcome.error.type == "SandboxViolation", outcome
-    assert_healthy(sandbox, warm, scratch_dir)  # the zygote, too, is alive
+    assert_healthy(sandbox, warm, scratch_dir)  # the pool, too, still serves runs
 
 
 def test_background_child_is_refused(sandbox, warm, scratch_dir):

@@ -115,15 +115,6 @@ class RunCgroup:
                 return int(value)
         return 0
 
-    def hit_memory_limit(self) -> bool:
-        """Whether the run reached its memory limit (an allocation failed or a process was killed)."""
-        if self.oom_kills():
-            return True
-        if self.version == 1:
-            with contextlib.suppress(OSError, ValueError):
-                return int((self.memory / "memory.failcnt").read_text()) > 0
-        return False
-
     def pids_inside(self) -> list[int]:
         found: set[int] = set()
         for folder in self.folders:

@@ -167,8 +167,10 @@ def classify(reports: Reports, facts: Facts) -> tuple[bool, Any, RunError | None
         return False, None, RunError(type=facts.killed[0], message=facts.killed[1])
     exit_msg = reports.exit
     if exit_msg is not None and exit_msg.get("oversize"):
-        return False, None, RunError(
-            type=OUTPUT_LIMIT, message="the result is larger than the sandbox accepts"
+        return (
+            False,
+            None,
+            RunError(type=OUTPUT_LIMIT, message="the result is larger than the sandbox accepts"),
         )
     if exit_msg is not None and reports.result:
         payload, problem = decode_result(reports.result)
@@ -206,7 +208,9 @@ def _died(exit_msg: dict[str, Any] | None, reports: Reports, facts: Facts) -> Ru
         return RunError(type=MALFORMED_RESULT, message=f"an impossible wait status {status}")
     if signalled:
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= facts.cpu_s):
-            return RunError(type=CPU_LIMIT, message=f"used more than its {facts.cpu_s} s of CPU time")
+            return RunError(
+                type=CPU_LIMIT, message=f"used more than its {facts.cpu_s} s of CPU time"
+            )
         if memoryish:
             return RunError(
                 type=MEMORY_LIMIT, message=f"died out of memory (limit {facts.memory_mb} MB)"
@@ -217,10 +221,13 @@ def _died(exit_msg: dict[str, Any] | None, reports: Reports, facts: Facts) -> Ru
             name = f"signal {sig}"
         return RunError(type=CRASHED, message=f"killed by {name}")
     if memoryish and code != 0:
-        return RunError(type=MEMORY_LIMIT, message=f"died out of memory (limit {facts.memory_mb} MB)")
+        return RunError(
+            type=MEMORY_LIMIT, message=f"died out of memory (limit {facts.memory_mb} MB)"
+        )
     return RunError(
         type=CRASHED,
-        message=f"exited with code {code} without a result (sys.exit or os._exit in the procedure?)",
+        message=f"exited with code {code} without a result "
+        "(sys.exit or os._exit in the procedure?)",
     )
 
 

@@ -93,13 +93,21 @@ class Engine:
         try:
             if self.bwrap is not None:
                 return Instance(
-                    self._bwrap_command, slot, group, seccomp=self.seccomp, scratch=SCRATCH,
+                    self._bwrap_command,
+                    slot,
+                    group,
+                    seccomp=self.seccomp,
+                    scratch=SCRATCH,
                     plain=False,
                 )
             scratch = self._plain_scratch(slot)
             return Instance(
-                lambda *fds: self._plain_command(scratch, *fds), slot, group, seccomp=None,
-                scratch=scratch, plain=True,
+                lambda *fds: self._plain_command(scratch, *fds),
+                slot,
+                group,
+                seccomp=None,
+                scratch=scratch,
+                plain=True,
             )
         except BaseException:
             if group is not None:

@@ -92,7 +92,7 @@ def exchange(instance: Instance, request: bytes, timeout_s: float, bound: int) -
             if wait <= 0:
                 kill(TIMEOUT, f"ran longer than its {timeout_s:g} s wall-clock limit")
                 continue
-        for fd, event in poller.poll(max(0, math.ceil(wait * 1000))):
+        for fd, _event in poller.poll(max(0, math.ceil(wait * 1000))):
             if writing and fd == instance.req_w:
                 try:
                     pending = pending[os.write(fd, pending) :]
@@ -153,7 +153,9 @@ def exchange(instance: Instance, request: bytes, timeout_s: float, bound: int) -
     )
 
 
-def _drain(instance: Instance, bufs: dict[str, bytearray], seen: dict[str, int], bound: int) -> None:
+def _drain(
+    instance: Instance, bufs: dict[str, bytearray], seen: dict[str, int], bound: int
+) -> None:
     """Read what is already in the output pipes, without waiting for their writers to go."""
     for fd, tag in ((instance.out_r, "out"), (instance.err_r, "err")):
         os.set_blocking(fd, False)

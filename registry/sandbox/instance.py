@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
+from typing import Any
 
 from registry.errors import ExecutionError
 from registry.sandbox import supervisor as sup
@@ -92,7 +93,7 @@ class Instance:
             self.info_r, info_w = os.pipe()
             child_fds.append(info_w)
         argv = command(req_r, res_w, out_w, err_w, seccomp_fd, info_w)
-        drop = {}
+        drop: dict[str, Any] = {}
         if slot.uid is not None:
             drop = {"user": slot.uid, "group": slot.gid, "extra_groups": []}
         try:
@@ -104,7 +105,7 @@ class Instance:
                 pass_fds=child_fds,
                 env=ENGINE_ENV,
                 start_new_session=True,
-                **drop,  # type: ignore[arg-type]
+                **drop,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             for fd in (self.req_w, self.res_r, self.out_r, self.err_r, self.log_r, code_w):
@@ -186,6 +187,14 @@ class Instance:
             if not chunk:
                 return False
             self.preread += chunk
+
+    def engine_said(self) -> str:
+        """What the engine process wrote (bubblewrap's own errors), once it has exited."""
+        said = b""
+        with contextlib.suppress(OSError):
+            os.set_blocking(self.log_r, False)
+            said = os.read(self.log_r, 8192)
+        return said.decode("utf-8", "replace").strip() or f"exit status {self.proc.poll()}"
 
     @property
     def pid(self) -> int:

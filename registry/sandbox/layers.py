@@ -9,7 +9,7 @@ force is reported inactive, with the reason.
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 
 from registry.sandbox.engine import BUBBLEWRAP
@@ -119,14 +119,17 @@ def probe(sandbox: Sandbox) -> list[LayerStatus]:
     )
     pool = sandbox._pool
     if sandbox.pool_size <= 0:
-        layers.append(LayerStatus(name="warm-pool", active=False, detail="disabled (pool_size = 0)"))
+        layers.append(
+            LayerStatus(name="warm-pool", active=False, detail="disabled (pool_size = 0)")
+        )
     else:
         layers.append(
             LayerStatus(
                 name="warm-pool",
                 active=pool.error is None,
                 detail=pool.error
-                or f"{sandbox.pool_size} whole sandboxes started ahead, one run each",
+                or f"{sandbox.pool_size} whole sandbox(es) started ahead, one run each, "
+                "isolated like a cold one",
             )
         )
     return layers
@@ -153,7 +156,7 @@ def _namespace_layers(info: dict[str, Any]) -> list[LayerStatus]:
     layers = []
     for ns in NAMESPACES:
         try:
-            host = os.readlink(f"/proc/self/ns/{ns}")
+            host = str(Path(f"/proc/self/ns/{ns}").readlink())
         except OSError:
             host = "?"
         theirs = info["ns"].get(ns, "?")
@@ -239,8 +242,7 @@ def _limit_layers(info: dict[str, Any], sandbox: Sandbox) -> list[LayerStatus]:
         LayerStatus(
             name="tmpfs",
             active=tmpfs_ok and sandbox.isolation == BUBBLEWRAP,
-            detail=f"private {SCRATCH} (in /tmp) and /dev/shm, {cfg.tmpfs_mb} MB each: "
-            f"{tmpfs}",
+            detail=f"private {SCRATCH} (in /tmp) and /dev/shm, {cfg.tmpfs_mb} MB each: {tmpfs}",
         ),
         LayerStatus(
             name="rlimits",

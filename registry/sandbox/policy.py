@@ -8,7 +8,6 @@ what :mod:`registry.sandbox.seccomp` compiles into a BPF filter.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +159,8 @@ def bwrap_argv(
         argv += ["--symlink", target, link]
     size = str(mounts.tmpfs_bytes)
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
+    for private in ("/tmp", "/dev/shm"):  # noqa: S108  (the sandbox's own, not the host's)
+        argv += ["--size", size, "--tmpfs", private]
     argv += ["--dir", SCRATCH]
     for folder in mounts.extra_dirs:
         argv += ["--dir", folder]
@@ -193,8 +193,8 @@ def interpreter_mounts(python: str, tmpfs_bytes: int) -> Mounts:
     binds += [lib for lib in ("/usr/lib64", "/lib64") if _real_dir(Path(lib))]
     symlinks: list[tuple[str, str]] = []
     for top in ("/bin", "/lib", "/lib64", "/sbin"):
-        if os.path.islink(top):
-            symlinks.append((os.readlink(top), top))
+        if Path(top).is_symlink():
+            symlinks.append((str(Path(top).readlink()), top))
     unique = tuple(dict.fromkeys(b for b in binds if Path(b).exists()))
     return Mounts(ro_binds=unique, symlinks=tuple(symlinks), tmpfs_bytes=tmpfs_bytes)
 

@@ -90,8 +90,14 @@ class WarmPool:
                 with self.cond:
                     self.cond.wait(BACKOFF_S)
                 continue
-            if not instance.wait_ready(READY_WAIT_S):  # a broken start shows in its run
-                log.warning("sandbox %s is slow to start", instance.pid)
+            if not instance.wait_ready(READY_WAIT_S) and not instance.alive():
+                # The engine refused (its message is in its log): runs go cold and say why.
+                self.error = f"a warm sandbox did not start: {instance.engine_said()}"
+                log.warning("sandbox warm pool: %s", self.error)
+                self._retire(instance)
+                with self.cond:
+                    self.cond.wait(BACKOFF_S)
+                continue
             self.error = None
             with self.cond:
                 if self.closed:

@@ -108,6 +108,7 @@ class Sandbox:
         instance = self._pool.take() if warm else None
         if instance is None:
             slot = self.slots.acquire()
+            assert slot is not None  # a waiting acquire returns a slot or raises
             try:
                 instance = self.engine.start(slot)
             except BaseException:

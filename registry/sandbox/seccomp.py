@@ -36,11 +36,13 @@ f.add_rule(seccomp.ERRNO(p["enosys"]), "clone3")  # flags are in memory: glibc f
 for bit in range(32):
     flag = 1 << bit
     if p["clone_flags"] & flag:
-        f.add_rule(seccomp.ERRNO(p["eperm"]), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+        f.add_rule(seccomp.ERRNO(p["eperm"]), "clone",
+                   seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
 allowed = p["socket_families"]
 f.add_rule(seccomp.ERRNO(p["eafnosupport"]), "socket",
            *[seccomp.Arg(0, seccomp.NE, fam) for fam in allowed])
-f.add_rule(seccomp.ERRNO(p["eperm"]), "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, p["tiocsti"]))
+f.add_rule(seccomp.ERRNO(p["eperm"]), "ioctl",
+           seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, p["tiocsti"]))
 f.export_bpf(sys.stdout.buffer)
 """
 

@@ -35,7 +35,7 @@ too, for the constants and the framing shared by both sides.
 """
 
 # The cold path pays for every import: no pathlib, no contextlib here.
-# ruff: noqa: PTH103, PTH110, PTH118, PTH120, SIM105
+# ruff: noqa: PTH103, PTH118, PTH120, SIM105
 
 from __future__ import annotations
 
@@ -46,7 +46,6 @@ import gc
 import os
 import select
 import sys
-import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -218,6 +217,7 @@ def _write_file(path: str, text: str) -> None:
         _write_all(fd, text.encode())
     finally:
         os.close(fd)
+
 
 # --------------------------------------------------------------------------- libc
 
@@ -418,9 +418,9 @@ def _fixed_limits() -> None:
 
 
 def _warm_up() -> None:
-    """Run the request's code paths once on dummy data while the worker is idle.
+    """Run the request's code paths once on dummy data while the process waits.
 
-    A forked worker shares the zygote's memory copy-on-write: the first write
+    The procedure process shares the supervisor's memory copy-on-write: the first write
     to each page (reference counts included) faults and copies it. Doing that
     now, before the request arrives, takes it off the run's critical path. No
     state is left behind for the procedure to see.
@@ -770,6 +770,7 @@ def _make_hook(scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
             raise SandboxViolation("the sandbox's audit hook cannot be changed")
 
     return hook
+
 
 def main(argv: list[str]) -> int:
     """Entry point: ``supervisor REQ RES OUT ERR SCRATCH MAX_RESULT [--plain]``."""
