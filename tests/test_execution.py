@@ -596,3 +596,37 @@ def test_a_refused_engine_fails_closed_and_the_run_is_recorded(repo: Path, monke
     runs = _recorded(repo, "echo")
     assert [r.error_type for r in runs] == ["SandboxUnavailable"]
     assert "No permissions" in (runs[0].error_message or "")
+
+
+def test_open_registries_and_a_cli_run_share_few_uids_without_starving(
+    repo: Path, capsys
+) -> None:
+    """Uids go back per run: four open registries and a CLI run never wait each other out."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from registry.api import Registry
+
+    (repo / "procreg.toml").write_text("[sandbox]\nuids = 6\npool_size = 2\nuid_wait_s = 60\n")
+    commit_all(repo, "chore: six sandbox uids")
+    registries = [Registry.open(repo) for _ in range(4)]
+    try:
+
+        def runs(reg: Registry) -> list[bool]:
+            return [reg.run("echo", text=f"r{i}").ok for i in range(8)]
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(runs, reg) for reg in registries]
+            cli = subprocess.run(
+                [sys.executable, "-m", "registry", "-C", str(repo), "run", "echo",
+                 "--arg", "text=cli", "--json"],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            results = [f.result(timeout=120) for f in futures]
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout)["result"] == "cli"
+        assert results == [[True] * 8] * 4
+    finally:
+        for reg in registries:
+            reg.close()

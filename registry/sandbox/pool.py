@@ -3,8 +3,8 @@
 Each warm sandbox is a whole sandbox (namespaces, cgroup, uid, supervisor and
 a procedure process already waiting for the request) that serves exactly one
 run, so isolation between runs is the same as for a cold one. A filler
-thread keeps ``size`` of them; it takes a uid only when one is free at once,
-so warm sandboxes never make a run wait for a uid.
+thread keeps ``size`` of them; it takes a uid only when another one is free
+too, so warm sandboxes never take the last uid a run is waiting for.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ class WarmPool:
                     self.cond.wait()
                 if self.closed:
                     return
-            slot = self.slots.acquire(wait=False)
-            if slot is None:  # every uid is busy: runs come first
+            slot = self.slots.acquire(wait=False, spare=1)
+            if slot is None:  # (almost) every uid is busy: runs come first
                 with self.cond:
                     self.cond.wait(RETRY_S)
                 continue

@@ -55,10 +55,24 @@ class Slots:
         if uids is not None:
             self.lock_dir.mkdir(mode=0o700, exist_ok=True)
 
-    def acquire(self, *, wait: bool = True) -> Slot | None:
-        """A free uid; waits (bounded) while all are busy, or returns None with ``wait=False``."""
+    def acquire(self, *, wait: bool = True, spare: int = 0) -> Slot | None:
+        """A free uid; waits (bounded) while all are busy, or returns None with ``wait=False``.
+
+        ``spare`` (with ``wait=False``) takes one only if that many others are
+        free too, so that warm sandboxes never take the last uids from runs.
+        """
         if self.uids is None:
             return Slot(None, None, None)
+        if spare:
+            slots = [self.acquire(wait=False) for _ in range(spare + 1)]
+            got = [slot for slot in slots if slot is not None]
+            if len(got) <= spare:
+                for slot in got:
+                    self.release(slot)
+                return None
+            for slot in got[1:]:
+                self.release(slot)
+            return got[0]
         deadline = time.monotonic() + self.wait_s
         pause = 0.001
         while True:
