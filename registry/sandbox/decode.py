@@ -22,6 +22,7 @@ from registry.sandbox.models import (
     MALFORMED_RESULT,
     MEMORY_LIMIT,
     OUTPUT_LIMIT,
+    SANDBOX_VIOLATION,
     ResourceUsage,
     RunError,
     RunOutcome,
@@ -99,7 +100,7 @@ def decode_result(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if len(raw) != sup.RESULT_HEADER + size:
         return None, f"the result frame says {size} bytes but carries {len(raw) - 4}"
     try:
-        data = json.loads(raw[sup.RESULT_HEADER :])
+        data = json.loads(raw[sup.RESULT_HEADER :], parse_constant=_no_constant)
     except RecursionError:
         return None, f"the result is nested deeper than {MAX_RESULT_DEPTH} levels"
     except ValueError as exc:  # UnicodeDecodeError included
@@ -117,6 +118,10 @@ def decode_result(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
         ):
             return None, "a failed result without an error type and message"
     return data, None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
@@ -207,6 +212,11 @@ def _died(exit_msg: dict[str, Any] | None, reports: Reports, facts: Facts) -> Ru
     except (ValueError, OverflowError):
         return RunError(type=MALFORMED_RESULT, message=f"an impossible wait status {status}")
     if signalled:
+        if sig == signal.SIGSYS:
+            return RunError(
+                type=SANDBOX_VIOLATION,
+                message="killed for a system call the sandbox refuses (seccomp)",
+            )
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= facts.cpu_s):
             return RunError(
                 type=CPU_LIMIT, message=f"used more than its {facts.cpu_s} s of CPU time"

@@ -25,6 +25,8 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "process_vm_writev",
     "kcmp",
     "pidfd_getfd",
+    "move_pages",
+    "migrate_pages",
     # file systems and namespaces
     "mount",
     "umount2",
