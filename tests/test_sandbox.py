@@ -539,11 +539,12 @@ def test_outcomes_name_the_isolation_engine(sandbox):
 
 
 def test_missing_bubblewrap_fails_closed_unless_configured(monkeypatch):
-    import registry.sandbox.engine as engine
-
-    monkeypatch.setattr(engine.shutil, "which", lambda name: None)
-    with pytest.raises(ExecutionError, match="require_isolation = false"):
-        Sandbox(pool_size=0)
+    monkeypatch.setenv("PATH", "/nonexistent")  # a machine without bubblewrap
+    with Sandbox(pool_size=1) as box, pytest.raises(ExecutionError, match="fail closed"):
+        box.run(RunRequest(files=NOOP))  # warm or cold: nothing runs without the engine
+    layers = sb.probe_layers()
+    assert [(lay.name, lay.active) for lay in layers] == [("isolation-engine", False)]
+    assert "require_isolation = false" in layers[0].detail
     config = SandboxSection(require_isolation=False, pool_size=0)
     with Sandbox(config) as box:
         outcome = box.run(RunRequest(files=NOOP))

@@ -47,6 +47,7 @@ class Engine:
         self.mounts: Mounts | None = None
         self.seccomp: bytes | None = None
         self.problem = ""  # why bubblewrap is not used, when it is not
+        self.refusal: str | None = None  # set: every start fails closed with this
         self.bwrap = shutil.which("bwrap")
         try:
             # A refusal shows at the first run (no "ready" from the sandbox) and fails it;
@@ -55,13 +56,14 @@ class Engine:
         except ExecutionError as exc:
             self.problem = str(exc)
             if config.require_isolation:
-                raise ExecutionError(
+                self.refusal = (
                     f"{exc}. Runs fail closed without the isolation engine; install it "
                     "(Debian: apt-get install bubblewrap python3-seccomp) or, knowing that "
                     "runs are then not isolated, set [sandbox] require_isolation = false "
                     "in procreg.toml"
-                ) from None
-            log.warning("sandbox without isolation engine (require_isolation = false): %s", exc)
+                )
+            else:
+                log.warning("sandbox without isolation engine (require_isolation = false): %s", exc)
             self.bwrap = None
         self._scratch_root: Path | None = None
 
@@ -89,6 +91,8 @@ class Engine:
 
     def start(self, slot: Slot) -> Instance:
         """A new sandbox running as ``slot``'s uid, in a cgroup of its own where possible."""
+        if self.refusal is not None:
+            raise ExecutionError(self.refusal)
         group = self.cgroups.create(IDLE_MEMORY_MB, self.nproc_limit)
         try:
             if self.bwrap is not None:

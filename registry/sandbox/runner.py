@@ -198,11 +198,10 @@ def unavailable(message: str, isolation: str | None = None) -> RunOutcome:
 def probe_layers(config: SandboxSection | None = None) -> list[LayerStatus]:
     """Probe every sandbox layer on this machine (for ``procreg doctor``)."""
     try:
-        sandbox = Sandbox(config, pool_size=1)
+        with Sandbox(config, pool_size=1) as sandbox:
+            return sandbox.layers()
     except ExecutionError as exc:
         return [LayerStatus(name="isolation-engine", active=False, detail=str(exc))]
-    with sandbox:
-        return sandbox.layers()
 
 
 class _Janitor:
