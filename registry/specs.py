@@ -22,15 +22,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import semver
-from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
-from packaging.version import InvalidVersion
-from packaging.version import Version as Pep440Version
 
 from registry.errors import NotFoundError, UsageError
 from registry.tags import check_id, is_valid_channel, version_key
+
+if TYPE_CHECKING:  # packaging is imported when a PEP 440 spec is read (CLI start-up time)
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version as Pep440Version
 
 SpecKind = Literal["exact", "range", "latest", "head", "channel"]
 Op = Literal[">", ">=", "<", "<=", "=", "!="]
@@ -183,6 +184,8 @@ def to_pep440(version: semver.Version, keep_build: bool = True) -> Pep440Version
     has no PEP 440 reading. Build metadata becomes the local version label
     when it is a valid one, and is dropped otherwise.
     """
+    from packaging.version import InvalidVersion
+    from packaging.version import Version as Pep440Version
     text = f"{version.major}.{version.minor}.{version.patch}"
     if version.prerelease:
         m = _PEP440_PRE_RE.match(version.prerelease)
@@ -216,6 +219,8 @@ def _pep440_contains(pep: SpecifierSet, version: semver.Version) -> bool:
 
 
 def _parse_pep440(text: str, spec: str) -> Spec:
+    from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
+
     if "||" in spec:
         raise _bad(
             text,
