@@ -186,6 +186,7 @@ def to_pep440(version: semver.Version, keep_build: bool = True) -> Pep440Version
     """
     from packaging.version import InvalidVersion
     from packaging.version import Version as Pep440Version
+
     text = f"{version.major}.{version.minor}.{version.patch}"
     if version.prerelease:
         m = _PEP440_PRE_RE.match(version.prerelease)
