@@ -236,16 +236,18 @@ def _parse_pep440(text: str, spec: str) -> Spec:
         try:
             Specifier(clause)
         except InvalidSpecifier:
-            raise _bad(text, _pep440_hint(clause)) from None
+            raise _bad(
+                text, _pep440_hint(clause, " ".join(spec.replace(",", " ").split()))
+            ) from None
     return Spec(kind="range", text=spec, pep440=SpecifierSet(",".join(clauses)))
 
 
-def _pep440_hint(clause: str) -> str:
+def _pep440_hint(clause: str, as_npm: str) -> str:
     head = clause[:1]
     if head in ("^", "~") and not clause.startswith("~="):
         return (
             f"{clause!r} is npm syntax, but a comma-separated spec is read as PEP 440; "
-            f"write it with spaces (npm: '{clause} <2') or in PEP 440 (~=1.2, >=1.2,<2)"
+            f"write it without commas (npm: '{as_npm}') or in PEP 440 (~=1.2, >=1.2,<2)"
         )
     if "x" in clause.lower() or "*" in clause:
         return (
@@ -409,12 +411,13 @@ def _hyphen(low: _Partial, high: _Partial) -> list[Comparator]:
 
 def _not_equal(p: _Partial, token: str, whole: str) -> list[Comparator]:
     if p.major is None or p.minor is None or p.patch is None:
+        full = f"{p.major or 0}.{p.minor or 0}.{p.patch or 0}"
         raise _bad(
             whole,
-            f"{token!r} is ambiguous in a space-separated (npm) range, which has no '!='; "
-            f"give a full version (!=1.2.0) or write a PEP 440 set with commas, where "
-            f"'{token}' means exactly {p.major or 0}.{p.minor or 0}.{p.patch or 0} "
-            f"('>=1.0.0,{token}') and '{token}.*' the whole series",
+            f"{token!r} has two readings: npm ranges have no '!=' (here it needs a full "
+            f"version: '!={full}'), and in PEP 440 '{token}' excludes only {full} while "
+            f"'{token}.*' excludes the whole series; for PEP 440 separate the clauses "
+            f"with commas ('>=1.0,{token}.*')",
         )
     return [Comparator("!=", _full(p))]
 
