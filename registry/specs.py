@@ -308,10 +308,15 @@ def _not_a_version(operand: str, token: str) -> str:
             f"{token!r} is not a version: a hyphen range has spaces around '-' and stands "
             "alone between '||', as in '1.2.3 - 2.3.4'"
         )
-    if operand.count(".") > 2:
+    if re.match(r"^v?[0-9]+(\.[0-9]+){3,}", operand):
         return f"{token!r} has more than three numbers: write X.Y.Z such as 1.2.3"
-    if re.match(r"^v?[0-9.]*\b0[0-9]", operand):
+    if re.match(r"^v?(?:[0-9]+\.){0,2}0[0-9]", operand):
         return f"{token!r} has a leading zero: write 1.2.3, not 01.02.03"
+    if re.search(r"-(?:[^+]*\.)?0[0-9]+(?:\.|\+|$)", operand):
+        return (
+            f"{token!r}: a numeric prerelease identifier has no leading zero "
+            "(1.2.3-beta.1, not 1.2.3-beta.01)"
+        )
     if re.match(r"^v?[0-9xX*]+(\.[0-9xX*]+)?-", operand):
         return (
             f"{token!r}: a prerelease needs all three numbers (1.2.0-rc.1); "

@@ -589,6 +589,7 @@ def test_pep440_policy(spec: str, version: str, expected: bool) -> None:
         ("1.x.3", "has a number after a wildcard"),
         ("1.2.3.4", "more than three numbers"),
         ("01.2", "leading zero"),
+        ("1.2.3-beta.01", "a numeric prerelease identifier has no leading zero"),
         ("1.2.3beta", "a prerelease follows a hyphen"),
         ("1.x-rc.1", "a prerelease needs all three numbers"),
     ],
