@@ -745,3 +745,103 @@ def test_commit_reason_kinds(
     new = snapshot(src(body="return text.split(None)[:limit]"))
     decision = decide_bump(snapshot(), new, STATS, messages)
     assert (decision.bump, decision.kinds) == (bump, kinds), decision.reasons
+
+
+# The reason kind each TABLE case must produce (the words above are derived from it).
+TABLE_KINDS: dict[str, ReasonKind | None] = {
+    "identical": None,
+    "identical-with-feat-commit": None,
+    "entry-point-removed": R.ENTRY_POINT_REMOVED,
+    "entry-point-async": R.ENTRY_POINT_NOW_ASYNC,
+    "main-does-not-parse": R.MAIN_UNPARSABLE,
+    "param-removed": R.PARAMETER_REMOVED,
+    "param-renamed": R.PARAMETER_RENAMED,
+    "param-removed-kwargs-new": R.PARAMETER_REMOVED_KWARGS_ACCEPT,
+    "param-removed-kwargs-kept": R.PARAMETER_REMOVED_KWARGS_ACCEPT,
+    "param-renamed-kwargs-kept": R.PARAMETER_RENAMED_KWARGS_ACCEPT,
+    "kwargs-dropped": R.VAR_KEYWORD_REMOVED,
+    "param-made-required": R.PARAMETER_NOW_REQUIRED,
+    "new-required-param": R.PARAMETER_ADDED_REQUIRED,
+    "new-required-despite-kwargs": R.PARAMETER_ADDED_REQUIRED,
+    "now-positional-only": R.PARAMETER_NOW_POSITIONAL_ONLY,
+    "union-narrowed": R.ANNOTATION_NARROWED,
+    "float-to-int": R.ANNOTATION_NARROWED,
+    "str-to-int": R.ANNOTATION_CHANGED,
+    "optional-to-plain": R.ANNOTATION_NARROWED,
+    "union-subscript-narrowed": R.ANNOTATION_NARROWED,
+    "unrelated-type": R.ANNOTATION_CHANGED,
+    "annotation-added": R.ANNOTATION_NARROWED,
+    "return-widened": R.RETURN_CHANGED,
+    "return-removed": R.RETURN_CHANGED,
+    "default-changed": R.PARAMETER_CHANGED_DEFAULT,
+    "metadata-type-changed": R.METADATA_TYPE_CHANGED,
+    "metadata-required-on": R.METADATA_NOW_REQUIRED,
+    "metadata-default-changed": R.METADATA_DEFAULT_CHANGED,
+    "output-field-removed": R.METADATA_OUTPUT_FIELD_REMOVED,
+    "bang-commit": R.COMMIT_BREAKING_BANG,
+    "breaking-footer-comment-only": R.COMMIT_BREAKING_NOTE,
+    "breaking-dash-footer": R.COMMIT_BREAKING_NOTE,
+    "breaking-wins-over-feat": R.PARAMETER_RENAMED,
+    "new-optional-param": R.PARAMETER_ADDED_OPTIONAL,
+    "new-kwargs": R.VAR_KEYWORD_ADDED,
+    "required-made-optional": R.PARAMETER_NOW_OPTIONAL,
+    "widened-union": R.ANNOTATION_WIDENED,
+    "widened-int-float": R.ANNOTATION_WIDENED,
+    "widened-optional": R.ANNOTATION_WIDENED,
+    "widened-bool-int": R.ANNOTATION_WIDENED,
+    "annotation-removed": R.ANNOTATION_WIDENED,
+    "annotation-to-any": R.ANNOTATION_WIDENED,
+    "new-example": R.METADATA_EXAMPLE_ADDED,
+    "new-output-field": R.METADATA_OUTPUT_FIELD_ADDED,
+    "feat-commit-body-change": R.COMMIT_FEATURE,
+    "metadata-type-widened": R.METADATA_TYPE_WIDENED,
+    "metadata-required-off": R.METADATA_NO_LONGER_REQUIRED,
+    "old-main-unparsable": R.ENTRY_POINT_NEW,
+    "body-change": R.BODY_CHANGED,
+    "helper-added": R.BODY_CHANGED,
+    "comment-only": R.FORMATTING_CHANGED,
+    "docstring-only": R.DOCSTRING_CHANGED,
+    "same-type-rewritten": R.ANNOTATION_REWRITTEN,
+    "typing-alias-same": R.RETURN_REWRITTEN,
+    "return-narrowed": R.RETURN_NARROWED,
+    "return-added": R.RETURN_ADDED,
+    "keyword-only": R.PARAMETER_NOW_KEYWORD_ONLY,
+    "description-changed": R.METADATA_FIELD_CHANGED,
+    "tags-changed": R.METADATA_FIELD_EDITED,
+    "status-deprecated": R.METADATA_FIELD_CHANGED,
+    "param-description": R.METADATA_PARAMETER_DESCRIPTION,
+    "example-removed": R.METADATA_EXAMPLE_REMOVED,
+    "return-type-narrowed-meta": R.METADATA_RETURN_NARROWED,
+    "helper-file-added": R.FILE_ADDED,
+    "fix-commit": R.COMMIT_FIX,
+    "chore-and-merge-commits": R.BODY_CHANGED,
+    "old-metadata-unparsable": R.METADATA_OLD_UNREADABLE,
+    "new-metadata-unparsable": R.METADATA_UNREADABLE,
+    "metadata-reformatted": R.METADATA_FORMATTING,
+    "entry-point-renamed-in-metadata": R.METADATA_ENTRY_POINT,
+}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "messages", "bump", "reason", "kind"),
+    [pytest.param(*p.values, TABLE_KINDS[p.id], id=p.id) for p in TABLE],
+)
+def test_bump_table_kinds(
+    old: Snapshot,
+    new: Snapshot,
+    messages: tuple[str, ...],
+    bump: str,
+    reason: str,
+    kind: ReasonKind | None,
+) -> None:
+    decision = decide_bump(old, new, STATS, messages)
+    if kind is None:
+        assert decision.details == []
+    else:
+        assert kind in decision.kinds, decision.reasons
+        assert any(d.kind is kind and reason in d.words for d in decision.details)
+    assert [d.words for d in decision.details] == decision.reasons
+
+
+def test_table_kinds_cover_the_table() -> None:
+    assert set(TABLE_KINDS) == {p.id for p in TABLE}
