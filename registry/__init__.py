@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "Metadata": "registry.model",
     "json_schema": "registry.model",
     "Problem": "registry.problems",
+    "Reason": "registry.reasons",
+    "ReasonKind": "registry.reasons",
     "FileEntry": "registry.snapshot",
     "Snapshot": "registry.snapshot",
     "ValidationResult": "registry.validation",
@@ -72,6 +74,8 @@ __all__ = [
     "ProcedureDetail",
     "ProcedureDiff",
     "ProcedureSummary",
+    "Reason",
+    "ReasonKind",
     "Registry",
     "RegistryError",
     "RegistryTimeout",
@@ -131,6 +135,7 @@ if TYPE_CHECKING:
     from registry.index import Metrics
     from registry.model import Metadata, json_schema
     from registry.problems import Problem
+    from registry.reasons import Reason, ReasonKind
     from registry.snapshot import FileEntry, Snapshot
     from registry.sync import Drift, SyncReport
     from registry.validation import ValidationResult, validate_snapshot

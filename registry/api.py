@@ -398,7 +398,8 @@ class AsyncRegistry:
             parsed = specs.parse_spec(spec)
         if parsed.kind == "head":
             return await self._head(proc_id, row, versions, spec)
-        by_version = {semver.Version.parse(v.version): v for v in versions}
+        # Keyed by text: semver's == and hash ignore build metadata.
+        by_version = {str(semver.Version.parse(v.version)): v for v in versions}
         channels: dict[str, semver.Version] = {}
         if parsed.kind == "channel":
             current = await self.backend.current_channels(proc_id)
@@ -408,8 +409,8 @@ class AsyncRegistry:
                 f"{proc_id} has no release yet, so {proc_id}@{spec} names nothing; "
                 f"use {proc_id}@HEAD or run `procreg release {proc_id}`"
             )
-        chosen = specs.resolve(parsed, list(by_version), channels)
-        record = by_version.get(chosen)
+        chosen = specs.resolve(parsed, [semver.Version.parse(v) for v in by_version], channels)
+        record = by_version.get(str(chosen))
         if record is None:
             raise NotFoundError(f"{proc_id}@{spec} names {chosen}, which has no release tag")
         tree_id = record.tree_id or self.store.read(proc_id, record.commit).tree_id

@@ -144,14 +144,16 @@ def resolve(store: GitStore, proc_id: str, spec: str | None = None, ref: str = "
             f"{proc_id} has no release yet, so {proc_id}@{spec} names nothing; "
             f"use {proc_id}@HEAD or run `procreg release {proc_id}`"
         )
-    by_version = dict(releases)
+    # Keyed by text: semver's == and hash ignore build metadata, so 1.2.3+a
+    # and 1.2.3+b would share one key.
+    by_version = {str(v): info for v, info in releases}
     chans: dict[str, semver.Version] = {}
     if parsed.kind == "channel":
         from registry.channels import channels
 
         chans = channels(store, proc_id)
-    version = specs.resolve(parsed, list(by_version), chans)
-    found = by_version.get(version)
+    version = specs.resolve(parsed, [v for v, _ in releases], chans)
+    found = by_version.get(str(version))
     if found is None:
         raise NotFoundError(f"{proc_id}@{spec} names {version}, which has no release tag")
     resolved = _at_release(store, proc_id, found, version)

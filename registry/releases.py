@@ -116,7 +116,7 @@ def _releases(store: GitStore, proc_id: str) -> list[tuple[semver.Version, TagIn
         # Another id can share the prefix ("a" and "a-v2"): keep only exact matches.
         if parsed is not None and parsed[0] == proc_id:
             found.append((parsed[1], info))
-    found.sort(key=lambda item: item[0], reverse=True)
+    found.sort(key=lambda item: tags.version_key(item[0]), reverse=True)
     return found
 
 

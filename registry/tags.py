@@ -114,6 +114,32 @@ def _strict_version(text: str) -> semver.Version | None:
 # --- release tags --------------------------------------------------------------
 
 
+_NUMERIC_ID_RE = re.compile(r"^[0-9]+$")
+
+
+def _build_key(build: str | None) -> tuple[tuple[int, int, str], ...]:
+    # No build sorts first; then identifier by identifier as semver orders
+    # prerelease identifiers: numeric ones by value, below alphanumeric ones
+    # (compared in ASCII); a shorter list that is a prefix sorts first.
+    if not build:
+        return ()
+    return tuple(
+        (0, int(part), "") if _NUMERIC_ID_RE.match(part) else (1, 0, part)
+        for part in build.split(".")
+    )
+
+
+def version_key(version: semver.Version) -> tuple[semver.Version, tuple[tuple[int, int, str], ...]]:
+    """The sort key that picks "latest" everywhere: semver precedence, then build metadata.
+
+    Semver gives ``1.2.3+a`` and ``1.2.3+b`` the same precedence; to choose
+    between two such releases deterministically, build metadata is compared
+    the way prerelease identifiers are (``1.2.3`` < ``1.2.3+2`` < ``1.2.3+10``
+    < ``1.2.3+a`` < ``1.2.3+a.1``). See docs/versioning.md.
+    """
+    return version.replace(build=None), _build_key(version.build)
+
+
 def release_tag(procedure_id: str, version: semver.Version | str) -> str:
     """``procedure-<id>-v<version>``, e.g. ``procedure-slugify-v1.2.0``."""
     return (
@@ -177,11 +203,11 @@ def latest_release_tags(names: Iterable[str]) -> dict[str, tuple[semver.Version,
         if parsed is not None:
             ident, version = parsed
             seen = other.get(ident)
-            if seen is None or version > seen[0]:
+            if seen is None or version_key(version) > version_key(seen[0]):
                 other[ident] = (version, name)
     out = {ident: (semver.Version(*key), name) for ident, (key, name) in plain.items()}
     for ident, (version, name) in other.items():
-        if ident not in out or version > out[ident][0]:
+        if ident not in out or version_key(version) > version_key(out[ident][0]):
             out[ident] = (version, name)
     return out
 

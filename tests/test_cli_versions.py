@@ -188,3 +188,28 @@ def test_rollback_keeps_the_checkout_in_step(
     # the commit is in the working tree and index too: only the user's own edit shows
     assert git(repo, "status", "--porcelain") == " M procedures/shout/main.py\n"
     assert "return text\n" in (repo / "procedures/echo/main.py").read_text()
+
+
+def test_show_reads_npm_and_pep440_specs_and_names_refused_ones(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, repo, "release")
+    (repo / "procedures/echo/main.py").write_text(
+        '"""echo."""\n\n\ndef main(text: str) -> str:\n    """Do it."""\n    return text.strip()\n'
+    )
+    git(repo, "commit", "-qam", "fix(echo): strip")
+    cli(capsys, repo, "release")
+
+    def version(spec: str) -> str:
+        return cli(capsys, repo, "show", f"echo@{spec}", "--json").json()["version"]
+
+    assert version("1.0.0 - 1.0") == "1.0.1"  # hyphen range, partial upper end
+    assert version("<1.0.1 || >=2") == "1.0.0"  # union
+    assert version("~>1.0.0") == "1.0.1"
+    assert version(">1.0,<2") == "1.0.1"  # PEP 440: >1.0 includes 1.0.1
+    npm = cli(capsys, repo, "show", "echo@>1.0")  # without a comma, npm: >1.0 is >=1.1.0
+    assert npm.code == 1 and ">=1.1.0" in npm.err and "1.0.1" in npm.err
+    refused = cli(capsys, repo, "show", "echo@^1.0, <2")
+    assert refused.code != 0 and "comma-separated spec is read as PEP 440" in refused.err
+    hyphen = cli(capsys, repo, "show", "echo@1.0.0 -2")
+    assert hyphen.code != 0 and "'1.2.3 - 2.3.4'" in hyphen.err

@@ -107,23 +107,23 @@ def test_parse_kind(text: str, kind: str) -> None:
 @pytest.mark.parametrize(
     ("text", "comparators"),
     [
-        ("^1.2", ">=1.2.0 <2.0.0"),
-        ("^0.3", ">=0.3.0 <0.4.0"),
-        ("^0.0.3", ">=0.0.3 <0.0.4"),
-        ("^0.0", ">=0.0.0 <0.1.0"),
-        ("~1.2.3", ">=1.2.3 <1.3.0"),
-        ("~1", ">=1.0.0 <2.0.0"),
-        ("1.x", ">=1.0.0 <2.0.0"),
-        ("1.2.*", ">=1.2.0 <1.3.0"),
+        # node-semver's canonical form: upper bounds exclude the bound's prereleases (-0).
+        ("^1.2", ">=1.2.0 <2.0.0-0"),
+        ("^0.3", ">=0.3.0 <0.4.0-0"),
+        ("^0.0.3", ">=0.0.3 <0.0.4-0"),
+        ("^0.0", "<0.1.0-0"),
+        ("~1.2.3", ">=1.2.3 <1.3.0-0"),
+        ("~1", ">=1.0.0 <2.0.0-0"),
+        ("1.x", ">=1.0.0 <2.0.0-0"),
+        ("1.2.*", ">=1.2.0 <1.3.0-0"),
         (">1.2", ">=1.3.0"),
-        ("<=2", "<3.0.0"),
-        (">1.0.0 <=2", ">1.0.0 <3.0.0"),
-        ("*", ""),
+        ("<=2", "<3.0.0-0"),
+        (">1.0.0 <=2", ">1.0.0 <3.0.0-0"),
+        ("*", "*"),
     ],
 )
 def test_ranges_expand(text: str, comparators: str) -> None:
-    spec = parse_spec(text)
-    assert " ".join(str(c) for c in spec.comparators) == comparators
+    assert parse_spec(text).canonical() == comparators
 
 
 @pytest.mark.parametrize(
@@ -151,19 +151,12 @@ def test_prerelease_and_build_matching(text: str, version: str, matches: bool) -
 @pytest.mark.parametrize(
     "text",
     [
-        "",
-        "  ",
         "1.2.3.4",
         "^",
         ">=",
         "1.x.3",
         "01.2",
-        ">*",
-        "!=1.2",
-        "^1.2 || ^2",
-        "1.2 - 2.0",
         "Stable",
-        "~>1.2",
         "1.x-rc.1",
         "@1",
     ],

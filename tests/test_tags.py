@@ -294,7 +294,7 @@ def test_tags_grammar_agrees_with_the_model_and_versioning() -> None:
 
 
 def test_latest_release_tags_agrees_with_parse_release_tag() -> None:
-    from registry.tags import latest_release_tags
+    from registry.tags import latest_release_tags, version_key
 
     names = [
         "procedure-a-v1.0.0",
@@ -313,10 +313,16 @@ def test_latest_release_tags_agrees_with_parse_release_tag() -> None:
     expected: dict[str, tuple[semver.Version, str]] = {}
     for name in names:
         parsed = parse_release_tag(name)
-        if parsed is not None and (parsed[0] not in expected or parsed[1] > expected[parsed[0]][0]):
+        if parsed is not None and (
+            parsed[0] not in expected
+            or version_key(parsed[1]) > version_key(expected[parsed[0]][0])
+        ):
             expected[parsed[0]] = (parsed[1], name.removeprefix("refs/tags/"))
     found = latest_release_tags(names)
     assert found == expected
+    assert latest_release_tags(reversed(names)) == expected  # the order of names does not matter
+    # Same precedence: build metadata decides (issue 14), the same way every time.
+    assert found["b"] == (V("0.1.0+build.5"), "procedure-b-v0.1.0+build.5")
     assert found["a"] == (V("2.0.0-rc.1"), "procedure-a-v2.0.0-rc.1")
     assert found["a-v1"] == (V("3.0.0"), "procedure-a-v1-v3.0.0")
     assert set(found) == {"a", "a-v1", "b"}
@@ -345,3 +351,28 @@ def test_release_tree_reads_only_the_registrys_own_message() -> None:
     edited = message.replace("Bump: minor\n", "Bump: minor\n(edited by hand)\n")
     assert release_tree(edited, "slugify", "1.2.0") == parse_release_message(edited).tree
     assert release_tree(message.replace(tree, "not-a-tree"), "slugify", "1.2.0") is None
+
+
+@pytest.mark.parametrize(
+    ("lower", "higher"),
+    [
+        # Source: procreg's policy for "latest" (docs/versioning.md section 2):
+        # semver precedence first, then build metadata compared as semver
+        # compares prerelease identifiers; no build metadata sorts first.
+        ("1.2.3", "1.2.3+a"),
+        ("1.2.3+a", "1.2.3+b"),
+        ("1.2.3+2", "1.2.3+10"),
+        ("1.2.3+10", "1.2.3+a"),
+        ("1.2.3+a", "1.2.3+a.1"),
+        ("1.2.3+a.2", "1.2.3+a.10"),
+        ("1.2.3+B", "1.2.3+a"),
+        ("1.2.3+zzz", "1.2.4"),
+        ("1.2.3-rc.1+z", "1.2.3+a"),
+    ],
+)
+def test_version_key_orders_build_metadata(lower: str, higher: str) -> None:
+    from registry.tags import version_key
+
+    assert version_key(V(lower)) < version_key(V(higher))
+    assert max([V(higher), V(lower)], key=version_key) == V(higher)
+    assert str(max([V(lower), V(higher)], key=version_key)) == higher

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import semver
 
+from registry.reasons import ReasonKind
 from registry.snapshot import MODE_EXECUTABLE, FileEntry, Snapshot
 from registry.versioning import (
-    BumpDecision,
     DiffStats,
     accepts,
     decide_bump,
@@ -277,7 +277,10 @@ def test_table_is_large_enough() -> None:
 
 def test_first_release() -> None:
     decision = decide_bump(None, snapshot(), STATS, ["feat!: whatever"])
-    assert decision == BumpDecision(bump="initial", breaking=False, reasons=["first release"])
+    assert (decision.bump, decision.breaking, decision.reasons) == (
+        "initial", False, ["first release"]
+    )
+    assert decision.kinds == [ReasonKind.FIRST_RELEASE]
 
 
 def test_same_tree_id_is_none() -> None:
@@ -440,3 +443,405 @@ def test_breaking_note_on_next_line() -> None:
     commit = parse_conventional("feat: x\n\nBREAKING CHANGE:\n  the mode parameter is gone")
     assert commit.breaking
     assert commit.breaking_note == "the mode parameter is gone"
+
+
+# --- signature changes as reason kinds ----------------------------------------
+
+R = ReasonKind
+
+
+def sig_case(source: str, old: str, new: str, bump: str, kinds: list[ReasonKind]) -> Any:
+    return pytest.param(old, new, bump, kinds, id=f"{source}: {old} -> {new}")
+
+
+GRIFFE = "griffe tests/test_diff.py"  # mkdocstrings/griffe, test_diff_griffe, commit b450abb
+OURS = "procreg issue 14"
+
+# Each case: (source, old signature, new signature, bump, reason kinds, most severe first).
+# griffe judges positional callers; the registry calls with keywords, so several of
+# griffe's breakages are not breaking here, and the reason says so.
+SIGNATURE_TABLE = [
+    sig_case(GRIFFE, "", "x", "major", [R.PARAMETER_ADDED_REQUIRED]),
+    sig_case(GRIFFE, "x=0", "x=1", "major", [R.PARAMETER_CHANGED_DEFAULT]),
+    sig_case(GRIFFE, "x, /", "*, x", "minor", [R.PARAMETER_NO_LONGER_POSITIONAL_ONLY]),
+    sig_case(GRIFFE, "*, x", "x, /", "major", [R.PARAMETER_NOW_POSITIONAL_ONLY]),
+    sig_case(GRIFFE, "x", "x, /", "major", [R.PARAMETER_NOW_POSITIONAL_ONLY]),
+    sig_case(GRIFFE, "x", "*, x", "patch", [R.PARAMETER_NOW_KEYWORD_ONLY]),
+    sig_case(GRIFFE, "x, /", "*x", "patch", [R.POSITIONAL_ONLY_CHANGED, R.VAR_POSITIONAL_ADDED]),
+    sig_case(GRIFFE, "x", "*x", "major", [R.PARAMETER_NOW_VAR_POSITIONAL, R.VAR_POSITIONAL_ADDED]),
+    sig_case(GRIFFE, "*, x", "*x", "major",
+             [R.PARAMETER_NOW_VAR_POSITIONAL, R.VAR_POSITIONAL_ADDED]),
+    sig_case(GRIFFE, "**x", "*x", "major", [R.VAR_KEYWORD_REMOVED, R.VAR_POSITIONAL_ADDED]),
+    sig_case(GRIFFE, "x", "*x, **y", "minor",
+             [R.VAR_KEYWORD_ADDED, R.PARAMETER_REMOVED_KWARGS_ACCEPT, R.VAR_POSITIONAL_ADDED]),
+    sig_case(GRIFFE, "*, x", "*x, **y", "minor",
+             [R.VAR_KEYWORD_ADDED, R.PARAMETER_REMOVED_KWARGS_ACCEPT, R.VAR_POSITIONAL_ADDED]),
+    sig_case(GRIFFE, "x, /", "**x", "minor", [R.VAR_KEYWORD_ADDED, R.POSITIONAL_ONLY_CHANGED]),
+    sig_case(GRIFFE, "x", "**x", "minor",
+             [R.VAR_KEYWORD_ADDED, R.PARAMETER_REMOVED_KWARGS_ACCEPT]),
+    sig_case(GRIFFE, "*, x", "**x", "minor",
+             [R.VAR_KEYWORD_ADDED, R.PARAMETER_REMOVED_KWARGS_ACCEPT]),
+    sig_case(GRIFFE, "*x", "**x", "minor", [R.VAR_KEYWORD_ADDED, R.VAR_POSITIONAL_REMOVED]),
+    sig_case(GRIFFE, "x, /", "*y, **x", "minor",
+             [R.VAR_KEYWORD_ADDED, R.POSITIONAL_ONLY_CHANGED, R.VAR_POSITIONAL_ADDED]),
+    sig_case(GRIFFE, "x", "*y, **x", "minor",
+             [R.VAR_KEYWORD_ADDED, R.PARAMETER_REMOVED_KWARGS_ACCEPT, R.VAR_POSITIONAL_ADDED]),
+    sig_case(GRIFFE, "x=1", "x", "major", [R.PARAMETER_NOW_REQUIRED]),
+    sig_case(GRIFFE, "x, y", "y, x", "patch", [R.PARAMETERS_REORDERED]),
+    sig_case(GRIFFE, "x, y", "x", "major", [R.PARAMETER_REMOVED]),
+    # The issue's list: every signature change has its own reason.
+    sig_case(OURS, "*, x, y", "*, y, x", "patch", [R.KEYWORD_ONLY_REORDERED]),
+    sig_case(OURS, "x, y, *, a, b", "y, x, *, b, a", "patch",
+             [R.PARAMETERS_REORDERED, R.KEYWORD_ONLY_REORDERED]),
+    sig_case(OURS, "x", "x, *args", "patch", [R.VAR_POSITIONAL_ADDED]),
+    sig_case(OURS, "x, *args", "x", "patch", [R.VAR_POSITIONAL_REMOVED]),
+    sig_case(OURS, "x, *args: int", "x, *rest: str", "patch", [R.VAR_POSITIONAL_CHANGED]),
+    sig_case(OURS, "x", "x, **kw", "minor", [R.VAR_KEYWORD_ADDED]),
+    sig_case(OURS, "x, **kw", "x", "major", [R.VAR_KEYWORD_REMOVED]),
+    sig_case(OURS, "x, **kw", "x, **extra", "patch", [R.VAR_KEYWORD_RENAMED]),
+    sig_case(OURS, "x, *, y", "x, y", "patch", [R.PARAMETER_NO_LONGER_KEYWORD_ONLY]),
+    sig_case(OURS, "a=1, /, *, x", "a=2, /, *, x", "patch", [R.POSITIONAL_ONLY_CHANGED]),
+    sig_case(OURS, "a=1, /, *, x", "*, x", "patch", [R.POSITIONAL_ONLY_CHANGED]),
+    sig_case(OURS, "*, x", "b=1, /, *, x", "patch", [R.POSITIONAL_ONLY_CHANGED]),
+    sig_case(OURS, "*, x", "a, /, *, x", "major", [R.POSITIONAL_ONLY_ADDED_REQUIRED]),
+    sig_case(OURS, "x, y=1", "y=1, *, x", "patch",
+             [R.PARAMETER_NOW_KEYWORD_ONLY]),
+    sig_case(OURS, "x: int", "x: 'int'", "patch", [R.ANNOTATION_REWRITTEN]),
+    sig_case(OURS, "x:int", "x: int", "patch", [R.FORMATTING_CHANGED]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("old", "new", "bump", "kinds"), SIGNATURE_TABLE)
+def test_signature_reason_kinds(old: str, new: str, bump: str, kinds: list[ReasonKind]) -> None:
+    before = Snapshot(id="x", files={"main.py": FileEntry(f"def main({old}): ...\n".encode())})
+    after = Snapshot(id="x", files={"main.py": FileEntry(f"def main({new}): ...\n".encode())})
+    decision = decide_bump(before, after, STATS, [])
+    assert decision.kinds == kinds, decision.reasons
+    assert decision.bump == bump
+    assert decision.reasons == [d.words for d in decision.details]
+    if any(k is not R.FORMATTING_CHANGED for k in kinds):
+        assert not any("comments or formatting" in r for r in decision.reasons)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ("x, y", "y, x", "parameters reordered from (x, y) to (y, x); callers use keywords, "
+                         "so not breaking"),
+        ("*, x, y", "*, y, x", "keyword-only parameters reordered from (x, y) to (y, x); "
+                               "callers use keywords, so not breaking"),
+        ("x", "x, *args", "*args was added; callers use keywords, so not breaking"),
+        ("x, *args", "x", "*args was removed; callers use keywords, so not breaking"),
+        ("x", "x, **kw", "**kw is new: extra keyword arguments are accepted"),
+        ("x, **kw", "x", "**kw was dropped: extra keyword arguments are refused"),
+        ("a=1, /, *, x", "*, x", "positional-only parameters changed from (a=1) to (); "
+                                 "callers use keywords, so they never pass them: not breaking"),
+    ],
+)  # fmt: skip
+def test_signature_reason_words(old: str, new: str, words: str) -> None:
+    before = Snapshot(id="x", files={"main.py": FileEntry(f"def main({old}): ...\n".encode())})
+    after = Snapshot(id="x", files={"main.py": FileEntry(f"def main({new}): ...\n".encode())})
+    assert words in decide_bump(before, after, STATS, []).reasons
+
+
+def test_every_reason_kind_has_words_and_a_level() -> None:
+    from registry.reasons import _TEMPLATES
+
+    assert set(_TEMPLATES) == set(ReasonKind)
+    for kind, (level, words) in _TEMPLATES.items():
+        assert level in ("major", "minor", "patch", "initial"), kind
+        assert words.strip(), kind
+
+
+def test_signature_table_is_large_enough() -> None:
+    assert len(SIGNATURE_TABLE) >= 30
+
+
+# --- conventional commits: parser cases from the anchors ----------------------
+
+PSR = "python-semantic-release tests/unit/semantic_release/commit_parser/test_conventional.py"
+CZ = "commitizen tests/test_bump_find_increment.py"
+SPEC = "conventionalcommits.org 1.0.0"
+
+
+def cc(source: str, message: str, type_: str | None, scope: str | None, breaking: bool) -> Any:
+    return pytest.param(message, type_, scope, breaking, id=f"{source}: {message[:40]!r}")
+
+
+COMMIT_TABLE = [
+    # python-semantic-release (commit c74aa3b), test_parser_return_scope_from_commit_message
+    cc(PSR, "chore(parser): ...", "chore", "parser", False),
+    cc(PSR, "chore(a part): ...", "chore", "a part", False),
+    cc(PSR, "chore(a_part): ...", "chore", "a_part", False),
+    cc(PSR, "chore(a-part): ...", "chore", "a-part", False),
+    cc(PSR, "chore(a.part): ...", "chore", "a.part", False),
+    cc(PSR, "chore(a+part): ...", "chore", "a+part", False),
+    cc(PSR, "chore(a&part): ...", "chore", "a&part", False),
+    cc(PSR, "chore((part)): ...", "chore", "(part)", False),
+    cc(PSR, "chore((p):rt): ...", "chore", "(p):rt", False),
+    # test_parser_returns_correct_bump_level
+    cc(PSR, "feat(parsers): add new parser pattern\n\nBREAKING CHANGE: change", "feat",
+       "parsers", True),
+    cc(PSR, "feat(parsers)!: add new parser pattern", "feat", "parsers", True),
+    cc(PSR, "feat(parsers): add new parser pattern\n\nNew pattern is awesome\n\n"
+            "BREAKING CHANGE: change \n", "feat", "parsers", True),
+    cc(PSR, "feat(parsers): add new parser pattern\n\nBREAKING-CHANGE: change !", "feat",
+       "parsers", True),
+    cc(PSR, "feat(parser): add emoji parser", "feat", "parser", False),
+    cc(PSR, "fix(parser): fix regex in conventional parser", "fix", "parser", False),
+    cc(PSR, "test(parser): add a test for conventional parser", "test", "parser", False),
+    cc(PSR, "fix!: edit data parsing stuff again", "fix", None, True),
+    # commitizen (commit b66582e), test_find_increment's message lists
+    cc(CZ, "perf: app is much faster", "perf", None, False),
+    cc(CZ, "chore!: drop support for Python 3.9", "chore", None, True),
+    cc(CZ, "chore(deps)!: drop support for Python 3.9", "chore", "deps", True),
+    cc(CZ, "feat(pipeline)!: some text with breaking change", "feat", "pipeline", True),
+    cc(CZ, "BREAKING CHANGE: `extends` key in config file is now used", None, None, True),
+    cc(CZ, "BREAKING-CHANGE: `extends` key in config file is now used", None, None, True),
+    cc(CZ, "performance. Remove or disable the reimplemented linters", None, None, False),
+    cc(CZ, "refactor that how this line starts", None, None, False),
+    # conventionalcommits.org 1.0.0: types are case-insensitive, BREAKING CHANGE is not.
+    cc(SPEC, "FEAT: upper-case type", "feat", None, False),
+    cc(SPEC, "Feat(API)!: mixed case", "feat", "API", True),
+    cc(SPEC, "feat: x\n\nbreaking change: lower-case is not the token", "feat", None, False),
+    cc(SPEC, "feat: x\n\nBreaking-Change: neither is mixed case", "feat", None, False),
+    cc(SPEC, "feat(api(v2)): nested scope", "feat", "api(v2)", False),
+    cc(SPEC, "feat(api(v2))!: nested scope, breaking", "feat", "api(v2)", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("message", "type_", "scope", "breaking"), COMMIT_TABLE)
+def test_conventional_commit_table(
+    message: str, type_: str | None, scope: str | None, breaking: bool
+) -> None:
+    commit = parse_conventional(message)
+    assert (commit.type, commit.scope, commit.breaking) == (type_, scope, breaking)
+
+
+# Squash merges, in the three styles python-semantic-release parses
+# (test_parser_squashed_commit_github_squash_style / _git_squash_style /
+# _bitbucket_squash_style), abridged.
+GITHUB_SQUASH = """fix(release-config): some commit subject (#10)
+
+An additional description
+
+Resolves: #12
+Signed-off-by: author <author@not-an-email.com>
+
+* feat: implemented searching gizmos by keyword
+
+* docs(parser): add new parser pattern
+
+* fix(cli)!: changed option name
+
+BREAKING CHANGE: A breaking change description
+
+Closes: #555
+
+* invalid non-conventional formatted commit
+"""
+
+GIT_SQUASH = """Squashed commit of the following:
+
+commit 63ec09b9e844e616dcaa7bae35a0b66671b59fbb
+Author: author <author@not-an-email.com>
+Date:   Sun Jan 19 12:05:23 2025 +0000
+
+    fix(release-config): some commit subject
+
+    An additional description
+
+commit 1f34769bf8352131ad6f4879b8c47becf3c7aa69
+Author: author <author@not-an-email.com>
+Date:   Sat Jan 18 10:13:53 2025 +0000
+
+    feat: implemented searching gizmos by keyword
+
+commit 5f0292fb5a88c3a46e4a02bec35b85f5228e8e51
+Author: author <author@not-an-email.com>
+Date:   Sat Jan 18 10:13:53 2025 +0000
+
+    fix(cli)!: changed option name
+
+    BREAKING CHANGE: A breaking change description
+
+    Closes: #555
+"""
+
+BITBUCKET_SQUASH = """Merged in feat/my-awesome-stuff  (pull request #10)
+
+fix(release-config): some commit subject
+
+An additional description
+
+Resolves: #12
+Signed-off-by: author <author@not-an-email.com>
+
+feat: implemented searching gizmos by keyword
+
+docs(parser): add new parser pattern
+
+fix(cli)!: changed option name
+
+BREAKING CHANGE: A breaking change description
+
+Closes: #555
+
+invalid non-conventional formatted commit
+"""
+
+
+@pytest.mark.parametrize(
+    ("message", "top", "squashed"),
+    [
+        (GITHUB_SQUASH, ("fix", False),
+         [("feat", None, False, None), ("docs", "parser", False, None),
+          ("fix", "cli", True, "A breaking change description")]),
+        (GIT_SQUASH, (None, False),
+         [("fix", "release-config", False, None), ("feat", None, False, None),
+          ("fix", "cli", True, "A breaking change description")]),
+        (BITBUCKET_SQUASH, (None, False),
+         [("fix", "release-config", False, None), ("feat", None, False, None),
+          ("docs", "parser", False, None),
+          ("fix", "cli", True, "A breaking change description")]),
+        # procreg: dash bullets, and a breaking bullet in a plain commit's body.
+        ("Add limit (#12)\n\n- feat(api): add limit\n- fix(text): trailing space\n",
+         (None, False), [("feat", "api", False, None), ("fix", "text", False, None)]),
+        ("Add limit (#12)\n\n* feat!: drop mode\n", (None, False), [("feat", None, True, None)]),
+    ],
+)  # fmt: skip
+def test_squash_merge_bodies(
+    message: str,
+    top: tuple[str | None, bool],
+    squashed: list[tuple[str, str | None, bool, str | None]],
+) -> None:
+    commit = parse_conventional(message)
+    own_breaking = commit.bang or commit.breaking_note is not None
+    assert (commit.type, own_breaking) == top
+    assert [(c.type, c.scope, c.breaking, c.breaking_note) for c in commit.squashed] == squashed
+    assert commit.breaking == (top[1] or any(s[2] for s in squashed))
+
+
+@pytest.mark.parametrize(
+    ("messages", "bump", "kinds"),
+    [
+        ((GITHUB_SQUASH,), "major",
+         [R.SQUASHED_BREAKING_NOTE, R.SQUASHED_FEATURE, R.BODY_CHANGED, R.COMMIT_FIX]),
+        (("Add limit (#12)\n\n* feat!: drop mode\n",), "major",
+         [R.SQUASHED_BREAKING_BANG, R.BODY_CHANGED]),
+        (("Add limit (#12)\n\n- feat(api): add limit\n- fix: tabs",), "minor",
+         [R.SQUASHED_FEATURE, R.BODY_CHANGED, R.SQUASHED_FIX]),
+        (("feat(api(v2)): add limit",), "minor", [R.COMMIT_FEATURE, R.BODY_CHANGED]),
+        (("chore: x\n\nBREAKING-CHANGE: mode is gone",), "major",
+         [R.COMMIT_BREAKING_NOTE, R.BODY_CHANGED]),
+        (("chore: x\n\nbreaking change: mode is gone",), "patch", [R.BODY_CHANGED]),
+        # A merge commit's body is not read: the merged commits are read on their own.
+        (("Merge pull request #3 from a/b\n\n* feat!: thing",), "patch", [R.BODY_CHANGED]),
+    ],
+)  # fmt: skip
+def test_commit_reason_kinds(
+    messages: tuple[str, ...], bump: str, kinds: list[ReasonKind]
+) -> None:
+    new = snapshot(src(body="return text.split(None)[:limit]"))
+    decision = decide_bump(snapshot(), new, STATS, messages)
+    assert (decision.bump, decision.kinds) == (bump, kinds), decision.reasons
+
+
+# The reason kind each TABLE case must produce (the words above are derived from it).
+TABLE_KINDS: dict[str, ReasonKind | None] = {
+    "identical": None,
+    "identical-with-feat-commit": None,
+    "entry-point-removed": R.ENTRY_POINT_REMOVED,
+    "entry-point-async": R.ENTRY_POINT_NOW_ASYNC,
+    "main-does-not-parse": R.MAIN_UNPARSABLE,
+    "param-removed": R.PARAMETER_REMOVED,
+    "param-renamed": R.PARAMETER_RENAMED,
+    "param-removed-kwargs-new": R.PARAMETER_REMOVED_KWARGS_ACCEPT,
+    "param-removed-kwargs-kept": R.PARAMETER_REMOVED_KWARGS_ACCEPT,
+    "param-renamed-kwargs-kept": R.PARAMETER_RENAMED_KWARGS_ACCEPT,
+    "kwargs-dropped": R.VAR_KEYWORD_REMOVED,
+    "param-made-required": R.PARAMETER_NOW_REQUIRED,
+    "new-required-param": R.PARAMETER_ADDED_REQUIRED,
+    "new-required-despite-kwargs": R.PARAMETER_ADDED_REQUIRED,
+    "now-positional-only": R.PARAMETER_NOW_POSITIONAL_ONLY,
+    "union-narrowed": R.ANNOTATION_NARROWED,
+    "float-to-int": R.ANNOTATION_NARROWED,
+    "str-to-int": R.ANNOTATION_CHANGED,
+    "optional-to-plain": R.ANNOTATION_NARROWED,
+    "union-subscript-narrowed": R.ANNOTATION_NARROWED,
+    "unrelated-type": R.ANNOTATION_CHANGED,
+    "annotation-added": R.ANNOTATION_NARROWED,
+    "return-widened": R.RETURN_CHANGED,
+    "return-removed": R.RETURN_CHANGED,
+    "default-changed": R.PARAMETER_CHANGED_DEFAULT,
+    "metadata-type-changed": R.METADATA_TYPE_CHANGED,
+    "metadata-required-on": R.METADATA_NOW_REQUIRED,
+    "metadata-default-changed": R.METADATA_DEFAULT_CHANGED,
+    "output-field-removed": R.METADATA_OUTPUT_FIELD_REMOVED,
+    "bang-commit": R.COMMIT_BREAKING_BANG,
+    "breaking-footer-comment-only": R.COMMIT_BREAKING_NOTE,
+    "breaking-dash-footer": R.COMMIT_BREAKING_NOTE,
+    "breaking-wins-over-feat": R.PARAMETER_RENAMED,
+    "new-optional-param": R.PARAMETER_ADDED_OPTIONAL,
+    "new-kwargs": R.VAR_KEYWORD_ADDED,
+    "required-made-optional": R.PARAMETER_NOW_OPTIONAL,
+    "widened-union": R.ANNOTATION_WIDENED,
+    "widened-int-float": R.ANNOTATION_WIDENED,
+    "widened-optional": R.ANNOTATION_WIDENED,
+    "widened-bool-int": R.ANNOTATION_WIDENED,
+    "annotation-removed": R.ANNOTATION_WIDENED,
+    "annotation-to-any": R.ANNOTATION_WIDENED,
+    "new-example": R.METADATA_EXAMPLE_ADDED,
+    "new-output-field": R.METADATA_OUTPUT_FIELD_ADDED,
+    "feat-commit-body-change": R.COMMIT_FEATURE,
+    "metadata-type-widened": R.METADATA_TYPE_WIDENED,
+    "metadata-required-off": R.METADATA_NO_LONGER_REQUIRED,
+    "old-main-unparsable": R.ENTRY_POINT_NEW,
+    "body-change": R.BODY_CHANGED,
+    "helper-added": R.BODY_CHANGED,
+    "comment-only": R.FORMATTING_CHANGED,
+    "docstring-only": R.DOCSTRING_CHANGED,
+    "same-type-rewritten": R.ANNOTATION_REWRITTEN,
+    "typing-alias-same": R.RETURN_REWRITTEN,
+    "return-narrowed": R.RETURN_NARROWED,
+    "return-added": R.RETURN_ADDED,
+    "keyword-only": R.PARAMETER_NOW_KEYWORD_ONLY,
+    "description-changed": R.METADATA_FIELD_CHANGED,
+    "tags-changed": R.METADATA_FIELD_EDITED,
+    "status-deprecated": R.METADATA_FIELD_CHANGED,
+    "param-description": R.METADATA_PARAMETER_DESCRIPTION,
+    "example-removed": R.METADATA_EXAMPLE_REMOVED,
+    "return-type-narrowed-meta": R.METADATA_RETURN_NARROWED,
+    "helper-file-added": R.FILE_ADDED,
+    "fix-commit": R.COMMIT_FIX,
+    "chore-and-merge-commits": R.BODY_CHANGED,
+    "old-metadata-unparsable": R.METADATA_OLD_UNREADABLE,
+    "new-metadata-unparsable": R.METADATA_UNREADABLE,
+    "metadata-reformatted": R.METADATA_FORMATTING,
+    "entry-point-renamed-in-metadata": R.METADATA_ENTRY_POINT,
+}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "messages", "bump", "reason", "kind"),
+    [pytest.param(*p.values, TABLE_KINDS[p.id], id=p.id) for p in TABLE],
+)
+def test_bump_table_kinds(
+    old: Snapshot,
+    new: Snapshot,
+    messages: tuple[str, ...],
+    bump: str,
+    reason: str,
+    kind: ReasonKind | None,
+) -> None:
+    decision = decide_bump(old, new, STATS, messages)
+    if kind is None:
+        assert decision.details == []
+    else:
+        assert kind in decision.kinds, decision.reasons
+        assert any(d.kind is kind and reason in d.words for d in decision.details)
+    assert [d.words for d in decision.details] == decision.reasons
+
+
+def test_table_kinds_cover_the_table() -> None:
+    assert set(TABLE_KINDS) == {p.id for p in TABLE}
