@@ -12,13 +12,25 @@ Validation refuses most hostile code before it can run, so the suite has two hal
 
 After each, a well-behaved procedure runs fine in the same sandbox. The direct sandbox
 suite (validation skipped) is ``tests/test_sandbox.py``.
+
+Validation is a review aid, not a boundary (issue 10): the ``test_open_*`` half uses a
+registry whose ``procreg.toml`` allows os, socket, sys, signal, subprocess..., so the
+attacks of ``tests/test_hostile_sandbox.py`` pass ``procreg check`` and ``release``;
+run from their tags (with the audit hook, and with it off) each is contained by the
+isolation engine, recorded with its class, and the next run works.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -206,3 +218,408 @@ def test_denied_procedures_cannot_be_released(repo: Path) -> None:
 
     with pytest.raises(ValidationFailed, match="fork-bomb"):
         releases.release(GitStore.open(repo), ["fork-bomb"])
+
+
+# --------------------------------------------------------------------------- issue 10
+#
+# Validation is bypassable, so nothing may depend on it: a registry whose
+# procreg.toml allows os, socket, sys, signal, subprocess... lets the attacks of
+# tests/test_hostile_sandbox.py pass `procreg check` and `release`. Released and
+# run from their tags through execution.run, each is contained by the isolation
+# engine alone, recorded in the index with its class, and the next run works.
+# ``os_only`` is the same path with the audit hook off (an attacker who beat it).
+
+
+HOSTILE = Path(__file__).parent / "hostile"
+HOST_REPO = Path(__file__).resolve().parent.parent
+PERMISSIVE_CONFIG = (
+    "[validation]\n"
+    'allow_imports = ["os", "socket", "sys", "signal", "mmap", "threading", "subprocess", '
+    '"time"]\n'
+)
+
+
+def _params(*spec: tuple[str, str]) -> list[Parameter]:
+    return [Parameter(name=name, type=kind) for name, kind in spec]
+
+
+# id -> (file in tests/hostile, parameters, limits, extra data files)
+OPEN: dict[str, tuple[str, list[Parameter], Limits, dict[str, str]]] = {
+    "unix-socket-connect": (
+        "unix_socket_connect",
+        _params(("paths", "array")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "abstract-connect": (
+        "abstract_connect",
+        _params(("names", "array"), ("retry_s", "number")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "proc-scan": ("proc_scan", [], Limits(timeout_s=5, memory_mb=128), {}),
+    "read-host-paths": (
+        "read_host_paths",
+        _params(("paths", "array")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "persist": (
+        "persist",
+        _params(("marker", "string"), ("mode", "string")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "symlink-proc": (
+        "symlink_proc",
+        _params(("targets", "array")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "deep-result": (
+        "deep_result",
+        _params(("depth", "integer")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "deep-raw-result": (
+        "deep_raw_result",
+        _params(("depth", "integer")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "nan-raw-result": (
+        "nan_raw_result",
+        _params(("value", "string")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "forge-frames": (
+        "forge_frames",
+        _params(("then", "string")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "kill-init": (
+        "kill_init",
+        _params(("host_pid", "integer")),
+        Limits(timeout_s=5, memory_mb=128),
+        {},
+    ),
+    "fork-bomb-allowed": ("fork_bomb", [], Limits(timeout_s=5, memory_mb=128), {}),
+    "memory-children": (
+        "memory_children",
+        _params(
+            ("children", "integer"),
+            ("mb", "integer"),
+            ("parent_mb", "integer"),
+            ("hold_s", "number"),
+        ),
+        Limits(timeout_s=10, memory_mb=64),
+        {},
+    ),
+    "memory-children-wait": (
+        "memory_children",
+        _params(
+            ("children", "integer"),
+            ("mb", "integer"),
+            ("parent_mb", "integer"),
+            ("hold_s", "number"),
+        ),
+        Limits(timeout_s=3, memory_mb=64),
+        {},
+    ),
+    "payload-runner": (
+        "payload_runner",
+        _params(("payload", "string")),
+        Limits(timeout_s=10, memory_mb=128),
+        {},
+    ),
+}
+
+
+def _payload() -> str:
+    return (HOSTILE / "ptrace_ctypes.py").read_text() + "\nimport json\nprint(json.dumps(main()))\n"
+
+
+def _write_hostile(root: Path, pid: str) -> None:
+    name, params, limits, _ = OPEN[pid]
+    write_proc(root, pid, "return None", params, limits=limits)  # metadata.json
+    folder = root / "procedures" / pid
+    (folder / "main.py").write_text((HOSTILE / f"{name}.py").read_text())
+    if pid == "payload-runner":
+        (folder / "payload.txt").write_text(_payload())
+
+
+@pytest.fixture(scope="module")
+def open_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry whose procreg.toml allows the modules the attacks need."""
+    if os.geteuid() != 0 and os.environ.get("CI") != "true":
+        pytest.skip("the isolation engine's uids and cgroups need root")
+    root = make_repo(tmp_path_factory.mktemp("hostile-open"))
+    (root / "procreg.toml").write_text(PERMISSIVE_CONFIG)
+    write_proc(
+        root,
+        "well-behaved",
+        "return text[::-1]",
+        [Parameter(name="text", type="string")],
+        signature="text: str",
+        returns="string",
+    )
+    for pid in OPEN:
+        _write_hostile(root, pid)
+    commit_all(root, "feat: hostile procedures that pass a permissive validation")
+    for pid in ["well-behaved", *OPEN]:
+        assert release(root, pid) == "1.0.0", pid  # `procreg check` and release both pass
+    return root
+
+
+@pytest.fixture(scope="module")
+def os_only():
+    with Sandbox(pool_size=1, audit_hook=False) as box:
+        yield box
+
+
+@pytest.fixture(params=["audit-hook", "os-only"])
+def any_box(request: pytest.FixtureRequest) -> Sandbox:
+    return request.getfixturevalue("sandbox" if request.param == "audit-hook" else "os_only")
+
+
+def run_open(root: Path, box: Any, pid: str, kwargs: dict[str, Any]) -> Any:
+    """Run the released ``pid``; check the run is recorded with its outcome and class."""
+    result, records = run(root, box, pid, None, kwargs)
+    assert result.version == "1.0.0"  # the released code ran, from its tag
+    (record,) = [r for r in records if r.run_id == result.run_id]
+    assert record.outcome == ("success" if result.ok else "failure")
+    assert record.error_type == (result.error.type if result.error else None)
+    assert record.version == "1.0.0" and record.commit == result.commit
+    return result
+
+
+def check_open_next_run(root: Path, box: Any) -> None:
+    check_next_run_works(root, box)
+
+
+def test_open_unix_sockets_are_unreachable(open_repo: Path, any_box: Sandbox) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="procreg-hostile-sock-"))
+    folder.chmod(0o777)
+    path = folder / "host.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    name = f"procreg-host-{uuid.uuid4().hex}"
+    try:
+        listener.bind(str(path))
+        path.chmod(0o777)
+        listener.listen(8)
+        listener.setblocking(False)
+        abstract.bind("\0" + name)
+        abstract.listen(8)
+        abstract.setblocking(False)
+        pg = "/var/run/postgresql/.s.PGSQL.5432"
+        result = run_open(open_repo, any_box, "unix-socket-connect", {"paths": [str(path), pg]})
+        assert result.ok, result.error
+        for target in (str(path), pg):
+            assert result.result[target]["exists"] is False
+            assert result.result[target]["connect"] in {"FileNotFoundError", "SandboxViolation"}
+        result = run_open(open_repo, any_box, "abstract-connect", {"names": [name], "retry_s": 0.2})
+        assert result.ok, result.error
+        assert result.result[name][0] in {"ConnectionRefusedError", "SandboxViolation"}
+        for sock in (listener, abstract):
+            with pytest.raises(BlockingIOError):
+                sock.accept()
+    finally:
+        listener.close()
+        abstract.close()
+        path.unlink(missing_ok=True)
+        folder.rmdir()
+    check_open_next_run(open_repo, any_box)
+
+
+def test_open_proc_of_other_processes_is_invisible(open_repo: Path, any_box: Sandbox) -> None:
+    secret = f"SECRET-{uuid.uuid4().hex}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", secret],
+        env={"PATH": "/usr/bin:/bin", "PROCREG_TEST_SECRET": secret},
+    )
+    try:
+        result = run_open(open_repo, any_box, "proc-scan", {})
+        assert result.ok, result.error
+        assert len(result.result["pids"]) <= 3
+        assert secret not in json.dumps(result.result)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    check_open_next_run(open_repo, any_box)
+
+
+def test_open_git_index_and_sources_are_unreachable(open_repo: Path, any_box: Sandbox) -> None:
+    paths = [
+        str(open_repo),
+        str(open_repo / ".git"),
+        str(open_repo / ".git" / "config"),
+        str(open_repo / ".git" / "procreg" / "index.sqlite3"),
+        str(open_repo / "procedures" / "well-behaved" / "main.py"),
+        str(HOST_REPO / ".git"),
+        str(HOST_REPO / ".git" / "config"),
+        "/etc/passwd",
+        "/root",
+        "/home",
+        "/run",
+        "/var",
+    ]
+    assert (open_repo / ".git" / "procreg" / "index.sqlite3").exists()  # the host has it
+    result = run_open(open_repo, any_box, "read-host-paths", {"paths": paths})
+    assert result.ok, result.error
+    for path in paths:
+        assert result.result[path] == {"exists": False, "error": "FileNotFoundError"}, path
+    check_open_next_run(open_repo, any_box)
+
+
+def test_open_nothing_persists_between_runs(open_repo: Path, any_box: Sandbox) -> None:
+    marker = f"procreg-left-{uuid.uuid4().hex}"
+    wrote = run_open(open_repo, any_box, "persist", {"marker": marker, "mode": "write"})
+    assert wrote.ok and wrote.result["/tmp/run"] == "written", wrote.error
+    looked = run_open(open_repo, any_box, "persist", {"marker": marker, "mode": "look"})
+    assert looked.ok, looked.error
+    for place, seen in looked.result.items():
+        assert seen["exists"] is False and marker not in json.dumps(seen["listing"]), place
+    for place in ("/tmp", "/dev/shm", "/var/tmp"):
+        assert not [e for e in os.listdir(place) if marker in e], place
+    check_open_next_run(open_repo, any_box)
+
+
+def test_open_symlinks_read_nothing_of_the_host(
+    open_repo: Path, any_box: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = f"SECRET-{uuid.uuid4().hex}"
+    monkeypatch.setenv("PROCREG_HOST_SECRET", secret)
+    targets = [
+        "/proc/1/environ",
+        f"/proc/{os.getpid()}/environ",
+        str(open_repo / ".git" / "config"),
+    ]
+    result = run_open(open_repo, any_box, "symlink-proc", {"targets": targets})
+    assert result.ok, result.error
+    assert secret not in json.dumps(result.result)
+    for target in targets:
+        assert "data" not in result.result[target], target
+    check_open_next_run(open_repo, any_box)
+
+
+@pytest.mark.parametrize(
+    ("pid", "kwargs", "expected"),
+    [
+        ("deep-result", {"depth": 100_000}, "ResultNotSerializable"),
+        ("deep-raw-result", {"depth": 100_000}, "MalformedResult"),
+        ("forge-frames", {"then": "raise"}, "MalformedResult"),
+        ("forge-frames", {"then": "return"}, "MalformedResult"),
+        ("nan-raw-result", {"value": "NaN"}, "MalformedResult"),
+        ("nan-raw-result", {"value": "1e999"}, "MalformedResult"),
+    ],
+    ids=["deep-result", "deep-raw-result", "forge-raise", "forge-return", "raw-nan", "raw-1e999"],
+)
+def test_open_host_trusts_nothing_and_records_it(
+    open_repo: Path, any_box: Sandbox, pid: str, kwargs: dict[str, Any], expected: str
+) -> None:
+    result = run_open(open_repo, any_box, pid, kwargs)
+    assert not result.ok and result.error is not None
+    assert result.error.type == expected, result.error
+    assert result.result != "forged"
+    check_open_next_run(open_repo, any_box)
+
+
+def test_open_killing_pid1_parent_and_host(open_repo: Path, any_box: Sandbox) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        result = run_open(open_repo, any_box, "kill-init", {"host_pid": proc.pid})
+        assert result.ok, result.error
+        if any_box.audit_hook:
+            assert result.result["init"] == "SandboxViolation"
+        else:
+            assert result.result["init_alive"] is True
+            assert result.result["host"] == "ProcessLookupError"
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    check_open_next_run(open_repo, any_box)
+
+
+def test_open_fork_bomb_and_memory_across_processes(open_repo: Path, os_only: Sandbox) -> None:
+    result = run_open(open_repo, os_only, "fork-bomb-allowed", {})
+    assert not result.ok and result.error is not None
+    assert result.error.type in {"ProcessLimitExceeded", "Timeout"}, result.error
+    kwargs = {"children": 4, "mb": 40, "parent_mb": 40, "hold_s": 2}
+    result = run_open(open_repo, os_only, "memory-children", kwargs)
+    if result.ok:
+        killed = [
+            s
+            for s in result.result["statuses"]
+            if os.WIFSIGNALED(s) and os.WTERMSIG(s) == signal.SIGKILL
+        ]
+        assert killed, result.result
+    else:
+        assert result.error is not None and result.error.type == "MemoryLimitExceeded"
+    check_open_next_run(open_repo, os_only)
+
+
+def test_open_payload_in_a_data_file(open_repo: Path, any_box: Sandbox) -> None:
+    """ctypes is denied by every config, but a data file is never parsed: the OS refuses."""
+    result = run_open(open_repo, any_box, "payload-runner", {"payload": "payload.txt"})
+    if any_box.audit_hook:
+        assert not result.ok and result.error is not None
+        assert result.error.type == "ProcessLimitExceeded", result.error
+    else:
+        assert result.ok, result.error
+        assert result.result["returncode"] == 0, result.result["stderr"]
+        found = json.loads(result.result["stdout"])
+        for call in (
+            "ptrace_attach_1",
+            "process_vm_readv",
+            "unshare_user",
+            "mount_tmpfs",
+            "setns",
+            "keyctl",
+            "bpf",
+        ):
+            assert found[call] == 1, (call, found)  # EPERM
+        assert found["AF_INET"] == 97  # EAFNOSUPPORT
+    check_open_next_run(open_repo, any_box)
+
+
+def test_open_oom_kill_of_children_is_recorded_as_memory_limit(
+    open_repo: Path, os_only: Sandbox
+) -> None:
+    """The cgroup OOM-killed the run's children while the parent waited: MemoryLimitExceeded."""
+    kwargs = {"children": 3, "mb": 45, "parent_mb": 0, "hold_s": 60}
+    result, records = run(open_repo, os_only, "memory-children-wait", None, kwargs)
+    (record,) = [r for r in records if r.run_id == result.run_id]
+    assert record.error_type == "MemoryLimitExceeded", (record.error_type, record.error_message)
+    check_open_next_run(open_repo, os_only)
+
+
+def test_open_abstract_socket_not_shared_between_concurrent_runs(
+    open_repo: Path, os_only: Sandbox
+) -> None:
+    # the listener runs through the sandbox layer; the connecting run is the released one
+    name = f"procreg-shared-{uuid.uuid4().hex[:8]}"
+    from registry.sandbox import RunRequest
+
+    found: dict[str, Any] = {}
+    files = {"main.py": (HOSTILE / "abstract_listen.py").read_text()}
+
+    def listen() -> None:
+        found["a"] = os_only.run(
+            RunRequest(files=files, kwargs={"name": name, "wait_s": 3.0}, timeout_s=6)
+        )
+
+    a = threading.Thread(target=listen)
+    a.start()
+    try:
+        result = run_open(open_repo, os_only, "abstract-connect", {"names": [name], "retry_s": 2.0})
+    finally:
+        a.join(timeout=20)
+    assert result.ok and result.result == {name: ["ConnectionRefusedError"]}, result
+    assert found["a"].ok and found["a"].result == {"bound": True, "accepted": 0}
+    check_open_next_run(open_repo, os_only)

@@ -10,6 +10,7 @@ mis-framed, not JSON, of the wrong shape or nested deeper than
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from dataclasses import dataclass, field
@@ -30,6 +31,10 @@ from registry.sandbox.models import (
 
 MAX_RESULT_DEPTH = 100
 """Nesting beyond this (lists and objects) is refused: the host's own code must stay safe."""
+MAX_RESULT_CONTAINERS = 100_000
+"""Lists and objects in one result, counted on the raw bytes before anything is decoded."""
+MAX_RESULT_ITEMS = 1_000_000
+"""Values in one result (commas, counted likewise): decoding cost stays bounded."""
 MAX_TYPE_CHARS = 200
 MAX_MESSAGE_CHARS = 2000
 
@@ -99,8 +104,17 @@ def decode_result(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     size = int.from_bytes(raw[: sup.RESULT_HEADER], "big")
     if len(raw) != sup.RESULT_HEADER + size:
         return None, f"the result frame says {size} bytes but carries {len(raw) - 4}"
+    body = raw[sup.RESULT_HEADER :]
+    # Counted in C before decoding, so that a cheap frame of millions of tiny values
+    # never costs the host seconds and hundreds of MB. Brackets and commas inside
+    # strings count too: the bound errs towards refusing.
+    containers = body.count(b"[") + body.count(b"{")
+    if containers > MAX_RESULT_CONTAINERS:
+        return None, f"the result has over {MAX_RESULT_CONTAINERS} lists and objects"
+    if body.count(b",") >= MAX_RESULT_ITEMS:
+        return None, f"the result has over {MAX_RESULT_ITEMS} values"
     try:
-        data = json.loads(raw[sup.RESULT_HEADER :], parse_constant=_no_constant)
+        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         return None, f"the result is nested deeper than {MAX_RESULT_DEPTH} levels"
     except ValueError as exc:  # UnicodeDecodeError included
@@ -122,6 +136,13 @@ def decode_result(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:40]} is out of range (JSON has no infinities)")
+    return value
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
@@ -167,7 +188,14 @@ class Facts:
 
 
 def classify(reports: Reports, facts: Facts) -> tuple[bool, Any, RunError | None]:
-    """``(ok, result, error)`` of a run from its reports and the host's own facts."""
+    """``(ok, result, error)`` of a run from its reports and the host's own facts.
+
+    The host's facts come first: a process of the run killed for memory makes
+    the run a ``MemoryLimitExceeded`` whatever else happened (a parent that
+    waited on it until the timeout, or one that returned without it).
+    """
+    if facts.out_of_memory:
+        return False, None, _out_of_memory(facts)
     if facts.killed is not None:
         return False, None, RunError(type=facts.killed[0], message=facts.killed[1])
     exit_msg = reports.exit
@@ -189,15 +217,17 @@ def classify(reports: Reports, facts: Facts) -> tuple[bool, Any, RunError | None
     return False, None, _died(exit_msg, reports, facts)
 
 
+def _out_of_memory(facts: Facts) -> RunError:
+    return RunError(
+        type=MEMORY_LIMIT,
+        message=f"a process of the run was killed for using more than its memory limit "
+        f"({facts.memory_mb} MB for all its processes and files)",
+    )
+
+
 def _died(exit_msg: dict[str, Any] | None, reports: Reports, facts: Facts) -> RunError:
     """Why a run that sent no result ended."""
     memoryish = "MemoryError" in facts.stderr or "Cannot allocate memory" in facts.stderr
-    if facts.out_of_memory:
-        return RunError(
-            type=MEMORY_LIMIT,
-            message=f"killed for using more than its memory limit ({facts.memory_mb} MB "
-            "for all its processes and files)",
-        )
     status = (exit_msg or {}).get("status")
     if exit_msg is None or not isinstance(status, int):
         if reports.problems:

@@ -126,7 +126,14 @@ class Instance:
         self.preread = bytearray()  # reports read before the run (the ready frame)
         self.released = False
         self._closed = False
+        self._retiring = False
         self._lock = threading.Lock()
+
+    def claim_retirement(self) -> bool:
+        """True for the first caller only: that one retires this sandbox."""
+        with self._lock:
+            first, self._retiring = not self._retiring, True
+        return first
 
     def release(self, timeout: float) -> None:
         """Put the sandbox's first process into the run's cgroup, then let it start the procedure.

@@ -117,7 +117,7 @@ class Sandbox:
         try:
             return self._execute(instance, request, kwargs, timeout_s, memory_mb)
         finally:
-            self._retire_later(instance)
+            self._retire_later(instance)  # at once (a no-op if it is already on its way)
             self._pool.refill()
 
     def _execute(
@@ -143,6 +143,9 @@ class Sandbox:
         # The arguments were encoded once, before a sandbox was taken: spliced in as they are.
         body = sup._frame_text(text[:-1] + ',"kwargs":' + kwargs + "}")
         raw = exchange(instance, body, timeout_s, request.max_output_bytes)
+        out_of_memory = instance.cgroup is not None and instance.cgroup.oom_kills() > 0
+        # Everything is read: the sandbox and its uid can go before its bytes are decoded.
+        self._retire_later(instance)
         reports = decode.split_reports(raw.reports)
         if reports.ready is None and raw.killed is None:
             said = raw.engine_log.decode("utf-8", "replace").strip()
@@ -152,7 +155,7 @@ class Sandbox:
             killed=raw.killed,
             memory_mb=memory_mb,
             cpu_s=cpu_s,
-            out_of_memory=instance.cgroup is not None and instance.cgroup.oom_kills() > 0,
+            out_of_memory=out_of_memory,
             stderr=raw.stderr.decode("utf-8", "replace"),
         )
         return decode.outcome(
@@ -166,8 +169,9 @@ class Sandbox:
         )
 
     def _retire_later(self, instance: Instance) -> None:
-        """Kill (if needed), wait for, sweep and release ``instance`` in the background."""
-        self._janitor.submit(lambda: self._retire(instance))
+        """Kill (if needed), wait for, sweep and release ``instance`` in the background (once)."""
+        if instance.claim_retirement():
+            self._janitor.submit(lambda: self._retire(instance))
 
     def _retire(self, instance: Instance) -> None:
         try:

@@ -70,8 +70,8 @@ class Slots:
                 for slot in got:
                     self.release(slot)
                 return None
-            for slot in got[1:]:
-                self.release(slot)
+            for extra in got[1:]:
+                self.release(extra)
             return got[0]
         deadline = time.monotonic() + self.wait_s
         pause = 0.001
