@@ -76,9 +76,9 @@ class Slots:
         deadline = time.monotonic() + self.wait_s
         pause = 0.001
         while True:
-            slot = self._try_all()
-            if slot is not None or not wait:
-                return slot
+            found = self._try_all()
+            if found is not None or not wait:
+                return found
             if time.monotonic() > deadline:
                 raise ExecutionError(
                     f"all {len(self.uids)} sandbox uids are busy after {self.wait_s:g} s "
