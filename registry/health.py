@@ -13,6 +13,13 @@ least ``min_runs`` runs in its own window, succeeding at least ``threshold`` of 
 time. An earlier release with too few runs is not proven and is never chosen,
 because moving production to untried code trades a known problem for an unknown one;
 when no earlier release is proven, the channel stays and the action says so.
+
+A move never crosses a breaking change: callers of the current version must
+still be able to call the one the channel moves to, so the candidate must have
+the same major version and no release after it, up to the current one, may
+have been breaking (``Breaking: true`` in its tag; before 1.0.0 a breaking
+change bumps only the minor version). A healthy release beyond a breaking
+change is named in the ``stay`` action's reason instead.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class ChannelState(BaseModel):
     channel: str
     version: str | None
     released: list[str] = Field(default_factory=list)
+    breaking: list[str] = Field(default_factory=list)
+    """Released versions whose release was a breaking change from the one before."""
 
 
 class HealthAction(BaseModel):
@@ -109,20 +118,28 @@ def evaluate(
         (v for v in (semver.Version.parse(s) for s in state.released) if v < current_v),
         reverse=True,
     )
+    breaking = [semver.Version.parse(v) for v in state.breaking]
+    beyond: str | None = None  # a healthy release callers could not call
     for candidate in earlier:
-        if _proven_healthy(outcomes_by_version.get(str(candidate), ()), config):
-            return [
-                HealthAction(
-                    id=state.id,
-                    channel=state.channel,
-                    kind="move",
-                    from_version=current,
-                    to_version=str(candidate),
-                    success_rate=value,
-                    runs=len(window),
-                    reason=f"{reason}; back to {candidate}, the last healthy release",
-                )
-            ]
+        if not _proven_healthy(outcomes_by_version.get(str(candidate), ()), config):
+            continue
+        crossed = _breaking_between(candidate, current_v, breaking)
+        if crossed is not None:
+            beyond = beyond or f"; {candidate} is healthy but {crossed} after it"
+            continue
+        return [
+            HealthAction(
+                id=state.id,
+                channel=state.channel,
+                kind="move",
+                from_version=current,
+                to_version=str(candidate),
+                success_rate=value,
+                runs=len(window),
+                reason=f"{reason}; back to {candidate}, the last healthy release "
+                f"that callers of {current} can still call",
+            )
+        ]
     return [
         HealthAction(
             id=state.id,
@@ -132,10 +149,21 @@ def evaluate(
             to_version=None,
             success_rate=value,
             runs=len(window),
-            reason=f"{reason}; no earlier release has {config.min_runs} or more recent runs "
-            f"at {config.threshold:.2f} or better, so {state.channel} stays on {current}",
+            reason=f"{reason}; no earlier release that callers of {current} can still call "
+            f"has {config.min_runs} or more recent runs at {config.threshold:.2f} or better"
+            f"{beyond or ''}, so {state.channel} stays on {current}",
         )
     ]
+
+
+def _breaking_between(
+    old: semver.Version, new: semver.Version, breaking: Sequence[semver.Version]
+) -> str | None:
+    """How releases after ``old`` up to ``new`` broke callers, or None if none did."""
+    if old.major != new.major:
+        return f"the major version changed ({old.major} to {new.major})"
+    crossed = sorted(v for v in breaking if old < v <= new)
+    return f"{crossed[0]} was a breaking change" if crossed else None
 
 
 async def apply_policy(
@@ -165,7 +193,9 @@ async def apply_policy(
     }
     if not evaluate(outcomes, state, health):
         return []
-    state.released = [v.version for v in releases.history(store, proc_id)]
+    known = releases.history(store, proc_id)
+    state.released = [v.version for v in known]
+    state.breaking = [v.version for v in known if v.breaking]
     for version in state.released:
         if semver.Version.parse(version) < current:
             outcomes[version] = await backend.recent_outcomes(proc_id, version, health.window)

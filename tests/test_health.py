@@ -84,6 +84,54 @@ def test_policy_decisions(outcomes, current, config, expected) -> None:
     assert [(a.kind, a.to_version) for a in actions] == expected
 
 
+def breaking_state(current: str, released: tuple[str, ...], breaking: tuple[str, ...]):
+    return ChannelState(
+        id="p", channel="stable", version=current, released=list(released), breaking=list(breaking)
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "current", "released", "breaking", "expected"),
+    [
+        # 1.2.0 broke callers of 1.1.0: never back across it, not even to a healthy 1.1.0
+        ({"1.2.0": flags(0, 20), "1.1.0": flags(20, 0)}, "1.2.0", ("1.1.0", "1.2.0"),
+         ("1.2.0",), [("stay", None)]),
+        # the breaking change was before the candidate: moving back is safe
+        ({"1.3.0": flags(0, 20), "1.2.0": flags(20, 0)}, "1.3.0", ("1.1.0", "1.2.0", "1.3.0"),
+         ("1.2.0",), [("move", "1.2.0")]),
+        # the newest healthy one is beyond a break, an older one is not: no, both are beyond
+        ({"1.3.0": flags(0, 20), "1.2.0": flags(20, 0), "1.1.0": flags(20, 0)}, "1.3.0",
+         ("1.1.0", "1.2.0", "1.3.0"), ("1.3.0",), [("stay", None)]),
+        # an unhealthy release in between is skipped; the break is further back
+        ({"1.4.0": flags(0, 20), "1.3.0": flags(0, 20), "1.2.0": flags(20, 0)}, "1.4.0",
+         ("1.1.0", "1.2.0", "1.3.0", "1.4.0"), ("1.1.0",), [("move", "1.2.0")]),
+        # another major version is another contract, whatever the trailers say
+        ({"2.0.0": flags(0, 20), "1.9.0": flags(20, 0)}, "2.0.0", ("1.9.0", "2.0.0"), (),
+         [("stay", None)]),
+        # before 1.0.0 a breaking change bumps the minor version: still never crossed
+        ({"0.3.0": flags(0, 20), "0.2.1": flags(20, 0)}, "0.3.0", ("0.2.1", "0.3.0"),
+         ("0.3.0",), [("stay", None)]),
+        # a patch after a break, back to the break itself: fine
+        ({"0.3.1": flags(0, 20), "0.3.0": flags(20, 0)}, "0.3.1", ("0.2.1", "0.3.0", "0.3.1"),
+         ("0.3.0",), [("move", "0.3.0")]),
+    ],
+)  # fmt: skip
+def test_policy_never_crosses_a_breaking_change(outcomes, current, released, breaking, expected):
+    actions = evaluate(outcomes, breaking_state(current, released, breaking), DEFAULT)
+    assert [(a.kind, a.to_version) for a in actions] == expected
+
+
+def test_a_stay_names_the_healthy_release_beyond_a_breaking_change() -> None:
+    (action,) = evaluate(
+        {"1.2.0": flags(0, 20), "1.1.0": flags(20, 0)},
+        breaking_state("1.2.0", ("1.1.0", "1.2.0"), ("1.2.0",)),
+        DEFAULT,
+    )
+    assert action.kind == "stay"
+    assert "1.1.0 is healthy but 1.2.0 was a breaking change after it" in action.reason
+    assert action.reason.endswith("so stable stays on 1.2.0")
+
+
 def test_the_reason_says_rate_window_version_and_threshold() -> None:
     (action,) = evaluate({"1.2.0": flags(14, 6), "1.1.0": flags(20, 0)}, state("1.2.0"), DEFAULT)
     assert action.reason.startswith(
