@@ -552,3 +552,19 @@ def test_missing_bubblewrap_fails_closed_unless_configured(monkeypatch):
         assert outcome.isolation == "none"
         engine_layer = next(lay for lay in box.layers() if lay.name == "isolation-engine")
         assert not engine_layer.active and "NONE" in engine_layer.detail
+
+
+@needs_root
+def test_run_cgroups_of_a_dead_host_are_removed():
+    from registry.sandbox import cgroup
+
+    root = cgroup.detect()
+    if not root.usable:
+        assert os.environ.get("CI") != "true", f"no cgroup layer in CI: {root.problem}"
+        pytest.skip(root.problem)
+    assert root.memory is not None
+    stale = root.memory / "procreg-run-999999999-7"  # no such pid can exist
+    stale.mkdir()
+    with Sandbox(pool_size=0) as box:
+        assert box.run(RunRequest(files=NOOP), warm=False).ok
+    assert not stale.exists()

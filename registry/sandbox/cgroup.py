@@ -193,7 +193,18 @@ def detect() -> CgroupRoot:
 
 
 def _checked(root: CgroupRoot) -> CgroupRoot:
-    """Make and remove one cgroup, so that a read-only or refused hierarchy is found now."""
+    """Make and remove one cgroup, so that a read-only or refused hierarchy is found now.
+
+    Run cgroups left by a host process that died mid-run (empty once its
+    sandboxes died with it) are removed on the way.
+    """
+    for parent in {root.memory, root.pids} - {None}:
+        assert parent is not None
+        for folder in parent.glob("procreg-run-*"):
+            owner = folder.name.split("-")[2]
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     group = root.create(64, 8)
     if group is None:
         return CgroupRoot(None, problem=root.problem)
