@@ -317,6 +317,9 @@ def release(
     if not results:
         click.echo("nothing to release: no procedure changed since its last release")
     for r in results:
+        if r.existing:
+            click.echo(f"already tagged {r.tag} (released by another process meanwhile)")
+            continue
         verb = "would tag" if dry_run else "tagged"
         click.echo(f"{verb} {r.tag} ({r.bump}, +{r.lines_added} -{r.lines_removed})")
         for reason in r.reasons:
@@ -387,9 +390,14 @@ def rollback(
     from registry import releases
 
     store = ctx.store()
-    before = store.try_resolve("HEAD")
-    result = releases.rollback(store, proc_id, to_version, branch=branch, reason=reason)
-    _refresh_worktree(store, before)
+    on_checkout = store.workdir is not None and store.branch_ref(branch) == store.current_branch()
+    skipped = store.begin_checkout_update() if on_checkout else []
+    try:
+        result = releases.rollback(store, proc_id, to_version, branch=branch, reason=reason)
+    finally:
+        if on_checkout:
+            skipped += store.finish_checkout_update()
+        _say_left_alone(skipped)
     if as_json:
         emit_json(result)
         return
@@ -669,11 +677,9 @@ def migrate(
 
     import asyncio
 
-    before = store.try_resolve("HEAD")
     with _progress("migrating", enabled=not as_json) as progress:
         report = asyncio.run(go(progress))
-    if not dry_run:
-        _refresh_worktree(store, before)
+    _say_left_alone(report.checkout_skipped)
     if report_file is not None:
         report_file.write_text(report.to_json())
     if as_json:
@@ -703,13 +709,15 @@ def _generator(kind: str, config: Any) -> Any:
     return codegen.ChatCompletionsGenerator(settings)
 
 
-def _refresh_worktree(store: GitStore, before: str | None) -> None:
-    """After the registry committed on the checked-out branch, show its work in the checkout."""
-    after = store.try_resolve("HEAD")
-    if after is None or after == before:
-        return
-    for path in store.update_worktree(before, after):
-        click.echo(f"procreg: left {path} alone: it has local changes", err=True)
+def _say_left_alone(paths: Sequence[str]) -> None:
+    """Tell the user which checkout files kept their own changes, and what to run."""
+    for path in sorted(set(paths)):
+        click.echo(
+            f"procreg: left {path} alone: it has local changes, and the branch now holds "
+            f"another version. Keep yours and commit it, or take the branch's with "
+            f"`git checkout HEAD -- {path}`",
+            err=True,
+        )
 
 
 class _progress:

@@ -760,14 +760,20 @@ class GitStore:
 
     # -- tags -------------------------------------------------------------------
 
-    def tags(self, prefix: str) -> list[TagInfo]:
-        """Tags whose name starts with ``prefix``, with their targets and messages, by name."""
+    def tags(self, prefix: str, *, ignored: list[str] | None = None) -> list[TagInfo]:
+        """Tags whose name starts with ``prefix``, with their targets and messages, by name.
+
+        Tags that point at no commit (a tag of a tree or a blob) are left out;
+        their names are appended to ``ignored`` when it is given.
+        """
         out = []
         for ref_name, target in self._ref_targets("refs/tags/" + prefix):
             name = ref_name[len("refs/tags/") :]
             info = self.tag(name) if target is None else self.tag_at(name, target)
             if info is not None:
                 out.append(info)
+            elif ignored is not None:
+                ignored.append(name)
         return out
 
     def tag(self, name: str) -> TagInfo | None:
