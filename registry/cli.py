@@ -447,11 +447,13 @@ def hook_pre_receive(ctx: Context) -> None:
 # -- issue: the index ------------------------------------------------------------------
 
 
-def _registry(ctx: Context, *, auto_sync: bool = False) -> Any:
+def _registry(ctx: Context, *, auto_sync: bool = False, set_aside_corrupt: bool = False) -> Any:
     """An :class:`AsyncRegistry` on this repo's index (embedded SQLite unless a URL is given)."""
     from registry.api import AsyncRegistry
 
-    return AsyncRegistry.open(ctx.path, ctx.database_url, auto_sync=auto_sync)
+    return AsyncRegistry.open(
+        ctx.path, ctx.database_url, auto_sync=auto_sync, set_aside_corrupt=set_aside_corrupt
+    )
 
 
 def _run_async(make: Callable[[], Any]) -> Any:
@@ -492,10 +494,10 @@ def sync(ctx: Context, quiet: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def reindex(ctx: Context, as_json: bool) -> None:
-    """Rebuild the index from git alone (run records are kept)."""
+    """Rebuild the index from git alone (run records are kept; a corrupt index is set aside)."""
 
     async def go() -> Any:
-        async with await _registry(ctx) as reg:
+        async with await _registry(ctx, set_aside_corrupt=True) as reg:
             return await reg.reindex()
 
     report = _run_async(go)

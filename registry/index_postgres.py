@@ -194,6 +194,13 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             FOR EACH STATEMENT EXECUTE FUNCTION procreg_count_runs();
         """,
     ),
+    (
+        3,
+        "runs record how they were isolated",
+        # executions and procedure_health are run history, not derived data: a reindex
+        # (DELETE_ALL_DERIVED) never touches them.
+        "ALTER TABLE executions ADD COLUMN isolation text;",
+    ),
 )
 
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"

@@ -45,7 +45,7 @@ from registry.index import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
-ALL_MIGRATIONS = [1, 2]
+ALL_MIGRATIONS = [1, 2, 3]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -244,7 +244,12 @@ async def _write_v1_index(target: str) -> None:
         # migration 2 leaves procedures and versions alone, so today's writes fit version 1
         v1 = pg.PostgresIndex(target, pool)
         await v1.apply(changes)
-        await v1.record_executions(runs)
+        async with pool.acquire() as conn:  # runs as version 1 stored them (no isolation)
+            await conn.executemany(
+                f"INSERT INTO executions ({column_list(V1_RUN_COLUMNS)}) VALUES "
+                f"({', '.join(f'${i}' for i in range(1, len(V1_RUN_COLUMNS) + 1))})",
+                [row_values(e, V1_RUN_COLUMNS) for e in runs],
+            )
         await pool.close()
         return
     from registry import index_sqlite as sq
@@ -252,10 +257,10 @@ async def _write_v1_index(target: str) -> None:
     Path(target).parent.mkdir(parents=True)
     conn = sqlite3.connect(target, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    conn.execute(sq.CREATE_MIGRATIONS_TABLE)
+    conn.execute(sq.CREATE_MIGRATIONS_TABLE.format(schema="main"))
     for statement in sq.MIGRATIONS[0][2]:
         conn.execute(str(statement))
-    conn.execute(sq.INSERT_MIGRATION, (1, sq.MIGRATIONS[0][1], "2026-01-01"))
+    conn.execute(sq.INSERT_MIGRATION.format(schema="main"), (1, sq.MIGRATIONS[0][1], "2026-01-01"))
     # version 1 kept the id as an UNINDEXED first FTS column; rows are written as it did
     for record in changes.upsert:
         conn.execute(
@@ -274,9 +279,35 @@ async def _write_v1_index(target: str) -> None:
         conn.execute(sq.UPSERT_CHANNEL, sq._params(row_values(m, CHANNEL_COLUMNS)))
     conn.execute(sq.UPSERT_SYNC_STATE, (REF, "c1", "digest-1", "2026-01-01"))
     conn.executemany(
-        sq.INSERT_EXECUTION, [sq._params(row_values(e, EXECUTION_COLUMNS)) for e in runs]
+        f"INSERT INTO executions ({column_list(V1_RUN_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(V1_RUN_COLUMNS))})",
+        [sq._params(row_values(e, V1_RUN_COLUMNS)) for e in runs],
     )
     conn.close()
+
+
+V1_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
+
+
+def test_migration_3_moves_sqlite_runs_to_their_own_file(tmp_path: Path) -> None:
+    """An index that held its runs (migrations 1-2) keeps every one, now in runs.sqlite3."""
+    from registry.index_sqlite import runs_path
+
+    target = str(tmp_path / "procreg" / "index.sqlite3")
+
+    async def body() -> None:
+        await _write_v1_index(target)
+        async with await connect_index(target) as index:
+            assert index.applied_migrations == [2, 3]
+            assert await index.count_executions("slugify") == 4
+            assert (await index.metrics("slugify")).success_rate == 0.75
+
+    asyncio.run(body())
+    with sqlite3.connect(runs_path(Path(target))) as runs:
+        assert runs.execute("SELECT count(*) FROM executions").fetchone() == (4,)
+    with sqlite3.connect(target) as index:
+        tables = {r[0] for r in index.execute("SELECT name FROM sqlite_master")}
+    assert "executions" not in tables and "procedure_health" not in tables
 
 
 def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> None:
@@ -299,7 +330,7 @@ def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> 
     async def migrated() -> Any:
         await _write_v1_index(target)
         async with await connect_index(target) as index:
-            assert index.applied_migrations == [2]
+            assert index.applied_migrations == [2, 3]
             before = await answers(index)
             # later writes find each procedure's search row: no stale or doubled matches
             await index.apply(
