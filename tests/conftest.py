@@ -120,3 +120,60 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
+
+
+def mount_tmpfs(where: Path, size: str = "512k") -> Iterator[Path]:
+    """Mount a small tmpfs at ``where`` for one test (a disk that can fill up or turn read-only).
+
+    Skips when mounting is impossible (not root, no CAP_SYS_ADMIN), except in CI
+    (``CI=true``), where the test must run.
+    """
+    import subprocess
+
+    where.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {proc.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+def fill_disk(where: Path) -> None:
+    """Fill the file system holding ``where`` until it has no space left."""
+    import errno
+
+    with (where / "filler").open("wb") as fh:
+        chunk = b"\0" * 65536
+        try:
+            while True:
+                fh.write(chunk)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    # a few more bytes fill the last partial block
+    for i in range(64):
+        try:
+            (where / f"filler-{i}").write_bytes(b"\0" * 512)
+        except OSError:
+            break
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs mounted for this test (unmounted afterwards)."""
+    yield from mount_tmpfs(tmp_path / "disk")
+
+
+def remount_read_only(where: Path) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)
