@@ -544,13 +544,14 @@ def verify(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def watch(ctx: Context, reconcile_every: float) -> None:
     """Keep the index in sync as refs move; one line per sync, until Ctrl-C."""
-    from registry.watcher import watch_repo
+    from registry.watcher import describe_error, watch_repo
 
     def on_sync(report: Any) -> None:
         click.echo(_sync_line(report))
 
     def on_error(exc: BaseException) -> None:
-        click.echo(f"procreg watch: {exc} (still watching)", err=True)
+        # called once per distinct error (not on every retry), never with a traceback
+        click.echo(f"procreg watch: {describe_error(exc)} (still watching)", err=True)
 
     click.echo(f"watching {ctx.path.resolve()} (Ctrl-C to stop)", err=True)
     try:
