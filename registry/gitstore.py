@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 LOCK_GRACE_S = 2.0
 """A ``*.lock`` file older than this that no process holds open was left by a dead one."""
 LOCK_WAIT_S = 10.0
-"""How long a write waits for a live lock on a ref (or the git index) before giving up."""
+"""How long a write waits for a live lock on a ref (or the git index) before giving up
+(``$PROCREG_LOCK_WAIT`` overrides it)."""
 RELEASE_LOCK_WAIT_S = 120.0
 """How long a release waits for another release in the same repository to finish."""
 RELEASE_LOCK = Path("procreg") / "release.lock"
@@ -402,6 +403,8 @@ class GitStore:
 
     def diff_text(self, old_tree_id: str | None, new_tree_id: str | None, prefix: str) -> str:
         """A unified diff between two folder trees, with paths shown under ``prefix``."""
+        if old_tree_id == new_tree_id:
+            return ""
         patch = self._tree_diff(old_tree_id, new_tree_id).patch or ""
         out = []
         for line in patch.splitlines(keepends=True):
@@ -414,13 +417,19 @@ class GitStore:
         return "".join(out)
 
     def _tree_diff(self, old_tree_id: str | None, new_tree_id: str | None) -> pygit2.Diff:
-        """A diff between two trees; a missing side is the empty tree."""
-        empty = self.repo.TreeBuilder().write()
-        old = self.repo.get(old_tree_id or empty)
-        new = self.repo.get(new_tree_id or empty)
-        if not isinstance(old, pygit2.Tree) or not isinstance(new, pygit2.Tree):
+        """A diff between two trees; a missing side is the empty tree (read-only: no write)."""
+        old = self.repo.get(old_tree_id) if old_tree_id else None
+        new = self.repo.get(new_tree_id) if new_tree_id else None
+        if (old_tree_id and not isinstance(old, pygit2.Tree)) or (
+            new_tree_id and not isinstance(new, pygit2.Tree)
+        ):
             raise NotFoundError(f"{self.name}: tree {old_tree_id} or {new_tree_id} is missing")
-        return old.diff_to_tree(new)
+        if isinstance(old, pygit2.Tree) and isinstance(new, pygit2.Tree):
+            return old.diff_to_tree(new)
+        if isinstance(new, pygit2.Tree):
+            return new.diff_to_tree(swap=True)  # the empty tree -> new
+        assert isinstance(old, pygit2.Tree), "callers compare two equal missing trees first"
+        return old.diff_to_tree()  # old -> the empty tree
 
     def folder_commits(
         self, proc_id: str, until: str, since: str | None = None
@@ -490,7 +499,7 @@ class GitStore:
         """
         ref_name = self.branch_ref(branch)
         sig = self.signature()
-        deadline = time.monotonic() + LOCK_WAIT_S
+        deadline = time.monotonic() + _lock_wait()
         attempt = 0
         while True:
             ref = self._lookup(ref_name)
@@ -644,12 +653,12 @@ class GitStore:
 
     def _write_index(self, index: pygit2.Index) -> None:
         """Write the checkout's index, clearing an ``index.lock`` a killed process left."""
-        deadline = time.monotonic() + LOCK_WAIT_S
+        deadline = time.monotonic() + _lock_wait()
         while True:
             try:
                 index.write()
                 return
-            except pygit2.GitError as exc:
+            except (pygit2.GitError, OSError) as exc:
                 if not _is_lock_error(exc):
                     raise self._git_error(exc, "cannot write the index", path=self.git_dir) from exc
                 lock = self._lock_path(exc, "index")
@@ -831,7 +840,7 @@ class GitStore:
         reference transaction takes the lock first (``<ref>.lock``, created
         exclusively, as git does), then the check is made while holding it.
         """
-        deadline = time.monotonic() + LOCK_WAIT_S
+        deadline = time.monotonic() + _lock_wait()
         oid = target if isinstance(target, pygit2.Oid) else pygit2.Oid(hex=target)
         while True:
             try:
@@ -846,7 +855,7 @@ class GitStore:
                         )
                     txn.set_target(ref_name, oid, message=message)
                 return
-            except pygit2.GitError as exc:
+            except (pygit2.GitError, OSError) as exc:
                 if not _is_lock_error(exc):
                     raise self._git_error(exc, f"cannot write {ref_name}", ref=ref_name) from exc
                 self._wait_for_lock(self._lock_path(exc, ref_name), ref_name, deadline)
@@ -953,6 +962,13 @@ class GitStore:
 # -- lock files -------------------------------------------------------------------------------
 
 _LOCK_IN_MESSAGE = re.compile(r"'([^']+\.lock)'")
+
+
+def _lock_wait() -> float:
+    try:
+        return float(os.environ.get("PROCREG_LOCK_WAIT", LOCK_WAIT_S))
+    except ValueError:
+        return LOCK_WAIT_S
 
 
 def _is_lock_error(exc: BaseException) -> bool:

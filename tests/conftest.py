@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -122,12 +122,7 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def mount_tmpfs(where: Path, size: str = "512k") -> Iterator[Path]:
-    """Mount a small tmpfs at ``where`` for one test (a disk that can fill up or turn read-only).
-
-    Skips when mounting is impossible (not root, no CAP_SYS_ADMIN), except in CI
-    (``CI=true``), where the test must run.
-    """
+def _mount_tmpfs(where: Path, size: str) -> None:
     import subprocess
 
     where.mkdir(parents=True, exist_ok=True)
@@ -140,11 +135,31 @@ def mount_tmpfs(where: Path, size: str = "512k") -> Iterator[Path]:
     if proc.returncode != 0:
         if os.environ.get("CI") == "true":
             pytest.fail(f"cannot mount a tmpfs in CI: {proc.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here (not root?): {proc.stderr.strip()}")
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """``mount(where, size)``: a small tmpfs at ``where`` (a disk that can fill up or turn
+    read-only), unmounted after the test.
+
+    Skips when mounting is impossible (not root, no CAP_SYS_ADMIN), except in CI
+    (``CI=true``), where the test must run.
+    """
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(where: Path, size: str = "512k") -> Path:
+        _mount_tmpfs(where, size)
+        mounted.append(where)
+        return where
+
     try:
-        yield where
+        yield mount
     finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+        for where in reversed(mounted):
+            subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
 
 
 def fill_disk(where: Path) -> None:
@@ -168,9 +183,9 @@ def fill_disk(where: Path) -> None:
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+def small_disk(tmp_path: Path, tmpfs: Callable[[Path, str], Path]) -> Path:
     """A 512 KiB tmpfs mounted for this test (unmounted afterwards)."""
-    yield from mount_tmpfs(tmp_path / "disk")
+    return tmpfs(tmp_path / "disk", "512k")
 
 
 def remount_read_only(where: Path) -> None:
