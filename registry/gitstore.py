@@ -606,12 +606,14 @@ class GitStore:
         """Bring the working tree and index up to a commit the registry wrote on HEAD's branch.
 
         Only procedure folders that differ between the two commits are
-        touched, and in them only files the user has not changed: the
-        working-tree file and the index entry each hold ``old_commit``'s
-        content or already ``new_commit``'s (an update cut short half-way is
-        finished). Returns the paths left alone because they hold local
-        changes. A bare repository, or a branch other than the checked-out
-        one, is left as is.
+        touched. A file whose working-tree copy and index entry each hold
+        ``old_commit``'s content or already ``new_commit``'s is updated (an
+        update cut short half-way is finished); a file the user edited keeps
+        its working-tree copy while its index entry moves to the branch's, so
+        the index is never left behind the branch; an index entry the user
+        staged is left alone. Returns the paths that kept local changes. A
+        bare repository, or a branch other than the checked-out one, is left
+        as is.
         """
         if self.workdir is None or self.is_unborn() or self.resolve("HEAD") != new_commit:
             return []
@@ -625,12 +627,21 @@ class GitStore:
             after = self._blobs(new_tree, f"{self.folder}/{proc_id}/")
             for path in sorted(before.keys() | after.keys()):
                 old, new = before.get(path), after.get(path)
-                if not self._only_ours(path, old, new, index):
+                index_ours, file_ours = self._only_ours(path, old, new, index)
+                if not index_ours:  # the user staged something of their own there
                     skipped.append(path)
                     continue
                 target = self.workdir / path
                 try:
-                    if new is not None:
+                    if not file_ours:
+                        # the user edited the file: keep it, but never leave the index behind
+                        skipped.append(path)
+                        if new is not None:
+                            oid, mode = new
+                            index.add(pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(mode)))
+                        elif path in index:
+                            index.remove(path)
+                    elif new is not None:
                         oid, mode = new
                         blob = self.repo.get(oid)
                         assert isinstance(blob, pygit2.Blob)
@@ -670,18 +681,16 @@ class GitStore:
         old: tuple[pygit2.Oid, int] | None,
         new: tuple[pygit2.Oid, int] | None,
         index: pygit2.Index,
-    ) -> bool:
-        """True when the index and the working tree each hold ``old`` or ``new`` at ``path``."""
+    ) -> tuple[bool, bool]:
+        """Whether the index, and the working tree, each hold ``old`` or ``new`` at ``path``."""
         assert self.workdir is not None
         allowed = {entry[0] if entry else None for entry in (old, new)}
         in_index = index[path].id if path in index else None
-        if in_index not in allowed:
-            return False
         target = self.workdir / path
         if target.is_symlink() or target.is_dir():
-            return False
+            return in_index in allowed, False
         on_disk = pygit2.hash(target.read_bytes()) if target.is_file() else None
-        return on_disk in allowed
+        return in_index in allowed, on_disk in allowed
 
     def checkout_differences(self, ids: Iterable[str] | None = None) -> list[str]:
         """Paths under the procedure folders where the checkout's index differs from HEAD.
