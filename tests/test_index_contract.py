@@ -1005,3 +1005,79 @@ def test_unopenable_sqlite_is_index_unavailable(tmp_path: Path) -> None:
     (tmp_path / "a-folder").mkdir()
     with pytest.raises(IndexUnavailable, match="a-folder"):
         run(str(tmp_path / "a-folder"), lambda index: index.notify("x"))
+
+
+# --- run history is not derived data --------------------------------------------------------
+
+
+def test_a_corrupt_sqlite_index_is_set_aside_and_the_runs_stay(tmp_path: Path) -> None:
+    from registry.gitstore import GitStore
+    from registry.index_sqlite import IndexCorrupt, runs_path
+    from registry.sync import default_index_path, open_backend
+
+    store = GitStore.init(tmp_path / "repo")
+    path = default_index_path(store)
+    assert runs_path(path) == path.with_name("runs.sqlite3")
+
+    async def body() -> None:
+        async with await open_backend(store) as index:
+            await index.apply(initial_changes())
+            await index.record_executions([runrec("slugify", i) for i in range(3)])
+        path.write_bytes(b"not a database, garbage " * 200)
+        with pytest.raises(IndexCorrupt, match="procreg reindex") as caught:
+            await open_backend(store)
+        assert caught.value.path == path
+        async with await open_backend(store, set_aside_corrupt=True) as index:
+            assert await index.count_executions() == 3  # nothing derived, every run
+            assert await index.list_procedures() == []
+            assert (await index.metrics("slugify")).runs == 3
+
+    asyncio.run(body())
+    assert [p.name.startswith("index.sqlite3.corrupt-") for p in path.parent.iterdir()].count(
+        True
+    ) == 1
+
+
+def test_runs_keep_their_isolation(target: str) -> None:
+    async def body(index: IndexBackend) -> list[str | None]:
+        await index.record_executions(
+            [
+                runrec("slugify", 0).model_copy(update={"isolation": "bubblewrap"}),
+                runrec("slugify", 1),
+            ]
+        )
+        return sorted((r.isolation or "-") for r in await index.executions("slugify"))
+
+    assert run(target, body) == ["-", "bubblewrap"]
+
+
+def test_a_full_reindex_keeps_every_run(target: str) -> None:
+    async def body(index: IndexBackend) -> tuple[int, float | None]:
+        await index.apply(initial_changes())
+        await index.record_executions([runrec("slugify", i) for i in range(5)])
+        await index.apply(ChangeSet(ref=REF, commit="c9", tags_digest="d9", full=True))
+        return await index.count_executions("slugify"), (
+            await index.metrics("slugify")
+        ).success_rate
+
+    assert run(target, body) == (5, 1.0)
+
+
+def test_a_hung_postgres_server_is_a_timeout_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from registry import index_postgres
+
+    monkeypatch.setattr(index_postgres, "CONNECT_TIMEOUT_S", 0.5)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # accepts (in the kernel backlog) and never answers
+    port = server.getsockname()[1]
+    try:
+        with pytest.raises(IndexUnavailable, match="no answer within the timeout") as caught:
+            asyncio.run(index_postgres.PostgresIndex.connect(f"postgresql://u@127.0.0.1:{port}/x"))
+        assert "hung" in str(caught.value)
+    finally:
+        server.close()
