@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from registry import tags
 from registry.errors import (
     ConflictError,
+    LockedError,
     NotFoundError,
     UsageError,
     ValidationFailed,
@@ -611,11 +612,49 @@ def release(
     if not planned:
         return results
     with store.release_lock():
+        latest_now = _latest_tag_names(store, [plan.id for plan, _ in planned])
         for done, (plan, snap) in enumerate(planned, start=1):
-            results.append(_create(store, plan, snap, before_tag, extra.get(plan.id, ())))
+            reasons = extra.get(plan.id, ())
+            if latest_now.get(plan.id) == plan.previous_tag:
+                # nobody released it since it was planned: the plan still holds
+                results.append(_tag_or_replan(store, plan, snap, before_tag, reasons))
+            else:
+                results.append(_create(store, plan, snap, before_tag, reasons))
             if on_progress is not None:
                 on_progress(done, len(planned), plan.id)
     return results
+
+
+def _latest_tag_names(store: GitStore, ids: Sequence[str]) -> dict[str, str]:
+    """``{id: name of its highest release tag}``, read again (one listing, or one prefix each)."""
+    if len(ids) <= _PREFIX_LOOKUPS:
+        names: list[str] = []
+        for proc_id in ids:
+            names += store.ref_names(tags.TAGS_REF_PREFIX + tags.release_tag_prefix(proc_id))
+    else:
+        names = store.ref_names(tags.TAGS_REF_PREFIX + tags.RELEASE_TAG_PREFIX)
+    wanted = set(ids)
+    return {
+        proc_id: name
+        for proc_id, (_, name) in tags.latest_release_tags(names).items()
+        if proc_id in wanted
+    }
+
+
+def _tag_or_replan(
+    store: GitStore,
+    plan: ReleasePlan,
+    snap: Snapshot,
+    before_tag: BeforeTag | None,
+    extra: Sequence[str],
+) -> ReleaseResult:
+    try:
+        info = _create_tag(store, plan.tag, plan.commit, _message(plan))
+    except LockedError:
+        raise
+    except ConflictError:  # made meanwhile by something that is not a procreg release
+        return _create(store, plan, snap, before_tag, extra)
+    return ReleaseResult(**plan.model_dump(), created=True, tag_id=info.tag_id)
 
 
 def _create_tag(store: GitStore, name: str, commit: str, message: str) -> TagInfo:
