@@ -672,7 +672,8 @@ class GitStore:
             except (pygit2.GitError, OSError) as exc:
                 if not _is_lock_error(exc):
                     raise self._git_error(exc, "cannot write the index", path=self.git_dir) from exc
-                lock = self._lock_path(exc, "index")
+                found = _LOCK_IN_MESSAGE.search(str(exc))
+                lock = Path(found.group(1)) if found else self.git_dir / "index.lock"
                 self._wait_for_lock(lock, "the index of the checkout", deadline)
 
     def _only_ours(

@@ -557,3 +557,13 @@ def test_checkout_differences_list_what_git_diff_cached_would(tmp_path: Path) ->
     store.write({"c": files("c")}, "feat: c")  # not checked out
     assert store.checkout_differences() == ["procedures/c/main.py", "procedures/c/metadata.json"]
     assert store.checkout_differences(["a"]) == []
+
+
+def test_the_catch_up_clears_an_index_lock_a_killed_process_left(tmp_path: Path) -> None:
+    store, repo = _checkout(tmp_path)
+    store.begin_checkout_update()
+    store.write({"c": files("c")}, "feat: c")
+    _stale(repo / ".git" / "index.lock")
+    assert store.finish_checkout_update() == []
+    assert git(repo, "status", "--porcelain") == ""
+    assert not (repo / ".git" / "index.lock").exists()
