@@ -205,6 +205,12 @@ class RunRecorder:
         finally:
             self._closed = True
             await self._drop_backend()
+        if self.unsaved:
+            log.warning(
+                "%d run records are lost (the recorder is closed): %s",
+                self.unsaved,
+                self.unsaved_reason,
+            )
 
     # -- delivery ------------------------------------------------------------
 
@@ -260,7 +266,8 @@ class RunRecorder:
                 f"({exc.strerror or exc})"
             )
             report.error = self.unsaved_reason
-            log.error("%d run records kept in memory only: %s", len(batch), self.unsaved_reason)
+            # a warning: the caller reads `unsaved` and says it (procreg run does, exit 1)
+            log.warning("%d run records kept in memory only: %s", len(batch), self.unsaved_reason)
             return False
         report.spooled = len(batch)
         return True

@@ -114,6 +114,7 @@ def assert_no_lock_files(repo: Path, why: str) -> None:
 # -- SIGKILL at random points, then rerun -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_release_killed_anywhere_then_rerun(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     ids = [f"p{i}" for i in range(6)]
@@ -134,6 +135,7 @@ def test_release_killed_anywhere_then_rerun(tmp_path: Path) -> None:
         assert procreg(repo, "release", "--skip-examples").out.startswith("nothing to release")
 
 
+@pytest.mark.slow
 def test_migrate_killed_anywhere_then_rerun(tmp_path: Path) -> None:
     rng = random.Random(SEED + 1)
     db = build_sqlite(tmp_path / "legacy.db", 8)
@@ -158,6 +160,7 @@ def test_migrate_killed_anywhere_then_rerun(tmp_path: Path) -> None:
         assert_next_commit_loses_nothing(repo, why)
 
 
+@pytest.mark.slow
 def test_rollback_killed_anywhere_then_rerun(tmp_path: Path) -> None:
     rng = random.Random(SEED + 2)
     points = [
@@ -191,6 +194,7 @@ def test_rollback_killed_anywhere_then_rerun(tmp_path: Path) -> None:
 # -- contention ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_eight_releasers_on_a_commit_and_its_child(tmp_path: Path) -> None:
     """No content tagged twice, no internal error; everyone exits 0 and lists real tags."""
     repo = new_repo(tmp_path / "repo", ["a", "b", "c"])

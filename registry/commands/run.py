@@ -7,6 +7,7 @@ Heavy modules are imported inside the commands so that ``procreg --version`` sta
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,8 @@ def run(
     from registry.sandbox import Sandbox
     from registry.specs import split_ref
 
+    # the recorder's warnings (spooled, kept in memory) are said below, once, by this command
+    logging.getLogger("registry.recorder").setLevel(logging.ERROR)
     proc_id, spec = split_ref(ref_spec)
     store = ctx.store()
     config = _config(store)
