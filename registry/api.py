@@ -247,6 +247,7 @@ class AsyncRegistry:
         database_url: str | None = None,
         *,
         auto_sync: bool = True,
+        set_aside_corrupt: bool = False,
     ) -> Self:
         """Open the registry at ``repo_path`` and its index.
 
@@ -254,9 +255,11 @@ class AsyncRegistry:
         ``$PROCREG_DATABASE_URL``) names PostgreSQL. With ``auto_sync`` the
         index is brought up to date first: milliseconds when it is current,
         a full build (seconds for thousands of procedures) the first time.
+        ``set_aside_corrupt`` moves a corrupt SQLite index aside and starts a new
+        one (``reindex`` then rebuilds it); run records live apart and are kept.
         """
         store = GitStore.open(repo_path)
-        backend = await open_backend(store, database_url)
+        backend = await open_backend(store, database_url, set_aside_corrupt=set_aside_corrupt)
         try:
             self = cls(store, backend, tracked_ref(store))
             if auto_sync:

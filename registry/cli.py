@@ -322,6 +322,9 @@ def release(
     if not results:
         click.echo("nothing to release: no procedure changed since its last release")
     for r in results:
+        if r.existing:
+            click.echo(f"already tagged {r.tag} (released by another process meanwhile)")
+            continue
         verb = "would tag" if dry_run else "tagged"
         click.echo(f"{verb} {r.tag} ({r.bump}, +{r.lines_added} -{r.lines_removed})")
         for reason in r.reasons:
@@ -392,9 +395,14 @@ def rollback(
     from registry import releases
 
     store = ctx.store()
-    before = store.try_resolve("HEAD")
-    result = releases.rollback(store, proc_id, to_version, branch=branch, reason=reason)
-    _refresh_worktree(store, before)
+    on_checkout = store.workdir is not None and store.branch_ref(branch) == store.current_branch()
+    skipped = store.begin_checkout_update() if on_checkout else []
+    try:
+        result = releases.rollback(store, proc_id, to_version, branch=branch, reason=reason)
+    finally:
+        if on_checkout:
+            skipped += store.finish_checkout_update()
+        _say_left_alone(skipped)
     if as_json:
         emit_json(result)
         return
@@ -444,11 +452,13 @@ def hook_pre_receive(ctx: Context) -> None:
 # -- issue: the index ------------------------------------------------------------------
 
 
-def _registry(ctx: Context, *, auto_sync: bool = False) -> Any:
+def _registry(ctx: Context, *, auto_sync: bool = False, set_aside_corrupt: bool = False) -> Any:
     """An :class:`AsyncRegistry` on this repo's index (embedded SQLite unless a URL is given)."""
     from registry.api import AsyncRegistry
 
-    return AsyncRegistry.open(ctx.path, ctx.database_url, auto_sync=auto_sync)
+    return AsyncRegistry.open(
+        ctx.path, ctx.database_url, auto_sync=auto_sync, set_aside_corrupt=set_aside_corrupt
+    )
 
 
 def _run_async(make: Callable[[], Any]) -> Any:
@@ -489,10 +499,10 @@ def sync(ctx: Context, quiet: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def reindex(ctx: Context, as_json: bool) -> None:
-    """Rebuild the index from git alone (run records are kept)."""
+    """Rebuild the index from git alone (run records are kept; a corrupt index is set aside)."""
 
     async def go() -> Any:
-        async with await _registry(ctx) as reg:
+        async with await _registry(ctx, set_aside_corrupt=True) as reg:
             return await reg.reindex()
 
     report = _run_async(go)
@@ -539,13 +549,14 @@ def verify(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def watch(ctx: Context, reconcile_every: float) -> None:
     """Keep the index in sync as refs move; one line per sync, until Ctrl-C."""
-    from registry.watcher import watch_repo
+    from registry.watcher import describe_error, watch_repo
 
     def on_sync(report: Any) -> None:
         click.echo(_sync_line(report))
 
     def on_error(exc: BaseException) -> None:
-        click.echo(f"procreg watch: {exc} (still watching)", err=True)
+        # called once per distinct error (not on every retry), never with a traceback
+        click.echo(f"procreg watch: {describe_error(exc)} (still watching)", err=True)
 
     click.echo(f"watching {ctx.path.resolve()} (Ctrl-C to stop)", err=True)
     try:
@@ -674,11 +685,9 @@ def migrate(
 
     import asyncio
 
-    before = store.try_resolve("HEAD")
     with _progress("migrating", enabled=not as_json) as progress:
         report = asyncio.run(go(progress))
-    if not dry_run:
-        _refresh_worktree(store, before)
+    _say_left_alone(report.checkout_skipped)
     if report_file is not None:
         report_file.write_text(report.to_json())
     if as_json:
@@ -708,13 +717,15 @@ def _generator(kind: str, config: Any) -> Any:
     return codegen.ChatCompletionsGenerator(settings)
 
 
-def _refresh_worktree(store: GitStore, before: str | None) -> None:
-    """After the registry committed on the checked-out branch, show its work in the checkout."""
-    after = store.try_resolve("HEAD")
-    if after is None or after == before:
-        return
-    for path in store.update_worktree(before, after):
-        click.echo(f"procreg: left {path} alone: it has local changes", err=True)
+def _say_left_alone(paths: Sequence[str]) -> None:
+    """Tell the user which checkout files kept their own changes, and what to run."""
+    for path in sorted(set(paths)):
+        click.echo(
+            f"procreg: left {path} alone: it has local changes, and the branch now holds "
+            f"another version. Keep yours and commit it, or take the branch's with "
+            f"`git checkout HEAD -- {path}`",
+            err=True,
+        )
 
 
 class _progress:

@@ -27,7 +27,15 @@ class ConfigError(RegistryError):
 
 
 class GitError(RegistryError):
-    """A git operation failed; the message names the repository and ref."""
+    """A git operation failed; the message names the repository and ref.
+
+    ``path`` (a file or folder) and ``ref`` say where, when known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.ref = ref
 
 
 class NotFoundError(RegistryError):
@@ -36,6 +44,19 @@ class NotFoundError(RegistryError):
 
 class ConflictError(RegistryError):
     """A concurrent writer won a race (branch moved, tag already exists)."""
+
+
+class LockedError(ConflictError):
+    """A lock file is held by a live process (a git command, another procreg).
+
+    ``path`` is the lock file; ``holders`` the ids of the processes seen holding it
+    (empty when they could not be seen).
+    """
+
+    def __init__(self, message: str, *, path: str, holders: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+        self.holders = list(holders)
 
 
 class ValidationFailed(RegistryError):

@@ -9,9 +9,14 @@ turned into the project's own errors here, with the repository and ref named.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import logging
 import mmap
 import os
 import random
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,7 +26,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import ObjectType
 
-from registry.errors import ConflictError, GitError, NotFoundError
+from registry.errors import ConflictError, GitError, LockedError, NotFoundError
 from registry.snapshot import (
     MODE_SYMLINK,
     MODE_TREE,
@@ -29,6 +34,20 @@ from registry.snapshot import (
     FileEntry,
     Snapshot,
 )
+
+log = logging.getLogger(__name__)
+
+LOCK_GRACE_S = 2.0
+"""A ``*.lock`` file older than this that no process holds open was left by a dead one."""
+LOCK_WAIT_S = 10.0
+"""How long a write waits for a live lock on a ref (or the git index) before giving up
+(``$PROCREG_LOCK_WAIT`` overrides it)."""
+RELEASE_LOCK_WAIT_S = 120.0
+"""How long a release waits for another release in the same repository to finish."""
+RELEASE_LOCK = Path("procreg") / "release.lock"
+"""The release lock, relative to the common git dir (shared by every worktree)."""
+CHECKOUT_MARKER = Path("procreg") / "checkout-base"
+"""Per checkout: the commit its files and index reflect while the registry writes commits."""
 
 Changes = Mapping[str, Mapping[str, FileEntry | bytes] | None]
 """Per procedure id: its complete new files (replacing the folder), or None to delete it."""
@@ -102,6 +121,20 @@ class GitStore:
     @property
     def git_dir(self) -> Path:
         return Path(self.repo.path)
+
+    @property
+    def common_dir(self) -> Path:
+        """The git dir shared by every worktree (``git rev-parse --git-common-dir``).
+
+        A linked worktree's own git dir names it in its ``commondir`` file; refs
+        under ``refs/heads`` and ``refs/tags`` live there, and so does the release lock.
+        """
+        try:
+            text = (self.git_dir / "commondir").read_text().strip()
+        except OSError:
+            return self.git_dir
+        path = Path(text)
+        return (path if path.is_absolute() else self.git_dir / path).resolve()
 
     @property
     def workdir(self) -> Path | None:
@@ -370,6 +403,8 @@ class GitStore:
 
     def diff_text(self, old_tree_id: str | None, new_tree_id: str | None, prefix: str) -> str:
         """A unified diff between two folder trees, with paths shown under ``prefix``."""
+        if old_tree_id == new_tree_id:
+            return ""
         patch = self._tree_diff(old_tree_id, new_tree_id).patch or ""
         out = []
         for line in patch.splitlines(keepends=True):
@@ -382,13 +417,19 @@ class GitStore:
         return "".join(out)
 
     def _tree_diff(self, old_tree_id: str | None, new_tree_id: str | None) -> pygit2.Diff:
-        """A diff between two trees; a missing side is the empty tree."""
-        empty = self.repo.TreeBuilder().write()
-        old = self.repo.get(old_tree_id or empty)
-        new = self.repo.get(new_tree_id or empty)
-        if not isinstance(old, pygit2.Tree) or not isinstance(new, pygit2.Tree):
+        """A diff between two trees; a missing side is the empty tree (read-only: no write)."""
+        old = self.repo.get(old_tree_id) if old_tree_id else None
+        new = self.repo.get(new_tree_id) if new_tree_id else None
+        if (old_tree_id and not isinstance(old, pygit2.Tree)) or (
+            new_tree_id and not isinstance(new, pygit2.Tree)
+        ):
             raise NotFoundError(f"{self.name}: tree {old_tree_id} or {new_tree_id} is missing")
-        return old.diff_to_tree(new)
+        if isinstance(old, pygit2.Tree) and isinstance(new, pygit2.Tree):
+            return old.diff_to_tree(new)
+        if isinstance(new, pygit2.Tree):
+            return new.diff_to_tree(swap=True)  # the empty tree -> new
+        assert isinstance(old, pygit2.Tree), "callers compare two equal missing trees first"
+        return old.diff_to_tree()  # old -> the empty tree
 
     def folder_commits(
         self, proc_id: str, until: str, since: str | None = None
@@ -452,11 +493,15 @@ class GitStore:
         if another writer moved it first, the write is rebuilt on the new tip
         (up to ``retries`` times) as long as that writer did not change the
         same procedures; otherwise :class:`ConflictError`. With
-        ``expected_tip``, any move of the branch is a conflict.
+        ``expected_tip``, any move of the branch is a conflict. A branch lock
+        left by a killed process is cleared; a live one is waited for, then
+        reported (:class:`~registry.errors.LockedError`).
         """
         ref_name = self.branch_ref(branch)
         sig = self.signature()
-        for _attempt in range(retries + 1):  # one try, then `retries` rebuilds
+        deadline = time.monotonic() + _lock_wait()
+        attempt = 0
+        while True:
             ref = self._lookup(ref_name)
             tip = str(ref.target) if ref is not None else None
             if expected_tip is not None and tip != expected_tip:
@@ -466,35 +511,50 @@ class GitStore:
                 )
             base_commit = self.repo.get(tip) if tip else None
             base_tree = base_commit.tree if isinstance(base_commit, pygit2.Commit) else None
-            tree_id = self._build_tree(base_tree, changes)
-            if base_tree is not None and tree_id == base_tree.id:
-                return tip or ""  # nothing to change: no empty commit
-            parents = [tip] if tip else []
-            commit_id = self.repo.create_commit(None, sig, sig, message, tree_id, parents)
+            try:
+                tree_id = self._build_tree(base_tree, changes)
+                if base_tree is not None and tree_id == base_tree.id:
+                    return tip or ""  # nothing to change: no empty commit
+                parents = [tip] if tip else []
+                commit_id = self.repo.create_commit(None, sig, sig, message, tree_id, parents)
+            except (pygit2.GitError, OSError) as exc:
+                raise self._git_error(exc, f"cannot write a commit for {ref_name}") from exc
             try:
                 if ref is None:
-                    self.repo.references.create(ref_name, commit_id, force=False)
+                    self._create_ref(ref_name, commit_id, f"procreg: {message.splitlines()[0]}")
                 else:
                     ref.set_target(commit_id, f"procreg: {message.splitlines()[0]}")
                 return str(commit_id)
+            except ConflictError as exc:  # created by another writer meanwhile: a lost race
+                if isinstance(exc, LockedError):
+                    raise
+                lost: BaseException = exc
             except (pygit2.AlreadyExistsError, pygit2.GitError, OSError, ValueError) as exc:
-                # Lost the race: the ref moved (CAS mismatch) or another writer holds its lock.
+                if _is_lock_error(exc):
+                    self._wait_for_lock(self._lock_path(exc, ref_name), ref_name, deadline)
+                    continue
                 text = str(exc)
-                if not any(word in text for word in ("exists", "modified", "match", "lock")):
-                    raise GitError(f"{self.name}: cannot move {ref_name}: {exc}") from exc
-                if expected_tip is not None:
-                    raise ConflictError(
-                        f"{self.name}: {ref_name} moved while writing; re-read and try again"
-                    ) from exc
-                new = self._lookup(ref_name)
-                new_tip = str(new.target) if new is not None else None
-                if tip and new_tip and new_tip != tip and self._touched(tip, new_tip, changes):
-                    raise ConflictError(
-                        f"{self.name}: {ref_name} moved to {new_tip[:12]} with changes to the same "
-                        f"procedure(s) ({', '.join(sorted(changes))}); re-read and try again"
-                    ) from exc
-                time.sleep(random.uniform(0.001, 0.01))  # noqa: S311 - jitter, not crypto
-        raise ConflictError(f"{self.name}: {ref_name} kept moving; gave up after {retries} retries")
+                if not any(word in text for word in ("exists", "modified", "match")):
+                    raise self._git_error(exc, f"cannot move {ref_name}", ref=ref_name) from exc
+                lost = exc
+            # Lost the race: the ref moved (CAS mismatch) or was created meanwhile.
+            if expected_tip is not None:
+                raise ConflictError(
+                    f"{self.name}: {ref_name} moved while writing; re-read and try again"
+                ) from lost
+            new = self._lookup(ref_name)
+            new_tip = str(new.target) if new is not None else None
+            if tip and new_tip and new_tip != tip and self._touched(tip, new_tip, changes):
+                raise ConflictError(
+                    f"{self.name}: {ref_name} moved to {new_tip[:12]} with changes to the same "
+                    f"procedure(s) ({', '.join(sorted(changes))}); re-read and try again"
+                ) from lost
+            attempt += 1
+            if attempt > retries:
+                raise ConflictError(
+                    f"{self.name}: {ref_name} kept moving; gave up after {retries} retries"
+                ) from lost
+            time.sleep(random.uniform(0.001, 0.01))  # noqa: S311 - jitter, not crypto
 
     def _lookup(self, ref_name: str) -> pygit2.Reference | None:
         try:
@@ -546,10 +606,14 @@ class GitStore:
         """Bring the working tree and index up to a commit the registry wrote on HEAD's branch.
 
         Only procedure folders that differ between the two commits are
-        touched, and in them only files the user has not changed (the
-        working-tree file and the index entry still match ``old_commit``).
-        Returns the paths left alone because they hold local changes. A bare
-        repository, or a branch other than the checked-out one, is left as is.
+        touched. A file whose working-tree copy and index entry each hold
+        ``old_commit``'s content or already ``new_commit``'s is updated (an
+        update cut short half-way is finished); a file the user edited keeps
+        its working-tree copy while its index entry moves to the branch's, so
+        the index is never left behind the branch; an index entry the user
+        staged is left alone. Returns the paths that kept local changes. A
+        bare repository, or a branch other than the checked-out one, is left
+        as is.
         """
         if self.workdir is None or self.is_unborn() or self.resolve("HEAD") != new_commit:
             return []
@@ -562,26 +626,148 @@ class GitStore:
             before = self._blobs(old_tree, f"{self.folder}/{proc_id}/")
             after = self._blobs(new_tree, f"{self.folder}/{proc_id}/")
             for path in sorted(before.keys() | after.keys()):
-                if not self._untouched(path, before.get(path), index):
+                old, new = before.get(path), after.get(path)
+                index_ours, file_ours = self._only_ours(path, old, new, index)
+                if not index_ours:  # the user staged something of their own there
                     skipped.append(path)
                     continue
                 target = self.workdir / path
-                if path in after:
-                    oid, mode = after[path]
-                    blob = self.repo.get(oid)
-                    assert isinstance(blob, pygit2.Blob)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(blob.data)
-                    target.chmod(0o755 if mode == 0o100755 else 0o644)
-                    index.add(pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(mode)))
-                else:
-                    target.unlink(missing_ok=True)
-                    if path in index:
-                        index.remove(path)
+                try:
+                    if not file_ours:
+                        # the user edited the file: keep it, but never leave the index behind
+                        skipped.append(path)
+                        if new is not None:
+                            oid, mode = new
+                            index.add(pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(mode)))
+                        elif path in index:
+                            index.remove(path)
+                    elif new is not None:
+                        oid, mode = new
+                        blob = self.repo.get(oid)
+                        assert isinstance(blob, pygit2.Blob)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        if not target.is_file() or pygit2.hash(target.read_bytes()) != oid:
+                            target.write_bytes(blob.data)
+                        target.chmod(0o755 if mode == 0o100755 else 0o644)
+                        index.add(pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(mode)))
+                    else:
+                        target.unlink(missing_ok=True)
+                        if path in index:
+                            index.remove(path)
+                except OSError as exc:
+                    raise self._git_error(exc, f"cannot update {path}", path=target) from exc
             folder = self.workdir / self.folder / proc_id
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-        index.write()
+        self._write_index(index)
+        return skipped
+
+    def _write_index(self, index: pygit2.Index) -> None:
+        """Write the checkout's index, clearing an ``index.lock`` a killed process left."""
+        deadline = time.monotonic() + _lock_wait()
+        while True:
+            try:
+                index.write()
+                return
+            except (pygit2.GitError, OSError) as exc:
+                if not _is_lock_error(exc):
+                    raise self._git_error(exc, "cannot write the index", path=self.git_dir) from exc
+                found = _LOCK_IN_MESSAGE.search(str(exc))
+                lock = Path(found.group(1)) if found else self.git_dir / "index.lock"
+                self._wait_for_lock(lock, "the index of the checkout", deadline)
+
+    def _only_ours(
+        self,
+        path: str,
+        old: tuple[pygit2.Oid, int] | None,
+        new: tuple[pygit2.Oid, int] | None,
+        index: pygit2.Index,
+    ) -> tuple[bool, bool]:
+        """Whether the index, and the working tree, each hold ``old`` or ``new`` at ``path``."""
+        assert self.workdir is not None
+        allowed = {entry[0] if entry else None for entry in (old, new)}
+        in_index = index[path].id if path in index else None
+        target = self.workdir / path
+        if target.is_symlink() or target.is_dir():
+            return in_index in allowed, False
+        on_disk = pygit2.hash(target.read_bytes()) if target.is_file() else None
+        return in_index in allowed, on_disk in allowed
+
+    def checkout_differences(self, ids: Iterable[str] | None = None) -> list[str]:
+        """Paths under the procedure folders where the checkout's index differs from HEAD.
+
+        ``ids`` limits the check to those procedures. Empty for a bare repository
+        or an unborn branch. What ``git diff --cached --name-only`` would list there.
+        """
+        if self.workdir is None or self.is_unborn():
+            return []
+        index = self.repo.index
+        index.read()
+        head = self.tree_ids("HEAD")
+        wanted = sorted(set(ids) if ids is not None else set(head))
+        prefix = self.folder + "/"
+        staged: dict[str, dict[str, pygit2.Oid]] = {}
+        for entry in index:
+            if entry.path.startswith(prefix):
+                proc_id, _, _ = entry.path[len(prefix) :].partition("/")
+                staged.setdefault(proc_id, {})[entry.path] = entry.id
+        out: list[str] = []
+        for proc_id in wanted:
+            committed = {
+                path: oid
+                for path, (oid, _) in self._blobs(head.get(proc_id), f"{prefix}{proc_id}/").items()
+            }
+            mine = staged.get(proc_id, {})
+            out += sorted(
+                p for p in committed.keys() | mine.keys() if committed.get(p) != mine.get(p)
+            )
+        return out
+
+    def begin_checkout_update(self) -> list[str]:
+        """Before writing commits on HEAD's branch: say which commit the checkout reflects.
+
+        First finishes what an interrupted run left (:meth:`finish_checkout_update`),
+        then records HEAD's commit in ``.git/procreg/checkout-base``, so a run
+        killed after its commits but before updating the checkout is caught up
+        by the next one. Returns the paths the catch-up left alone.
+        """
+        skipped = self.finish_checkout_update()
+        if self.workdir is None:
+            return skipped
+        marker = self.git_dir / CHECKOUT_MARKER
+        base = "" if self.is_unborn() else self.resolve("HEAD")
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+            with tmp.open("w") as fh:
+                fh.write(base + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(marker)
+        except OSError as exc:
+            raise self._git_error(exc, "cannot record the checkout's commit", path=marker) from exc
+        return skipped
+
+    def finish_checkout_update(self) -> list[str]:
+        """Bring the checkout up to its branch after the registry wrote commits on it.
+
+        Uses the commit :meth:`begin_checkout_update` recorded (nothing to do
+        without one). Files the user changed are left alone and returned; the
+        record is removed either way, so the next run does not redo it.
+        """
+        marker = self.git_dir / CHECKOUT_MARKER
+        try:
+            base = marker.read_text().strip() or None
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._git_error(exc, "cannot read the checkout's commit", path=marker) from exc
+        skipped: list[str] = []
+        if self.workdir is not None and not self.is_unborn():
+            head = self.resolve("HEAD")
+            if base != head:
+                skipped = self.update_worktree(base, head)
+        marker.unlink(missing_ok=True)
         return skipped
 
     def _blobs(self, tree_id: str | None, prefix: str) -> dict[str, tuple[pygit2.Oid, int]]:
@@ -591,65 +777,36 @@ class GitStore:
         assert isinstance(tree, pygit2.Tree)
         return {prefix + path: (oid, mode) for path, mode, oid in self._walk(tree, "")}
 
-    def _untouched(
-        self, path: str, old: tuple[pygit2.Oid, int] | None, index: pygit2.Index
-    ) -> bool:
-        """True when the working tree and index still hold ``old`` (or nothing) at ``path``."""
-        assert self.workdir is not None
-        target = self.workdir / path
-        in_index = index[path].id if path in index else None
-        if old is None:
-            return not target.exists() and in_index is None
-        if in_index != old[0] or not target.is_file() or target.is_symlink():
-            return False
-        return bool(pygit2.hash(target.read_bytes()) == old[0])
-
     # -- tags -------------------------------------------------------------------
 
-    def tags(self, prefix: str) -> list[TagInfo]:
-        """Tags whose name starts with ``prefix``, with their targets and messages, by name."""
+    def tags(self, prefix: str, *, ignored: list[str] | None = None) -> list[TagInfo]:
+        """Tags whose name starts with ``prefix``, with their targets and messages, by name.
+
+        Tags that point at no commit (a tag of a tree or a blob) are left out;
+        their names are appended to ``ignored`` when it is given.
+        """
         out = []
         for ref_name, target in self._ref_targets("refs/tags/" + prefix):
             name = ref_name[len("refs/tags/") :]
             info = self.tag(name) if target is None else self.tag_at(name, target)
             if info is not None:
                 out.append(info)
+            elif ignored is not None:
+                ignored.append(name)
         return out
 
     def tag(self, name: str) -> TagInfo | None:
-        """One tag by name, or None if it does not exist."""
+        """One tag by name, or None if it does not exist (or tags no commit)."""
         ref_name = "refs/tags/" + name
-        # pygit2 1.21's lookup_reference (and references.get) keeps a reference to
-        # its name argument, leaking ~80 bytes per call: read the ref file instead
-        # and leave libgit2 the symbolic refs and the other ref layouts.
-        if pygit2.reference_is_valid_name(ref_name) and self._files_backend():
-            found, file_target = self._file_ref(ref_name)
-            if not found:
-                return None
-            if file_target is not None:
-                return self.tag_at(name, file_target)
-        ref = self._lookup(ref_name)
-        if ref is None:
+        if not pygit2.reference_is_valid_name(ref_name):
             return None
+        # revparse, not lookup_reference: pygit2 1.21's lookup_reference (and
+        # references.get) keeps its name argument alive, ~100 bytes a call.
         try:
-            target = ref.resolve().target
-        except (KeyError, pygit2.GitError):
+            obj = self.repo.revparse_single(ref_name)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
             return None
-        return self.tag_at(name, str(target))
-
-    def _file_ref(self, ref_name: str) -> tuple[bool, str | None]:
-        """``(exists, target id)`` of one ref in the files backend (target None: symbolic).
-
-        A loose ref overrides its packed copy, as in :meth:`_ref_targets`.
-        """
-        loose: dict[str, str | None] = {}
-        _read_loose(self.git_dir / ref_name, ref_name, loose)
-        if ref_name in loose:
-            return True, loose[ref_name]
-        for packed_name, target in _packed_refs(self.git_dir / "packed-refs", ref_name):
-            if packed_name == ref_name:
-                return True, target
-        return False, None
+        return self.tag_at(name, str(obj.id))
 
     def tag_at(self, name: str, target: str) -> TagInfo | None:
         """The tag ``name`` whose ref points at object ``target`` (a tag object or a commit).
@@ -675,45 +832,118 @@ class GitStore:
     def create_tag(self, name: str, commit: str, message: str) -> TagInfo:
         """Create an annotated tag; an existing tag of that name is a :class:`ConflictError`.
 
-        libgit2 checks that a tag is absent *before* it locks the ref, so two
-        creators could both succeed. Instead the ref is written the way git
-        itself does it: take ``refs/tags/<name>.lock`` with ``O_EXCL``, check
-        (loose and packed refs) while holding it, write, rename. Of two
-        concurrent creators, git processes included, exactly one succeeds.
+        The ref is created through libgit2 under its lock (see :meth:`_create_ref`),
+        in the common git dir, so a tag made in a linked worktree is everyone's.
+        A lock left by a killed process is cleared; a live one is waited for,
+        then reported (:class:`~registry.errors.LockedError`).
         """
         sig = self.signature()
         tag_id = self._write_tag_object(name, commit, message, sig)
-        ref_path = self.git_dir / "refs" / "tags" / name
-        lock = ref_path.with_name(ref_path.name + ".lock")
-        ref_path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + 5.0
+        self._create_ref("refs/tags/" + name, tag_id, f"procreg: tag {name}")
+        return TagInfo(name, commit, tag_id, _person(sig), message)
+
+    def _create_ref(self, ref_name: str, target: str | pygit2.Oid, message: str) -> None:
+        """Create ``ref_name`` pointing at ``target``; :class:`ConflictError` if it exists.
+
+        libgit2's ``references.create(force=False)`` checks that the ref is absent
+        *before* it takes the lock, so two creators could both succeed. A
+        reference transaction takes the lock first (``<ref>.lock``, created
+        exclusively, as git does), then the check is made while holding it.
+        """
+        deadline = time.monotonic() + _lock_wait()
+        oid = target if isinstance(target, pygit2.Oid) else pygit2.Oid(hex=target)
         while True:
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                break
-            except FileExistsError:
-                if time.monotonic() > deadline:
-                    raise ConflictError(
-                        f"{self.name}: {lock} stays locked; if no git process is running, "
-                        "remove that file and try again"
-                    ) from None
-                time.sleep(random.uniform(0.002, 0.01))  # noqa: S311 - jitter, not crypto
+                with self.repo.transaction() as txn:
+                    txn.lock_ref(ref_name)
+                    if ref_name in self.repo.references:
+                        short = ref_name.removeprefix("refs/tags/")
+                        what = f"tag {short}" if short != ref_name else ref_name
+                        raise ConflictError(
+                            f"{self.name}: {what} already exists; tags are never moved or "
+                            "overwritten"
+                        )
+                    txn.set_target(ref_name, oid, message=message)
+                return
+            except (pygit2.GitError, OSError) as exc:
+                if not _is_lock_error(exc):
+                    raise self._git_error(exc, f"cannot write {ref_name}", ref=ref_name) from exc
+                self._wait_for_lock(self._lock_path(exc, ref_name), ref_name, deadline)
+
+    def _lock_path(self, exc: BaseException, ref_name: str) -> Path:
+        """The lock file a libgit2 lock error names (else where the ref's lock lives)."""
+        found = _LOCK_IN_MESSAGE.search(str(exc))
+        if found:
+            return Path(found.group(1))
+        return self.common_dir / f"{ref_name}.lock"
+
+    def _wait_for_lock(self, lock: Path, what: str, deadline: float) -> None:
+        """After a write found ``lock`` taken: clear it if its holder is dead, else wait a bit.
+
+        Raises :class:`LockedError` naming the lock (and who holds it) at ``deadline``.
+        """
+        cleared, holders = clear_stale_lock(lock)
+        if cleared:
+            return
+        if time.monotonic() > deadline:
+            raise LockedError(_locked_message(lock, what, holders), path=str(lock), holders=holders)
+        time.sleep(random.uniform(0.01, 0.05))  # noqa: S311 - jitter, not crypto
+
+    def _git_error(
+        self, exc: BaseException, doing: str, *, ref: str | None = None, path: Path | None = None
+    ) -> GitError:
+        """A libgit2 or OS error as a :class:`GitError` naming the repository and what failed."""
+        where = path or self.common_dir
+        if _is_disk_full(exc):
+            return GitError(
+                f"{self.name}: {doing}: the disk holding {where} is full ({exc}); free some "
+                "space and run the command again (what was done is kept)",
+                path=str(where),
+                ref=ref,
+            )
+        return GitError(f"{self.name}: {doing}: {exc}", path=str(where), ref=ref)
+
+    @contextlib.contextmanager
+    def release_lock(self, wait_s: float = RELEASE_LOCK_WAIT_S) -> Iterator[None]:
+        """Hold the repository's release lock: one releaser at a time, across processes.
+
+        One open file under the common git dir, locked with ``flock``: exclusive by
+        construction, and the kernel drops it when its holder exits, however it
+        exits, so a killed release never blocks the next one. The holder writes its
+        pid into the file so a waiter that gives up can say who holds it.
+        """
+        path = self.common_dir / RELEASE_LOCK
         try:
-            if self._lookup("refs/tags/" + name) is not None:
-                raise ConflictError(
-                    f"{self.name}: tag {name} already exists; tags are never moved or overwritten"
-                )
-            os.write(fd, f"{tag_id}\n".encode())
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            lock.rename(ref_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._git_error(exc, "cannot open the release lock", path=path) from exc
+        try:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        holder = _read_pid(fd)
+                        raise LockedError(
+                            f"{self.name}: another release holds {path}"
+                            + (f" (pid {holder})" if holder else "")
+                            + f" after {wait_s:.0f} s; wait for it to finish, then retry",
+                            path=str(path),
+                            holders=[holder] if holder else [],
+                        ) from None
+                    time.sleep(random.uniform(0.005, 0.03))  # noqa: S311 - jitter
+            with contextlib.suppress(OSError):  # informative only: a full disk must not stop us
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            if fd != -1:
-                os.close(fd)
-            if lock.exists():
-                lock.unlink()
-        return TagInfo(name, commit, tag_id, _person(sig), message)
+            os.close(fd)
 
     def _write_tag_object(self, name: str, commit: str, message: str, sig: pygit2.Signature) -> str:
         if not isinstance(self.repo.get(commit), pygit2.Commit):
@@ -725,7 +955,10 @@ class GitStore:
             f"object {commit}\ntype commit\ntag {name}\n"
             f"tagger {sig.name} <{sig.email}> {sig.time} {sign}{hours:02d}{minutes:02d}\n\n{body}"
         )
-        return str(self.repo.write(ObjectType.TAG, raw.encode()))
+        try:
+            return str(self.repo.write(ObjectType.TAG, raw.encode()))
+        except (pygit2.GitError, OSError) as exc:
+            raise self._git_error(exc, f"cannot write tag {name}", path=self.common_dir) from exc
 
     def merge_base(self, a: str, b: str) -> str | None:
         """The best common ancestor of two revisions, or None when they share none."""
@@ -734,6 +967,114 @@ class GitStore:
         except (KeyError, ValueError, pygit2.GitError):
             return None
         return str(oid) if oid is not None else None
+
+
+# -- lock files -------------------------------------------------------------------------------
+
+_LOCK_IN_MESSAGE = re.compile(r"'([^']+\.lock)'")
+
+
+def _lock_wait() -> float:
+    try:
+        return float(os.environ.get("PROCREG_LOCK_WAIT", LOCK_WAIT_S))
+    except ValueError:
+        return LOCK_WAIT_S
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "failed to lock" in text or "locked" in text or ".lock'" in text
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "no space left" in text or "disk quota exceeded" in text
+
+
+def lock_holders(path: Path) -> list[int]:
+    """Ids of the processes that have ``path`` open (read from ``/proc``; may be incomplete).
+
+    libgit2 keeps a lock file open while it holds it; a process whose ``/proc``
+    entry cannot be read (another user's) is not seen.
+    """
+    target = Path(os.path.realpath(path))
+    found: list[int] = []
+    try:
+        procs = [p for p in Path("/proc").iterdir() if p.name.isdigit()]
+    except OSError:
+        return found
+    for proc in procs:
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if fd.readlink() == target:
+                    found.append(int(proc.name))
+                    break
+            except OSError:
+                continue
+    return found
+
+
+def clear_stale_lock(path: Path, grace_s: float = LOCK_GRACE_S) -> tuple[bool, list[int]]:
+    """Remove ``path`` if it is a lock its holder left behind; ``(gone now, live holders)``.
+
+    Stale means: no process has it open and it is older than ``grace_s`` (git
+    closes a ref lock just before it renames it into place, for microseconds).
+    """
+    try:
+        before = path.stat()
+    except FileNotFoundError:
+        return True, []
+    holders = lock_holders(path)
+    if holders:
+        return False, holders
+    if time.time() - before.st_mtime < grace_s:
+        return False, []
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return True, []
+    if (now.st_ino, now.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+        return False, []  # a new writer took it meanwhile
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    log.warning("procreg: removed the stale lock %s (the process that took it is gone)", path)
+    return True, []
+
+
+def _locked_message(lock: Path, what: str, holders: list[int]) -> str:
+    if holders:
+        who = ", ".join(f"pid {pid} ({_command_of(pid)})" for pid in holders)
+        return (
+            f"{lock} is held by {who}, which is writing {what}; wait for it to finish "
+            "(or stop it), then retry"
+        )
+    return (
+        f"{lock} keeps being recreated: another git command is writing {what}; wait for it "
+        "to finish, then retry"
+    )
+
+
+def _command_of(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "unknown command"
+    text = raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    return text[:80] or "unknown command"
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 # -- reading the files ref backend ---------------------------------------------------------

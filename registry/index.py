@@ -208,6 +208,8 @@ class ExecutionRecord(_Row):
     cpu_ms: float | None = None
     max_rss_kb: int | None = None
     imported: bool = False
+    isolation: str | None = None
+    """How the run was isolated (e.g. ``bubblewrap`` or ``none``), when the sandbox said."""
 
     @field_validator("started_at")
     @classmethod

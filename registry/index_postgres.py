@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -62,7 +63,22 @@ from registry.index import (
 
 POOL_MIN = 1
 POOL_MAX = 4
-CONNECT_TIMEOUT_S = 10.0
+
+
+def _seconds(env: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(env, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+# A hung server (it accepts connections but never answers) must cost a bounded
+# wait and a reason, not a blank error after a long one.
+CONNECT_TIMEOUT_S = _seconds("PROCREG_PG_CONNECT_TIMEOUT", 10.0)
+"""Seconds to open a connection (``$PROCREG_PG_CONNECT_TIMEOUT``)."""
+COMMAND_TIMEOUT_S = _seconds("PROCREG_PG_COMMAND_TIMEOUT", 60.0)
+"""Seconds any one statement may take (``$PROCREG_PG_COMMAND_TIMEOUT``)."""
 INGEST_CHUNK = 5000
 # pg_advisory_lock keys (bigint): "procsync" and "procmigr" as ASCII
 SYNC_LOCK_KEY = 0x70726F6373796E63
@@ -193,6 +209,13 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             REFERENCING NEW TABLE AS new_runs
             FOR EACH STATEMENT EXECUTE FUNCTION procreg_count_runs();
         """,
+    ),
+    (
+        3,
+        "runs record how they were isolated",
+        # executions and procedure_health are run history, not derived data: a reindex
+        # (DELETE_ALL_DERIVED) never touches them.
+        "ALTER TABLE executions ADD COLUMN isolation text;",
     ),
 )
 
@@ -386,6 +409,17 @@ ADVISORY_TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
 ADVISORY_UNLOCK = "SELECT pg_advisory_unlock($1)"
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a driver call failed, never blank (a timeout's own message is empty)."""
+    if isinstance(exc, TimeoutError):
+        return (
+            f"no answer within the timeout (connect {CONNECT_TIMEOUT_S:g} s, statement "
+            f"{COMMAND_TIMEOUT_S:g} s): the server is hung or overloaded"
+        )
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def describe_url(url: str) -> str:
     """``host:port/dbname`` of a PostgreSQL URL, without credentials."""
     parts = urlsplit(url)
@@ -485,12 +519,13 @@ class PostgresIndex:
                 init=_init_connection,
                 reset=_keep_session,
                 timeout=CONNECT_TIMEOUT_S,
+                command_timeout=COMMAND_TIMEOUT_S,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise IndexUnavailable(
-                f"cannot reach the PostgreSQL index at {where}: {exc}. Check that the server "
-                "is running and the database URL (PROCREG_DATABASE_URL) is right, or use "
-                "the embedded SQLite index"
+                f"cannot reach the PostgreSQL index at {where}: {_reason(exc)}. Check that the "
+                "server is running and the database URL (PROCREG_DATABASE_URL) is right, or "
+                "use the embedded SQLite index"
             ) from exc
         index = cls(url, pool)
         try:
@@ -550,7 +585,7 @@ class PostgresIndex:
             ) from exc
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise IndexUnavailable(
-                f"the PostgreSQL index at {self.where} failed: {type(exc).__name__}: {exc}. "
+                f"the PostgreSQL index at {self.where} failed: {_reason(exc)}. "
                 "Check that the server is up and reachable, then retry"
             ) from exc
 
@@ -656,6 +691,7 @@ class PostgresIndex:
         conn = self._lock_conn
         if conn is None or conn.is_closed():
             with self._errors():
+                # no command timeout here: waiting for the lock may rightly take long
                 conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
             self._lock_conn = conn
         return conn

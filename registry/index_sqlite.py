@@ -1,4 +1,13 @@
-"""The embedded index: one SQLite file (stdlib ``sqlite3``), usually ``.git/procreg/index.sqlite3``.
+"""The embedded index: SQLite files (stdlib ``sqlite3``), usually in ``.git/procreg/``.
+
+Two files, because only one of them is derived data. ``index.sqlite3`` holds what
+can be rebuilt from git (procedures, versions, channels, sync state); the run
+history (executions and the per-procedure health counts) lives in
+``runs.sqlite3`` beside it, attached to the same connection as schema ``runs``.
+So a corrupt index can be set aside and rebuilt by ``procreg reindex``
+(:func:`set_aside_corrupt`) and deleting it loses no run. Each file has its own
+numbered migrations; migration 3 of the index moved the runs of older indexes
+into the runs file.
 
 Why the async methods call sqlite3 directly instead of offloading to a thread: the
 file is local, statements take microseconds to milliseconds, and running every
@@ -68,6 +77,24 @@ PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA foreign_keys = ON",
 )
+
+RUNS_SCHEMA = "runs"
+
+
+def runs_path(index_path: Path) -> Path:
+    """The run-history file that goes with the index file ``index_path``."""
+    if index_path.name == "index.sqlite3":
+        return index_path.with_name("runs.sqlite3")
+    return index_path.with_name(f"{index_path.stem}-runs{index_path.suffix or '.sqlite3'}")
+
+
+class IndexCorrupt(IndexUnavailable):
+    """The derived index file is not a readable SQLite database; ``procreg reindex`` rebuilds it."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
 
 M = TypeVar("M", bound=BaseModel)
 JSON_COLUMNS = frozenset({"tags", "parameters", "metadata", "errors", "reasons"})
@@ -160,6 +187,20 @@ def _fill_fts(conn: sqlite3.Connection) -> None:
         rowid = values.pop("fts_rowid")
         rows.append((rowid, *_fts_params(_model(ProcedureRecord, values))))
     conn.executemany(INSERT_PROCEDURE_FTS, rows)
+
+
+# Migrations 1 and 2 ran before the run file existed; they run with it detached.
+ATTACHED_FROM = 3
+_OLD_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
+_COPY_OLD_RUNS = (
+    f"INSERT OR IGNORE INTO runs.executions ({column_list(_OLD_RUN_COLUMNS)}) "
+    f"SELECT {column_list(_OLD_RUN_COLUMNS)} FROM main.executions"
+)
+
+
+def _copy_old_runs(conn: sqlite3.Connection) -> None:
+    """Migration step: the runs an older index held go to the run file (health follows)."""
+    conn.execute(_COPY_OLD_RUNS)
 
 
 # (number, name, steps): applied in order, each in one transaction with its record;
@@ -314,13 +355,69 @@ MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
             END""",
         ),
     ),
+    (
+        3,
+        "run history moves to its own file (runs.sqlite3), which reindex never touches",
+        (
+            _copy_old_runs,
+            "DROP TRIGGER main.executions_count_runs",
+            "DROP TABLE main.procedure_health",
+            "DROP TABLE main.executions",
+        ),
+    ),
+)
+
+# The run file's own migrations (recorded in runs.schema_migrations).
+RUNS_MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
+    (
+        1,
+        "run history: executions (with the isolation a run had) and health per procedure",
+        (
+            """CREATE TABLE runs.executions (
+                run_id TEXT PRIMARY KEY,
+                id TEXT NOT NULL,
+                version TEXT,
+                "commit" TEXT,
+                tree_id TEXT,
+                python_version TEXT,
+                caller TEXT,
+                started_at TEXT NOT NULL,
+                duration_ms REAL NOT NULL CHECK (duration_ms >= 0),
+                outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+                error_type TEXT,
+                error_message TEXT,
+                cpu_ms REAL,
+                max_rss_kb INTEGER,
+                imported INTEGER NOT NULL,
+                isolation TEXT
+            )""",
+            "CREATE INDEX runs.executions_by_id ON executions (id, started_at)",
+            "CREATE INDEX runs.executions_by_version ON executions (id, version, started_at)",
+            """CREATE TABLE runs.procedure_health (
+                id TEXT PRIMARY KEY,
+                runs INTEGER NOT NULL CHECK (runs >= 0),
+                successes INTEGER NOT NULL CHECK (successes >= 0)
+            )""",
+            """CREATE TRIGGER runs.executions_count_runs AFTER INSERT ON executions BEGIN
+                INSERT OR IGNORE INTO procedure_health (id, runs, successes)
+                    VALUES (new.id, 0, 0);
+                UPDATE procedure_health
+                    SET runs = runs + 1, successes = successes + (new.outcome = 'success')
+                    WHERE id = new.id;
+            END""",
+        ),
+    ),
 )
 
 # The bookkeeping table itself is the one thing created before migrations can be read.
-CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"""
-SELECT_MIGRATIONS = "SELECT version FROM schema_migrations ORDER BY version"
-INSERT_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+SELECT_MIGRATIONS = "SELECT version FROM {schema}.schema_migrations ORDER BY version"
+INSERT_MIGRATION = (
+    "INSERT INTO {schema}.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+)
+ATTACH_RUNS = f"ATTACH DATABASE ? AS {RUNS_SCHEMA}"
+CHECK_READABLE = "SELECT count(*) FROM {schema}.sqlite_master"
 
 DELETE_ALL_DERIVED = (
     "DELETE FROM procedures",
@@ -352,9 +449,9 @@ SELECT_ALL_SYNC_STATES = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_st
 # Procedure queries run in two steps: the inner query filters, ranks, orders and limits
 # on narrow columns; only the rows it returns get their latest version and full columns.
 # Sort keys travel out of the inner query as sort_* so both levels order identically.
-HEALTH_JOIN = "LEFT JOIN procedure_health h ON h.id = p.id"
+HEALTH_JOIN = "LEFT JOIN runs.procedure_health h ON h.id = p.id"
 # a procedure without runs has no success rate, so it can never pass min_success_rate
-HEALTH_INNER_JOIN = "JOIN procedure_health h ON h.id = p.id"
+HEALTH_INNER_JOIN = "JOIN runs.procedure_health h ON h.id = p.id"
 SUCCESS_RATE = "CAST(h.successes AS REAL) / h.runs"
 SELECT_PAGE = """SELECT p.fts_rowid AS sort_key, {rank} AS sort_rank,
     lower(p.name) AS sort_name, p.id AS sort_id{health}
@@ -403,15 +500,15 @@ WHERE c.id = ? AND c.seq = (SELECT max(c2.seq) FROM channels c2
     WHERE c2.id = c.id AND c2.channel = c.channel)
 ORDER BY c.channel"""
 
-INSERT_EXECUTION = f"""INSERT OR IGNORE INTO executions ({column_list(EXECUTION_COLUMNS)})
+INSERT_EXECUTION = f"""INSERT OR IGNORE INTO runs.executions ({column_list(EXECUTION_COLUMNS)})
 VALUES ({", ".join(["?"] * len(EXECUTION_COLUMNS))})"""
-SELECT_EXECUTIONS = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM executions
+SELECT_EXECUTIONS = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM runs.executions
 WHERE id = ? AND (? IS NULL OR version = ?)
 ORDER BY started_at DESC, run_id DESC LIMIT ?"""
-COUNT_EXECUTIONS = "SELECT count(*) FROM executions WHERE (? IS NULL OR id = ?)"
+COUNT_EXECUTIONS = "SELECT count(*) FROM runs.executions WHERE (? IS NULL OR id = ?)"
 SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_at
-FROM executions WHERE id = ?"""
-SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM executions
+FROM runs.executions WHERE id = ?"""
+SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM runs.executions
 WHERE id = ? AND (? IS NULL OR version = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?"""
 
 
@@ -427,8 +524,13 @@ class SqliteIndex:
 
     @classmethod
     async def connect(cls, target: str | Path) -> Self:
-        """Open (creating if needed) the index file at ``target`` and migrate it."""
+        """Open (creating if needed) the index file at ``target`` and its run file; migrate both.
+
+        A corrupt index file is :class:`IndexCorrupt` (``procreg reindex`` sets it
+        aside and rebuilds it); the run file is never set aside.
+        """
         path = Path(target)
+        runs = runs_path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit mode: transactions are explicit BEGIN IMMEDIATE / COMMIT
@@ -436,33 +538,66 @@ class SqliteIndex:
         except (OSError, sqlite3.Error) as exc:
             raise IndexUnavailable(
                 f"cannot open the SQLite index {path}: {exc}; check that the folder is "
-                "writable, or delete the file and run `procreg reindex`"
+                "writable and has free space"
             ) from exc
         conn.row_factory = sqlite3.Row
         index = cls(path, conn)
         try:
+            index._check_readable("main", path)
             with index._errors():
                 for pragma in PRAGMAS:
                     conn.execute(pragma)
-                index.applied_migrations = index._migrate()
+                index.applied_migrations = index._migrate(runs)
         except BaseException:
             conn.close()
             raise
         return index
 
-    def _migrate(self) -> list[int]:
-        self._conn.execute(CREATE_MIGRATIONS_TABLE)
+    def _check_readable(self, schema: str, path: Path) -> None:
+        try:
+            self._conn.execute(CHECK_READABLE.format(schema=schema)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            if schema == "main":
+                raise IndexCorrupt(
+                    f"the SQLite index {path} is corrupt ({exc}); run `procreg reindex` to "
+                    f"rebuild it from git (run records are kept apart, in {runs_path(path)})",
+                    path,
+                ) from exc
+            raise IndexUnavailable(
+                f"the run history {path} is unreadable ({exc}); it is not derived data and "
+                "cannot be rebuilt from git: restore it from a backup (do not delete it)"
+            ) from exc
+
+    def _migrate(self, runs: Path) -> list[int]:
+        main = self._apply_migrations("main", [m for m in MIGRATIONS if m[0] < ATTACHED_FROM])
+        try:
+            self._conn.execute(ATTACH_RUNS, (str(runs),))
+        except sqlite3.Error as exc:
+            raise IndexUnavailable(
+                f"cannot open the run history {runs}: {exc}; check that the folder is writable"
+            ) from exc
+        self._check_readable(RUNS_SCHEMA, runs)
+        self._conn.execute(f"PRAGMA {RUNS_SCHEMA}.journal_mode = WAL")
+        self._apply_migrations(RUNS_SCHEMA, list(RUNS_MIGRATIONS))
+        main += self._apply_migrations("main", [m for m in MIGRATIONS if m[0] >= ATTACHED_FROM])
+        return main
+
+    def _apply_migrations(
+        self, schema: str, migrations: Sequence[tuple[int, str, tuple[MigrationStep, ...]]]
+    ) -> list[int]:
+        known = MIGRATIONS if schema == "main" else RUNS_MIGRATIONS
+        where = self.path if schema == "main" else runs_path(self.path)
+        self._conn.execute(CREATE_MIGRATIONS_TABLE.format(schema=schema))
         applied: list[int] = []
         with self._tx():
-            done = {r[0] for r in self._conn.execute(SELECT_MIGRATIONS)}
-            newest = max(n for n, _, _ in MIGRATIONS)
+            done = {r[0] for r in self._conn.execute(SELECT_MIGRATIONS.format(schema=schema))}
+            newest = max(n for n, _, _ in known)
             if done and max(done) > newest:
                 raise IndexUnavailable(
-                    f"the SQLite index {self.path} has schema migration {max(done)}, newer "
-                    f"than this procreg knows ({newest}); upgrade procreg, or delete the "
-                    "file and run `procreg reindex`"
+                    f"the SQLite file {where} has schema migration {max(done)}, newer "
+                    f"than this procreg knows ({newest}); upgrade procreg"
                 )
-            for number, name, steps in MIGRATIONS:
+            for number, name, steps in migrations:
                 if number in done:
                     continue
                 for step in steps:
@@ -470,7 +605,9 @@ class SqliteIndex:
                         step(self._conn)
                     else:
                         self._conn.execute(step)
-                self._conn.execute(INSERT_MIGRATION, (number, name, _ts(datetime.now(UTC))))
+                self._conn.execute(
+                    INSERT_MIGRATION.format(schema=schema), (number, name, _ts(datetime.now(UTC)))
+                )
                 applied.append(number)
         return applied
 
@@ -496,7 +633,8 @@ class SqliteIndex:
         except sqlite3.Error as exc:
             raise IndexUnavailable(
                 f"the SQLite index {self.path} failed: {exc}; if another process holds it, "
-                "retry, else delete the file and run `procreg reindex`"
+                "retry; if the disk is full, free some space; if it is corrupt, run "
+                "`procreg reindex` (run records are kept apart)"
             ) from exc
 
     @contextlib.contextmanager
@@ -512,9 +650,15 @@ class SqliteIndex:
         self._conn.execute("COMMIT")
 
     async def schema_migrations(self) -> list[int]:
-        """Numbers of the applied migrations, ascending."""
+        """Numbers of the applied migrations of the index file, ascending."""
         with self._errors():
-            return [r[0] for r in self._conn.execute(SELECT_MIGRATIONS)]
+            return [r[0] for r in self._conn.execute(SELECT_MIGRATIONS.format(schema="main"))]
+
+    async def runs_migrations(self) -> list[int]:
+        """Numbers of the applied migrations of the run file, ascending."""
+        sql = SELECT_MIGRATIONS.format(schema=RUNS_SCHEMA)
+        with self._errors():
+            return [r[0] for r in self._conn.execute(sql)]
 
     # -- sync --------------------------------------------------------------
 
@@ -797,3 +941,21 @@ class SqliteIndex:
             channels = [_model(ChannelMove, r) for r in c.execute(SELECT_ALL_CHANNELS)]
             states = [_model(SyncState, r) for r in c.execute(SELECT_ALL_SYNC_STATES)]
         return canonical_snapshot(procedures, versions, channels, states)
+
+
+def set_aside_corrupt(path: Path) -> Path:
+    """Move a corrupt index file (and its WAL files) aside so it can be rebuilt; the new name.
+
+    Only the derived index: the run file beside it is never moved.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    try:
+        path.replace(aside)
+        for suffix in ("-wal", "-shm"):
+            extra = path.with_name(path.name + suffix)
+            if extra.exists():
+                extra.replace(aside.with_name(aside.name + suffix))
+    except OSError as exc:
+        raise IndexUnavailable(f"cannot move the corrupt index {path} aside: {exc}") from exc
+    return aside

@@ -362,11 +362,19 @@ class Verification(BaseModel):
     fields_checked: int = 0
     fields_lost: int = 0
     lost: list[str] = Field(default_factory=list)
+    checkout: list[str] = Field(default_factory=list)
+    """Paths of migrated procedures where the checkout's index differs from the branch."""
 
     @property
     def line(self) -> str:
-        """``verified: 101 procedures, 0 fields lost``."""
-        return f"verified: {self.procedures} procedures, {self.fields_lost} fields lost"
+        """``verified: 101 procedures, 0 fields lost`` (and how the checkout differs, if so)."""
+        text = f"verified: {self.procedures} procedures, {self.fields_lost} fields lost"
+        if self.checkout:
+            text += (
+                f"; the checkout differs from the branch at {len(self.checkout)} path(s) "
+                f"(first: {self.checkout[0]}): see `git status`"
+            )
+        return text
 
 
 class MigrationReport(BaseModel):
@@ -382,6 +390,8 @@ class MigrationReport(BaseModel):
     runs_imported: int = 0
     procedures: list[ProcedureResult] = Field(default_factory=list)
     verification: Verification = Field(default_factory=Verification)
+    checkout_skipped: list[str] = Field(default_factory=list)
+    """Files the checkout update left alone because they hold the user's own changes."""
 
     def to_json(self) -> str:
         """The report as JSON (with ``verification.line``)."""
@@ -518,6 +528,11 @@ def _release(store: GitStore, proc_id: str, commit: str) -> tuple[str | None, bo
     Returns the 1.0.0 tag name (None when another release exists) and whether
     this call created it.
     """
+    with store.release_lock():
+        return _release_locked(store, proc_id, commit)
+
+
+def _release_locked(store: GitStore, proc_id: str, commit: str) -> tuple[str | None, bool]:
     name = release_tag(proc_id, VERSION)
     if store.tag(name) is not None:
         return name, False
@@ -601,8 +616,14 @@ async def migrate(
     known, occupied = _migrated_at(store, tip)
     ids = assign_ids(legacy.procedures, known, occupied)
     config = _validation_config(store, tip)
+    # Commits before checkouts: catch up what an interrupted run left, and say which
+    # commit the checkout reflects before writing any (see GitStore.begin_checkout_update).
+    on_checkout = not dry_run and store.workdir is not None and ref_name == store.current_branch()
+    skipped: list[str] = []
     if not dry_run:
         store.signature()  # no git identity: fail before the first procedure, not on each
+        if on_checkout:
+            skipped += store.begin_checkout_update()
     report = MigrationReport(source=legacy.source, system=legacy.system, dry_run=dry_run)
     report.total = len(legacy.procedures)
     planned: dict[str, str] = {}
@@ -643,9 +664,14 @@ async def migrate(
         report.counts.setdefault(key, 0)
     for key in ("approved", "review", "expert"):
         report.bands.setdefault(key, 0)
+    if on_checkout:
+        skipped += store.finish_checkout_update()
+    report.checkout_skipped = sorted(set(skipped))
     fresh = await read_source(source)
     tip = store.try_resolve(ref_name)
     report.verification = verify(store, fresh, present, tip, planned if dry_run else None)
+    if on_checkout:
+        report.verification.checkout = store.checkout_differences(present.values())
     return report
 
 

@@ -13,6 +13,13 @@ crashed processes left behind), and deletes a file only after the transaction
 that stored its records committed. A crash between that commit and the delete
 re-delivers the lines later; ``run_id`` is unique in the index, so nothing is
 counted twice, and nothing is lost.
+
+When the spool cannot be written either (a read-only or full disk), the records
+stay in memory and every later flush tries again; :attr:`RunRecorder.unsaved`
+counts them and :attr:`RunRecorder.unsaved_reason` says why, so the caller can
+say that a run's record could not be kept (``procreg run`` exits 1 with
+``the run's record could not be stored or spooled: ...``). Nothing is dropped
+silently, and a recording problem never becomes an internal error.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class FlushReport(BaseModel):
     new: int = 0
     spooled: int = 0
     from_spool: int = 0
+    undeliverable: int = 0
+    """Records neither stored nor spooled by this flush (kept in memory for the next one)."""
     error: str | None = None
 
 
@@ -104,6 +113,8 @@ class RunRecorder:
         self.spool_file = spool / f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SPOOL_SUFFIX}"
         self.totals = FlushReport()
         self._spool_ids: set[str] = set()
+        self.unsaved_reason: str | None = None
+        """Why the records counted by :attr:`unsaved` could be neither stored nor spooled."""
         self.events: list[BaseModel] = []
         """What ``on_flush`` hooks did (e.g. health actions), for the caller to report."""
 
@@ -122,6 +133,11 @@ class RunRecorder:
     def pending(self) -> int:
         """Records buffered in memory, not yet delivered nor spooled."""
         return len(self._buffer)
+
+    @property
+    def unsaved(self) -> int:
+        """Records that the last flush could neither store nor spool (after :meth:`close`: lost)."""
+        return len(self._buffer) if self.unsaved_reason is not None else 0
 
     async def record(self, record: ExecutionRecord) -> None:
         """Buffer one record; flush now if the batch is full, else within the interval."""
@@ -156,6 +172,10 @@ class RunRecorder:
                 # re-delivery is a duplicate that run_id absorbs
                 self._buffer[:0] = batch
                 raise
+            if report.undeliverable:
+                self._buffer[:0] = batch  # kept for the next flush; never dropped silently
+            else:
+                self.unsaved_reason = None
             ids = ({r.id for r in batch} | self._spool_ids) if report.error is None else set()
         self._add(report)
         if ids and self.on_flush is not None:
@@ -185,6 +205,12 @@ class RunRecorder:
         finally:
             self._closed = True
             await self._drop_backend()
+        if self.unsaved:
+            log.warning(
+                "%d run records are lost (the recorder is closed): %s",
+                self.unsaved,
+                self.unsaved_reason,
+            )
 
     # -- delivery ------------------------------------------------------------
 
@@ -194,6 +220,7 @@ class RunRecorder:
         t.new += report.new
         t.spooled += report.spooled
         t.from_spool += report.from_spool
+        t.undeliverable = report.undeliverable
         t.error = report.error
 
     async def _deliver(self, batch: list[ExecutionRecord]) -> FlushReport:
@@ -210,21 +237,40 @@ class RunRecorder:
             # later flush behind it.
             report.error = str(exc)
             if batch:
-                self._append(self.spool / f"{self.spool_file.stem}{REJECTED_SUFFIX}", batch)
+                rejected = self.spool / f"{self.spool_file.stem}{REJECTED_SUFFIX}"
+                if self._spool_or_keep(rejected, batch, report, str(exc)):
+                    report.spooled = 0
             log.error("the index rejected %d run records: %s", len(batch), exc)
         except UNREACHABLE as exc:
-            report.error = f"{type(exc).__name__}: {exc}"
-            if batch:
-                self._append(self.spool_file, batch)
-                report.spooled = len(batch)
-            log.warning(
-                "index unreachable (%s); %d run records spooled to %s",
-                exc,
-                len(batch),
-                self.spool_file,
-            )
+            report.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             await self._drop_backend()
+            if batch and self._spool_or_keep(self.spool_file, batch, report, report.error):
+                log.warning(
+                    "index unreachable (%s); %d run records spooled to %s",
+                    report.error,
+                    len(batch),
+                    self.spool_file,
+                )
         return report
+
+    def _spool_or_keep(
+        self, path: Path, batch: list[ExecutionRecord], report: FlushReport, why: str
+    ) -> bool:
+        """Append ``batch`` to ``path``; if the disk refuses, mark it undeliverable (False)."""
+        try:
+            self._append(path, batch)
+        except OSError as exc:
+            report.undeliverable = len(batch)
+            self.unsaved_reason = (
+                f"the index could not take it ({why}) and the spool {path} cannot be written "
+                f"({exc.strerror or exc})"
+            )
+            report.error = self.unsaved_reason
+            # a warning: the caller reads `unsaved` and says it (procreg run does, exit 1)
+            log.warning("%d run records kept in memory only: %s", len(batch), self.unsaved_reason)
+            return False
+        report.spooled = len(batch)
+        return True
 
     async def _ensure_backend(self) -> IndexBackend:
         if self._backend is None:
@@ -244,23 +290,33 @@ class RunRecorder:
             return 0, 0
         delivered = new = 0
         for path in sorted(self.spool.glob(f"*{SPOOL_SUFFIX}")):
-            with _locked(path, create=False) as handle:
-                if handle is None:
-                    continue
-                records, bad = _read_spool(handle, path)
-                if bad:
-                    self._keep_bad(path, bad)
-                if records:
-                    try:
-                        new += await backend.record_executions(records)
-                    except IndexRejected as exc:
-                        log.error("the index rejected spool file %s: %s", path, exc)
-                        path.rename(path.with_suffix(REJECTED_SUFFIX))
-                        continue
-                    self._spool_ids |= {r.id for r in records}
-                delivered += len(records)
-                path.unlink()
+            try:
+                got = await self._deliver_spool_file(backend, path)
+            except OSError as exc:  # a read-only or full spool: the file stays for later
+                log.error("cannot deliver the spool file %s now: %s", path, exc)
+                continue
+            delivered += got[0]
+            new += got[1]
         return delivered, new
+
+    async def _deliver_spool_file(self, backend: IndexBackend, path: Path) -> tuple[int, int]:
+        with _locked(path, create=False) as handle:
+            if handle is None:
+                return 0, 0
+            records, bad = _read_spool(handle, path)
+            if bad:
+                self._keep_bad(path, bad)
+            new = 0
+            if records:
+                try:
+                    new = await backend.record_executions(records)
+                except IndexRejected as exc:
+                    log.error("the index rejected spool file %s: %s", path, exc)
+                    _set_aside(path)
+                    return 0, 0
+                self._spool_ids |= {r.id for r in records}
+            _remove_delivered(path)
+        return len(records), new
 
     def _keep_bad(self, path: Path, lines: list[str]) -> None:
         bad_path = path.with_suffix(REJECTED_SUFFIX)
@@ -279,6 +335,17 @@ class RunRecorder:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _set_aside(path: Path) -> None:
+    path.rename(path.with_suffix(REJECTED_SUFFIX))
+
+
+def _remove_delivered(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError as exc:  # stored; run_id makes the later re-delivery a no-op
+        log.warning("delivered %s but cannot remove it: %s", path, exc)
 
 
 def spooled_records(spool: Path) -> list[ExecutionRecord]:

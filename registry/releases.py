@@ -6,12 +6,14 @@ git store and creates annotated tags. Tags are found by name prefix, never by
 walking history, and are never moved or deleted: a rollback is a new commit
 and a new release, a channel move is a new tag in the channel's own namespace.
 
-Concurrency: tags are created under an advisory lock on the git dir (libgit2
-alone checks a tag's absence before locking its ref), so two processes
-releasing the same commit make one tag and never overwrite it; the loser
-re-plans, finds the work done, and gets :class:`ReleaseConflict`. Channel
-movers each get their own sequence number. A rollback moves the branch by
-compare-and-swap.
+Concurrency: releases are planned, then re-planned and tagged under the
+repository's release lock (:meth:`GitStore.release_lock`, one ``flock``), so
+the plan that is tagged always sees every tag made before it: two processes
+releasing a commit and its descendant never tag the same folder contents
+twice, and a release whose work another process did reports that process's
+tags (``existing=True``) instead of failing. Each tag ref is created under
+its own lock besides (never overwritten). Channel movers each get their own
+sequence number. A rollback moves the branch by compare-and-swap.
 
 History, resolve and diff live in :mod:`registry.history`, channels in
 :mod:`registry.channels`; both build on this module and are re-exported here.
@@ -20,6 +22,7 @@ History, resolve and diff live in :mod:`registry.history`, channels in
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -30,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from registry import tags
 from registry.errors import (
     ConflictError,
+    LockedError,
     NotFoundError,
     UsageError,
     ValidationFailed,
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
     )
     from registry.config import ValidationSection
     from registry.history import Resolved, VersionInfo, diff, history, resolve
+
+log = logging.getLogger(__name__)
 
 # validation, versioning, specs and config are imported where they are used:
 # `procreg log` and `procreg show` need none of them, and their pydantic
@@ -83,14 +89,24 @@ class ReleasePlan(BaseModel):
 
 
 class ReleaseResult(ReleasePlan):
-    """A release made (or, on a dry run, the one that would be made)."""
+    """A release made (or, on a dry run, the one that would be made).
+
+    ``existing``: another process released this folder while this call waited
+    for the release lock; ``tag`` and ``version`` are that release (``created``
+    is False).
+    """
 
     created: bool = True
     tag_id: str | None = None
+    existing: bool = False
 
 
 class ReleaseConflict(ConflictError):
-    """Another process released the same procedure(s) first; ``results`` is what this call made."""
+    """Another process released the same procedure(s) first; ``results`` is what this call made.
+
+    :func:`release` no longer raises it (it reports such releases with
+    ``existing=True``); kept for callers that catch it.
+    """
 
     def __init__(self, message: str, results: Sequence[ReleaseResult], lost: Sequence[str]):
         super().__init__(message)
@@ -108,10 +124,31 @@ Progress = Callable[[int, int, str], None]
 # --- reading releases ----------------------------------------------------------
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_not_a_release(names: Iterable[str]) -> None:
+    """Log once per tag that a ``procedure-`` tag of a tree or blob is ignored."""
+    for name in names:
+        if name not in _WARNED:
+            _WARNED.add(name)
+            log.warning(
+                "procreg: warning: ignoring tag %s: it does not point at a commit (release "
+                "tags are annotated tags of commits); if it is a mistake, `git tag -d %s`",
+                name,
+                name,
+            )
+
+
 def _releases(store: GitStore, proc_id: str) -> list[tuple[semver.Version, TagInfo]]:
-    """Every release tag of ``proc_id``, newest version first."""
+    """Every release tag of ``proc_id``, newest version first (tags of no commit ignored)."""
     found: list[tuple[semver.Version, TagInfo]] = []
-    for info in store.tags(tags.release_tag_prefix(proc_id)):
+    ignored: list[str] = []
+    infos = store.tags(tags.release_tag_prefix(proc_id), ignored=ignored)
+    _warn_not_a_release(
+        n for n in ignored if (p := tags.parse_release_tag(n)) is not None and p[0] == proc_id
+    )
+    for info in infos:
         parsed = tags.parse_release_tag(info.name)
         # Another id can share the prefix ("a" and "a-v2"): keep only exact matches.
         if parsed is not None and parsed[0] == proc_id:
@@ -178,6 +215,7 @@ class _View:
         self.store = store
         self._latest: dict[str, tuple[semver.Version, str]] = {}
         self._infos: dict[str, TagInfo | None] = {}
+        self._ancestry: dict[tuple[str, str], bool] = {}
         if ids is not None and len(ids) <= _PREFIX_LOOKUPS:
             for proc_id in ids:
                 found = _releases(store, proc_id)
@@ -196,7 +234,30 @@ class _View:
         if found[1] not in self._infos:
             self._infos[found[1]] = self.store.tag(found[1])
         info = self._infos[found[1]]
-        return (found[0], info) if info is not None else None
+        if info is None:
+            # the highest name tags no commit (a hand-made tag of a tree): skip it
+            releases = _releases(self.store, proc_id)
+            if not releases:
+                del self._latest[proc_id]
+                return None
+            version, info = releases[0]
+            self._latest[proc_id] = (version, info.name)
+            self._infos[info.name] = info
+            return version, info
+        return found[0], info
+
+    def superseded(self, commit: str, released_at: str) -> bool:
+        """True when ``commit`` is a strict ancestor of ``released_at`` (a later release's commit).
+
+        Releasing it would tag older contents over a newer release: a commit and
+        its descendant released at once must not tag the same contents twice.
+        """
+        if commit == released_at:
+            return False
+        key = (commit, released_at)
+        if key not in self._ancestry:
+            self._ancestry[key] = self.store.is_ancestor(commit, released_at)
+        return self._ancestry[key]
 
     def changed(self, commit: str, trees: Mapping[str, str]) -> dict[str, str]:
         """The candidates whose folder differs from their latest release (or never released).
@@ -212,6 +273,8 @@ class _View:
                 out[proc_id] = tree
                 continue
             version, info = latest
+            if self.superseded(commit, info.commit):
+                continue
             released = tags.release_tree(info.message, proc_id, version)
             if released is None:
                 unknown.setdefault(info.commit, []).append(proc_id)
@@ -375,7 +438,7 @@ def _plan_one(
         previous, tag = latest
         previous_tag = tag.name
         old_tree = _release_tree(store, proc_id, previous, tag)
-        if old_tree == new_tree:
+        if old_tree == new_tree or view.superseded(commit, tag.commit):
             return None
         old = (
             store.read_tree(proc_id, old_tree, tag.commit)
@@ -528,10 +591,11 @@ def release(
     trailers. ``before_tag`` sees every plan before the first tag is made and
     may raise to refuse the release (the execution layer runs examples there).
     ``extra_reasons`` adds reasons per id (a rollback says what it restores).
-    An existing tag is never overwritten: if another process released the same
-    procedure meanwhile this call re-plans it; when that leaves nothing to do,
-    :class:`ReleaseConflict` (a :class:`ConflictError`) is raised after the
-    other procedures are tagged, with them in ``results``.
+    Tags are made under the release lock after re-planning with the tags as
+    they are then: if another process released the same folder meanwhile, its
+    release is returned with ``existing=True`` (nothing is tagged twice); if it
+    released another version first, the version is recomputed. An existing tag
+    is never overwritten.
     """
     planned = _plan(store, ids, ref, all_changed)
     extra = extra_reasons or {}
@@ -545,23 +609,52 @@ def release(
         for plan, snap in planned:
             before_tag(plan, snap)
     results: list[ReleaseResult] = []
-    lost: list[str] = []
-    for done, (plan, snap) in enumerate(planned, start=1):
-        result = _create(store, plan, snap, before_tag, extra.get(plan.id, ()))
-        if result is None:
-            lost.append(plan.id)
-        else:
-            results.append(result)
-        if on_progress is not None:
-            on_progress(done, len(planned), plan.id)
-    if lost:
-        raise ReleaseConflict(
-            f"{store.name}: {', '.join(lost)} released concurrently by another process "
-            "(the same folder contents already carry a tag); nothing more to do",
-            results,
-            lost,
-        )
+    if not planned:
+        return results
+    with store.release_lock():
+        latest_now = _latest_tag_names(store, [plan.id for plan, _ in planned])
+        for done, (plan, snap) in enumerate(planned, start=1):
+            reasons = extra.get(plan.id, ())
+            if latest_now.get(plan.id) == plan.previous_tag:
+                # nobody released it since it was planned: the plan still holds
+                results.append(_tag_or_replan(store, plan, snap, before_tag, reasons))
+            else:
+                results.append(_create(store, plan, snap, before_tag, reasons))
+            if on_progress is not None:
+                on_progress(done, len(planned), plan.id)
     return results
+
+
+def _latest_tag_names(store: GitStore, ids: Sequence[str]) -> dict[str, str]:
+    """``{id: name of its highest release tag}``, read again (one listing, or one prefix each)."""
+    if len(ids) <= _PREFIX_LOOKUPS:
+        names: list[str] = []
+        for proc_id in ids:
+            names += store.ref_names(tags.TAGS_REF_PREFIX + tags.release_tag_prefix(proc_id))
+    else:
+        names = store.ref_names(tags.TAGS_REF_PREFIX + tags.RELEASE_TAG_PREFIX)
+    wanted = set(ids)
+    return {
+        proc_id: name
+        for proc_id, (_, name) in tags.latest_release_tags(names).items()
+        if proc_id in wanted
+    }
+
+
+def _tag_or_replan(
+    store: GitStore,
+    plan: ReleasePlan,
+    snap: Snapshot,
+    before_tag: BeforeTag | None,
+    extra: Sequence[str],
+) -> ReleaseResult:
+    try:
+        info = _create_tag(store, plan.tag, plan.commit, _message(plan))
+    except LockedError:
+        raise
+    except ConflictError:  # made meanwhile by something that is not a procreg release
+        return _create(store, plan, snap, before_tag, extra)
+    return ReleaseResult(**plan.model_dump(), created=True, tag_id=info.tag_id)
 
 
 def _create_tag(store: GitStore, name: str, commit: str, message: str) -> TagInfo:
@@ -575,23 +668,44 @@ def _create(
     snap: Snapshot,
     before_tag: BeforeTag | None,
     extra: Sequence[str],
-    attempts: int = 5,
-) -> ReleaseResult | None:
-    """Create ``plan``'s tag; after losing a race, re-plan (None: the winner did our work)."""
-    for _ in range(attempts):
-        try:
-            info = _create_tag(store, plan.tag, plan.commit, _message(plan))
-            return ReleaseResult(**plan.model_dump(), created=True, tag_id=info.tag_id)
-        except ConflictError:
-            pass
-        again = _plan_one(store, plan.id, plan.commit, plan.tree_id)
-        if again is None:
-            return None
-        plan, snap = again
-        plan = plan.model_copy(update={"reasons": [*extra, *plan.reasons]})
+) -> ReleaseResult:
+    """Re-plan ``plan`` with the tags as they are now and tag it (under the release lock).
+
+    If another process released the folder meanwhile, the result is that
+    release (``existing=True``); if it released another version first, the
+    plan's version and reasons are recomputed (``before_tag`` sees the new plan).
+    """
+    again = _plan_one(store, plan.id, plan.commit, plan.tree_id)
+    if again is None:
+        return _existing(store, plan)
+    fresh, fresh_snap = again
+    if fresh.version != plan.version or fresh.previous_tag != plan.previous_tag:
+        plan = fresh.model_copy(update={"reasons": [*extra, *fresh.reasons]})
         if before_tag is not None:
-            before_tag(plan, snap)
-    raise ConflictError(f"{store.name}: other releases of {plan.id} kept winning; try again")
+            before_tag(plan, fresh_snap)
+    info = _create_tag(store, plan.tag, plan.commit, _message(plan))
+    return ReleaseResult(**plan.model_dump(), created=True, tag_id=info.tag_id)
+
+
+def _existing(store: GitStore, plan: ReleasePlan) -> ReleaseResult:
+    """The release another process made of ``plan``'s folder (or that superseded it)."""
+    latest = latest_release(store, plan.id)
+    if latest is None:  # cannot happen under the lock: a re-plan found a release
+        raise ConflictError(f"{store.name}: the releases of {plan.id} changed meanwhile; retry")
+    version, info = latest
+    for candidate, tagged in _releases(store, plan.id):
+        if _release_tree(store, plan.id, candidate, tagged) == plan.tree_id:
+            version, info = candidate, tagged
+            break
+    return ReleaseResult(
+        **plan.model_dump(exclude={"version", "tag", "commit"}),
+        version=str(version),
+        tag=info.name,
+        commit=info.commit,
+        created=False,
+        existing=True,
+        tag_id=info.tag_id,
+    )
 
 
 # --- check --base --------------------------------------------------------------

@@ -165,12 +165,28 @@ def index_target(store: GitStore, database_url: str | None = None) -> str | Path
     )
 
 
-async def open_backend(store: GitStore, database_url: str | None = None) -> IndexBackend:
-    """Connect the index for ``store`` (SQLite in ``.git`` unless a PostgreSQL URL is given)."""
+async def open_backend(
+    store: GitStore, database_url: str | None = None, *, set_aside_corrupt: bool = False
+) -> IndexBackend:
+    """Connect the index for ``store`` (SQLite in ``.git`` unless a PostgreSQL URL is given).
+
+    With ``set_aside_corrupt`` (what ``reindex`` asks for), a corrupt SQLite index
+    file is moved aside and a new one is created, to be rebuilt from git; the run
+    history is in its own file and is kept.
+    """
     target = index_target(store, database_url)
     if isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True)
-    return await connect_index(target)
+    if not set_aside_corrupt or not isinstance(target, Path):
+        return await connect_index(target)
+    from registry import index_sqlite
+
+    try:
+        return await connect_index(target)
+    except index_sqlite.IndexCorrupt as exc:
+        aside = index_sqlite.set_aside_corrupt(target)
+        log.warning("procreg: %s; moved it to %s and rebuilding it from git", exc, aside.name)
+        return await connect_index(target)
 
 
 # --------------------------------------------------------------------------- git side

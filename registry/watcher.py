@@ -36,7 +36,7 @@ from typing import Protocol
 
 from watchfiles import Change, awatch
 
-from registry.errors import ConflictError, IndexUnavailable
+from registry.errors import ConflictError, IndexUnavailable, RegistryError
 from registry.gitstore import GitStore
 from registry.index import IndexBackend
 from registry.sync import SyncReport, open_backend, sync
@@ -101,6 +101,12 @@ def _connection_lost(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("asyncpg")
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for an error: its message, with its type when it is not one of ours."""
+    text = str(exc)
+    return text if isinstance(exc, RegistryError) and text else f"{type(exc).__name__}: {text}"
+
+
 def _payload(report: SyncReport) -> str:
     return json.dumps(
         {
@@ -139,13 +145,29 @@ class _Watcher:
         self.retry_at = 0.0
         self.next_reconcile = 0.0  # due at once: the start-up reconcile
         self.dirty = True
+        self.last_error: str | None = None
 
-    def _report_error(self, exc: BaseException) -> None:
+    def _report_error(self, exc: BaseException, retry_in: float | None) -> None:
+        """Say what failed, once: the same error again (the server still down) is not repeated.
+
+        The ``on_error`` callback, when given, is the one place it is said (the
+        log then only gets it at debug level); otherwise one warning line, never
+        a traceback: a watcher's errors are conditions of its environment.
+        """
+        text = f"{type(exc).__name__}: {exc}"
+        if text == self.last_error:
+            log.debug("still failing: %s", text)
+            return
+        self.last_error = text
         if self.on_error is not None:
+            log.debug("sync failed: %s", text)
             try:
                 self.on_error(exc)
             except Exception:
                 log.exception("the on_error callback failed")
+            return
+        again = f"; retrying in {retry_in:.1f} s" if retry_in is not None else ""
+        log.warning("procreg watch: %s%s", describe_error(exc), again)
 
     async def _drop_backend(self) -> None:
         backend, self.backend = self.backend, None
@@ -176,17 +198,18 @@ class _Watcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._report_error(exc)
             if _connection_lost(exc):
                 await self._drop_backend()
-                delay = self._backoff()
-                log.warning("index unavailable (%s); retrying in %.1f s", exc, delay)
+                self._report_error(exc, self._backoff())
             elif isinstance(exc, ConflictError):
                 self.retry_at = now + 0.2  # another syncer holds the lock: try again soon
             else:
-                delay = self._backoff()
-                log.error("sync failed (%s); retrying in %.1f s", exc, delay, exc_info=True)
+                self._report_error(exc, self._backoff())
+                log.debug("sync failed", exc_info=True)
             return
+        if self.last_error is not None:
+            log.info("procreg watch: syncing again after: %s", self.last_error)
+            self.last_error = None
         self.failures = 0
         self.dirty = False
         self.next_reconcile = time.monotonic() + self.reconcile_every

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -120,3 +120,75 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
+
+
+def _mount_tmpfs(where: Path, size: str) -> None:
+    import subprocess
+
+    where.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {proc.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here (not root?): {proc.stderr.strip()}")
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """``mount(where, size)``: a small tmpfs at ``where`` (a disk that can fill up or turn
+    read-only), unmounted after the test.
+
+    Skips when mounting is impossible (not root, no CAP_SYS_ADMIN), except in CI
+    (``CI=true``), where the test must run.
+    """
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(where: Path, size: str = "512k") -> Path:
+        _mount_tmpfs(where, size)
+        mounted.append(where)
+        return where
+
+    try:
+        yield mount
+    finally:
+        for where in reversed(mounted):
+            subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+def fill_disk(where: Path) -> None:
+    """Fill the file system holding ``where`` until it has no space left."""
+    import errno
+
+    with (where / "filler").open("wb") as fh:
+        chunk = b"\0" * 65536
+        try:
+            while True:
+                fh.write(chunk)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    # a few more bytes fill the last partial block
+    for i in range(64):
+        try:
+            (where / f"filler-{i}").write_bytes(b"\0" * 512)
+        except OSError:
+            break
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, tmpfs: Callable[[Path, str], Path]) -> Path:
+    """A 512 KiB tmpfs mounted for this test (unmounted afterwards)."""
+    return tmpfs(tmp_path / "disk", "512k")
+
+
+def remount_read_only(where: Path) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pygit2
 import pytest
 
-from registry.errors import ConflictError, GitError, NotFoundError
+from registry.errors import ConflictError, GitError, LockedError, NotFoundError
 from registry.gitstore import GitStore, read_worktree_folder
 from registry.snapshot import MODE_EXECUTABLE, MODE_SYMLINK, FileEntry
 from tests.conftest import git
 
+ROOT = Path(__file__).resolve().parents[1]
 MAIN = b"def main(text: str) -> str:\n    return text\n"
 
 
@@ -402,3 +406,164 @@ def test_ref_names_binary_search_over_many_packed_tags(tmp_path: Path) -> None:
         "refs/tags/b",
     ]:
         assert store.ref_names(prefix) == for_each_ref(repo, prefix), prefix
+
+
+# -- refs through libgit2: worktrees, locks left behind, locks held ---------------------------
+
+
+def _hold_open(path: Path) -> subprocess.Popen[str]:
+    """A live process holding ``path`` open (as libgit2 or git hold a ref lock)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import time; f = open({str(path)!r}, 'a'); print('held', "
+         "flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder.stdout.close()
+    return holder
+
+
+def _stale(path: Path) -> None:
+    """A lock file whose creator is gone (no process holds it; older than the grace period)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    old = time.time() - 60
+    os.utime(path, (old, old))
+
+
+def test_a_tag_made_in_a_linked_worktree_lands_in_the_common_refs(tmp_path: Path) -> None:
+    main = GitStore.init(tmp_path / "repo")
+    tip = main.write({"a": files("a")}, "feat: a")
+    git(tmp_path / "repo", "worktree", "add", "-q", "-b", "side", str(tmp_path / "linked"))
+    linked = GitStore.open(tmp_path / "linked")
+    assert linked.common_dir == (tmp_path / "repo" / ".git").resolve() != linked.git_dir
+    linked.create_tag("procedure-a-v1.0.0", tip, "Release a 1.0.0\n")
+    assert (tmp_path / "repo" / ".git" / "refs" / "tags" / "procedure-a-v1.0.0").is_file()
+    assert git(tmp_path / "repo", "tag", "-l") == "procedure-a-v1.0.0\n"
+    assert main.tag("procedure-a-v1.0.0") is not None
+    with pytest.raises(ConflictError, match="already exists"):
+        main.create_tag("procedure-a-v1.0.0", tip, "again")
+
+
+def test_a_stale_tag_lock_is_cleared(store: GitStore) -> None:
+    tip = store.write({"a": files("a")}, "feat: a")
+    lock = store.common_dir / "refs" / "tags" / "procedure-a-v1.0.0.lock"
+    _stale(lock)
+    info = store.create_tag("procedure-a-v1.0.0", tip, "Release a 1.0.0\n")
+    assert info.commit == tip and not lock.exists()
+
+
+def test_a_stale_branch_lock_is_cleared(store: GitStore) -> None:
+    store.write({"a": files("a")}, "feat: a")
+    lock = store.common_dir / "refs" / "heads" / "main.lock"
+    _stale(lock)
+    second = store.write({"b": files("b")}, "feat: b")
+    assert store.resolve("main") == second and not lock.exists()
+
+
+def test_a_live_lock_is_reported_by_name_and_holder(
+    store: GitStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROCREG_LOCK_WAIT", "0.3")
+    tip = store.write({"a": files("a")}, "feat: a")
+    lock = store.common_dir / "refs" / "tags" / "procedure-a-v1.0.0.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = _hold_open(lock)
+    try:
+        with pytest.raises(LockedError) as caught:
+            store.create_tag("procedure-a-v1.0.0", tip, "Release a 1.0.0\n")
+        assert caught.value.path == str(lock) and caught.value.holders == [holder.pid]
+        assert str(lock) in str(caught.value) and f"pid {holder.pid}" in str(caught.value)
+        assert lock.exists()  # a live lock is never removed
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def test_the_release_lock_is_exclusive_and_dies_with_its_holder(tmp_path: Path) -> None:
+    store = GitStore.init(tmp_path / "repo")
+    script = (
+        "import sys, time; from registry.gitstore import GitStore\n"
+        f"with GitStore.open({str(tmp_path / 'repo')!r}).release_lock():\n"
+        "    print('held', flush=True); time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder.stdout.close()
+    with pytest.raises(LockedError, match=f"pid {holder.pid}") as caught, store.release_lock(0.3):
+        pass
+    assert caught.value.path == str(store.common_dir / "procreg" / "release.lock")
+    holder.kill()  # SIGKILL: no cleanup ran, and the lock is free all the same
+    holder.wait(timeout=30)
+    with store.release_lock(wait_s=10):
+        pass
+
+
+def test_tags_of_no_commit_are_left_out_and_named(tmp_path: Path) -> None:
+    store = GitStore.init(tmp_path / "repo")
+    tip = store.write({"a": files("a")}, "feat: a")
+    git(tmp_path / "repo", "tag", "procedure-a-v9.9.9", f"{tip}:procedures/a")
+    store.create_tag("procedure-a-v1.0.0", tip, "Release a 1.0.0\n")
+    ignored: list[str] = []
+    assert [t.name for t in store.tags("procedure-a-v", ignored=ignored)] == ["procedure-a-v1.0.0"]
+    assert ignored == ["procedure-a-v9.9.9"]
+    assert store.tag("procedure-a-v9.9.9") is None
+
+
+# -- commits before checkouts ---------------------------------------------------------------------
+
+
+def _checkout(tmp_path: Path) -> tuple[GitStore, Path]:
+    repo = tmp_path / "repo"
+    store = GitStore.init(repo)
+    store.write({"a": files("a"), "b": files("b")}, "feat: a and b")
+    git(repo, "reset", "-q", "--hard")
+    return store, repo
+
+
+def test_an_interrupted_run_is_caught_up_by_the_next(tmp_path: Path) -> None:
+    store, repo = _checkout(tmp_path)
+    assert store.begin_checkout_update() == []
+    store.write({"c": files("c")}, "feat: c")
+    store.write({"a": None}, "chore: drop a")
+    # ... killed here: the branch moved, the checkout did not
+    assert git(repo, "status", "--porcelain") != ""
+    rerun = GitStore.open(repo)
+    assert rerun.begin_checkout_update() == []
+    assert git(repo, "status", "--porcelain") == ""
+    assert sorted(p.name for p in (repo / "procedures").iterdir()) == ["b", "c"]
+    assert rerun.finish_checkout_update() == []
+    assert not (repo / ".git" / "procreg" / "checkout-base").exists()
+
+
+def test_the_catch_up_finishes_a_half_done_update_and_keeps_user_changes(tmp_path: Path) -> None:
+    store, repo = _checkout(tmp_path)
+    store.begin_checkout_update()
+    store.write({"a": files("a", MAIN + b"# two\n"), "b": files("b", MAIN + b"# two\n")}, "fix")
+    # half-done: a's file was written, the index was not; b was edited by the user
+    (repo / "procedures" / "a" / "main.py").write_bytes(MAIN + b"# two\n")
+    (repo / "procedures" / "b" / "main.py").write_bytes(MAIN + b"# mine\n")
+    assert store.finish_checkout_update() == ["procedures/b/main.py"]
+    assert git(repo, "status", "--porcelain") == " M procedures/b/main.py\n"
+    assert store.checkout_differences() == []  # the index holds the branch's version
+    assert (repo / "procedures" / "b" / "main.py").read_bytes() == MAIN + b"# mine\n"
+
+
+def test_checkout_differences_list_what_git_diff_cached_would(tmp_path: Path) -> None:
+    store, _ = _checkout(tmp_path)
+    store.write({"c": files("c")}, "feat: c")  # not checked out
+    assert store.checkout_differences() == ["procedures/c/main.py", "procedures/c/metadata.json"]
+    assert store.checkout_differences(["a"]) == []
+
+
+def test_the_catch_up_clears_an_index_lock_a_killed_process_left(tmp_path: Path) -> None:
+    store, repo = _checkout(tmp_path)
+    store.begin_checkout_update()
+    store.write({"c": files("c")}, "feat: c")
+    _stale(repo / ".git" / "index.lock")
+    assert store.finish_checkout_update() == []
+    assert git(repo, "status", "--porcelain") == ""
+    assert not (repo / ".git" / "index.lock").exists()

@@ -45,7 +45,7 @@ from registry.index import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
-ALL_MIGRATIONS = [1, 2]
+ALL_MIGRATIONS = [1, 2, 3]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -244,7 +244,12 @@ async def _write_v1_index(target: str) -> None:
         # migration 2 leaves procedures and versions alone, so today's writes fit version 1
         v1 = pg.PostgresIndex(target, pool)
         await v1.apply(changes)
-        await v1.record_executions(runs)
+        async with pool.acquire() as conn:  # runs as version 1 stored them (no isolation)
+            await conn.executemany(
+                f"INSERT INTO executions ({column_list(V1_RUN_COLUMNS)}) VALUES "
+                f"({', '.join(f'${i}' for i in range(1, len(V1_RUN_COLUMNS) + 1))})",
+                [row_values(e, V1_RUN_COLUMNS) for e in runs],
+            )
         await pool.close()
         return
     from registry import index_sqlite as sq
@@ -252,10 +257,10 @@ async def _write_v1_index(target: str) -> None:
     Path(target).parent.mkdir(parents=True)
     conn = sqlite3.connect(target, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    conn.execute(sq.CREATE_MIGRATIONS_TABLE)
+    conn.execute(sq.CREATE_MIGRATIONS_TABLE.format(schema="main"))
     for statement in sq.MIGRATIONS[0][2]:
         conn.execute(str(statement))
-    conn.execute(sq.INSERT_MIGRATION, (1, sq.MIGRATIONS[0][1], "2026-01-01"))
+    conn.execute(sq.INSERT_MIGRATION.format(schema="main"), (1, sq.MIGRATIONS[0][1], "2026-01-01"))
     # version 1 kept the id as an UNINDEXED first FTS column; rows are written as it did
     for record in changes.upsert:
         conn.execute(
@@ -274,9 +279,35 @@ async def _write_v1_index(target: str) -> None:
         conn.execute(sq.UPSERT_CHANNEL, sq._params(row_values(m, CHANNEL_COLUMNS)))
     conn.execute(sq.UPSERT_SYNC_STATE, (REF, "c1", "digest-1", "2026-01-01"))
     conn.executemany(
-        sq.INSERT_EXECUTION, [sq._params(row_values(e, EXECUTION_COLUMNS)) for e in runs]
+        f"INSERT INTO executions ({column_list(V1_RUN_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(V1_RUN_COLUMNS))})",
+        [sq._params(row_values(e, V1_RUN_COLUMNS)) for e in runs],
     )
     conn.close()
+
+
+V1_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
+
+
+def test_migration_3_moves_sqlite_runs_to_their_own_file(tmp_path: Path) -> None:
+    """An index that held its runs (migrations 1-2) keeps every one, now in runs.sqlite3."""
+    from registry.index_sqlite import runs_path
+
+    target = str(tmp_path / "procreg" / "index.sqlite3")
+
+    async def body() -> None:
+        await _write_v1_index(target)
+        async with await connect_index(target) as index:
+            assert index.applied_migrations == [2, 3]
+            assert await index.count_executions("slugify") == 4
+            assert (await index.metrics("slugify")).success_rate == 0.75
+
+    asyncio.run(body())
+    with sqlite3.connect(runs_path(Path(target))) as runs:
+        assert runs.execute("SELECT count(*) FROM executions").fetchone() == (4,)
+    with sqlite3.connect(target) as index:
+        tables = {r[0] for r in index.execute("SELECT name FROM sqlite_master")}
+    assert "executions" not in tables and "procedure_health" not in tables
 
 
 def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> None:
@@ -299,7 +330,7 @@ def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> 
     async def migrated() -> Any:
         await _write_v1_index(target)
         async with await connect_index(target) as index:
-            assert index.applied_migrations == [2]
+            assert index.applied_migrations == [2, 3]
             before = await answers(index)
             # later writes find each procedure's search row: no stale or doubled matches
             await index.apply(
@@ -974,3 +1005,79 @@ def test_unopenable_sqlite_is_index_unavailable(tmp_path: Path) -> None:
     (tmp_path / "a-folder").mkdir()
     with pytest.raises(IndexUnavailable, match="a-folder"):
         run(str(tmp_path / "a-folder"), lambda index: index.notify("x"))
+
+
+# --- run history is not derived data --------------------------------------------------------
+
+
+def test_a_corrupt_sqlite_index_is_set_aside_and_the_runs_stay(tmp_path: Path) -> None:
+    from registry.gitstore import GitStore
+    from registry.index_sqlite import IndexCorrupt, runs_path
+    from registry.sync import default_index_path, open_backend
+
+    store = GitStore.init(tmp_path / "repo")
+    path = default_index_path(store)
+    assert runs_path(path) == path.with_name("runs.sqlite3")
+
+    async def body() -> None:
+        async with await open_backend(store) as index:
+            await index.apply(initial_changes())
+            await index.record_executions([runrec("slugify", i) for i in range(3)])
+        path.write_bytes(b"not a database, garbage " * 200)
+        with pytest.raises(IndexCorrupt, match="procreg reindex") as caught:
+            await open_backend(store)
+        assert caught.value.path == path
+        async with await open_backend(store, set_aside_corrupt=True) as index:
+            assert await index.count_executions() == 3  # nothing derived, every run
+            assert await index.list_procedures() == []
+            assert (await index.metrics("slugify")).runs == 3
+
+    asyncio.run(body())
+    assert [p.name.startswith("index.sqlite3.corrupt-") for p in path.parent.iterdir()].count(
+        True
+    ) == 1
+
+
+def test_runs_keep_their_isolation(target: str) -> None:
+    async def body(index: IndexBackend) -> list[str | None]:
+        await index.record_executions(
+            [
+                runrec("slugify", 0).model_copy(update={"isolation": "bubblewrap"}),
+                runrec("slugify", 1),
+            ]
+        )
+        return sorted((r.isolation or "-") for r in await index.executions("slugify"))
+
+    assert run(target, body) == ["-", "bubblewrap"]
+
+
+def test_a_full_reindex_keeps_every_run(target: str) -> None:
+    async def body(index: IndexBackend) -> tuple[int, float | None]:
+        await index.apply(initial_changes())
+        await index.record_executions([runrec("slugify", i) for i in range(5)])
+        await index.apply(ChangeSet(ref=REF, commit="c9", tags_digest="d9", full=True))
+        return await index.count_executions("slugify"), (
+            await index.metrics("slugify")
+        ).success_rate
+
+    assert run(target, body) == (5, 1.0)
+
+
+def test_a_hung_postgres_server_is_a_timeout_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from registry import index_postgres
+
+    monkeypatch.setattr(index_postgres, "CONNECT_TIMEOUT_S", 0.5)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # accepts (in the kernel backlog) and never answers
+    port = server.getsockname()[1]
+    try:
+        with pytest.raises(IndexUnavailable, match="no answer within the timeout") as caught:
+            asyncio.run(index_postgres.PostgresIndex.connect(f"postgresql://u@127.0.0.1:{port}/x"))
+        assert "hung" in str(caught.value)
+    finally:
+        server.close()

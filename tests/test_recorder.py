@@ -256,3 +256,56 @@ def test_records_survive_postgres_going_away_and_coming_back(tmp_path: Path, pg_
     assert spooled_while_down > 0  # the outage really happened
     assert count == runs == 32
     assert left == 0
+
+
+# -- a spool that cannot be written: records are kept and reported, never dropped silently ---
+
+
+def test_a_read_only_spool_keeps_records_and_says_so(tmp_path: Path, small_disk: Path) -> None:
+    from tests.conftest import remount_read_only
+
+    spool = small_disk / "spool"
+    spool.mkdir()
+    remount_read_only(small_disk)
+    state = {"up": False}
+
+    async def connect() -> IndexBackend:
+        if not state["up"]:
+            raise IndexUnavailable("cannot reach the PostgreSQL index (test)")
+        return await sqlite(tmp_path)
+
+    async def go():
+        rec = RunRecorder(spool, connect=connect, batch_size=1)
+        await rec.record(record())  # index down, spool read-only: nowhere to go
+        down = (rec.unsaved, rec.unsaved_reason, rec.totals.undeliverable)
+        state["up"] = True
+        report = await rec.flush()  # the index is back: the kept record is delivered
+        await rec.close()
+        backend = await sqlite(tmp_path)
+        count = await backend.count_executions()
+        await backend.close()
+        return down, report, rec.unsaved, count
+
+    (unsaved, reason, undeliverable), report, after, count = asyncio.run(go())
+    assert (unsaved, undeliverable) == (1, 1)
+    assert "spool" in reason and "Read-only file system" in reason
+    assert (report.delivered, report.undeliverable, after, count) == (1, 0, 0, 1)
+
+
+def test_a_full_spool_disk_keeps_records_and_says_so(tmp_path: Path, small_disk: Path) -> None:
+    from tests.conftest import fill_disk
+
+    spool = small_disk / "spool"
+    spool.mkdir()
+    fill_disk(small_disk)
+
+    async def go():
+        rec = RunRecorder(spool, connect=unreachable, batch_size=1)
+        await rec.record(record())
+        await rec.record(record())
+        await rec.close()
+        return rec.unsaved, rec.unsaved_reason
+
+    unsaved, reason = asyncio.run(go())
+    assert unsaved == 2
+    assert reason is not None and "No space left on device" in reason

@@ -229,15 +229,15 @@ def test_dry_run_tags_nothing(store: GitStore) -> None:
 
 
 def test_a_tag_made_meanwhile_is_never_overwritten(store: GitStore) -> None:
-    """Another releaser wins between plan and tag: we get ConflictError, their tag stays."""
+    """Another releaser wins between plan and tag: its release is reported, its tag stays."""
     tip = store.write({"echo": proc_files("echo")}, "feat: echo")
     repo = repo_of(store)
 
     def other_process_wins(plan: releases.ReleasePlan, _snap: object) -> None:
         git(repo, "tag", "-a", "-m", "made by someone else", plan.tag, tip)
 
-    with pytest.raises(ConflictError, match="echo"):
-        releases.release(store, before_tag=other_process_wins)
+    (result,) = releases.release(store, before_tag=other_process_wins)
+    assert (result.tag, result.created, result.existing) == ("procedure-echo-v1.0.0", False, True)
     assert tag_names(repo) == ["procedure-echo-v1.0.0"]
     assert "made by someone else" in git(repo, "tag", "-l", "--format=%(contents)")
     assert releases.release(store) == []
@@ -260,7 +260,7 @@ def _release_worker(repo: str, barrier: object, queue: object) -> None:
     barrier.wait()  # type: ignore[attr-defined]
     try:
         made = releases.release(store, ["echo"])
-        queue.put(("ok", [(r.tag, r.tag_id) for r in made]))  # type: ignore[attr-defined]
+        queue.put(("ok", [(r.tag, r.tag_id, r.created) for r in made]))  # type: ignore[attr-defined]
     except ConflictError as exc:
         queue.put(("conflict", str(exc)))  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001 - reported to the test instead of hanging it
@@ -298,9 +298,11 @@ def test_concurrent_releases_make_exactly_one_tag_per_version(
         for p in procs:
             p.join(timeout=60)
             assert p.exitcode == 0
-        assert [o for o in outcomes if o[0] == "error"] == []
-        made = [(tag, tag_id) for kind, tags in outcomes if kind == "ok" for tag, tag_id in tags]
+        assert [o for o in outcomes if o[0] != "ok"] == []  # no error, no conflict
+        made = [(tag, tag_id) for _, tags in outcomes for tag, tag_id, created in tags if created]
         assert [tag for tag, _ in made] == [expected]  # one winner; the others find it done
+        # ... and say so: every loser lists the winner's tag
+        assert all([tag for tag, _, _ in tags] == [expected] for _, tags in outcomes)
         # and the tag is the winner's: nobody overwrote it after it was made
         assert git(Path(repo), "rev-parse", expected).strip() == made[0][1]
     assert sorted(tag_names(repo_of(store))) == ["procedure-echo-v1.0.0", "procedure-echo-v1.1.0"]

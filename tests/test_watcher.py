@@ -255,3 +255,40 @@ def test_ref_filter_keeps_refs_and_procedures_only(tmp_path: Path) -> None:
     assert not f(Change.modified, str(g / "index"))
     assert not f(Change.modified, str(g / "procreg" / "index.sqlite3"))
     assert not f(Change.modified, str(g / "logs" / "HEAD"))
+
+
+def _down_postgres_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"postgresql://postgres@127.0.0.1:{port}/down"
+
+
+def test_while_postgres_is_down_each_error_is_said_once_without_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from registry.sync import open_backend
+    from registry.watcher import _Watcher
+
+    repo = make_repo(tmp_path)
+    store = GitStore.open(repo)
+    url = _down_postgres_url()
+    said: list[BaseException] = []
+
+    async def go(on_error: Callable[[BaseException], None] | None) -> None:
+        watcher = _Watcher(store, lambda: open_backend(store, url), None, on_error, 60.0, 0.01)
+        for _ in range(4):  # four failed attempts while the server stays down
+            watcher.retry_at = 0.0
+            await watcher.step()
+        assert watcher.failures == 4
+
+    asyncio.run(go(said.append))
+    assert len(said) == 1 and "cannot reach the PostgreSQL index" in str(said[0])
+    assert [r for r in caplog.records if r.levelno >= 30] == []  # the callback said it
+    caplog.clear()
+    asyncio.run(go(None))  # no callback: one warning line, no traceback
+    warnings = [r for r in caplog.records if r.levelno >= 30]
+    assert len(warnings) == 1 and warnings[0].exc_info is None
+    assert "cannot reach the PostgreSQL index" in warnings[0].getMessage()

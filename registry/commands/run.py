@@ -7,6 +7,7 @@ Heavy modules are imported inside the commands so that ``procreg --version`` sta
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +61,16 @@ def run(
 ) -> None:
     """Run a procedure at a version (default: its latest release) in the sandbox.
 
-    Exit 0 when it succeeded, 1 when it failed (the error on stderr as one line).
+    Exit 0 when it succeeded, 1 when it failed (the error on stderr as one line)
+    or when its record could be neither stored in the index nor spooled (a full
+    or read-only disk; the result is still printed).
     """
     from registry import execution
     from registry.sandbox import Sandbox
     from registry.specs import split_ref
 
+    # the recorder's warnings (spooled, kept in memory) are said below, once, by this command
+    logging.getLogger("registry.recorder").setLevel(logging.ERROR)
     proc_id, spec = split_ref(ref_spec)
     store = ctx.store()
     config = _config(store)
@@ -112,6 +117,13 @@ def run(
             click.echo(result.stderr, nl=not result.stderr.endswith("\n"), err=True)
         if result.ok:
             click.echo(json.dumps(result.result, ensure_ascii=False, indent=2))
+    if recorder.unsaved:
+        # The run happened and its result is shown above; only its record is gone.
+        click.echo(
+            f"procreg: error: the run's record could not be stored or spooled: "
+            f"{recorder.unsaved_reason}; free some space or make {recorder.spool} writable",
+            err=True,
+        )
     if not result.ok:
         assert result.error is not None
         where = f"{result.id}@{result.version or 'HEAD'}"
@@ -119,6 +131,7 @@ def run(
             f"procreg: {where} failed: {result.error.type}: {_one_line(result.error.message)}",
             err=True,
         )
+    if not result.ok or recorder.unsaved:
         sys.exit(EXIT_PROBLEM)
 
 
