@@ -108,6 +108,9 @@ class RunResult(BaseModel):
     stderr_truncated: bool = False
     usage: Usage = Field(default_factory=Usage)
     isolation: str | None = None
+    """The isolation engine the run had: ``bubblewrap``, or ``none`` (see ``procreg doctor``)."""
+    record_error: str | None = None
+    """Set when the run's record could be neither stored nor spooled (the run did happen)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -241,6 +244,7 @@ def execution_record(result: RunResult, started_at: datetime, caller: str) -> Ex
         error_message=result.error.message if result.error else None,
         cpu_ms=result.usage.cpu_ms,
         max_rss_kb=result.usage.max_rss_kb,
+        isolation=result.isolation,
     )
 
 
@@ -322,21 +326,29 @@ async def run(
             await _record(store, recorder, record)
             raise
         result = _result_from(outcome, resolved, run_id)
-    await _record(store, recorder, execution_record(result, started_at, caller or default_caller()))
-    return result
+    lost = await _record(
+        store, recorder, execution_record(result, started_at, caller or default_caller())
+    )
+    return result if lost is None else result.model_copy(update={"record_error": lost})
 
 
 async def _record(
     store: GitStore, recorder: RunRecorder | IndexBackend | None, record: ExecutionRecord
-) -> None:
+) -> str | None:
+    """Record ``record``; why it could be neither stored nor spooled, if it could not.
+
+    A batching :class:`RunRecorder` reports that itself (``unsaved``), later.
+    """
     if recorder is None:
-        return
+        return None
     if isinstance(recorder, RunRecorder):
         await recorder.record(record)
-        return
+        return None
     once = RunRecorder(spool_dir(store.git_dir), recorder, batch_size=1)
     await once.record(record)
+    reason = once.unsaved_reason if once.unsaved else None
     await once.close()
+    return reason
 
 
 async def deliver_records(

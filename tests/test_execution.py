@@ -630,3 +630,24 @@ def test_open_registries_and_a_cli_run_share_few_uids_without_starving(
     finally:
         for reg in registries:
             reg.close()
+
+
+def test_every_run_record_names_its_isolation_engine(repo: Path) -> None:
+    result, _ = asyncio.run(run_once(repo, "echo", text="x"))
+    assert result.ok and result.isolation == "bubblewrap"
+    (record,) = _recorded(repo, "echo")
+    assert record.isolation == "bubblewrap"
+
+
+def test_without_the_engine_run_records_say_isolation_none(repo: Path, monkeypatch) -> None:
+    from registry.config import SandboxSection
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # no bubblewrap on this "machine"
+    box = Sandbox(SandboxSection(require_isolation=False), pool_size=0)
+    try:
+        result, _ = asyncio.run(run_once(repo, "echo", sandbox=box, text="x"))
+    finally:
+        box.close()
+    assert result.ok and result.isolation == "none"
+    (record,) = _recorded(repo, "echo")
+    assert record.isolation == "none"
