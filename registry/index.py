@@ -428,7 +428,9 @@ class SemverKey(BaseModel):
     """Columns that sort a version in semver precedence with plain ORDER BY.
 
     Order by ``major, minor, patch, is_release, pre_key`` (``pre_key`` compared
-    bytewise: ``COLLATE "C"`` on PostgreSQL, SQLite's default BINARY).
+    bytewise: ``COLLATE "C"`` on PostgreSQL, SQLite's default BINARY). Build
+    metadata, which semver leaves out of precedence, follows the prerelease in
+    ``pre_key`` so that "latest" is the same as :func:`registry.tags.version_key`.
     """
 
     major: int
@@ -439,24 +441,33 @@ class SemverKey(BaseModel):
 
 
 def semver_key(version: str) -> SemverKey:
-    """The sort columns of ``version`` (build metadata is ignored, as semver says)."""
+    """The sort columns of ``version``: semver precedence, then build metadata."""
     parsed = semver.Version.parse(version)
-    parts: list[str] = []
-    if parsed.prerelease:
-        for ident in parsed.prerelease.split("."):
-            # numeric identifiers sort below alphanumeric ones, and by value
-            if ident.isdigit():
-                parts.append(f"0{len(ident):04d}{ident}")
-            else:
-                parts.append(f"1{ident}")
-    # a space sorts below every identifier character, so "alpha" < "alpha.1" < "alpha-x"
+    # a space sorts below every identifier character, so "alpha" < "alpha.1" < "alpha-x";
+    # \x01 below the space, so a build ("alpha+b") sorts after its version ("alpha")
+    # and before anything longer ("alpha.1"), as tags.version_key orders them
+    pre_key = " ".join(_identifier_keys(parsed.prerelease))
+    if parsed.build:
+        pre_key += "\x01" + " ".join(_identifier_keys(parsed.build))
     return SemverKey(
         major=parsed.major,
         minor=parsed.minor,
         patch=parsed.patch,
         is_release=0 if parsed.prerelease else 1,
-        pre_key=" ".join(parts),
+        pre_key=pre_key,
     )
+
+
+def _identifier_keys(dotted: str | None) -> list[str]:
+    """Numeric identifiers sort below alphanumeric ones, and by value."""
+    keys = []
+    for ident in dotted.split(".") if dotted else ():
+        if ident.isdigit():
+            value = str(int(ident))
+            keys.append(f"0{len(value):04d}{value}")
+        else:
+            keys.append(f"1{ident}")
+    return keys
 
 
 # ---------------------------------------------------------------------------

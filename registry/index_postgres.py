@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -53,6 +53,7 @@ from registry.index import (
     placeholder,
     row_values,
     search_document,
+    semver_key,
     success_rate,
     trusted_procedure_row,
     trusted_version,
@@ -84,7 +85,18 @@ INGEST_CHUNK = 5000
 SYNC_LOCK_KEY = 0x70726F6373796E63
 MIGRATION_LOCK_KEY = 0x70726F636D696772
 
-MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+
+async def _rekey_versions(conn: asyncpg.Connection) -> None:
+    rows = await conn.fetch("SELECT tag, version FROM versions")
+    await conn.executemany(
+        "UPDATE versions SET pre_key = $2 WHERE tag = $1",
+        [(r["tag"], semver_key(r["version"]).pre_key) for r in rows],
+    )
+
+
+# (number, name, step): a step is SQL, or an async function of the connection where
+# SQL cannot say it (sort keys computed in Python)
+MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable[None]]], ...] = (
     (
         1,
         "initial schema",
@@ -216,6 +228,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         # executions and procedure_health are run history, not derived data: a reindex
         # (DELETE_ALL_DERIVED) never touches them.
         "ALTER TABLE executions ADD COLUMN isolation text;",
+    ),
+    (
+        4,
+        "versions order their build metadata (pre_key recomputed)",
+        _rekey_versions,
     ),
 )
 
@@ -553,7 +570,10 @@ class PostgresIndex:
                 for number, name, script in MIGRATIONS:
                     if number in done:
                         continue
-                    await conn.execute(script)
+                    if isinstance(script, str):
+                        await conn.execute(script)
+                    else:
+                        await script(conn)
                     await conn.execute(INSERT_MIGRATION, number, name)
                     applied.append(number)
         return applied

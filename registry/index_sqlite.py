@@ -63,6 +63,7 @@ from registry.index import (
     placeholder,
     row_values,
     search_document,
+    semver_key,
     trusted_procedure_row,
     trusted_version,
     upsert_sql,
@@ -201,6 +202,14 @@ _COPY_OLD_RUNS = (
 def _copy_old_runs(conn: sqlite3.Connection) -> None:
     """Migration step: the runs an older index held go to the run file (health follows)."""
     conn.execute(_COPY_OLD_RUNS)
+
+
+def _rekey_versions(conn: sqlite3.Connection) -> None:
+    rows = conn.execute("SELECT tag, version FROM versions").fetchall()
+    conn.executemany(
+        "UPDATE versions SET pre_key = ? WHERE tag = ?",
+        [(semver_key(version).pre_key, tag) for tag, version in rows],
+    )
 
 
 # (number, name, steps): applied in order, each in one transaction with its record;
@@ -364,6 +373,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
             "DROP TABLE main.procedure_health",
             "DROP TABLE main.executions",
         ),
+    ),
+    (
+        4,
+        "versions order their build metadata (pre_key recomputed)",
+        (_rekey_versions,),
     ),
 )
 

@@ -45,7 +45,7 @@ from registry.index import (
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
-ALL_MIGRATIONS = [1, 2, 3]
+ALL_MIGRATIONS = [1, 2, 3, 4]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -298,7 +298,7 @@ def test_migration_3_moves_sqlite_runs_to_their_own_file(tmp_path: Path) -> None
     async def body() -> None:
         await _write_v1_index(target)
         async with await connect_index(target) as index:
-            assert index.applied_migrations == [2, 3]
+            assert index.applied_migrations == ALL_MIGRATIONS[1:]
             assert await index.count_executions("slugify") == 4
             assert (await index.metrics("slugify")).success_rate == 0.75
 
@@ -330,7 +330,7 @@ def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> 
     async def migrated() -> Any:
         await _write_v1_index(target)
         async with await connect_index(target) as index:
-            assert index.applied_migrations == [2, 3]
+            assert index.applied_migrations == ALL_MIGRATIONS[1:]
             before = await answers(index)
             # later writes find each procedure's search row: no stale or doubled matches
             await index.apply(
@@ -1081,3 +1081,30 @@ def test_a_hung_postgres_server_is_a_timeout_with_its_reason(
         assert "hung" in str(caught.value)
     finally:
         server.close()
+
+
+def test_the_index_orders_versions_as_latest_is_chosen_everywhere() -> None:
+    """The SQL order (major, minor, patch, is_release, pre_key) equals tags.version_key's."""
+    import random
+
+    import semver
+
+    from registry import tags
+    from registry.index import semver_key
+
+    versions = [
+        "1.2.3", "1.2.3+a", "1.2.3+b", "1.2.3+2", "1.2.3+10", "1.2.3+a.1", "1.2.3+001",
+        "1.2.3-alpha", "1.2.3-alpha+b", "1.2.3-alpha.1", "1.2.3-alpha.1+z", "1.2.3-beta",
+        "1.2.3-2", "1.2.3-10", "1.2.4", "1.10.0", "0.9.9+build.5", "2.0.0-rc.1",
+    ]  # fmt: skip
+    shuffled = random.Random(7).sample(versions, len(versions))
+
+    def sql_order(v: str) -> tuple[int, int, int, int, bytes]:
+        k = semver_key(v)
+        return (k.major, k.minor, k.patch, k.is_release, k.pre_key.encode())
+
+    by_sql = sorted(shuffled, key=sql_order)
+    by_tags = sorted(shuffled, key=lambda v: tags.version_key(semver.Version.parse(v)))
+    # "+001" and "+1" would tie on value; nothing else may differ
+    assert by_sql == by_tags
+    assert by_sql[-1] == "2.0.0-rc.1" and by_sql.index("1.2.3+b") > by_sql.index("1.2.3+a")
