@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "HistoryEntry": "registry.api",
     "ProcedureDiff": "registry.api",
     "RunResult": "registry.execution",
+    "Proposal": "registry.proposals",
     "Metrics": "registry.index",
     "SyncReport": "registry.sync",
     "Drift": "registry.sync",
@@ -72,6 +73,7 @@ __all__ = [
     "ProcedureDetail",
     "ProcedureDiff",
     "ProcedureSummary",
+    "Proposal",
     "Registry",
     "RegistryError",
     "RegistryTimeout",
@@ -131,6 +133,7 @@ if TYPE_CHECKING:
     from registry.index import Metrics
     from registry.model import Metadata, json_schema
     from registry.problems import Problem
+    from registry.proposals import Proposal
     from registry.snapshot import FileEntry, Snapshot
     from registry.sync import Drift, SyncReport
     from registry.validation import ValidationResult, validate_snapshot
