@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from registry.cli import Context, _run_async, emit_json, pass_ctx
+from registry.cli import Context, _run_async, _table, emit_json, pass_ctx
 
 _CHANNEL = click.option(
     "--channel", default=None, help="Pin tools to this channel (default: [mcp] channel, stable)."
@@ -118,10 +118,12 @@ def tools(
     if as_json:
         emit_json(exported)
         return
+    rows = []
     for d in defs:
-        pin = f"{d.id}@{d.version} ({d.resolved_from})" if d.id else "meta tool"
+        pin = f"{d.version} ({d.resolved_from})" if d.id else "meta tool"
         first = d.description.splitlines()[0] if d.description else ""
-        click.echo(f"{d.name:<28} {pin:<32} {first[:60]}")
+        rows.append([d.name, pin, first if len(first) <= 70 else first[:67] + "..."])
+    _table(["tool", "version", "description"], rows)
 
 
 @click.command("propose")

@@ -48,6 +48,7 @@ from registry.serve import tools as tooldefs
 from registry.serve.catalog import Fallback, ServedTool, served_tools, touched_ids
 from registry.serve.tokens import LOCAL, Grant, PermissionDenied
 from registry.sync import SyncReport, open_backend, worktree_config
+from registry.tags import check_channel
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ class ProcregServer:
         watch: bool = True,
         reconcile_every: float = 30.0,
     ) -> None:
+        if channel is not None:
+            check_channel(channel)
         self.repo = repo
         self.database_url = database_url
         self._config = config
