@@ -30,6 +30,7 @@ Every key has a default, so a repository without the file is a valid registry.
     [mcp]
     channel = "stable"             # what `procreg mcp` / `serve` pin tools to
     fallback = "latest"            # no such channel: serve the latest release ("none": skip)
+    page_size = 0                  # tools per tools/list page (0: all in one)
 
     [serve]                        # `procreg serve` (HTTP): every request needs a token
     max_body_bytes = 1048576
@@ -115,6 +116,7 @@ class MigrationSection(_Section):
 class McpSection(_Section):
     channel: str = "stable"
     fallback: Literal["latest", "none"] = "latest"
+    page_size: int = Field(default=0, ge=0)  # tools/list page; 0: every tool in one page
 
 
 Right = Literal["read", "run", "propose"]

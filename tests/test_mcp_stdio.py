@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import anyio
+import mcp_types as types
 import pytest
+from mcp import MCPError
 
 from registry.api import AsyncRegistry
 from registry.gitstore import GitStore
@@ -190,6 +192,15 @@ def test_a_release_made_with_git_while_connected_changes_the_tool_list(repo: Pat
             pinned = await session.call_tool("shout", {"text": "hey"})
             assert pinned.structured_content == {"result": "HEY"}
 
+            # a deletion merged with plain git takes the tool away
+            seen = inbox.list_changed
+            git(repo, "rm", "-rq", "procedures/shout")
+            git(repo, "commit", "-qm", "chore: drop shout")
+            await inbox.wait_list_changed(seen)
+            assert "shout" not in {t.name for t in (await session.list_tools()).tools}
+            gone = await session.call_tool("shout", {"text": "hey"})
+            assert gone.is_error and "NotFoundError" in gone.content[0].text  # type: ignore[union-attr]
+
     anyio.run(go)
 
 
@@ -236,3 +247,36 @@ def test_proposals_land_on_their_own_branch_and_invalid_ones_write_nothing(repo:
     assert store.resolve("refs/heads/main") == main_before  # never on the tracked branch
     log = git(repo, "log", "-1", "--format=%B", "proposals/slugify/1")
     assert "Proposed-By: mcp:pytest-client" in log
+
+
+def test_tools_list_pages_when_a_page_size_is_configured(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    procreg("init", str(small))
+    for pid in ("a1", "a2", "a3"):
+        write_procedure(small, pid)
+    with (small / "procreg.toml").open("a") as config:
+        config.write("\n[mcp]\npage_size = 3\n")
+    git(small, "add", "-A")
+    git(small, "commit", "-qm", "feat: three")
+    procreg("-C", str(small), "release", "--skip-examples")
+
+    async def go() -> None:
+        async with stdio_session(small) as (session, _):
+            names: list[str] = []
+            cursor = None
+            pages = 0
+            while True:
+                page = await session.list_tools(
+                    params=None if cursor is None else types.PaginatedRequestParams(cursor=cursor)
+                )
+                pages += 1
+                names += [t.name for t in page.tools]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert pages == 3  # 4 meta tools + 3 procedures, 3 a page
+            assert names[4:] == ["a1", "a2", "a3"]
+            with pytest.raises(MCPError):
+                await session.list_tools(params=types.PaginatedRequestParams(cursor="nope"))
+
+    anyio.run(go)

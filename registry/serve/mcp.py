@@ -31,12 +31,13 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 from registry.api import AsyncRegistry
@@ -190,6 +191,8 @@ class ProcregServer:
         self.server.add_notification_handler(
             "notifications/initialized", types.NotificationParams, self._on_initialized
         )
+        self.server.middleware.append(self._cached_listing)
+        self._wire_listing: dict[str, dict[str, Any]] = {}
 
     # -- configuration ---------------------------------------------------------
 
@@ -240,10 +243,22 @@ class ProcregServer:
 
     async def serve_stdio(self) -> None:
         """Serve one client over this process's stdin and stdout until it disconnects."""
+        import signal
+
         from mcp.server.stdio import stdio_server
 
-        async with self.running(), stdio_server() as (read, write):
-            await self.server.run(read, write, self.initialization_options())
+        async def stop_on_signal(scope: anyio.CancelScope) -> None:
+            # SIGTERM and SIGINT alike: end the session so run records are flushed on close
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    scope.cancel()
+                    return
+
+        async with self.running(), anyio.create_task_group() as tg:
+            tg.start_soon(stop_on_signal, tg.cancel_scope)
+            async with stdio_server() as (read, write):
+                await self.server.run(read, write, self.initialization_options())
+            tg.cancel_scope.cancel()
 
     async def _watch(self) -> None:
         from registry.watcher import watch
@@ -292,6 +307,7 @@ class ProcregServer:
             types.Tool.model_validate(tooldefs.to_mcp(t))
             for t in [*tooldefs.META_TOOLS, *(s.tool for s in served.values())]
         ]
+        self._wire_listing = {}
         changed = fingerprint != self._fingerprint
         first = not self._fingerprint and self.refreshed == 0
         self._fingerprint = fingerprint
@@ -314,11 +330,45 @@ class ProcregServer:
 
     # -- tools -----------------------------------------------------------------
 
+    async def _cached_listing(self, ctx: Context, call_next: CallNext) -> HandlerResult:
+        """``tools/list`` answered from the wire form computed once per served-set change.
+
+        The SDK shapes every result for the connection's protocol version (a
+        validating pass over every tool, most of a 1,000-tool listing's cost);
+        the served set only changes on a sync, so that work is done once.
+        Only handshake-era versions, whose envelope needs nothing per request.
+        """
+        version = ctx.protocol_version
+        params = ctx.params or {}
+        if (
+            ctx.method != "tools/list"
+            or version in MODERN_PROTOCOL_VERSIONS
+            or not set(params) <= {"cursor"}
+        ):
+            return await call_next(ctx)
+        key = f"{version} {params.get('cursor')}"
+        cached = self._wire_listing.get(key)
+        if cached is None:
+            generation = self.refreshed
+            fresh = await call_next(ctx)
+            if isinstance(fresh, dict) and generation == self.refreshed:  # still current
+                self._wire_listing[key] = fresh
+            return fresh
+        _require_read(self.grant_of(ctx))
+        return cached
+
     async def _list_tools(
-        self, ctx: Context, _params: types.PaginatedRequestParams | None
+        self, ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         _require_read(self.grant_of(ctx))
-        return types.ListToolsResult(tools=self._listing)
+        size = self.config.mcp.page_size
+        cursor = params.cursor if params is not None else None
+        if not size and cursor is None:
+            return types.ListToolsResult(tools=self._listing)
+        start = _offset(cursor, len(self._listing))
+        end = start + size if size else len(self._listing)
+        following = str(end) if end < len(self._listing) else None
+        return types.ListToolsResult(tools=self._listing[start:end], next_cursor=following)
 
     def tool_defs(self) -> list[tooldefs.ToolDef]:
         """Every tool served now: the meta tools, then the procedures by id."""
@@ -529,6 +579,15 @@ def _required_str(args: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise UsageError(f"{key!r} is required (a string)")
     return value
+
+
+def _offset(cursor: str | None, total: int) -> int:
+    # a cursor is an offset into the listing; a list_changed tells clients to start over
+    if cursor is None:
+        return 0
+    if not cursor.isdigit() or int(cursor) > total:
+        raise MCPError(types.INVALID_PARAMS, f"invalid cursor {cursor!r}; list from the start")
+    return int(cursor)
 
 
 def _require_read(grant: Grant) -> None:
