@@ -22,7 +22,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from registry.api import AsyncRegistry
-from tests.mcp_helpers import CLIENT, WAIT_S, build_registry, server_env
+from tests.cli_helpers import write_procedure
+from tests.conftest import git
+from tests.mcp_helpers import CLIENT, WAIT_S, Inbox, build_registry, procreg, server_env
 
 AGENT = "agent-secret-123"
 READER = "reader-secret-456"
@@ -101,12 +103,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
 
 
 @asynccontextmanager
-async def http_session(base: str, token: str) -> AsyncIterator[ClientSession]:
+async def http_session(
+    base: str, token: str, inbox: Inbox | None = None
+) -> AsyncIterator[ClientSession]:
     client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
     async with (
         client,
         streamable_http_client(f"{base}/mcp", http_client=client) as (read, write),
-        ClientSession(read, write, client_info=CLIENT) as session,
+        ClientSession(read, write, client_info=CLIENT, message_handler=inbox) as session,
     ):
         with anyio.fail_after(WAIT_S):
             await session.initialize()
@@ -205,5 +209,24 @@ def test_run_rights_can_be_limited_to_ids(server: tuple[Path, str]) -> None:
             assert isinstance(other.content[0], types.TextContent)
             assert "PermissionDenied" in other.content[0].text
             assert "ids slugify" in other.content[0].text
+
+    anyio.run(go)
+
+
+def test_a_release_reaches_a_connected_http_client(server: tuple[Path, str]) -> None:
+    repo, base = server
+
+    async def go() -> None:
+        inbox = Inbox()
+        async with http_session(base, AGENT, inbox) as session:
+            assert "web-echo" not in {t.name for t in (await session.list_tools()).tools}
+            write_procedure(repo, "web-echo", description="echo over the web")
+            git(repo, "add", "procedures/web-echo")
+            git(repo, "commit", "-qm", "feat: web-echo")
+            await anyio.to_thread.run_sync(
+                lambda: procreg("-C", str(repo), "release", "web-echo", "--skip-examples")
+            )
+            await inbox.wait_list_changed(0)
+            assert "web-echo" in {t.name for t in (await session.list_tools()).tools}
 
     anyio.run(go)
