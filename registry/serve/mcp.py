@@ -20,6 +20,7 @@ Built on the official ``mcp`` SDK's lowlevel :class:`mcp.server.lowlevel.Server`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -165,7 +166,8 @@ class ProcregServer:
         self._config = config
         self._channel = channel
         self._fallback = fallback
-        self.grant_of: GrantOf = grant_of or (lambda _ctx: LOCAL)
+        local = dataclasses.replace(LOCAL)  # its run slots belong to this server's loop
+        self.grant_of: GrantOf = grant_of or (lambda _ctx: local)
         self.watch = watch
         self.reconcile_every = reconcile_every
         self._reg: AsyncRegistry | None = None
@@ -326,7 +328,19 @@ class ProcregServer:
         await self.bus.publish(ToolsListChanged())
 
     async def _on_initialized(self, ctx: Context, _params: types.NotificationParams) -> None:
-        self._sessions.append(ctx.session)
+        session = ctx.session
+        self._sessions.append(session)
+        # Forget the client when its connection closes: the SDK unwinds the
+        # connection's exit stack then (the lowlevel context only hands out the
+        # session, whose connection attribute is not public).
+        connection = getattr(session, "_connection", None)
+        stack = getattr(connection, "exit_stack", None)
+        if stack is not None:
+            stack.callback(self._forget, session)
+
+    def _forget(self, session: ServerSession) -> None:
+        if session in self._sessions:
+            self._sessions.remove(session)
 
     # -- tools -----------------------------------------------------------------
 
@@ -400,6 +414,9 @@ class ProcregServer:
             return await self._run(ctx, grant, served.meta.id, served.version, args, served.meta)
         except RegistryError as exc:
             return error_result(type(exc).__name__, str(exc))
+        except Exception as exc:  # an agent gets a tool error, never a dead session
+            log.exception("tool %s failed unexpectedly", params.name)
+            return error_result("InternalError", f"{type(exc).__name__}: {exc}")
 
     async def _run(
         self,
