@@ -94,7 +94,7 @@ async def stdio_session(repo: Path, *extra: str) -> AsyncIterator[tuple[ClientSe
     """``python -m registry -C REPO mcp``, and an initialized SDK client session on it."""
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "registry", "-C", str(repo), "mcp", *extra],
+        args=["-m", "registry", "-C", str(repo), *extra, "mcp"],
         env=server_env(),
     )
     inbox = Inbox()

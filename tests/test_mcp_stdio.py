@@ -280,3 +280,30 @@ def test_tools_list_pages_when_a_page_size_is_configured(tmp_path: Path) -> None
                 await session.list_tools(params=types.PaginatedRequestParams(cursor="nope"))
 
     anyio.run(go)
+
+
+@pytest.mark.postgres
+def test_procreg_mcp_on_a_postgresql_index(repo: Path, pg_url: str) -> None:
+    async def go() -> None:
+        async with stdio_session(repo, "--database-url", pg_url) as (session, inbox):
+            tools = {t.name for t in (await session.list_tools()).tools}
+            assert {"slugify", "semver-compare"} <= tools
+            ok = await session.call_tool("semver-compare", {"a": "2.0.0", "b": "1.0.0"})
+            assert ok.structured_content == {"result": 1}
+            seen = inbox.list_changed
+            write_procedure(repo, "pg-echo", description="echo on postgres")
+            git(repo, "add", "procedures/pg-echo")
+            git(repo, "commit", "-qm", "feat: pg-echo")
+            await anyio.to_thread.run_sync(
+                lambda: procreg("-C", str(repo), "release", "pg-echo", "--skip-examples")
+            )
+            await inbox.wait_list_changed(seen)
+            assert "pg-echo" in {t.name for t in (await session.list_tools()).tools}
+
+    anyio.run(go)
+
+    async def callers() -> set[str | None]:
+        async with await AsyncRegistry.open(repo, pg_url, auto_sync=False) as reg:
+            return {r.caller for r in await reg.backend.executions("semver-compare")}
+
+    assert asyncio.run(callers()) == {"mcp:pytest-client"}
