@@ -15,7 +15,7 @@ from registry.api import AsyncRegistry
 from registry.gitstore import GitStore
 from tests.cli_helpers import write_procedure
 from tests.conftest import git
-from tests.mcp_helpers import build_registry, procreg, stdio_session
+from tests.mcp_helpers import WAIT_S, build_registry, procreg, stdio_session
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,18 @@ def test_calls_give_structured_results_and_failures_are_tool_errors(repo: Path) 
             assert not found.is_error and found.structured_content is not None
             ids = [p["id"] for p in found.structured_content["procedures"]]
             assert "semver-compare" in ids
+            query = {"category": "text", "sort": "health", "min_success_rate": 0.5}
+            with anyio.fail_after(WAIT_S):  # run records reach the index in batches
+                while True:
+                    healthy = await session.call_tool("search_procedures", query)
+                    assert healthy.structured_content is not None
+                    hits = [p["id"] for p in healthy.structured_content["procedures"]]
+                    if hits:
+                        break
+                    await anyio.sleep(0.1)
+            assert hits == ["slugify"]  # the only text procedure with recorded runs
+            bad_sort = await session.call_tool("search_procedures", {"sort": "random"})
+            assert bad_sort.is_error and "UsageError" in bad_sort.content[0].text  # type: ignore[union-attr]
             got = await session.call_tool("get_procedure", {"id": "slugify", "spec": "^1"})
             assert got.structured_content is not None
             assert got.structured_content["procedure"]["version"] == "1.0.0"

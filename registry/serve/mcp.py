@@ -451,12 +451,16 @@ class ProcregServer:
         limit = args.get("limit", 20)
         if not isinstance(limit, int) or not 1 <= limit <= 200:
             raise UsageError("limit must be an integer from 1 to 200")
+        sort = args.get("sort")
+        if sort not in (None, "relevance", "name", "health"):
+            raise UsageError("sort must be relevance, name or health")
         hits = await self.reg.search(
             args.get("text"),
             args.get("category"),
             tuple(args.get("tags") or ()),
             limit=limit,
             min_success_rate=args.get("min_success_rate"),
+            sort=sort,
         )
         procedures = []
         for hit in hits:
