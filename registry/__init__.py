@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "HistoryEntry": "registry.api",
     "ProcedureDiff": "registry.api",
     "RunResult": "registry.execution",
+    "Proposal": "registry.proposals",
     "Metrics": "registry.index",
     "SyncReport": "registry.sync",
     "Drift": "registry.sync",
@@ -76,6 +77,7 @@ __all__ = [
     "ProcedureDetail",
     "ProcedureDiff",
     "ProcedureSummary",
+    "Proposal",
     "Reason",
     "ReasonKind",
     "Registry",
@@ -138,6 +140,7 @@ if TYPE_CHECKING:
     from registry.index import Metrics
     from registry.model import Metadata, json_schema
     from registry.problems import Problem
+    from registry.proposals import Proposal
     from registry.reasons import Reason, ReasonKind
     from registry.snapshot import FileEntry, Snapshot
     from registry.sync import Drift, SyncReport

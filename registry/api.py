@@ -47,7 +47,7 @@ import anyio.from_thread
 import semver
 from pydantic import BaseModel, Field, ValidationError
 
-from registry import execution, specs
+from registry import execution, proposals, specs
 from registry.errors import NotFoundError, RegistryError
 from registry.execution import RunResult
 from registry.gitstore import GitStore
@@ -60,6 +60,7 @@ from registry.index import (
     construct_trusted,
 )
 from registry.model import Metadata
+from registry.proposals import Proposal
 from registry.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
 from registry.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
 from registry.tags import check_id
@@ -301,6 +302,31 @@ class AsyncRegistry:
     async def metrics(self, proc_id: str) -> Metrics:
         """Runs, success rate, p50/p95 duration, last run and error classes, per version too."""
         return await execution.metrics(self.backend, proc_id)
+
+    async def propose(
+        self,
+        proc_id: str,
+        main_py: str,
+        metadata: Mapping[str, Any] | str,
+        message: str | None = None,
+        *,
+        proposer: str | None = None,
+    ) -> Proposal:
+        """Propose ``proc_id``'s files for review on a new branch ``proposals/<id>/<n>``.
+
+        Validated first (:class:`ValidationFailed`, nothing written); committed
+        off the tracked branch's tip, never on it. See :mod:`registry.proposals`.
+        """
+        return await asyncio.to_thread(
+            proposals.propose,
+            self.store,
+            proc_id,
+            main_py,
+            metadata,
+            message,
+            ref=self.ref,
+            proposer=proposer,
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -712,6 +738,22 @@ class Registry:
     def metrics(self, proc_id: str, *, timeout: float | None = None) -> Metrics:
         """See :meth:`AsyncRegistry.metrics`."""
         return self._run(lambda: self._core.metrics(proc_id), timeout)
+
+    def propose(
+        self,
+        proc_id: str,
+        main_py: str,
+        metadata: Mapping[str, Any] | str,
+        message: str | None = None,
+        *,
+        proposer: str | None = None,
+        timeout: float | None = None,
+    ) -> Proposal:
+        """See :meth:`AsyncRegistry.propose`."""
+        return self._run(
+            lambda: self._core.propose(proc_id, main_py, metadata, message, proposer=proposer),
+            timeout,
+        )
 
     def get(
         self, proc_id: str, spec: str | None = None, *, timeout: float | None = None

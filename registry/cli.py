@@ -759,9 +759,9 @@ class _progress:
 
 def _register_commands() -> None:
     """Commands that live in their own modules (registry/commands/)."""
-    from registry.commands.run import COMMANDS
+    from registry.commands import run, serve
 
-    for command in COMMANDS:
+    for command in [*run.COMMANDS, *serve.COMMANDS]:
         cli.add_command(command)
 
 

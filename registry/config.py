@@ -27,6 +27,24 @@ Every key has a default, so a repository without the file is a valid registry.
     tmpfs_mb = 64                  # each of the run's private /tmp and /dev/shm
     uids = 64                      # unprivileged uids from 61000 (or user = "name")
 
+    [mcp]
+    channel = "stable"             # what `procreg mcp` / `serve` pin tools to
+    fallback = "latest"            # no such channel: serve the latest release ("none": skip)
+    page_size = 0                  # tools per tools/list page (0: all in one)
+
+    [serve]                        # `procreg serve` (HTTP): every request needs a token
+    max_body_bytes = 1048576
+    max_argument_bytes = 65536
+    max_concurrent_runs = 4        # per token
+    [[serve.tokens]]
+    name = "ci-agent"
+    env = "PROCREG_TOKEN_CI"       # the secret is in this environment variable ...
+    # hash_file = "/etc/procreg/ci.sha256"   # ... or its sha256 hex is in this file
+    rights = ["read", "run"]       # read, run, propose
+    run_ids = []                   # run limited to these ids / categories / tags (empty: all)
+    run_categories = []
+    run_tags = []
+
     [migration]
     generator = "builtin"          # or "llm"
     [migration.llm]
@@ -40,7 +58,7 @@ from __future__ import annotations
 import tomllib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from registry.errors import ConfigError
 
@@ -95,12 +113,49 @@ class MigrationSection(_Section):
     llm: LLMSection = Field(default_factory=LLMSection)
 
 
+class McpSection(_Section):
+    channel: str = "stable"
+    fallback: Literal["latest", "none"] = "latest"
+    page_size: int = Field(default=0, ge=0)  # tools/list page; 0: every tool in one page
+
+
+Right = Literal["read", "run", "propose"]
+
+
+class TokenSection(_Section):
+    name: str = Field(min_length=1, max_length=100)
+    env: str | None = None
+    hash_file: str | None = None
+    rights: list[Right] = Field(default_factory=lambda: list[Right](["read"]))
+    run_ids: list[str] = Field(default_factory=list)
+    run_categories: list[str] = Field(default_factory=list)
+    run_tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> TokenSection:
+        if (self.env is None) == (self.hash_file is None):
+            raise ValueError(
+                f"token {self.name!r} needs exactly one of env (an environment variable "
+                "holding the secret) or hash_file (a file holding its sha256)"
+            )
+        return self
+
+
+class ServeSection(_Section):
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_argument_bytes: int = Field(default=64 * 1024, gt=0)
+    max_concurrent_runs: int = Field(default=4, gt=0)
+    tokens: list[TokenSection] = Field(default_factory=list)
+
+
 class Config(_Section):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     validation: ValidationSection = Field(default_factory=ValidationSection)
     health: HealthSection = Field(default_factory=HealthSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
     migration: MigrationSection = Field(default_factory=MigrationSection)
+    mcp: McpSection = Field(default_factory=McpSection)
+    serve: ServeSection = Field(default_factory=ServeSection)
 
 
 def parse_config(text: str | bytes | None, path: str = CONFIG_FILE) -> Config:

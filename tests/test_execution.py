@@ -598,9 +598,7 @@ def test_a_refused_engine_fails_closed_and_the_run_is_recorded(repo: Path, monke
     assert "No permissions" in (runs[0].error_message or "")
 
 
-def test_open_registries_and_a_cli_run_share_few_uids_without_starving(
-    repo: Path, capsys
-) -> None:
+def test_open_registries_and_a_cli_run_share_few_uids_without_starving(repo: Path, capsys) -> None:
     """Uids go back per run: four open registries and a CLI run never wait each other out."""
     import subprocess
     import sys
