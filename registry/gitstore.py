@@ -559,20 +559,11 @@ class GitStore:
     def create_branch(self, branch: str, commit: str) -> str:
         """Create ``branch`` at ``commit``; :class:`ConflictError` if it already exists.
 
-        Creation is atomic (libgit2 refuses an existing ref), so two writers
+        Created under the ref's lock (:meth:`_create_ref`), so two writers
         picking the same new name never both get it.
         """
         ref_name = self.branch_ref(branch)
-        try:
-            self.repo.references.create(ref_name, pygit2.Oid(hex=commit), force=False)
-        except pygit2.AlreadyExistsError as exc:
-            raise ConflictError(f"{self.name}: {ref_name} already exists") from exc
-        except (pygit2.GitError, ValueError) as exc:
-            if "exists" in str(exc) or "lock" in str(exc):  # lost a race for the same name
-                raise ConflictError(f"{self.name}: {ref_name} already exists") from exc
-            raise GitError(
-                f"{self.name}: cannot create {ref_name} at {commit[:12]}: {exc}"
-            ) from exc
+        self._create_ref(ref_name, commit, f"procreg: create {branch}")
         return ref_name
 
     def _lookup(self, ref_name: str) -> pygit2.Reference | None:
