@@ -262,6 +262,8 @@ class VersionMetrics(_Row):
     p95_ms: float | None = None
     last_run: datetime | None = None
     errors: dict[str, int] = Field(default_factory=dict)
+    callers: dict[str, int] = Field(default_factory=dict)
+    """Runs per caller (``user@host``, ``mcp:<client>``, ``release``, ...)."""
 
 
 class Metrics(VersionMetrics):
@@ -597,6 +599,7 @@ class RunFact(BaseModel):
     outcome: Outcome
     error_type: str | None
     started_at: datetime
+    caller: str = ""
 
     @field_validator("started_at")
     @classmethod
@@ -609,7 +612,9 @@ def version_metrics(facts: Iterable[RunFact]) -> VersionMetrics:
     facts = list(facts)
     durations = sorted(f.duration_ms for f in facts)
     errors: dict[str, int] = {}
+    callers: dict[str, int] = {}
     for f in facts:
+        callers[f.caller] = callers.get(f.caller, 0) + 1
         if f.outcome == "failure":
             key = f.error_type or UNKNOWN_ERROR
             errors[key] = errors.get(key, 0) + 1
@@ -620,6 +625,7 @@ def version_metrics(facts: Iterable[RunFact]) -> VersionMetrics:
         p95_ms=percentile_cont(durations, 0.95),
         last_run=max((f.started_at for f in facts), default=None),
         errors=dict(sorted(errors.items())),
+        callers=dict(sorted(callers.items())),
     )
 
 

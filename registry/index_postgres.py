@@ -417,6 +417,8 @@ FROM executions WHERE id = $1
 GROUP BY GROUPING SETS ((), (version))"""
 SELECT_ERROR_COUNTS = """SELECT version, error_type, count(*) AS n FROM executions
 WHERE id = $1 AND outcome = 'failure' GROUP BY version, error_type"""
+SELECT_CALLER_COUNTS = """SELECT version, caller, count(*) AS n FROM executions
+WHERE id = $1 GROUP BY version, caller"""
 SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM executions
 WHERE id = $1 AND ($2::text IS NULL OR version = $2)
 ORDER BY started_at DESC, run_id DESC LIMIT $3"""
@@ -928,12 +930,9 @@ class PostgresIndex:
         with self._errors():
             rows = await self._pool.fetch(SELECT_METRICS, id)
             error_rows = await self._pool.fetch(SELECT_ERROR_COUNTS, id)
-        errors: dict[str | None, dict[str, int]] = {}
-        for r in error_rows:
-            key = r["error_type"] or UNKNOWN_ERROR
-            for group in (None, r["version"] or UNVERSIONED):
-                bucket = errors.setdefault(group, {})
-                bucket[key] = bucket.get(key, 0) + r["n"]
+            caller_rows = await self._pool.fetch(SELECT_CALLER_COUNTS, id)
+        errors = _counts_by_group(error_rows, "error_type", UNKNOWN_ERROR)
+        callers = _counts_by_group(caller_rows, "caller", "")
         overall = VersionMetrics()
         versions: dict[str, VersionMetrics] = {}
         for r in rows:
@@ -945,6 +944,7 @@ class PostgresIndex:
                 p95_ms=r["p95"],
                 last_run=r["last_run"],
                 errors=dict(sorted(errors.get(group, {}).items())),
+                callers=dict(sorted(callers.get(group, {}).items())),
             )
             if group is None:
                 overall = stats
@@ -984,3 +984,16 @@ class PostgresIndex:
                     for r in await conn.fetch(SELECT_ALL_SYNC_STATES)
                 ]
         return canonical_snapshot(procedures, versions, channels, states)
+
+
+def _counts_by_group(
+    rows: Sequence[asyncpg.Record], column: str, missing: str
+) -> dict[str | None, dict[str, int]]:
+    """``{version or None (overall): {value: count}}`` from ``(version, column, n)`` rows."""
+    counts: dict[str | None, dict[str, int]] = {}
+    for r in rows:
+        key = r[column] or missing
+        for group in (None, r["version"] or UNVERSIONED):
+            bucket = counts.setdefault(group, {})
+            bucket[key] = bucket.get(key, 0) + r["n"]
+    return counts

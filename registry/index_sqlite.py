@@ -520,7 +520,7 @@ SELECT_EXECUTIONS = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM runs.execut
 WHERE id = ? AND (? IS NULL OR version = ?)
 ORDER BY started_at DESC, run_id DESC LIMIT ?"""
 COUNT_EXECUTIONS = "SELECT count(*) FROM runs.executions WHERE (? IS NULL OR id = ?)"
-SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_at
+SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_at, caller
 FROM runs.executions WHERE id = ?"""
 SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM runs.executions
 WHERE id = ? AND (? IS NULL OR version = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?"""
@@ -935,6 +935,7 @@ class SqliteIndex:
                 outcome=r["outcome"],
                 error_type=r["error_type"],
                 started_at=r["started_at"],
+                caller=r["caller"],
             )
             for r in rows
         )

@@ -877,6 +877,25 @@ def test_metrics(target: str) -> None:
     assert m.versions["1.0.0"].p50_ms == 7.25
     assert m.versions["1.1.0"].errors == {"TimeoutError": 1, "ValueError": 1}
     assert m.versions["1.1.0"].success_rate == pytest.approx(1 / 3)
+    assert m.callers == {"test": 7}
+
+
+def test_metrics_count_runs_per_caller(target: str) -> None:
+    records = [
+        runrec("slugify", i, caller=caller, version=version)
+        for i, (caller, version) in enumerate(
+            [("mcp:claude", "1.0.0"), ("mcp:claude", "1.1.0"), ("release", "1.1.0"),
+             ("ana@laptop", "1.0.0"), ("mcp:claude", "1.1.0")]
+        )
+    ]  # fmt: skip
+
+    async def body(index: IndexBackend) -> Any:
+        await index.record_executions(records)
+        return await index.metrics("slugify")
+
+    m = run(target, body)
+    assert m.callers == {"ana@laptop": 1, "mcp:claude": 3, "release": 1}
+    assert m.versions["1.1.0"].callers == {"mcp:claude": 2, "release": 1}
 
 
 @pytest.mark.postgres
@@ -890,6 +909,7 @@ def test_both_backends_agree_exactly(tmp_path: Path, pg_url: str) -> None:
             version=f"1.{i % 3}.0",
             outcome="failure" if i % 11 == 0 else "success",
             error_type="OSError" if i % 22 == 0 else None,
+            caller=f"caller-{i % 4}",
         )
         for i, d in enumerate(durations)
     ]

@@ -165,6 +165,9 @@ def test_calls_give_structured_results_and_failures_are_tool_errors(repo: Path) 
     metrics = json.loads(procreg("-C", str(repo), "metrics", "boom", "--json"))
     assert metrics["runs"] >= 1
     assert metrics["errors"] == {"ValueError": metrics["runs"]}
+    assert metrics["callers"] == {"mcp:pytest-client": metrics["runs"]}  # who called, in metrics
+    table = procreg("-C", str(repo), "metrics", "slugify")
+    assert "mcp:pytest-client x" in table
 
 
 def test_a_release_made_with_git_while_connected_changes_the_tool_list(repo: Path) -> None:

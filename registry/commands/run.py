@@ -189,7 +189,7 @@ def test(ctx: Context, ref_spec: str, timeout_s: float | None, as_json: bool) ->
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
-    """Run statistics of a procedure: runs, success rate, p50/p95 duration, errors, per version."""
+    """Run statistics of a procedure: runs, success rate, p50/p95, errors, callers, per version."""
     from registry.errors import NotFoundError
     from registry.index import Metrics
     from registry.recorder import RunRecorder, spool_dir
@@ -219,7 +219,7 @@ def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
         return
     rows = [("all", stats), *stats.versions.items()]
     click.echo(f"{proc_id}: {stats.runs} run{'s' * (stats.runs != 1)}")
-    headers = ["version", "runs", "success", "p50 ms", "p95 ms", "last run", "errors"]
+    headers = ["version", "runs", "success", "p50 ms", "p95 ms", "last run", "errors", "callers"]
     table = [
         [
             name,
@@ -229,6 +229,7 @@ def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
             "-" if m.p95_ms is None else f"{m.p95_ms:.1f}",
             "-" if m.last_run is None else m.last_run.isoformat(timespec="seconds"),
             ", ".join(f"{k} x{v}" for k, v in m.errors.items()) or "-",
+            ", ".join(f"{k} x{v}" for k, v in m.callers.items()) or "-",
         ]
         for name, m in rows
     ]
