@@ -17,7 +17,8 @@ from registry.model import Metadata, Parameter
 
 ARGUMENT_ERROR = "ArgumentError"
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    # the Python types a JSON value of each metadata type decodes to
     "string": (str,),
     "file": (str,),
     "directory": (str,),
@@ -36,7 +37,7 @@ def _fits(value: Any, param_type: str) -> bool:
         return False
     if isinstance(value, bool) and param_type != "boolean":
         return False
-    return isinstance(value, _JSON_TYPES.get(param_type, (object,)))
+    return isinstance(value, JSON_TYPES.get(param_type, (object,)))
 
 
 def argument_problems(meta: Metadata, kwargs: Mapping[str, Any]) -> list[str]:

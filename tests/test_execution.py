@@ -456,9 +456,11 @@ def test_cli_metrics_json_keys(cli_repo: Path, capsys) -> None:
         "p95_ms",
         "last_run",
         "errors",
+        "callers",
         "versions",
     }
     assert data["runs"] == 2 and data["success_rate"] == 1.0
+    assert list(data["callers"].values()) == [2]  # both runs by this user@host
     assert set(data["versions"]["1.0.0"]) == {
         "runs",
         "success_rate",
@@ -466,6 +468,7 @@ def test_cli_metrics_json_keys(cli_repo: Path, capsys) -> None:
         "p95_ms",
         "last_run",
         "errors",
+        "callers",
     }
     human = run_cli(capsys, "-C", str(cli_repo), "metrics", "echo")
     assert human.code == 0 and "1.0.0" in human.out

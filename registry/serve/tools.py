@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from registry.arguments import JSON_TYPES
 from registry.model import Metadata, Parameter
 
 Format = Literal["mcp", "openai", "anthropic"]
@@ -107,18 +108,6 @@ def structured(meta: Metadata | None, result: Any) -> dict[str, Any]:
     return {RESULT_KEY: result}
 
 
-_RESULT_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "file": (str,),
-    "directory": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
-
-
 def result_fits(meta: Metadata, value: Any) -> bool:
     """True when ``value`` is of the type ``returns`` declares (what the outputSchema says)."""
     kind = meta.returns.type
@@ -126,7 +115,7 @@ def result_fits(meta: Metadata, value: Any) -> bool:
         return True
     if isinstance(value, bool) and kind != "boolean":
         return False
-    return isinstance(value, _RESULT_TYPES[kind])
+    return isinstance(value, JSON_TYPES[kind])
 
 
 def _clip(text: str, limit: int = MAX_EXAMPLE_CHARS) -> str:
