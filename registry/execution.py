@@ -32,6 +32,7 @@ import logging
 import math
 import platform
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -148,12 +149,36 @@ def declared_metadata(resolved: Resolved) -> Metadata | None:
 def validated_metadata(store: GitStore, resolved: Resolved) -> tuple[Metadata | None, str | None]:
     """The metadata of a resolved version that validates, or None and a one-line reason.
 
-    Validated with the registry config committed alongside the version.
+    Validated with the registry config committed alongside the version. The
+    answer is a pure function of the version's tree and that config, so it is
+    kept (bounded) for the next run of the same tree under the same rules.
     """
     from registry.sync import config_at
     from registry.validation import validate_snapshot
 
-    checked = validate_snapshot(resolved.snapshot, config_at(store, resolved.commit).validation)
+    rules = config_at(store, resolved.commit).validation
+    key = (resolved.tree_id, rules.model_dump_json()) if resolved.tree_id else None
+    if key is not None:
+        with _VALIDATED_LOCK:
+            known = _VALIDATED.get(key)
+        if known is not None:
+            return known
+    checked = validate_snapshot(resolved.snapshot, rules)
+    answer = _validation_answer(checked, resolved)
+    if key is not None:
+        with _VALIDATED_LOCK:
+            _VALIDATED[key] = answer
+            while len(_VALIDATED) > _VALIDATED_MAX:
+                _VALIDATED.pop(next(iter(_VALIDATED)))
+    return answer
+
+
+_VALIDATED: dict[tuple[str, str], tuple[Metadata | None, str | None]] = {}
+_VALIDATED_LOCK = threading.Lock()
+_VALIDATED_MAX = 1024
+
+
+def _validation_answer(checked: Any, resolved: Resolved) -> tuple[Metadata | None, str | None]:
     if checked.ok and checked.metadata is not None:
         return checked.metadata, None
     first = checked.problems[0].format() if checked.problems else "invalid metadata"
