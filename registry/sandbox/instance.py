@@ -122,7 +122,6 @@ class Instance:
                 fcntl.fcntl(code_w, fcntl.F_SETPIPE_SZ, len(code))
             os.write(code_w, code)
         os.close(code_w)
-        self.killed_by_host = False
         self.preread = bytearray()  # reports read before the run (the ready frame)
         self.released = False
         self._closed = False
@@ -212,7 +211,6 @@ class Instance:
 
     def kill(self) -> None:
         """End the whole sandbox now: every process of the run dies with its engine process."""
-        self.killed_by_host = True
         with contextlib.suppress(OSError):
             os.kill(self.proc.pid, signal.SIGKILL)  # bubblewrap: its pid 1 dies with it
         if self.cgroup is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 SCRATCH = "/tmp/run"  # noqa: S108  (inside the sandbox: a private tmpfs, not the host's /tmp)
@@ -127,7 +127,6 @@ class Mounts:
     ro_binds: tuple[str, ...]
     symlinks: tuple[tuple[str, str], ...] = ()  # (target, link)
     tmpfs_bytes: int = 64 * 1024 * 1024
-    extra_dirs: tuple[str, ...] = field(default=())
 
 
 def bwrap_argv(
@@ -164,8 +163,6 @@ def bwrap_argv(
     for private in ("/tmp", "/dev/shm"):  # noqa: S108  (the sandbox's own, not the host's)
         argv += ["--size", size, "--tmpfs", private]
     argv += ["--dir", SCRATCH]
-    for folder in mounts.extra_dirs:
-        argv += ["--dir", folder]
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SCRATCH]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]

@@ -117,11 +117,3 @@ def _store(path: Path, program: bytes) -> None:
         tmp.replace(path)
     except OSError:
         pass
-
-
-def filter_fd(program: bytes) -> int:
-    """An in-memory file holding ``program``, positioned at its start, for ``--seccomp``."""
-    fd = os.memfd_create("procreg-seccomp", os.MFD_CLOEXEC)
-    os.write(fd, program)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
