@@ -243,98 +243,37 @@ def _params(*spec: tuple[str, str]) -> list[Parameter]:
     return [Parameter(name=name, type=kind) for name, kind in spec]
 
 
-# id -> (file in tests/hostile, parameters, limits, extra data files)
-OPEN: dict[str, tuple[str, list[Parameter], Limits, dict[str, str]]] = {
-    "unix-socket-connect": (
-        "unix_socket_connect",
-        _params(("paths", "array")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
+Entry = tuple[str, list[Parameter], Limits, dict[str, str]]
+
+
+def _entry(
+    module: str, *params: tuple[str, str], timeout_s: float = 5, memory_mb: int = 128
+) -> Entry:
+    """(file in tests/hostile, parameters, limits, extra data files)."""
+    return module, _params(*params), Limits(timeout_s=timeout_s, memory_mb=memory_mb), {}
+
+
+MEMORY_PARAMS = (("children", "integer"), ("mb", "integer"), ("parent_mb", "integer"))
+OPEN: dict[str, Entry] = {
+    "unix-socket-connect": _entry("unix_socket_connect", ("paths", "array")),
+    "abstract-connect": _entry("abstract_connect", ("names", "array"), ("retry_s", "number")),
+    "proc-scan": _entry("proc_scan"),
+    "read-host-paths": _entry("read_host_paths", ("paths", "array")),
+    "persist": _entry("persist", ("marker", "string"), ("mode", "string")),
+    "symlink-proc": _entry("symlink_proc", ("targets", "array")),
+    "deep-result": _entry("deep_result", ("depth", "integer")),
+    "deep-raw-result": _entry("deep_raw_result", ("depth", "integer")),
+    "nan-raw-result": _entry("nan_raw_result", ("value", "string")),
+    "forge-frames": _entry("forge_frames", ("then", "string")),
+    "kill-init": _entry("kill_init", ("host_pid", "integer")),
+    "fork-bomb-allowed": _entry("fork_bomb"),
+    "memory-children": _entry(
+        "memory_children", *MEMORY_PARAMS, ("hold_s", "number"), timeout_s=10, memory_mb=64
     ),
-    "abstract-connect": (
-        "abstract_connect",
-        _params(("names", "array"), ("retry_s", "number")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
+    "memory-children-wait": _entry(
+        "memory_children", *MEMORY_PARAMS, ("hold_s", "number"), timeout_s=3, memory_mb=64
     ),
-    "proc-scan": ("proc_scan", [], Limits(timeout_s=5, memory_mb=128), {}),
-    "read-host-paths": (
-        "read_host_paths",
-        _params(("paths", "array")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
-    ),
-    "persist": (
-        "persist",
-        _params(("marker", "string"), ("mode", "string")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
-    ),
-    "symlink-proc": (
-        "symlink_proc",
-        _params(("targets", "array")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
-    ),
-    "deep-result": (
-        "deep_result",
-        _params(("depth", "integer")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
-    ),
-    "deep-raw-result": (
-        "deep_raw_result",
-        _params(("depth", "integer")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
-    ),
-    "nan-raw-result": (
-        "nan_raw_result",
-        _params(("value", "string")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
-    ),
-    "forge-frames": (
-        "forge_frames",
-        _params(("then", "string")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
-    ),
-    "kill-init": (
-        "kill_init",
-        _params(("host_pid", "integer")),
-        Limits(timeout_s=5, memory_mb=128),
-        {},
-    ),
-    "fork-bomb-allowed": ("fork_bomb", [], Limits(timeout_s=5, memory_mb=128), {}),
-    "memory-children": (
-        "memory_children",
-        _params(
-            ("children", "integer"),
-            ("mb", "integer"),
-            ("parent_mb", "integer"),
-            ("hold_s", "number"),
-        ),
-        Limits(timeout_s=10, memory_mb=64),
-        {},
-    ),
-    "memory-children-wait": (
-        "memory_children",
-        _params(
-            ("children", "integer"),
-            ("mb", "integer"),
-            ("parent_mb", "integer"),
-            ("hold_s", "number"),
-        ),
-        Limits(timeout_s=3, memory_mb=64),
-        {},
-    ),
-    "payload-runner": (
-        "payload_runner",
-        _params(("payload", "string")),
-        Limits(timeout_s=10, memory_mb=128),
-        {},
-    ),
+    "payload-runner": _entry("payload_runner", ("payload", "string"), timeout_s=10),
 }
 
 
