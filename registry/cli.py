@@ -9,6 +9,7 @@ inside the commands so that ``procreg --version`` starts fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -67,7 +68,32 @@ def fail(message: str) -> NoReturn:
     raise RegistryError(message)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _PipeClosed(Exception):
+    """The reader of stdout went away (``| head``): not an error, as for git."""
+
+
+class _Group(click.Group):
+    """The command group, listing each command's whole first sentence (click cuts it at 45)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # click turns EPIPE into exit 1 itself; take it first, so that it can be exit 0
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise _PipeClosed from exc
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-C",
     "path",
@@ -87,6 +113,25 @@ def fail(message: str) -> NoReturn:
 def cli(ctx: click.Context, path: Path, database_url: str | None, traceback: bool) -> None:
     """A git-native registry of executable procedures."""
     ctx.obj = Context(path, database_url)
+
+
+@cli.command("help")
+@click.argument("command", nargs=-1)
+@click.pass_context
+def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Show the help of COMMAND (``procreg help release``), or of procreg itself."""
+    parent = ctx.parent
+    assert parent is not None
+    target: click.Command = parent.command
+    info = parent
+    for name in command:
+        sub = target.get_command(info, name) if isinstance(target, click.Group) else None
+        if sub is None:
+            names = ", ".join(cli.list_commands(parent))
+            fail(f"no command {name!r}; the commands are: {names}")
+        info = click.Context(sub, info_name=name, parent=info)
+        target = sub
+    click.echo(target.get_help(info))
 
 
 # -- issue: procedures in git ----------------------------------------------------------
@@ -196,7 +241,9 @@ def _under(base: Path, path: Path) -> Path:
 
 @cli.command("list")
 @click.option("--ref", default="HEAD", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def list_(ctx: Context, ref: str, as_json: bool) -> None:
     """List the procedures at REF with their latest release."""
@@ -216,7 +263,9 @@ def list_(ctx: Context, ref: str, as_json: bool) -> None:
 @click.argument("ref_spec", metavar="ID[@SPEC]")
 @click.option("--ref", default=None, help="Show the procedure as it is at this git ref.")
 @click.option("--source", is_flag=True, help="Print main.py.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def show(ctx: Context, ref_spec: str, ref: str | None, source: bool, as_json: bool) -> None:
     """Show a procedure: latest release, ID@SPEC (version, range, channel, HEAD) or --ref."""
@@ -284,7 +333,9 @@ def hooks_install(ctx: Context, server: bool) -> None:
 )
 @click.option("--ref", default="HEAD", show_default=True, help="The commit to release.")
 @click.option("--dry-run", is_flag=True, help="Show what would be tagged; tag nothing.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @click.option("--skip-examples", is_flag=True, help="Do not run the examples before tagging.")
 @pass_ctx
 def release(
@@ -342,7 +393,9 @@ def _examples_gate(ctx: Context) -> Callable[..., None] | None:
 
 @cli.command()
 @click.argument("proc_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def log(ctx: Context, proc_id: str, as_json: bool) -> None:
     """The releases of ID, newest first, with their bumps and reasons."""
@@ -381,7 +434,9 @@ def diff(ctx: Context, proc_id: str, a: str, b: str) -> None:
 @click.option("--to", "to_version", required=True, metavar="VERSION")
 @click.option("--reason", help="Why; recorded in the release.")
 @click.option("--branch", help="Branch to commit on (default: the current one).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def rollback(
     ctx: Context,
@@ -417,7 +472,9 @@ def rollback(
 @click.argument("version", metavar="VERSION")
 @click.option("--channel", required=True, help="Channel name, e.g. stable.")
 @click.option("--reason", help="Why; recorded in the channel tag.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def promote(
     ctx: Context, proc_id: str, version: str, channel: str, reason: str | None, as_json: bool
@@ -479,7 +536,9 @@ def _sync_line(report: Any) -> str:
 
 @cli.command()
 @click.option("--quiet", is_flag=True, help="Print nothing unless something fails.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def sync(ctx: Context, quiet: bool, as_json: bool) -> None:
     """Bring the index up to date with git (incremental)."""
@@ -496,7 +555,9 @@ def sync(ctx: Context, quiet: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def reindex(ctx: Context, as_json: bool) -> None:
     """Rebuild the index from git alone (run records are kept; a corrupt index is set aside)."""
@@ -513,7 +574,9 @@ def reindex(ctx: Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def verify(ctx: Context, as_json: bool) -> None:
     """Compare the index with git; exit 1 on any drift."""
@@ -581,7 +644,9 @@ def watch(ctx: Context, reconcile_every: float) -> None:
 @click.option("--sort", type=click.Choice(["relevance", "name", "health"]), default=None)
 @click.option("--min-success-rate", type=click.FloatRange(0, 1), default=None)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def search(
     ctx: Context,
@@ -651,7 +716,9 @@ def _clip(text: str, width: int) -> str:
     default=None,
     help="Code generator (default: procreg.toml [migration] generator, else builtin).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def migrate(
     ctx: Context,
@@ -820,16 +887,24 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; turn errors into exit codes (the one place that does)."""
+    """Run the CLI; turn errors into exit codes (the one place that does).
+
+    Under ``--json`` an error is JSON on stdout too, ``{"error": {"type",
+    "message", "hint"}}``, with the same exit code. A closed pipe (``| head``)
+    ends quietly with 0, as git does.
+    """
     from registry.errors import RegistryError
 
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     show_traceback = "--traceback" in args
+    as_json = "--json" in (args[: args.index("--")] if "--" in args else args)
     try:
         cli.main(args=args, prog_name="procreg", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
+        if as_json:
+            return _json_error("UsageError", exc.format_message(), _usage_hint(exc), exc.exit_code)
         exc.show()
         return exc.exit_code
     except click.exceptions.Abort:
@@ -838,24 +913,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RegistryError as exc:
         if show_traceback:
             raise
+        if as_json:
+            message, _, hint = str(exc).partition("; ")
+            return _json_error(type(exc).__name__, message, hint or None, EXIT_PROBLEM)
         click.echo(f"procreg: error: {exc}", err=True)
         return EXIT_PROBLEM
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
+        _quiet_stdout()
         return 0
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     except Exception as exc:
         if show_traceback:
             raise
+        message = f"{type(exc).__name__}: {exc}"
+        hint = "this is a bug in procreg; rerun with --traceback and report what it prints"
+        if as_json:
+            return _json_error("InternalError", message, hint, EXIT_INTERNAL)
         click.echo(
-            f"procreg: internal error: {type(exc).__name__}: {exc}\n"
+            f"procreg: internal error: {message}\n"
             "This is a bug in procreg. Rerun with --traceback and report what it prints.",
             err=True,
         )
         return EXIT_INTERNAL
     return 0
+
+
+def _json_error(kind: str, message: str, hint: str | None, code: int) -> int:
+    try:
+        click.echo(json.dumps({"error": {"type": kind, "message": message, "hint": hint}}))
+    except BrokenPipeError:
+        _quiet_stdout()
+    return code
+
+
+def _usage_hint(exc: click.ClickException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "procreg"
+    return f"see `{where} --help`"
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the exit flush says nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 _register_commands()

@@ -272,3 +272,79 @@ def test_search_refuses_a_limit_below_one(repo: Path, capsys: pytest.CaptureFixt
     result = run_cli(capsys, "-C", str(repo), "search", "--limit", "0")
     assert result.code == 2
     assert "--limit" in result.err and "Traceback" not in result.err
+
+
+# --------------------------------------------------------------------------- for scripts
+
+
+def test_help_command_shows_a_commands_help(capsys: pytest.CaptureFixture[str]) -> None:
+    direct = run_cli(capsys, "release", "--help")
+    via_help = run_cli(capsys, "help", "release")
+    assert via_help.code == 0 and direct.code == 0
+    assert via_help.out == direct.out
+    assert "Usage: procreg release" in via_help.out
+    assert "Commands:" in run_cli(capsys, "help").out
+    unknown = run_cli(capsys, "help", "relase")
+    assert unknown.code == 1
+    assert unknown.err.count("\n") == 1 and "no command 'relase'" in unknown.err
+
+
+def test_help_summaries_are_not_cut_off(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "--help").out
+    commands = out.split("Commands:", 1)[1]
+    assert "..." not in commands
+    assert "(default HEAD)" in commands  # the end of diff's first sentence
+
+
+def test_every_json_flag_says_what_it_does() -> None:
+    from registry.cli import cli
+
+    def walk(group: object):
+        for command in getattr(group, "commands", {}).values():
+            yield command
+            yield from walk(command)
+
+    missing = [
+        command.name
+        for command in walk(cli)
+        for param in getattr(command, "params", [])
+        if "--json" in getattr(param, "opts", []) and not getattr(param, "help", None)
+    ]
+    assert missing == []
+
+
+def test_errors_under_json_are_json_with_the_same_exit_codes(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_procedure(repo, "echo")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: echo")
+    problem = run_cli(capsys, "-C", str(repo), "show", "nope", "--ref", "HEAD", "--json")
+    assert problem.code == 1
+    error = problem.json()["error"]
+    assert error["type"] == "NotFoundError" and "nope" in error["message"]
+    assert set(error) == {"type", "message", "hint"}
+    usage = run_cli(capsys, "-C", str(repo), "show", "--json")
+    assert usage.code == 2
+    assert usage.json()["error"]["type"] == "UsageError"
+    assert usage.json()["error"]["hint"] == "see `procreg show --help`"
+    plain = run_cli(capsys, "-C", str(repo), "show", "nope", "--ref", "HEAD")
+    assert plain.code == 1 and plain.out == "" and plain.err.startswith("procreg: error:")
+
+
+def test_a_closed_pipe_ends_quietly_with_0(repo: Path) -> None:
+    import subprocess
+
+    for pid in ("a-one", "b-two", "c-three"):
+        write_procedure(repo, pid)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: three")
+    # `true` exits at once, long before procreg (a Python process) writes: every
+    # write then meets a closed pipe
+    command = f"{sys.executable} -m registry -C {repo} search"
+    shell = command + ' | true; echo "status=${PIPESTATUS[0]}"'
+    done = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stdout.strip() == "status=0", done.stderr
+    assert done.stderr == ""

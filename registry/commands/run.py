@@ -144,7 +144,9 @@ def run(
     metavar="S",
     help="Wall-clock limit per example (default: the metadata's).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def test(ctx: Context, ref_spec: str, timeout_s: float | None, as_json: bool) -> None:
     """Run a procedure's examples as contract tests; exit 1 if any fails."""
@@ -186,7 +188,9 @@ def test(ctx: Context, ref_spec: str, timeout_s: float | None, as_json: bool) ->
 
 @click.command("metrics")
 @click.argument("proc_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
     """Run statistics of a procedure: runs, success rate, p50/p95, errors, callers, per version."""
@@ -244,7 +248,9 @@ def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
     is_flag=True,
     help="Evaluate the policy now and move channels that need it.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -> None:
     """List the channel moves the health policy made; --apply evaluates it now."""
@@ -310,7 +316,9 @@ def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -
 
 
 @click.command("doctor")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def doctor(ctx: Context, as_json: bool) -> None:
     """Check the sandbox layers, the index and git; says clearly what is missing."""

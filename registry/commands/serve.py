@@ -135,7 +135,9 @@ def tools(
     help="Folder holding main.py and metadata.json (default: procedures/ID in the working tree).",
 )
 @click.option("-m", "--message", help="The commit message (default: 'proposal: ID').")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
+)
 @pass_ctx
 def propose(
     ctx: Context, proc_id: str, folder: Path | None, message: str | None, as_json: bool
