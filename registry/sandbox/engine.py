@@ -26,6 +26,7 @@ from registry.sandbox.instance import (
     sandbox_python,
     supervisor_command,
 )
+from registry.sandbox.models import NPROC_LIMIT
 from registry.sandbox.policy import SCRATCH, Mounts, bwrap_argv, interpreter_mounts
 from registry.sandbox.seccomp import compile_filter
 from registry.sandbox.slots import Slot
@@ -120,8 +121,6 @@ class Engine:
 
     @property
     def nproc_limit(self) -> int:
-        from registry.sandbox.models import NPROC_LIMIT
-
         return NPROC_LIMIT + 2  # the supervisor and the procedure process themselves
 
     def _bwrap_command(

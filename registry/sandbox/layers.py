@@ -185,9 +185,7 @@ def _kernel_layers(info: dict[str, Any], sandbox: Sandbox) -> list[LayerStatus]:
         and info["inet_socket"] == "EAFNOSUPPORT"
         and info["unshare"] == "EPERM"
     )
-    caps_none = status.get("CapEff", "").strip("0") == "" and status.get("CapBnd", "").strip(
-        "0"
-    ) in ("",)
+    caps_none = all(not status.get(key, "x").strip("0") for key in ("CapEff", "CapBnd"))
     return [
         LayerStatus(
             name="seccomp",
