@@ -29,8 +29,8 @@ from benchmarks.common import (
 from benchmarks.peer import gto_bin, gto_version, time_gto
 from benchmarks.scen_index import bump, growth_rows, growth_spec
 from benchmarks.synthetic import Spec, proc_id
-from registry import releases
-from registry.gitstore import GitStore
+from registry.git.store import GitStore
+from registry.releases import release as releases
 
 PROCREG = [sys.executable, "-m", "registry"]
 NAIVE = [sys.executable, str(ROOT / "benchmarks" / "naive.py")]

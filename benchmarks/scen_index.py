@@ -33,8 +33,8 @@ from benchmarks.common import (
 )
 from benchmarks.synthetic import Spec, proc_id
 from registry.api import Registry
-from registry.gitstore import GitStore
-from registry.sync import open_backend, sync
+from registry.git.store import GitStore
+from registry.index.sync import open_backend, sync
 
 WORDS = ["csv", "parse report", "invoice", "tax discount", "webhook", "hash"]
 

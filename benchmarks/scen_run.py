@@ -38,13 +38,14 @@ from benchmarks.common import (
     timed,
     timed_after,
 )
-from registry import execution, releases
 from registry.api import Registry
-from registry.gitstore import GitStore
-from registry.index import ExecutionRecord
-from registry.model import Metadata
+from registry.core.model import Metadata
+from registry.git.store import GitStore
+from registry.index.contract import ExecutionRecord
+from registry.index.sync import open_backend
+from registry.releases import release as releases
+from registry.runs import execution
 from registry.sandbox import RunRequest, Sandbox, sandbox_python
-from registry.sync import open_backend
 
 NOOP = '''"""noop: returns its input, does nothing else."""
 
@@ -209,7 +210,7 @@ async def _ingest(index: Any, records: list[ExecutionRecord], batch: int) -> flo
 
 
 async def _pg_rates(records: list[ExecutionRecord], batch: int, reps: int) -> list[float]:
-    from registry.index_postgres import PostgresIndex
+    from registry.index.postgres import PostgresIndex
 
     rates = []
     for _ in range(reps):
@@ -235,7 +236,7 @@ async def _pg_naive(records: list[ExecutionRecord]) -> float:
 
 
 async def _sqlite_rates(records: list[ExecutionRecord], batch: int, reps: int) -> list[float]:
-    from registry.index_sqlite import SqliteIndex
+    from registry.index.sqlite import SqliteIndex
 
     rates = []
     with tempfile.TemporaryDirectory(prefix="procreg-bench-ingest-") as tmp:

@@ -9,7 +9,7 @@ whose ids are computed here the way git hashes trees.
 Layout: commit ``k`` creates procedures ``[k*N/C, (k+1)*N/C)`` and releases
 each as 1.0.0; the remaining ``T - N`` releases modify a random existing
 procedure at a random later commit (patch or minor bump). Every procedure
-passes :func:`registry.validation.validate_snapshot`.
+passes :func:`registry.core.validation.validate_snapshot`.
 
 Usage: ``python benchmarks/synthetic.py PATH [--procedures N --tags T --commits C --seed S]``.
 """
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from registry.model import Example, Metadata, Parameter, Returns  # noqa: E402
+from registry.core.model import Example, Metadata, Parameter, Returns  # noqa: E402
 
 WORDS = [
     "csv",

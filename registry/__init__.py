@@ -31,27 +31,27 @@ _EXPORTS: dict[str, str] = {
     "VersionInfo": "registry.api",
     "HistoryEntry": "registry.api",
     "ProcedureDiff": "registry.api",
-    "RunResult": "registry.execution",
-    "Proposal": "registry.proposals",
-    "Metrics": "registry.index",
-    "SyncReport": "registry.sync",
-    "Drift": "registry.sync",
+    "RunResult": "registry.runs.execution",
+    "Proposal": "registry.workspace.proposals",
+    "Metrics": "registry.index.contract",
+    "SyncReport": "registry.index.sync",
+    "Drift": "registry.index.sync",
     # building blocks
     "Config": "registry.config",
-    "GitStore": "registry.gitstore",
-    "Metadata": "registry.model",
-    "json_schema": "registry.model",
-    "Problem": "registry.problems",
-    "Reason": "registry.reasons",
-    "ReasonKind": "registry.reasons",
-    "FileEntry": "registry.snapshot",
-    "Snapshot": "registry.snapshot",
-    "ValidationResult": "registry.validation",
-    "validate_snapshot": "registry.validation",
-    "BumpDecision": "registry.versioning",
-    "DiffStats": "registry.versioning",
-    "decide_bump": "registry.versioning",
-    "next_version": "registry.versioning",
+    "GitStore": "registry.git.store",
+    "Metadata": "registry.core.model",
+    "json_schema": "registry.core.model",
+    "Problem": "registry.core.problems",
+    "Reason": "registry.core.reasons",
+    "ReasonKind": "registry.core.reasons",
+    "FileEntry": "registry.core.snapshot",
+    "Snapshot": "registry.core.snapshot",
+    "ValidationResult": "registry.core.validation",
+    "validate_snapshot": "registry.core.validation",
+    "BumpDecision": "registry.core.versioning",
+    "DiffStats": "registry.core.versioning",
+    "decide_bump": "registry.core.versioning",
+    "next_version": "registry.core.versioning",
 }
 
 __all__ = [
@@ -122,6 +122,12 @@ if TYPE_CHECKING:
         VersionInfo,
     )
     from registry.config import Config
+    from registry.core.model import Metadata, json_schema
+    from registry.core.problems import Problem
+    from registry.core.reasons import Reason, ReasonKind
+    from registry.core.snapshot import FileEntry, Snapshot
+    from registry.core.validation import ValidationResult, validate_snapshot
+    from registry.core.versioning import BumpDecision, DiffStats, decide_bump, next_version
     from registry.errors import (
         ConfigError,
         ConflictError,
@@ -135,14 +141,8 @@ if TYPE_CHECKING:
         UsageError,
         ValidationFailed,
     )
-    from registry.execution import RunResult
-    from registry.gitstore import GitStore
-    from registry.index import Metrics
-    from registry.model import Metadata, json_schema
-    from registry.problems import Problem
-    from registry.proposals import Proposal
-    from registry.reasons import Reason, ReasonKind
-    from registry.snapshot import FileEntry, Snapshot
-    from registry.sync import Drift, SyncReport
-    from registry.validation import ValidationResult, validate_snapshot
-    from registry.versioning import BumpDecision, DiffStats, decide_bump, next_version
+    from registry.git.store import GitStore
+    from registry.index.contract import Metrics
+    from registry.index.sync import Drift, SyncReport
+    from registry.runs.execution import RunResult
+    from registry.workspace.proposals import Proposal

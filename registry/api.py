@@ -14,7 +14,7 @@
 
 Queries are served by the index (SQLite in ``.git`` or PostgreSQL), so they
 are fast; source code is read from git objects by tree id, never from the
-working tree. The index follows git through :func:`registry.sync.sync`: run
+working tree. The index follows git through :func:`registry.index.sync.sync`: run
 by ``open`` (``auto_sync=True``, an incremental sync that costs milliseconds
 once the index exists), by :meth:`AsyncRegistry.sync`, by ``procreg watch``
 or by git hooks.
@@ -47,11 +47,13 @@ import anyio.from_thread
 import semver
 from pydantic import BaseModel, Field, ValidationError
 
-from registry import execution, proposals, specs
+from registry.core import specs
+from registry.core.model import Metadata
+from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
+from registry.core.tags import check_id
 from registry.errors import NotFoundError, RegistryError
-from registry.execution import RunResult
-from registry.gitstore import GitStore
-from registry.index import (
+from registry.git.store import GitStore
+from registry.index.contract import (
     IndexBackend,
     Metrics,
     Order,
@@ -59,11 +61,11 @@ from registry.index import (
     VersionRecord,
     construct_trusted,
 )
-from registry.model import Metadata
-from registry.proposals import Proposal
-from registry.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
-from registry.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
-from registry.tags import check_id
+from registry.index.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
+from registry.runs import execution
+from registry.runs.execution import RunResult
+from registry.workspace import proposals
+from registry.workspace.proposals import Proposal
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a :class:`Registry` call may take before :class:`RegistryTimeout`."""
@@ -315,7 +317,7 @@ class AsyncRegistry:
         """Propose ``proc_id``'s files for review on a new branch ``proposals/<id>/<n>``.
 
         Validated first (:class:`ValidationFailed`, nothing written); committed
-        off the tracked branch's tip, never on it. See :mod:`registry.proposals`.
+        off the tracked branch's tip, never on it. See :mod:`registry.workspace.proposals`.
         """
         return await asyncio.to_thread(
             proposals.propose,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from registry.problems import Problem
+    from registry.core.problems import Problem
 
 
 class RegistryError(Exception):

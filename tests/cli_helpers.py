@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from registry.cli import main
-from registry.model import Example, Metadata, Parameter, Returns
+from registry.core.model import Example, Metadata, Parameter, Returns
 
 
 @dataclass

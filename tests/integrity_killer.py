@@ -45,7 +45,7 @@ def main() -> int:
     import pygit2
     import pygit2.transaction
 
-    from registry.gitstore import GitStore
+    from registry.git.store import GitStore
 
     if mode == "ref-locked":
         _after_nth(pygit2.transaction.ReferenceTransaction, "lock_ref", n)

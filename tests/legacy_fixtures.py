@@ -17,7 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from registry.legacy import SQLITE_SCHEMA
+from registry.migrate.legacy import SQLITE_SCHEMA
 
 PG_SCHEMA = """
 CREATE TABLE procedures (

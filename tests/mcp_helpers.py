@@ -15,7 +15,7 @@ import mcp_types as types
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from registry.cli import main
-from registry.model import Example, Limits, Parameter
+from registry.core.model import Example, Limits, Parameter
 from tests.cli_helpers import write_procedure
 from tests.conftest import git
 

@@ -12,8 +12,8 @@ import pytest
 
 from registry.api import AsyncRegistry, Registry, RegistryTimeout
 from registry.errors import NotFoundError
-from registry.gitstore import GitStore
-from registry.sync import open_backend
+from registry.git.store import GitStore
+from registry.index.sync import open_backend
 from tests.conftest import git
 from tests.test_sync import commit_all, make_repo, tag_channel, tag_release, write_proc
 

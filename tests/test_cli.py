@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.hooks import CLIENT_HOOKS, SERVER_HOOKS, hook_script
+from registry.workspace.hooks import CLIENT_HOOKS, SERVER_HOOKS, hook_script
 from tests.cli_helpers import run_cli, run_process, write_procedure
 from tests.conftest import git
 

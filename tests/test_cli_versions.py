@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.model import Parameter
+from registry.core.model import Parameter
 from tests.cli_helpers import run_cli, write_procedure
 from tests.conftest import git
 

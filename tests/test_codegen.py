@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
-from registry.codegen import (
+from registry.core.snapshot import MAIN_FILE, METADATA_FILE, FileEntry, Snapshot
+from registry.core.validation import validate_snapshot
+from registry.errors import MigrationError
+from registry.migrate.codegen import (
     BuiltinGenerator,
     ChatCompletionsGenerator,
     LLMSettings,
@@ -24,11 +27,8 @@ from registry.codegen import (
     parse_list,
     safe_identifier,
 )
-from registry.errors import MigrationError
-from registry.legacy import LegacyProcedure, read_file_source
-from registry.migration import build_metadata, score
-from registry.snapshot import MAIN_FILE, METADATA_FILE, FileEntry, Snapshot
-from registry.validation import validate_snapshot
+from registry.migrate.legacy import LegacyProcedure, read_file_source
+from registry.migrate.migration import build_metadata, score
 from tests.legacy_fixtures import build_sqlite
 
 
@@ -349,8 +349,8 @@ def test_a_default_mentioning_a_dunder_is_dropped_not_fatal() -> None:
 
 @pytest.mark.parametrize("mode", ["good", "bad"])
 def test_migration_with_the_llm_generator(fake_llm: FakeLLM, tmp_path: Path, mode: str) -> None:
-    from registry.gitstore import GitStore
-    from registry.migration import migrate_sync
+    from registry.git.store import GitStore
+    from registry.migrate.migration import migrate_sync
 
     fake_llm.mode = mode
     sample = Path(__file__).resolve().parents[1] / "examples" / "legacy" / "sample.db"

@@ -10,19 +10,20 @@ from typing import Any
 
 import pytest
 
-from registry import execution, releases
+from registry.core.model import Example, Limits, Metadata, Parameter, Returns
 from registry.errors import NotFoundError
-from registry.execution import (
+from registry.git.store import GitStore
+from registry.index.sync import open_backend
+from registry.releases import release as releases
+from registry.runs import execution
+from registry.runs.execution import (
     ExamplesFailed,
     argument_problems,
     coerce_cli_value,
     json_equal,
     parse_cli_arguments,
 )
-from registry.gitstore import GitStore
-from registry.model import Example, Limits, Metadata, Parameter, Returns
 from registry.sandbox import Sandbox
-from registry.sync import open_backend
 from tests.cli_helpers import run_cli
 from tests.conftest import git
 
@@ -87,7 +88,7 @@ def release(root: Path, pid: str) -> str:
 def register_commands() -> None:
     """Make sure the execution commands are in the CLI group (the lead registers them too)."""
     from registry.cli import cli
-    from registry.commands.run import COMMANDS
+    from registry.cli.runs import COMMANDS
 
     for command in COMMANDS:
         if command.name not in cli.commands:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from registry.core.snapshot import MODE_EXECUTABLE, MODE_SYMLINK, FileEntry
 from registry.errors import ConflictError, GitError, LockedError, NotFoundError
-from registry.gitstore import GitStore, read_worktree_folder
-from registry.snapshot import MODE_EXECUTABLE, MODE_SYMLINK, FileEntry
+from registry.git.store import GitStore, read_worktree_folder
 from tests.conftest import git
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -484,7 +484,7 @@ def test_a_live_lock_is_reported_by_name_and_holder(
 def test_the_release_lock_is_exclusive_and_dies_with_its_holder(tmp_path: Path) -> None:
     store = GitStore.init(tmp_path / "repo")
     script = (
-        "import sys, time; from registry.gitstore import GitStore\n"
+        "import sys, time; from registry.git.store import GitStore\n"
         f"with GitStore.open({str(tmp_path / 'repo')!r}).release_lock():\n"
         "    print('held', flush=True); time.sleep(120)\n"
     )

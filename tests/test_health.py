@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from registry import execution, releases
 from registry.cli import main
 from registry.config import Config, HealthSection
-from registry.gitstore import GitStore
-from registry.health import ChannelState, apply_policy, evaluate, health_moves
-from registry.index import ExecutionRecord, IndexBackend
-from registry.model import Parameter
+from registry.core.model import Parameter
+from registry.git.store import GitStore
+from registry.index.contract import ExecutionRecord, IndexBackend
+from registry.index.sync import open_backend
+from registry.releases import release as releases
+from registry.releases.health import ChannelState, apply_policy, evaluate, health_moves
+from registry.runs import execution
 from registry.sandbox import Sandbox
-from registry.sync import open_backend
 from tests.cli_helpers import run_cli
 from tests.conftest import git
 from tests.test_execution import commit_all, make_repo, register_commands, release, write_proc

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from registry import history, releases
-from registry.gitstore import GitStore
+from registry.git.store import GitStore
+from registry.releases import history
+from registry.releases import release as releases
 from tests.conftest import git
 from tests.test_releases import proc_files
 

@@ -37,11 +37,11 @@ from typing import Any
 
 import pytest
 
-from registry import execution
-from registry.gitstore import GitStore
-from registry.model import Limits, Parameter
+from registry.core.model import Limits, Parameter
+from registry.git.store import GitStore
+from registry.index.sync import open_backend
+from registry.runs import execution
 from registry.sandbox import Sandbox
-from registry.sync import open_backend
 from tests.test_execution import commit_all, make_repo, release, write_proc
 
 NO_PARAMS: list[Parameter] = []
@@ -213,8 +213,8 @@ def test_denied_constructs_are_refused_before_any_process_starts(
 
 
 def test_denied_procedures_cannot_be_released(repo: Path) -> None:
-    from registry import releases
     from registry.errors import ValidationFailed
+    from registry.releases import release as releases
 
     with pytest.raises(ValidationFailed, match="fork-bomb"):
         releases.release(GitStore.open(repo), ["fork-bomb"])

@@ -22,7 +22,7 @@ import pytest
 import semver
 
 from registry.errors import ConflictError, IndexUnavailable
-from registry.index import (
+from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
@@ -234,7 +234,7 @@ async def _write_v1_index(target: str) -> None:
     changes = initial_changes()
     runs = [runrec("slugify", i, outcome="failure" if i == 0 else "success") for i in range(4)]
     if target.startswith("postgresql://"):
-        from registry import index_postgres as pg
+        from registry.index import postgres as pg
 
         pool = await asyncpg.create_pool(target, min_size=1, max_size=1, init=pg._init_connection)
         async with pool.acquire() as conn:
@@ -252,7 +252,7 @@ async def _write_v1_index(target: str) -> None:
             )
         await pool.close()
         return
-    from registry import index_sqlite as sq
+    from registry.index import sqlite as sq
 
     Path(target).parent.mkdir(parents=True)
     conn = sqlite3.connect(target, isolation_level=None)
@@ -291,7 +291,7 @@ V1_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
 
 def test_migration_3_moves_sqlite_runs_to_their_own_file(tmp_path: Path) -> None:
     """An index that held its runs (migrations 1-2) keeps every one, now in runs.sqlite3."""
-    from registry.index_sqlite import runs_path
+    from registry.index.sqlite import runs_path
 
     target = str(tmp_path / "procreg" / "index.sqlite3")
 
@@ -933,7 +933,7 @@ def test_both_backends_agree_exactly(tmp_path: Path, pg_url: str) -> None:
 
 HOLDER = """
 import asyncio, sys
-from registry.index import connect_index
+from registry.index.contract import connect_index
 
 async def main():
     async with await connect_index(sys.argv[1]) as index, index.sync_lock():
@@ -1031,9 +1031,9 @@ def test_unopenable_sqlite_is_index_unavailable(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_sqlite_index_is_set_aside_and_the_runs_stay(tmp_path: Path) -> None:
-    from registry.gitstore import GitStore
-    from registry.index_sqlite import IndexCorrupt, runs_path
-    from registry.sync import default_index_path, open_backend
+    from registry.git.store import GitStore
+    from registry.index.sqlite import IndexCorrupt, runs_path
+    from registry.index.sync import default_index_path, open_backend
 
     store = GitStore.init(tmp_path / "repo")
     path = default_index_path(store)
@@ -1088,7 +1088,7 @@ def test_a_hung_postgres_server_is_a_timeout_with_its_reason(
 ) -> None:
     import socket
 
-    from registry import index_postgres
+    from registry.index import postgres as index_postgres
 
     monkeypatch.setattr(index_postgres, "CONNECT_TIMEOUT_S", 0.5)
     server = socket.socket()
@@ -1109,8 +1109,8 @@ def test_the_index_orders_versions_as_latest_is_chosen_everywhere() -> None:
 
     import semver
 
-    from registry import tags
-    from registry.index import semver_key
+    from registry.core import tags
+    from registry.index.contract import semver_key
 
     versions = [
         "1.2.3", "1.2.3+a", "1.2.3+b", "1.2.3+2", "1.2.3+10", "1.2.3+a.1", "1.2.3+001",

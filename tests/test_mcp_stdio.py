@@ -12,7 +12,7 @@ import pytest
 from mcp import MCPError
 
 from registry.api import AsyncRegistry
-from registry.gitstore import GitStore
+from registry.git.store import GitStore
 from tests.cli_helpers import write_procedure
 from tests.conftest import git
 from tests.mcp_helpers import WAIT_S, build_registry, procreg, stdio_session

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
+from registry.core.model import ID_RE, Metadata, band_for
 from registry.errors import MigrationError
-from registry.gitstore import GitStore
-from registry.index import ExecutionRecord
-from registry.legacy import LegacyProcedure, decode_value, describe_source, read_source
-from registry.migration import MigrationReport, assign_ids, migrate, migrate_sync
-from registry.model import ID_RE, Metadata, band_for
+from registry.git.store import GitStore
+from registry.index.contract import ExecutionRecord
+from registry.migrate.legacy import LegacyProcedure, decode_value, describe_source, read_source
+from registry.migrate.migration import MigrationReport, assign_ids, migrate, migrate_sync
 from tests.conftest import git
 from tests.legacy_fixtures import (
     build_json,
@@ -110,7 +110,7 @@ def tags(repo: Path) -> dict[str, str]:
 
 
 async def _migrate_with_index(repo: Path, source: str, index: Path, **kw: Any) -> MigrationReport:
-    from registry.index_sqlite import SqliteIndex
+    from registry.index.sqlite import SqliteIndex
 
     backend = await SqliteIndex.connect(index)
     try:
@@ -245,7 +245,7 @@ def test_every_procedure_is_released_as_1_0_0(migrated: dict[str, Any]) -> None:
 
 
 def test_legacy_executions_become_imported_runs(migrated: dict[str, Any]) -> None:
-    from registry.index_sqlite import SqliteIndex
+    from registry.index.sqlite import SqliteIndex
 
     _, _, runs = legacy_rows(N)
     stored = metadata_by_legacy_key(migrated["repo"])
@@ -362,8 +362,8 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
 
 KILLER = """
 import os, signal, sys
-from registry.gitstore import GitStore
-from registry.migration import migrate_sync
+from registry.git.store import GitStore
+from registry.migrate.migration import migrate_sync
 
 mode, repo, source, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 store = GitStore.open(repo)

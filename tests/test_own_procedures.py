@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from registry.model import ID_RE, Metadata
-from registry.signature import read_signature
+from registry.core.model import ID_RE, Metadata
+from registry.core.signature import read_signature
 
 PROCEDURES = Path(__file__).resolve().parent.parent / "procedures"
 IDS = sorted(p.name for p in PROCEDURES.iterdir() if p.is_dir())

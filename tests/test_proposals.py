@@ -10,7 +10,7 @@ import pytest
 
 from registry.api import Registry
 from registry.errors import ValidationFailed
-from registry.gitstore import GitStore
+from registry.git.store import GitStore
 from tests.cli_helpers import run_cli, write_procedure
 from tests.conftest import git
 

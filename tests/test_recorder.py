@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from registry.errors import IndexUnavailable
-from registry.index import ExecutionRecord, IndexBackend, connect_index
-from registry.recorder import RunRecorder, spooled_records
+from registry.index.contract import ExecutionRecord, IndexBackend, connect_index
+from registry.runs.recorder import RunRecorder, spooled_records
 
 
 def record(pid: str = "proc", ok: bool = True) -> ExecutionRecord:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import semver
 
-from registry import releases
 from registry.errors import ConflictError, NotFoundError, UsageError, ValidationFailed
-from registry.gitstore import GitStore
+from registry.git.store import GitStore
+from registry.releases import release as releases
 from tests.conftest import git
 
 # --- helpers to write real, valid procedures ----------------------------------------

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import registry
-from registry import releases
 from registry.errors import NotFoundError
-from registry.gitstore import GitStore
+from registry.git.store import GitStore
+from registry.releases import release as releases
 from tests.conftest import git
 from tests.test_releases import invalid_files, proc_files
 
@@ -169,7 +169,7 @@ def test_releasing_a_feature_branch_then_merging_does_not_release_twice(repo: Pa
 
 # --- the server's pre-receive hook ----------------------------------------------------
 
-DIRECT_HOOK = '#!/bin/sh\nexec "$PROCREG_PYTHON" -m registry.server_hook pre-receive\n'
+DIRECT_HOOK = '#!/bin/sh\nexec "$PROCREG_PYTHON" -m registry.releases.receive pre-receive\n'
 
 
 def _cli_has_hook_command() -> bool:

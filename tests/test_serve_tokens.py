@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from registry.config import TokenSection, parse_config
+from registry.core.model import Metadata
 from registry.errors import ConfigError
-from registry.model import Metadata
 from registry.serve.tokens import LOCAL, PermissionDenied, TokenTable
 from tests.cli_helpers import run_cli, write_procedure
 from tests.conftest import git

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from registry.model import Example, Metadata, Parameter, Returns
+from registry.core.model import Example, Metadata, Parameter, Returns
 from registry.serve import tools
 
 PROCEDURES = Path(__file__).resolve().parent.parent / "procedures"

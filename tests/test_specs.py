@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import semver
 
+from registry.core.specs import parse_spec, resolve, split_ref
 from registry.errors import NotFoundError, UsageError
-from registry.specs import parse_spec, resolve, split_ref
 
 V = semver.Version.parse
 

@@ -16,9 +16,9 @@ import re
 import pytest
 import semver
 
+from registry.core.specs import MAX_SAFE_INTEGER, parse_spec
+from registry.core.tags import version_key
 from registry.errors import UsageError
-from registry.specs import MAX_SAFE_INTEGER, parse_spec
-from registry.tags import version_key
 
 V = semver.Version.parse
 MAX = MAX_SAFE_INTEGER

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from registry.gitstore import GitStore
-from registry.index import ChangeSet, IndexBackend
-from registry.model import Example, Metadata, Parameter, Returns
-from registry.sync import open_backend, sync, verify
+from registry.core.model import Example, Metadata, Parameter, Returns
+from registry.git.store import GitStore
+from registry.index.contract import ChangeSet, IndexBackend
+from registry.index.sync import open_backend, sync, verify
 from tests.conftest import git
 
 T = TypeVar("T")
@@ -276,7 +276,7 @@ def test_verify_reports_tampering(repo: Path, db_url: str | None) -> None:
             assert state is not None and state.tags_digest is not None
             record = row.model_copy(update={"description": "tampered"})
             fields = set(type(record).model_fields) - {"latest_version", "runs", "success_rate"}
-            from registry.index import ProcedureRecord
+            from registry.index.contract import ProcedureRecord
 
             await backend.apply(
                 ChangeSet(
@@ -330,8 +330,8 @@ CRASH_SCRIPT = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from registry.gitstore import GitStore
-    from registry.sync import open_backend, sync
+    from registry.git.store import GitStore
+    from registry.index.sync import open_backend, sync
 
     async def main():
         store = GitStore.open(sys.argv[2])
@@ -398,7 +398,7 @@ def test_tree_diff_matches_git_for_random_edits(tmp_path: Path) -> None:
 
     import pygit2
 
-    from registry import sync as sync_mod
+    from registry.index import sync as sync_mod
 
     store = GitStore.init(tmp_path / "r", bare=True)
     repo = store.repo

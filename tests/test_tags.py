@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import semver
 
-from registry.errors import UsageError
-from registry.tags import (
+from registry.core.tags import (
     channel_tag,
     channel_tag_prefix,
     format_channel_message,
@@ -23,7 +22,8 @@ from registry.tags import (
     release_tag,
     release_tag_prefix,
 )
-from registry.versioning import BumpDecision, DiffStats
+from registry.core.versioning import BumpDecision, DiffStats
+from registry.errors import UsageError
 
 V = semver.Version.parse
 
@@ -287,14 +287,14 @@ def test_tags_grammar_agrees_with_the_model_and_versioning() -> None:
     """tags.py keeps its own copies (so `procreg log` need not build those models)."""
     import typing
 
-    from registry import model, tags, versioning
+    from registry.core import model, tags, versioning
 
     assert tags.ID_PATTERN == model.ID_PATTERN
     assert typing.get_args(tags.Bump) == typing.get_args(versioning.Bump)
 
 
 def test_latest_release_tags_agrees_with_parse_release_tag() -> None:
-    from registry.tags import latest_release_tags, version_key
+    from registry.core.tags import latest_release_tags, version_key
 
     names = [
         "procedure-a-v1.0.0",
@@ -329,7 +329,7 @@ def test_latest_release_tags_agrees_with_parse_release_tag() -> None:
 
 
 def test_release_tree_reads_only_the_registrys_own_message() -> None:
-    from registry.tags import release_tree
+    from registry.core.tags import release_tree
 
     tree = "a" * 40
     message = format_release_message(
@@ -371,7 +371,7 @@ def test_release_tree_reads_only_the_registrys_own_message() -> None:
     ],
 )
 def test_version_key_orders_build_metadata(lower: str, higher: str) -> None:
-    from registry.tags import version_key
+    from registry.core.tags import version_key
 
     assert version_key(V(lower)) < version_key(V(higher))
     assert max([V(higher), V(lower)], key=version_key) == V(higher)

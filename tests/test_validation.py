@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from registry.config import ValidationSection
-from registry.problems import Problem
-from registry.snapshot import (
+from registry.core.problems import Problem
+from registry.core.snapshot import (
     MODE_EXECUTABLE,
     MODE_FILE,
     MODE_SUBMODULE,
@@ -24,7 +24,7 @@ from registry.snapshot import (
     FileEntry,
     Snapshot,
 )
-from registry.validation import (
+from registry.core.validation import (
     ALWAYS_DENIED_IMPORTS,
     DEFAULT_ALLOWED_IMPORTS,
     RULES,

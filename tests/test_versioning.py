@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import semver
 
-from registry.reasons import ReasonKind
-from registry.snapshot import MODE_EXECUTABLE, FileEntry, Snapshot
-from registry.versioning import (
+from registry.core.reasons import ReasonKind
+from registry.core.snapshot import MODE_EXECUTABLE, FileEntry, Snapshot
+from registry.core.versioning import (
     DiffStats,
     accepts,
     decide_bump,
@@ -545,7 +545,7 @@ def test_signature_reason_words(old: str, new: str, words: str) -> None:
 
 
 def test_every_reason_kind_has_words_and_a_level() -> None:
-    from registry.reasons import _TEMPLATES
+    from registry.core.reasons import _TEMPLATES
 
     assert set(_TEMPLATES) == set(ReasonKind)
     for kind, (level, words) in _TEMPLATES.items():

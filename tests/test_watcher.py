@@ -19,8 +19,8 @@ from watchfiles import Change
 
 from registry.api import Registry
 from registry.errors import NotFoundError
-from registry.gitstore import GitStore
-from registry.watcher import RefFilter
+from registry.git.store import GitStore
+from registry.index.watcher import RefFilter
 from tests.conftest import git
 from tests.test_sync import ROOT, commit_all, make_repo, tag_release, write_proc
 
@@ -32,9 +32,9 @@ WATCH_SCRIPT = textwrap.dedent(
     import asyncio, json, logging, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from registry.gitstore import GitStore
-    from registry.sync import open_backend
-    from registry.watcher import watch
+    from registry.git.store import GitStore
+    from registry.index.sync import open_backend
+    from registry.index.watcher import watch
 
     repo, url, marker, log_path = sys.argv[2], sys.argv[3] or None, sys.argv[4], sys.argv[5]
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -209,7 +209,7 @@ def test_bad_procedure_never_stops_the_watcher(watcher: Watcher) -> None:
 def test_watcher_notifies_listeners(tmp_path: Path, pg_url: str) -> None:
     import asyncpg
 
-    from registry.index import SYNC_CHANNEL
+    from registry.index.contract import SYNC_CHANNEL
 
     root = make_repo(tmp_path / "repo")
     write_proc(root, "first")
@@ -269,8 +269,8 @@ def _down_postgres_url() -> str:
 def test_while_postgres_is_down_each_error_is_said_once_without_traceback(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from registry.sync import open_backend
-    from registry.watcher import _Watcher
+    from registry.index.sync import open_backend
+    from registry.index.watcher import _Watcher
 
     repo = make_repo(tmp_path)
     store = GitStore.open(repo)

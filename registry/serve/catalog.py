@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
-from registry.model import Metadata
+from registry.core.model import Metadata
+from registry.core.snapshot import METADATA_FILE
+from registry.core.tags import parse_channel_tag, parse_release_tag
 from registry.serve.tools import ToolDef, choose_version, procedure_tool
-from registry.snapshot import METADATA_FILE
-from registry.tags import parse_channel_tag, parse_release_tag
 
 if TYPE_CHECKING:
     from registry.api import AsyncRegistry
-    from registry.index import ProcedureRow
-    from registry.sync import SyncReport
+    from registry.index.contract import ProcedureRow
+    from registry.index.sync import SyncReport
 
 log = logging.getLogger(__name__)
 

@@ -87,7 +87,7 @@ def _security(host: str) -> TransportSecuritySettings | None:
 
 def load_tokens(repo: str | Path, config: Config) -> TokenTable:
     """The ``[serve]`` tokens; :class:`ConfigError` when none is configured (HTTP needs one)."""
-    from registry.gitstore import GitStore
+    from registry.git.store import GitStore
 
     store = GitStore.open(repo)
     root = store.workdir or store.git_dir
@@ -114,8 +114,8 @@ def build_app(
     config: Config | None = None,
 ) -> Starlette:
     """The ASGI app: ``/mcp`` (streamable HTTP, tokens required) and ``/healthz``."""
-    from registry.gitstore import GitStore
-    from registry.sync import worktree_config
+    from registry.git.store import GitStore
+    from registry.index.sync import worktree_config
 
     config = config or worktree_config(GitStore.open(repo))
     table = load_tokens(repo, config)

@@ -12,7 +12,7 @@ Built on the official ``mcp`` SDK's lowlevel :class:`mcp.server.lowlevel.Server`
   a timeout, an unknown tool or a missing right come back as a tool result
   with ``isError: true``, the error class and its message (text, and
   ``structuredContent.error`` with ``type`` and ``message``).
-- The index is kept in sync by :func:`registry.watcher.watch`; when a sync
+- The index is kept in sync by :func:`registry.index.watcher.watch`; when a sync
   changes the served set, every connected client gets
   ``notifications/tools/list_changed`` (and 2026-07-28 clients a
   ``subscriptions/listen`` event).
@@ -43,14 +43,14 @@ from pydantic import BaseModel
 
 from registry.api import AsyncRegistry
 from registry.config import Config
+from registry.core.model import Metadata
+from registry.core.tags import check_channel
 from registry.errors import NotFoundError, RegistryError, UsageError, ValidationFailed
-from registry.execution import RunResult
-from registry.model import Metadata
+from registry.index.sync import SyncReport, open_backend, worktree_config
+from registry.runs.execution import RunResult
 from registry.serve import tools as tooldefs
 from registry.serve.catalog import Fallback, ServedTool, served_tools, touched_ids
 from registry.serve.tokens import LOCAL, Grant, PermissionDenied
-from registry.sync import SyncReport, open_backend, worktree_config
-from registry.tags import check_channel
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class ProcregServer:
             tg.cancel_scope.cancel()
 
     async def _watch(self) -> None:
-        from registry.watcher import watch
+        from registry.index.watcher import watch
 
         store = self.reg.store
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import anyio
 
 from registry.config import Right, TokenSection
+from registry.core.model import Metadata
 from registry.errors import ConfigError, RegistryError
-from registry.model import Metadata
 
 ALL_RIGHTS: frozenset[Right] = frozenset({"read", "run", "propose"})
 

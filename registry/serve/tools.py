@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from registry.arguments import JSON_TYPES
-from registry.model import Metadata, Parameter
+from registry.core.arguments import JSON_TYPES
+from registry.core.model import Metadata, Parameter
 
 Format = Literal["mcp", "openai", "anthropic"]
 

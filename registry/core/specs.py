@@ -1,0 +1,603 @@
+"""Version specs: what a caller may write after ``ID@`` to pick a version.
+
+``parse_spec`` turns text into a :class:`Spec`; ``resolve`` picks the highest
+released version it matches (or a channel's version). Two grammars, chosen by
+the text so that each reads the way its users expect (docs/versioning.md):
+
+- **npm ranges** (node-semver's grammar, default mode): ``^1.2``, ``~1.2.3``,
+  ``~>1.2``, ``1.x``, ``*``, ``1.2.3 - 2.3``, space-separated comparator sets
+  (all must hold) and ``||`` unions, with node-semver's prerelease rule: a
+  prerelease such as ``2.0.0-rc.1`` matches a comparator set only if one of
+  its comparators carries a prerelease of the same ``major.minor.patch``.
+- **PEP 440 specifier sets** for comma-separated specs (``>=1.2,<2``,
+  ``~=1.2``, ``!=1.3.*``) and a lone clause with a PEP 440 operator (``==``,
+  ``!=``, ``~=``, ``===``), read by ``packaging.specifiers`` over our semver
+  versions mapped onto PEP 440 versions.
+
+This module is pure: no git, no database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import semver
+
+from registry.core.tags import check_id, is_valid_channel, version_key
+from registry.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:  # packaging is imported when a PEP 440 spec is read (CLI start-up time)
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version as Pep440Version
+
+SpecKind = Literal["exact", "range", "latest", "head", "channel"]
+Op = Literal[">", ">=", "<", "<=", "=", "!="]
+
+ACCEPTED_FORMS = (
+    "an exact version (1.2.3, v1.2.3 or =1.2.3), an npm range (^1.2, ~1.2.3, ~>1.2, 1.x, *, "
+    "'>=1.2.0 <2', '1.2.3 - 2.3', '^1 || ^2'), a PEP 440 specifier set "
+    "(>=1.2,<2 or ~=1.2 or ==1.2.*), 'latest', 'HEAD' or a channel name such as 'stable'"
+)
+
+# node-semver's limits on a version: 256 characters, components up to 2**53 - 1.
+MAX_LENGTH = 256
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_NUM = r"0|[1-9][0-9]*"
+_XID = rf"(?:{_NUM}|[xX*])"
+_PRE_ID = r"(?:[0-9]*[A-Za-z-][0-9A-Za-z-]*|0|[1-9][0-9]*)"
+# An x-range operand as node-semver reads it (build metadata already stripped):
+# a prerelease may follow only the third part.
+_PARTIAL = (
+    rf"v?(?P<major>{_XID})"
+    rf"(?:\.(?P<minor>{_XID})"
+    rf"(?:\.(?P<patch>{_XID})"
+    rf"(?:-(?P<pre>{_PRE_ID}(?:\.{_PRE_ID})*))?)?)?"
+)
+_PARTIAL_RE = re.compile(rf"^{_PARTIAL}$")
+_BUILD_RE = re.compile(r"\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*")
+_HYPHEN_RE = re.compile(r"^(?P<low>\S+) - (?P<high>\S+)$")
+_TOKEN_RE = re.compile(r"^(?P<op>~>|>=|<=|==|!=|~=|>|<|=|\^|~)?(?P<version>.*)$")
+_GLUE_RE = re.compile(r"(~>|>=|<=|===|==|!=|~=|>|<|=|\^|~) +")
+_EXACT_RE = re.compile(r"^=?v?(?P<version>[0-9].*)$")
+_PEP440_ONLY_RE = re.compile(r"^\s*(===|==|!=|~=)")
+_PEP440_PRE_RE = re.compile(
+    r"^(?P<kind>a|alpha|b|beta|c|rc|pre|preview|dev)(?:[.-]?(?P<number>[0-9]+))?$", re.IGNORECASE
+)
+_PEP440_PRE = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "rc"}
+_MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Comparator:
+    """One bound of a range, e.g. ``>= 1.2.0``."""
+
+    op: Op
+    version: semver.Version
+
+    def test(self, version: semver.Version) -> bool:
+        """True if ``version`` satisfies this bound (build metadata is ignored)."""
+        c = version.compare(self.version)
+        return {
+            ">": c > 0,
+            ">=": c >= 0,
+            "<": c < 0,
+            "<=": c <= 0,
+            "=": c == 0,
+            "!=": c != 0,
+        }[self.op]
+
+    def __str__(self) -> str:
+        # node-semver's canonical form: "=" is written as nothing.
+        return str(self.version) if self.op == "=" else f"{self.op}{self.version}"
+
+
+ComparatorSet = tuple[Comparator, ...]
+_NULL = Comparator("<", semver.Version(0, 0, 0, "0"))  # matches nothing, as node writes it
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed version spec.
+
+    ``kind`` is ``exact`` (``version`` set), ``range``, ``latest``, ``head``
+    (the tracked branch, resolved by the caller) or ``channel`` (``channel``
+    set). A range is either npm ``sets`` (any set may match; every comparator
+    of a set must hold; an empty set matches any release) or, when ``pep440``
+    is set, a PEP 440 specifier set.
+    """
+
+    kind: SpecKind
+    text: str
+    version: semver.Version | None = None
+    sets: tuple[ComparatorSet, ...] = ()
+    channel: str | None = None
+    pep440: SpecifierSet | None = None
+
+    @property
+    def comparators(self) -> ComparatorSet:
+        """The comparators of a range with one comparator set (no ``||``), else ``()``."""
+        return self.sets[0] if len(self.sets) == 1 else ()
+
+    def matches(self, version: semver.Version) -> bool:
+        """True if ``version`` satisfies an exact, range or latest spec."""
+        if self.kind == "exact":
+            assert self.version is not None
+            return version.compare(self.version) == 0 and (
+                self.version.build is None or version.build == self.version.build
+            )
+        if self.kind == "latest":
+            return not version.prerelease
+        if self.kind != "range":
+            return False
+        if self.pep440 is not None:
+            return _pep440_contains(self.pep440, version)
+        return any(_test_set(s, version) for s in self.sets)
+
+    def canonical(self) -> str:
+        """The range as node-semver prints it (``>=1.2.0 <2.0.0-0``), or the PEP 440 set."""
+        if self.pep440 is not None:
+            return str(self.pep440)
+        if self.kind == "exact":
+            assert self.version is not None
+            return str(self.version)
+        if self.kind != "range":
+            return self.text
+        return "||".join(" ".join(str(c) for c in s) for s in self.sets) or "*"
+
+    def describe(self) -> str:
+        """The spec in words, for messages (``^1.2 (>=1.2.0 <2.0.0-0)``)."""
+        if self.pep440 is not None:
+            return f"{self.text} (PEP 440: {self.canonical()})"
+        if self.kind == "range":
+            return f"{self.text} ({self.canonical()})"
+        return self.text
+
+
+def _test_set(comparators: ComparatorSet, version: semver.Version) -> bool:
+    if not all(c.test(version) for c in comparators):
+        return False
+    if version.prerelease:
+        # node-semver: a prerelease passes only if a comparator of this set
+        # has a prerelease on the same [major, minor, patch].
+        core = (version.major, version.minor, version.patch)
+        return any(
+            c.version.prerelease is not None
+            and (c.version.major, c.version.minor, c.version.patch) == core
+            for c in comparators
+        )
+    return True
+
+
+# --- PEP 440 -----------------------------------------------------------------
+
+
+def to_pep440(version: semver.Version, keep_build: bool = True) -> Pep440Version | None:
+    """The PEP 440 reading of a semver version, or ``None`` if it has none.
+
+    ``X.Y.Z`` stays; a prerelease ``alpha``/``a``, ``beta``/``b``, ``rc``/``c``
+    (``pre``, ``preview``) with an optional number becomes ``aN``/``bN``/``rcN``
+    and ``dev[.N]`` becomes ``.devN``; any other prerelease (``1.2.3-foo``)
+    has no PEP 440 reading. Build metadata becomes the local version label
+    when it is a valid one, and is dropped otherwise.
+    """
+    from packaging.version import InvalidVersion
+    from packaging.version import Version as Pep440Version
+
+    text = f"{version.major}.{version.minor}.{version.patch}"
+    if version.prerelease:
+        m = _PEP440_PRE_RE.match(version.prerelease)
+        if m is None:
+            return None
+        kind = m.group("kind").lower()
+        number = m.group("number") or "0"
+        text += f".dev{number}" if kind == "dev" else f"{_PEP440_PRE.get(kind, kind)}{number}"
+    if keep_build and version.build:
+        try:
+            return Pep440Version(f"{text}+{version.build}")
+        except InvalidVersion:
+            pass
+    return Pep440Version(text)
+
+
+def _pep440_contains(pep: SpecifierSet, version: semver.Version) -> bool:
+    mapped = to_pep440(version)
+    if mapped is None:
+        return False
+    # Prereleases only when a clause names one (PEP 440's explicit opt-in); the
+    # "only prereleases exist" fallback is not applied: a registry never hands a
+    # prerelease to a range by surprise.
+    allow = bool(pep.prereleases)
+    for clause in pep:
+        # "===" compares text: give it the version as written.
+        item: str | Pep440Version = str(version) if clause.operator == "===" else mapped
+        if not clause.contains(item, prereleases=allow):
+            return False
+    return True
+
+
+def _parse_pep440(text: str, spec: str) -> Spec:
+    from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
+
+    if "||" in spec:
+        raise _bad(
+            text,
+            "'||' (npm) and ',' (PEP 440) cannot be mixed; write '^1.2 || ^2' (npm) "
+            "or one PEP 440 set such as '>=1.2,<3'",
+        )
+    # As packaging does, empty clauses are dropped: ">1.2," is PEP 440's ">1.2".
+    clauses = [c.strip() for c in spec.split(",") if c.strip()]
+    if not clauses:
+        raise _bad(text, "a PEP 440 specifier set needs a clause such as >=1.2")
+    for clause in clauses:
+        try:
+            Specifier(clause)
+        except InvalidSpecifier:
+            raise _bad(
+                text, _pep440_hint(clause, " ".join(spec.replace(",", " ").split()))
+            ) from None
+    return Spec(kind="range", text=spec, pep440=SpecifierSet(",".join(clauses)))
+
+
+def _pep440_hint(clause: str, as_npm: str) -> str:
+    head = clause[:1]
+    if head in ("^", "~") and not clause.startswith("~="):
+        return (
+            f"{clause!r} is npm syntax, but a comma-separated spec is read as PEP 440; "
+            f"write it without commas (npm: '{as_npm}') or in PEP 440 (~=1.2, >=1.2,<2)"
+        )
+    if "x" in clause.lower() or "*" in clause:
+        return (
+            f"{clause!r}: PEP 440 allows a wildcard only after == or != (==1.2.*); "
+            "for an npm x-range leave out the commas (1.2.x)"
+        )
+    if " " in clause:
+        return (
+            f"{clause!r}: PEP 440 clauses are separated by commas (>=1.2,<2); "
+            "without commas the spec is an npm range ('>=1.2 <2')"
+        )
+    return f"{clause!r} is not a PEP 440 specifier such as >=1.2, ==1.2.*, ~=1.2 or !=1.3.0"
+
+
+# --- npm ranges --------------------------------------------------------------
+
+
+def _bad(text: str, why: str) -> UsageError:
+    return UsageError(f"invalid version spec {text!r}: {why}; use {ACCEPTED_FORMS}")
+
+
+@dataclass(frozen=True)
+class _Partial:
+    """An x-range operand: ``None`` for a wildcard or missing part."""
+
+    major: int | None
+    minor: int | None
+    patch: int | None
+    pre: str | None
+
+    @property
+    def bad_order(self) -> bool:
+        """A number after a wildcard (``1.x.3``, ``x.1``): node refuses it as an x-range."""
+        return (self.major is None and self.minor is not None) or (
+            self.minor is None and self.patch is not None
+        )
+
+
+def _num(value: str | None) -> int | None:
+    return None if value is None or value in ("x", "X", "*") else int(value)
+
+
+def _partial(operand: str, token: str, whole: str) -> _Partial:
+    m = _PARTIAL_RE.match(operand)
+    if m is None:
+        raise _bad(whole, _not_a_version(operand, token))
+    p = _Partial(_num(m.group("major")), _num(m.group("minor")), _num(m.group("patch")),
+                 m.group("pre"))  # fmt: skip
+    for part in (p.major, p.minor, p.patch):
+        if part is not None and part > MAX_SAFE_INTEGER:
+            raise _bad(whole, f"{token!r}: {part} is larger than {MAX_SAFE_INTEGER}")
+    return p
+
+
+def _not_a_version(operand: str, token: str) -> str:
+    if operand == "-" or token.startswith("-"):
+        return (
+            f"{token!r} is not a version: a hyphen range has spaces around '-' and stands "
+            "alone between '||', as in '1.2.3 - 2.3.4'"
+        )
+    if re.match(r"^v?[0-9]+(\.[0-9]+){3,}", operand):
+        return f"{token!r} has more than three numbers: write X.Y.Z such as 1.2.3"
+    if re.match(r"^v?(?:[0-9]+\.){0,2}0[0-9]", operand):
+        return f"{token!r} has a leading zero: write 1.2.3, not 01.02.03"
+    if re.search(r"-(?:[^+]*\.)?0[0-9]+(?:\.|\+|$)", operand):
+        return (
+            f"{token!r}: a numeric prerelease identifier has no leading zero "
+            "(1.2.3-beta.1, not 1.2.3-beta.01)"
+        )
+    if re.match(r"^v?[0-9xX*]+(\.[0-9xX*]+)?-", operand):
+        return (
+            f"{token!r}: a prerelease needs all three numbers (1.2.0-rc.1); "
+            "wildcards take none (1.x)"
+        )
+    if re.match(r"^v?[0-9]+\.[0-9]+\.[0-9]+[A-Za-z]", operand):
+        return f"{token!r}: a prerelease follows a hyphen, as in 1.2.3-beta"
+    return f"{token!r} is not a version: write X.Y.Z, a partial 1.2, or a wildcard 1.x / *"
+
+
+def _v(major: int, minor: int = 0, patch: int = 0, pre: str | None = None) -> semver.Version:
+    for part in (major, minor, patch):
+        if part > MAX_SAFE_INTEGER:
+            raise OverflowError(part)
+    return semver.Version(major, minor, patch, pre)
+
+
+def _full(p: _Partial) -> semver.Version:
+    assert p.major is not None and p.minor is not None and p.patch is not None
+    return _v(p.major, p.minor, p.patch, p.pre)
+
+
+def _caret(p: _Partial) -> list[Comparator]:
+    # ^1.2.3 := >=1.2.3 <2.0.0-0; ^0.2.3 := <0.3.0-0; ^0.0.3 := <0.0.4-0
+    if p.major is None:
+        return []
+    if p.minor is None:
+        return [Comparator(">=", _v(p.major)), Comparator("<", _v(p.major + 1, pre="0"))]
+    if p.patch is None:
+        high = _v(0, p.minor + 1, pre="0") if p.major == 0 else _v(p.major + 1, pre="0")
+        return [Comparator(">=", _v(p.major, p.minor)), Comparator("<", high)]
+    if p.major > 0:
+        high = _v(p.major + 1, pre="0")
+    elif p.minor > 0:
+        high = _v(0, p.minor + 1, pre="0")
+    else:
+        high = _v(0, 0, p.patch + 1, pre="0")
+    return [Comparator(">=", _full(p)), Comparator("<", high)]
+
+
+def _tilde(p: _Partial) -> list[Comparator]:
+    # ~1.2.3 := >=1.2.3 <1.3.0-0; ~1.2 := >=1.2.0 <1.3.0-0; ~1 := >=1.0.0 <2.0.0-0
+    if p.major is None:
+        return []
+    if p.minor is None:
+        return [Comparator(">=", _v(p.major)), Comparator("<", _v(p.major + 1, pre="0"))]
+    low = _v(p.major, p.minor) if p.patch is None else _full(p)
+    return [Comparator(">=", low), Comparator("<", _v(p.major, p.minor + 1, pre="0"))]
+
+
+def _x_range(op: str, p: _Partial, token: str, whole: str) -> list[Comparator]:
+    """A comparator or x-range (``>=1.2``, ``<=1.x``, ``1.2.*``, ``=1.2.3``, ``*``)."""
+    if p.bad_order:
+        raise _bad(
+            whole,
+            f"{token!r} has a number after a wildcard: wildcards come last, as in 1.x or 1.2.*",
+        )
+    if p.major is None:
+        return [_NULL] if op in (">", "<") else []
+    if p.minor is not None and p.patch is not None:
+        return [Comparator(op or "=", _full(p))]  # type: ignore[arg-type]
+    major, minor = p.major, p.minor
+    if op in ("", "="):
+        if minor is None:
+            return [Comparator(">=", _v(major)), Comparator("<", _v(major + 1, pre="0"))]
+        return [Comparator(">=", _v(major, minor)), Comparator("<", _v(major, minor + 1, pre="0"))]
+    # A partial bound covers its whole range: >1.2 := >=1.3.0, <=1.2 := <1.3.0-0.
+    if op == ">":
+        return [Comparator(">=", _v(major + 1) if minor is None else _v(major, minor + 1))]
+    if op == "<=":
+        high = _v(major + 1, pre="0") if minor is None else _v(major, minor + 1, pre="0")
+        return [Comparator("<", high)]
+    if op == "<":
+        return [Comparator("<", _v(major, minor or 0, pre="0"))]
+    return [Comparator(">=", _v(major, minor or 0))]  # >=
+
+
+def _hyphen(low: _Partial, high: _Partial) -> list[Comparator]:
+    # 1.2 - 2.3.4 := >=1.2.0 <=2.3.4; 1.2.3 - 2.3 := >=1.2.3 <2.4.0-0; x - 2 := <3.0.0-0
+    out: list[Comparator] = []
+    if low.major is not None:
+        if low.minor is None:
+            out.append(Comparator(">=", _v(low.major)))
+        elif low.patch is None:
+            out.append(Comparator(">=", _v(low.major, low.minor)))
+        else:
+            out.append(Comparator(">=", _full(low)))
+    if high.major is not None:
+        if high.minor is None:
+            out.append(Comparator("<", _v(high.major + 1, pre="0")))
+        elif high.patch is None:
+            out.append(Comparator("<", _v(high.major, high.minor + 1, pre="0")))
+        else:
+            out.append(Comparator("<=", _full(high)))
+    return out
+
+
+def _not_equal(p: _Partial, token: str, whole: str) -> list[Comparator]:
+    if p.major is None or p.minor is None or p.patch is None:
+        full = f"{p.major or 0}.{p.minor or 0}.{p.patch or 0}"
+        raise _bad(
+            whole,
+            f"{token!r} has two readings: npm ranges have no '!=' (here it needs a full "
+            f"version: '!={full}'), and in PEP 440 '{token}' excludes only {full} while "
+            f"'{token}.*' excludes the whole series; for PEP 440 separate the clauses "
+            f"with commas ('>=1.0,{token}.*')",
+        )
+    return [Comparator("!=", _full(p))]
+
+
+def _comparators(token: str, whole: str) -> list[Comparator]:
+    m = _TOKEN_RE.match(token)
+    assert m is not None  # the pattern matches any string
+    op, body = m.group("op") or "", m.group("version")
+    if op in ("==", "~=") or body.startswith("="):
+        raise _bad(
+            whole,
+            f"{token!r} uses a PEP 440 operator inside a space-separated (npm) range; "
+            "PEP 440 clauses are separated by commas ('>=1.0,==1.2.*')",
+        )
+    if not body:
+        raise _bad(whole, f"{token!r} has no version: write {op or '>='}1.2.3")
+    p = _partial(body, token, whole)
+    if op == "^":
+        return _caret(p)
+    if op in ("~", "~>"):
+        return _tilde(p)
+    if op == "!=":
+        return _not_equal(p, token, whole)
+    return _x_range(op, p, token, whole)
+
+
+def _simplify_set(comparators: list[Comparator]) -> ComparatorSet:
+    # As node-semver does: the null set absorbs the rest; >=0.0.0 is "any";
+    # duplicates are dropped, keeping first positions.
+    if _NULL in comparators:
+        return (_NULL,)
+    kept: dict[str, Comparator] = {}
+    for c in comparators:
+        if c.op == ">=" and c.version == semver.Version(0, 0, 0) and not c.version.prerelease:
+            continue
+        kept.setdefault(str(c), c)
+    return tuple(kept.values())
+
+
+def _parse_set(part: str, whole: str) -> ComparatorSet:
+    part = _BUILD_RE.sub("", part).strip()  # build metadata never counts in a range
+    hyphen = _HYPHEN_RE.match(part)
+    if (
+        hyphen is not None
+        and _PARTIAL_RE.match(hyphen.group("low"))
+        and _PARTIAL_RE.match(hyphen.group("high"))
+    ):
+        low = _partial(hyphen.group("low"), hyphen.group("low"), whole)
+        high = _partial(hyphen.group("high"), hyphen.group("high"), whole)
+        return _simplify_set(_hyphen(low, high))
+    comparators: list[Comparator] = []
+    for token in _GLUE_RE.sub(r"\1", part).split():
+        if token == "-":  # noqa: S105 (a token of the spec, not a password)
+            raise _bad(
+                whole,
+                "'-' is a hyphen range only as 'LOW - HIGH' alone between '||' "
+                "(1.2.3 - 2.3.4); to add bounds write comparators: '>=1.2.3 <=2.3.4 !=2.0.0'",
+            )
+        comparators += _comparators(token, whole)
+    return _simplify_set(comparators)
+
+
+def _parse_npm(text: str, spec: str) -> Spec:
+    try:
+        sets = [_parse_set(part.strip(), text) for part in spec.split("||")]
+    except OverflowError as exc:
+        raise _bad(text, f"a bound needs {exc} > {MAX_SAFE_INTEGER}, node-semver's limit") from None
+    if len(sets) > 1:
+        real = [s for s in sets if s != (_NULL,)]
+        sets = real or sets[:1]
+        if any(not s for s in sets):
+            sets = [()]
+    return Spec(kind="range", text=spec, sets=tuple(sets))
+
+
+def _exact(spec: str) -> semver.Version | None:
+    m = _EXACT_RE.match(spec)
+    if m is None or len(m.group("version")) > MAX_LENGTH:
+        return None
+    try:
+        version = semver.Version.parse(m.group("version"))
+    except (ValueError, TypeError):
+        return None
+    if max(version.major, version.minor, version.patch) > MAX_SAFE_INTEGER:
+        return None
+    return version
+
+
+def parse_spec(text: str) -> Spec:
+    """Parse a version spec; :class:`UsageError` (naming the accepted forms) if malformed.
+
+    Forms: ``1.2.3``/``v1.2.3``/``=1.2.3`` (exact, build metadata included),
+    npm ranges (``^1.2``, ``~1.2.3``, ``~>1.2``, ``>=1.2 <2``, ``1.x``,
+    ``1.2.3 - 2.3``, ``^1 || ^2``, ``*``, and the empty range, meaning any
+    release), PEP 440 specifier sets (any spec with a comma, or a lone clause
+    with ``==``, ``!=``, ``~=`` or ``===``), ``latest``, ``HEAD``, or a
+    channel name.
+    """
+    spec = " ".join(text.split())
+    if spec.lower() == "head":
+        return Spec(kind="head", text=spec)
+    if spec.lower() == "latest":
+        return Spec(kind="latest", text=spec)
+    if is_valid_channel(spec):
+        return Spec(kind="channel", text=spec, channel=spec)
+    exact = _exact(spec.replace("= ", "=", 1) if spec.startswith("= ") else spec)
+    if exact is not None:
+        return Spec(kind="exact", text=spec, version=exact)
+    glued = _GLUE_RE.sub(r"\1", spec)
+    if "," in spec or (_PEP440_ONLY_RE.match(glued) and " " not in glued):
+        return _parse_pep440(text, spec)
+    return _parse_npm(text, spec)
+
+
+def _listing(versions: Sequence[semver.Version]) -> str:
+    if not versions:
+        return "none released yet"
+    ordered = sorted(versions, key=version_key)
+    shown = ordered[-_MAX_LISTED:]
+    more = len(ordered) - len(shown)
+    return ", ".join(str(v) for v in shown) + (f" (and {more} older)" if more else "")
+
+
+def resolve(
+    spec: Spec,
+    versions: Sequence[semver.Version],
+    channels: Mapping[str, semver.Version],
+) -> semver.Version:
+    """The version ``spec`` picks among released ``versions`` and ``channels``.
+
+    Exact: that version; range: the highest match; ``latest``: the highest
+    version that is not a prerelease; channel: where it points. "Highest" is
+    :func:`registry.core.tags.version_key`: semver precedence, then build metadata,
+    so two releases that differ only in build metadata resolve the same way
+    every time. Returns the released object itself. Raises
+    :class:`NotFoundError` naming the spec and what exists, and
+    :class:`UsageError` for a ``head`` spec (the caller resolves it to the
+    tracked branch).
+    """
+    if spec.kind == "head":
+        raise UsageError(
+            f"{spec.text!r} names the tracked branch, not a release: read it from the branch"
+        )
+    if spec.kind == "channel":
+        assert spec.channel is not None
+        found = channels.get(spec.channel)
+        if found is None:
+            known = ", ".join(f"{k} ({v})" for k, v in sorted(channels.items())) or "none yet"
+            raise NotFoundError(
+                f"no channel {spec.channel!r}; channels: {known}. "
+                "Promote a version to create it, or ask for a version or range"
+            )
+        return found
+    matches = [v for v in versions if spec.matches(v)]
+    if matches:
+        return max(matches, key=version_key)
+    if spec.kind == "latest" and versions:
+        raise NotFoundError(
+            f"no stable release for 'latest': every version is a prerelease "
+            f"({_listing(versions)}); ask for one exactly"
+        )
+    raise NotFoundError(
+        f"no version matches {spec.describe()}; available versions: {_listing(versions)}"
+    )
+
+
+def split_ref(text: str) -> tuple[str, str | None]:
+    """``"slugify@^1.2"`` -> ``("slugify", "^1.2")``; without ``@`` the spec is ``None``.
+
+    Raises :class:`UsageError` for an invalid id or an empty spec after ``@``.
+    """
+    ident, sep, spec = text.strip().partition("@")
+    check_id(ident)
+    if not sep:
+        return ident, None
+    if not spec.strip():
+        raise UsageError(f"{text!r}: nothing after '@'; write ID@SPEC, e.g. {ident}@^1.2")
+    return ident, spec.strip()

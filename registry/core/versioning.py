@@ -1,0 +1,793 @@
+"""The semver bump of a release, computed from two snapshots of a procedure folder.
+
+A pure function: :func:`decide_bump` compares the previous release's files
+with the new ones (the entry point's signature read by ``ast``, the parsed
+``metadata.json``, the other files byte for byte) and reads conventional-commit
+markers from the commit messages in between. No git, no database.
+
+The registry always calls the entry point with keyword arguments, so the
+signature is judged by what a keyword caller can pass; whether a new
+annotation accepts what the old one did is :mod:`registry.core.typecompat`'s call.
+Every change found is a :class:`registry.core.reasons.Reason` of one
+:class:`registry.core.reasons.ReasonKind`. The rules, with examples, are in
+``docs/versioning.md``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import semver
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from registry.core.model import Metadata
+from registry.core.reasons import Reason, ReasonKind, reason
+from registry.core.signature import ParamSig, Signature, read_signature
+from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
+from registry.core.typecompat import accepts
+
+__all__ = [
+    "MAJOR",
+    "MINOR",
+    "PATCH",
+    "Bump",
+    "BumpDecision",
+    "ConventionalCommit",
+    "DiffStats",
+    "accepts",
+    "decide_bump",
+    "next_version",
+    "parse_conventional",
+]
+
+Bump = Literal["initial", "major", "minor", "patch", "none"]
+
+PATCH, MINOR, MAJOR = 1, 2, 3
+_LEVEL_NAMES: dict[int, Bump] = {PATCH: "patch", MINOR: "minor", MAJOR: "major"}
+_LEVELS = {"patch": PATCH, "minor": MINOR, "major": MAJOR, "initial": 0}
+K = ReasonKind
+
+
+class DiffStats(BaseModel):
+    """Line and file counts of the folder's diff (from the git store)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lines_added: int = 0
+    lines_removed: int = 0
+    files_changed: int = 0
+
+
+class BumpDecision(BaseModel):
+    """The computed bump, whether it breaks callers, and every reason found.
+
+    ``reasons`` are the words (what the tag's ``Reason:`` trailers say);
+    ``details`` are the same reasons as kinds with their values, in the same
+    order, when the decision was computed by :func:`decide_bump`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    bump: Bump
+    breaking: bool
+    reasons: list[str]
+    details: list[Reason] = Field(default_factory=list)
+
+    @property
+    def kinds(self) -> list[ReasonKind]:
+        """The kind of every reason, most severe first."""
+        return [d.kind for d in self.details]
+
+
+class ConventionalCommit(BaseModel):
+    """What a commit message says about itself (conventionalcommits.org 1.0).
+
+    ``type`` is ``None`` for a message that is not conventional, ``"merge"``
+    for a merge commit and ``"revert"`` for ``git revert``'s message.
+    ``bang`` is the header's ``!``; ``breaking`` is true if the message, or a
+    commit squashed into it, is breaking. ``squashed`` are the conventional
+    commits a squash merge lists in its body (``* feat: ...`` bullets, or the
+    headers of ``Squashed commit of the following:`` and Bitbucket's
+    ``Merged in ...`` messages), each with its own footers.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str | None
+    scope: str | None = None
+    breaking: bool = False
+    description: str
+    breaking_note: str | None = None
+    bang: bool = False
+    header: str = ""
+    squashed: tuple[ConventionalCommit, ...] = ()
+
+
+# --- conventional commits ----------------------------------------------------
+
+# A scope may hold one level of parentheses: feat(api(v2)): x.
+_HEADER = (
+    r"(?P<type>[A-Za-z]+(?:[-_][A-Za-z]+)*)"
+    r"(?:\((?P<scope>(?:[^()\r\n]|\([^()\r\n]*\))*)\))?"
+    r"(?P<bang>!)?:[ \t]+(?P<desc>\S.*)"
+)
+_CONVENTIONAL_RE = re.compile(rf"^{_HEADER}$")
+_BULLET_RE = re.compile(r"^[ \t]*[*-][ \t]+(?P<rest>.*)$")
+# The token must be uppercase (the spec); BREAKING-CHANGE is its synonym.
+_BREAKING_FOOTER_RE = re.compile(r"^(?:[*-][ \t]+)?BREAKING[ -]CHANGE:[ \t]*(?P<note>.*)$")
+_MERGE_RE = re.compile(r"^Merge (branch|branches|pull request|remote-tracking branch|tag|commit) ")
+_REVERT_RE = re.compile(r'^Revert ".*"$')
+# Squash styles whose body lists commits as plain headers, not bullets.
+_SQUASH_SUBJECT_RE = re.compile(r"^(Squashed commit of the following:|Merged in \S)")
+# In those bodies a "Key: value" paragraph may be a git trailer, not a commit.
+_TRAILER_KEYS = frozenset({
+    "acked-by", "author", "cc", "closes", "co-authored-by", "date", "fixes", "helped-by",
+    "ref", "refs", "reported-by", "resolves", "reviewed-by", "see-also", "signed-off-by",
+    "tested-by",
+})  # fmt: skip
+
+
+def _subject(message: str) -> str:
+    for line in message.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _footer(lines: Sequence[str]) -> tuple[bool, str | None]:
+    """Whether ``lines`` hold a breaking-change footer, and its note."""
+    for i, line in enumerate(lines):
+        m = _BREAKING_FOOTER_RE.match(line.strip())
+        if m is None:
+            continue
+        text = m.group("note").strip()
+        if not text:  # the note may start on the next line
+            text = next((rest.strip() for rest in lines[i + 1 :] if rest.strip()), "")
+        return True, text or None
+    return False, None
+
+
+def _header(text: str) -> re.Match[str] | None:
+    m = _CONVENTIONAL_RE.match(text)
+    if m is None or m.group("type").upper() in ("BREAKING-CHANGE", "BREAKING_CHANGE"):
+        return None
+    return m
+
+
+def _sections(
+    lines: list[str], plain_headers: bool
+) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """Split a body into squashed commits, ``(header, the lines that follow it)``, and the rest.
+
+    A squashed commit starts at a bullet (``* feat: x``, ``- fix(a): y``) or,
+    in squash styles that list bare headers, at a header that opens a
+    paragraph. A bullet that is not a conventional header ends the previous
+    commit; the lines after it belong to the message itself.
+    """
+    out: list[tuple[str, list[str]]] = []
+    rest: list[str] = []
+    current: list[str] = rest
+    previous_blank = True
+    for line in lines:
+        stripped = line.strip()
+        bullet = _BULLET_RE.match(line)
+        candidate = bullet.group("rest").strip() if bullet else stripped
+        header = _header(candidate)
+        if (
+            bullet is None
+            and header is not None
+            and (
+                header.group("type").lower() in _TRAILER_KEYS
+                or header.group("desc").startswith("#")
+            )
+        ):
+            header = None
+        starts = bullet is not None or (plain_headers and previous_blank and bool(stripped))
+        if starts and header is not None:
+            current = []
+            out.append((candidate, current))
+        elif bullet is not None and not _BREAKING_FOOTER_RE.match(stripped):
+            current = rest
+        else:
+            current.append(line)
+        previous_blank = not stripped
+    return out, rest
+
+
+def _commit(header: str, rest: list[str], kind: str | None = None) -> ConventionalCommit:
+    breaking, note = _footer([header, *rest])
+    if kind is not None:
+        return ConventionalCommit(
+            type=kind, breaking=breaking, description=header, breaking_note=note, header=header
+        )
+    m = _header(header)
+    if m is None:
+        return ConventionalCommit(
+            type=None, breaking=breaking, description=header, breaking_note=note, header=header
+        )
+    scope = m.group("scope")
+    bang = m.group("bang") is not None
+    return ConventionalCommit(
+        type=m.group("type").lower(),  # types are case-insensitive
+        scope=scope.strip() or None if scope is not None else None,
+        breaking=breaking or bang,
+        description=m.group("desc").strip(),
+        breaking_note=note,
+        bang=bang,
+        header=header,
+    )
+
+
+def parse_conventional(message: str) -> ConventionalCommit:
+    """Parse a commit message (``"subject\\n\\nbody"``) as a conventional commit.
+
+    ``feat(scope)!: text`` gives type ``feat``, scope ``scope`` and breaking
+    (scopes may nest one level of parentheses: ``feat(api(v2)): x``); types
+    are case-insensitive. An uppercase ``BREAKING CHANGE:`` or
+    ``BREAKING-CHANGE:`` footer line marks a message breaking (merge commits
+    and non-conventional text included). Merge and revert messages get types
+    ``merge`` and ``revert``; other text gives type ``None`` with the subject
+    as description. A squash merge's body is read for the commits it lists
+    (``squashed``); a merge commit's body is not, since the merged commits
+    are read on their own.
+    """
+    subject = _subject(message)
+    lines = message.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    body = lines[start + 1 :]
+    if _MERGE_RE.match(subject):
+        return _commit(subject, body, kind="merge")
+    if _REVERT_RE.match(subject):
+        return _commit(subject, body, kind="revert")
+    sections, own = _sections(body, plain_headers=bool(_SQUASH_SUBJECT_RE.match(subject)))
+    top = _commit(subject, own)
+    squashed = tuple(_commit(h, rest) for h, rest in sections)
+    if not squashed:
+        return top
+    return top.model_copy(
+        update={"squashed": squashed, "breaking": top.breaking or any(c.breaking for c in squashed)}
+    )
+
+
+def _show(annotation: str | None) -> str:
+    return annotation if annotation is not None else "no annotation"
+
+
+# --- the decision ------------------------------------------------------------
+
+
+class _Reasons:
+    """Reasons in the order found, deduplicated by their words."""
+
+    def __init__(self) -> None:
+        self.items: list[Reason] = []
+
+    def add(self, kind: ReasonKind, **values: object) -> None:
+        found = reason(kind, **values)
+        if all(found.words != r.words for r in self.items):
+            self.items.append(found)
+
+    @property
+    def level(self) -> int:
+        return max((_LEVELS[r.level] for r in self.items), default=0)
+
+
+def _load_metadata(snap: Snapshot) -> Metadata | None:
+    text = snap.text(METADATA_FILE)
+    if text is None:
+        return None
+    try:
+        return Metadata.model_validate_json(text)
+    except (ValidationError, ValueError):
+        return None
+
+
+def _parses(source: str | None) -> bool:
+    if source is None:
+        return False
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _param_text(p: ParamSig) -> str:
+    star = {"var_positional": "*", "var_keyword": "**"}.get(p.kind, "")
+    if p.annotation is None:
+        return f"{star}{p.name}" + (f"={p.default}" if p.default is not None else "")
+    return f"{star}{p.name}: {p.annotation}" + (f" = {p.default}" if p.default is not None else "")
+
+
+def _signature_text(sig: Signature) -> str:
+    parts: list[str] = []
+    kinds = [p.kind for p in sig.params]
+    for p in sig.params:
+        if p.kind == "keyword_only" and "var_positional" not in kinds and "*" not in parts:
+            parts.append("*")
+        parts.append(_param_text(p))
+        if p.kind == "positional_only" and (
+            p is [q for q in sig.params if q.kind == "positional_only"][-1]
+        ):
+            parts.append("/")
+    return ", ".join(parts)
+
+
+def _order(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
+def _compare_removed(old: Signature, new: Signature, out: _Reasons) -> None:
+    """Keyword-callable parameters that are gone (or no longer keyword-callable)."""
+    new_named = new.named
+    new_names = {p.name for p in new_named}
+    old_names = {p.name for p in old.named}
+    added = [p for p in new_named if p.name not in old_names]
+    new_kwargs = new.var_keyword
+    for index, p in enumerate(old.named):
+        if p.name in new_names:
+            continue
+        renamed_to: str | None = None
+        if index < len(new_named) and new_named[index] in added:
+            renamed_to = new_named[index].name
+        moved = new.param(p.name)
+        if moved is not None and moved.kind == "positional_only":
+            out.add(K.PARAMETER_NOW_POSITIONAL_ONLY, name=p.name)
+        elif new_kwargs is not None:
+            if renamed_to:
+                out.add(K.PARAMETER_RENAMED_KWARGS_ACCEPT, name=p.name, new=renamed_to,
+                        kwargs=new_kwargs.name)  # fmt: skip
+            else:
+                out.add(K.PARAMETER_REMOVED_KWARGS_ACCEPT, name=p.name, kwargs=new_kwargs.name)
+        elif moved is not None and moved.kind == "var_positional":
+            out.add(K.PARAMETER_NOW_VAR_POSITIONAL, name=p.name, var=moved.name)
+        elif renamed_to:
+            out.add(K.PARAMETER_RENAMED, name=p.name, new=renamed_to)
+        else:
+            out.add(K.PARAMETER_REMOVED, name=p.name)
+
+
+def _compare_added(old: Signature, new: Signature, out: _Reasons) -> None:
+    for p in new.named:
+        before = old.param(p.name)
+        if before is not None and before.kind == "positional_only":
+            out.add(K.PARAMETER_NO_LONGER_POSITIONAL_ONLY, name=p.name)
+            _compare_annotation(repr(p.name), before, p, out)
+            continue
+        if before is None or before not in old.named:
+            if p.has_default:
+                out.add(K.PARAMETER_ADDED_OPTIONAL, name=p.name, default=p.default)
+            else:
+                out.add(K.PARAMETER_ADDED_REQUIRED, name=p.name)
+            continue
+        _compare_param(before, p, out)
+
+
+def _compare_order(old: Signature, new: Signature, out: _Reasons) -> None:
+    for kind, reordered in (
+        ("positional_or_keyword", K.PARAMETERS_REORDERED),
+        ("keyword_only", K.KEYWORD_ONLY_REORDERED),
+    ):
+        before = [p.name for p in old.params if p.kind == kind]
+        after = [p.name for p in new.params if p.kind == kind]
+        kept_before = [n for n in before if n in after]
+        kept_after = [n for n in after if n in before]
+        if kept_before != kept_after:
+            out.add(reordered, old=_order(before), new=_order(after))
+
+
+def _compare_positional_only(old: Signature, new: Signature, out: _Reasons) -> None:
+    # The registry never passes these, so only a new *required* one breaks calls.
+    old_named = {p.name for p in old.named}
+    new_named = {p.name for p in new.named}
+    before = [p for p in old.params if p.kind == "positional_only"]
+    after = [p for p in new.params if p.kind == "positional_only"]
+    blocking = {p.name for p in before if not p.has_default} | old_named
+    required = {p.name for p in after if not p.has_default and p.name not in blocking}
+    for name in sorted(required):
+        out.add(K.POSITIONAL_ONLY_ADDED_REQUIRED, name=name)
+    # Those that moved to or from keyword-callable have their own reasons.
+    kept_before = [_param_text(p) for p in before if p.name not in new_named]
+    kept_after = [_param_text(p) for p in after if p.name not in old_named | required]
+    if kept_before != kept_after:
+        out.add(K.POSITIONAL_ONLY_CHANGED, old=_order(kept_before), new=_order(kept_after))
+
+
+def _compare_variadic(old: Signature, new: Signature, out: _Reasons) -> None:
+    old_args = next((p for p in old.params if p.kind == "var_positional"), None)
+    new_args = next((p for p in new.params if p.kind == "var_positional"), None)
+    if old_args is None and new_args is not None:
+        out.add(K.VAR_POSITIONAL_ADDED, name=new_args.name)
+    elif old_args is not None and new_args is None:
+        out.add(K.VAR_POSITIONAL_REMOVED, name=old_args.name)
+    elif (
+        old_args is not None
+        and new_args is not None
+        and old_args != new_args.model_copy(update={"line": old_args.line})
+    ):
+        out.add(K.VAR_POSITIONAL_CHANGED, old=_param_text(old_args), new=_param_text(new_args))
+
+    old_kwargs, new_kwargs = old.var_keyword, new.var_keyword
+    if old_kwargs is not None and new_kwargs is None:
+        out.add(K.VAR_KEYWORD_REMOVED, name=old_kwargs.name)
+    elif old_kwargs is None and new_kwargs is not None:
+        out.add(K.VAR_KEYWORD_ADDED, name=new_kwargs.name)
+    elif old_kwargs is not None and new_kwargs is not None:
+        if old_kwargs.name != new_kwargs.name:
+            out.add(K.VAR_KEYWORD_RENAMED, old=old_kwargs.name, new=new_kwargs.name)
+        _compare_annotation(f"**{new_kwargs.name}", old_kwargs, new_kwargs, out)
+
+
+def _compare_params(old: Signature, new: Signature, out: _Reasons) -> None:
+    _compare_removed(old, new, out)
+    _compare_added(old, new, out)
+    _compare_order(old, new, out)
+    _compare_positional_only(old, new, out)
+    _compare_variadic(old, new, out)
+
+
+def _compare_param(old: ParamSig, new: ParamSig, out: _Reasons) -> None:
+    name = new.name
+    if old.has_default and not new.has_default:
+        out.add(K.PARAMETER_NOW_REQUIRED, name=name, default=old.default)
+    elif not old.has_default and new.has_default:
+        out.add(K.PARAMETER_NOW_OPTIONAL, name=name, default=new.default)
+    elif old.default != new.default:
+        out.add(K.PARAMETER_CHANGED_DEFAULT, name=name, old=old.default, new=new.default)
+    if old.kind == "positional_or_keyword" and new.kind == "keyword_only":
+        out.add(K.PARAMETER_NOW_KEYWORD_ONLY, name=name)
+    elif old.kind == "keyword_only" and new.kind == "positional_or_keyword":
+        out.add(K.PARAMETER_NO_LONGER_KEYWORD_ONLY, name=name)
+    _compare_annotation(repr(name), old, new, out)
+
+
+def _compare_annotation(label: str, old: ParamSig, new: ParamSig, out: _Reasons) -> None:
+    if old.annotation == new.annotation:
+        return
+    values = {"label": label, "old": _show(old.annotation), "new": _show(new.annotation)}
+    wider = accepts(new.annotation, old.annotation)
+    narrower = accepts(old.annotation, new.annotation)
+    if wider and narrower:
+        out.add(K.ANNOTATION_REWRITTEN, **values)
+    elif wider:
+        out.add(K.ANNOTATION_WIDENED, **values)
+    elif narrower:
+        out.add(K.ANNOTATION_NARROWED, **values)
+    else:
+        out.add(K.ANNOTATION_CHANGED, **values)
+
+
+def _compare_returns(old: Signature, new: Signature, out: _Reasons) -> None:
+    if old.returns == new.returns:
+        return
+    values = {"old": _show(old.returns), "new": _show(new.returns)}
+    narrower = accepts(old.returns, new.returns)
+    wider = accepts(new.returns, old.returns)
+    if narrower and wider:
+        out.add(K.RETURN_REWRITTEN, **values)
+    elif narrower and old.returns is None:
+        out.add(K.RETURN_ADDED, **values)
+    elif narrower:
+        out.add(K.RETURN_NARROWED, **values)
+    else:
+        out.add(K.RETURN_CHANGED, **values)
+
+
+def _compare_signatures(old: Signature, new: Signature, out: _Reasons) -> None:
+    before = len(out.items)
+    if new.is_async and not old.is_async:
+        out.add(K.ENTRY_POINT_NOW_ASYNC, entry=new.name)
+    elif old.is_async and not new.is_async:
+        out.add(K.ENTRY_POINT_NO_LONGER_ASYNC, entry=new.name)
+    _compare_params(old, new, out)
+    _compare_returns(old, new, out)
+    if len(out.items) == before and _signature_text(old) != _signature_text(new):
+        # Never "comments or formatting" when the signature differs.
+        out.add(
+            K.SIGNATURE_CHANGED, entry=new.name, old=_signature_text(old), new=_signature_text(new)
+        )
+
+
+def _strip_entry(source: str, entry: str) -> tuple[str, str | None]:
+    """The module's AST dump minus the entry point's signature and docstring; the docstring."""
+    tree = ast.parse(source)
+    docstring: str | None = None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == entry:
+            docstring = ast.get_docstring(node)
+            node.args = ast.arguments(
+                posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[],
+                kwarg=None, defaults=[],
+            )  # fmt: skip
+            node.returns = None
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = node.body[1:] or [ast.Pass()]
+    dump = ast.dump(tree).replace("AsyncFunctionDef(", "FunctionDef(")
+    return dump, docstring
+
+
+def _compare_main(
+    old: Snapshot, new: Snapshot, old_entry: str, new_entry: str, out: _Reasons
+) -> None:
+    old_src, new_src = old.text(MAIN_FILE), new.text(MAIN_FILE)
+    if old.files.get(MAIN_FILE) == new.files.get(MAIN_FILE) and old_entry == new_entry:
+        return
+    if new_src is None and MAIN_FILE not in new.files:
+        out.add(K.MAIN_REMOVED, entry=new_entry)
+        return
+    if not _parses(new_src):
+        out.add(K.MAIN_UNPARSABLE, entry=new_entry)
+        return
+    assert new_src is not None
+    new_sig = read_signature(new_src, new_entry)
+    old_sig = read_signature(old_src, old_entry) if old_src is not None else None
+    if new_sig is None:
+        out.add(K.ENTRY_POINT_REMOVED, entry=new_entry)
+        return
+    if old_sig is None:
+        out.add(K.ENTRY_POINT_NEW, entry=new_entry)
+        return
+    before = len(out.items)
+    _compare_signatures(old_sig, new_sig, out)
+    signature_changed = len(out.items) > before
+    assert old_src is not None
+    old_body, old_doc = _strip_entry(old_src, old_entry)
+    new_body, new_doc = _strip_entry(new_src, new_entry)
+    body_changed = old_body.replace(f"name='{old_entry}'", f"name='{new_entry}'") != new_body
+    if body_changed:
+        out.add(K.BODY_CHANGED)
+    if old_doc != new_doc:
+        out.add(K.DOCSTRING_CHANGED, entry=new_entry)
+    explained = body_changed or signature_changed or old_doc != new_doc or old_entry != new_entry
+    if not explained and old_src != new_src:
+        out.add(K.FORMATTING_CHANGED)
+    if old.files.get(MAIN_FILE) != new.files.get(MAIN_FILE) and old_src == new_src:
+        out.add(K.MAIN_MODE_CHANGED)
+
+
+_JSON_TYPE_WIDER: dict[str, set[str]] = {
+    # metadata type -> the types whose every value it also accepts
+    "number": {"integer"},
+    "string": {"file", "directory"},
+}
+
+
+def _metadata_type_accepts(wide: str, narrow: str) -> bool:
+    return wide == narrow or wide == "any" or narrow in _JSON_TYPE_WIDER.get(wide, set())
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _compare_metadata(old: Metadata, new: Metadata, signatures_known: bool, out: _Reasons) -> None:
+    old_params = {p.name: p for p in old.parameters}
+    for p in new.parameters:
+        q = old_params.get(p.name)
+        if q is None:
+            if not signatures_known:
+                out.add(
+                    K.METADATA_PARAMETER_ADDED_REQUIRED
+                    if p.required
+                    else K.METADATA_PARAMETER_ADDED_OPTIONAL,
+                    name=p.name,
+                )
+            continue
+        if p.type != q.type:
+            if _metadata_type_accepts(p.type, q.type):
+                out.add(K.METADATA_TYPE_WIDENED, name=p.name, old=q.type, new=p.type)
+            else:
+                out.add(K.METADATA_TYPE_CHANGED, name=p.name, old=q.type, new=p.type)
+        if p.required and not q.required:
+            out.add(K.METADATA_NOW_REQUIRED, name=p.name)
+        elif q.required and not p.required:
+            out.add(K.METADATA_NO_LONGER_REQUIRED, name=p.name)
+        elif p.default != q.default:
+            out.add(
+                K.METADATA_DEFAULT_CHANGED,
+                name=p.name,
+                old=_short(q.default),
+                new=_short(p.default),
+            )
+        if p.description != q.description:
+            out.add(K.METADATA_PARAMETER_DESCRIPTION, name=p.name)
+    if not signatures_known:
+        new_names = {p.name for p in new.parameters}
+        for name in old_params:
+            if name not in new_names:
+                out.add(K.METADATA_PARAMETER_REMOVED, name=name)
+
+    _compare_returns_metadata(old, new, out)
+
+    old_examples = [_short(e.model_dump(mode="json")) for e in old.examples]
+    new_examples = [_short(e.model_dump(mode="json")) for e in new.examples]
+    for example, text in zip(new.examples, new_examples, strict=True):
+        if text not in old_examples:
+            label = repr(example.description) if example.description else text
+            out.add(K.METADATA_EXAMPLE_ADDED, label=label)
+    for example, text in zip(old.examples, old_examples, strict=True):
+        if text not in new_examples:
+            label = repr(example.description) if example.description else text
+            out.add(K.METADATA_EXAMPLE_REMOVED, label=label)
+
+    if old.entry_point != new.entry_point:
+        out.add(K.METADATA_ENTRY_POINT, old=old.entry_point, new=new.entry_point)
+    handled = {"parameters", "returns", "examples", "entry_point", "schema_"}
+    old_data = old.model_dump(mode="json")
+    new_data = new.model_dump(mode="json")
+    for name in Metadata.model_fields:
+        if name in handled or old_data.get(name) == new_data.get(name):
+            continue
+        before, after = old_data.get(name), new_data.get(name)
+        if isinstance(before, _SCALARS) and isinstance(after, _SCALARS):
+            out.add(K.METADATA_FIELD_CHANGED, field=name, old=_short(before), new=_short(after))
+        else:
+            out.add(K.METADATA_FIELD_EDITED, field=name)
+
+
+def _compare_returns_metadata(old: Metadata, new: Metadata, out: _Reasons) -> None:
+    before, after = old.returns, new.returns
+    if before.type != after.type:
+        if _metadata_type_accepts(before.type, after.type):
+            out.add(K.METADATA_RETURN_NARROWED, old=before.type, new=after.type)
+        else:
+            out.add(K.METADATA_RETURN_CHANGED, old=before.type, new=after.type)
+    for key in after.fields:
+        if key not in before.fields:
+            out.add(K.METADATA_OUTPUT_FIELD_ADDED, name=key)
+        elif before.fields[key] != after.fields[key]:
+            out.add(K.METADATA_OUTPUT_FIELD_DESCRIPTION, name=key)
+    for key in before.fields:
+        if key not in after.fields:
+            out.add(K.METADATA_OUTPUT_FIELD_REMOVED, name=key)
+    if before.description != after.description:
+        out.add(K.METADATA_RESULT_DESCRIPTION)
+
+
+def _compare_other_files(old: Snapshot, new: Snapshot, out: _Reasons) -> None:
+    for name in sorted(set(old.files) | set(new.files)):
+        if name in (MAIN_FILE, METADATA_FILE):
+            continue
+        before, after = old.files.get(name), new.files.get(name)
+        if before == after:
+            continue
+        if before is None:
+            out.add(K.FILE_ADDED, name=name)
+        elif after is None:
+            out.add(K.FILE_REMOVED, name=name)
+        elif before.data == after.data:
+            out.add(K.FILE_MODE_CHANGED, name=name)
+        else:
+            out.add(K.FILE_CHANGED, name=name)
+
+
+def _compare_commits(messages: Sequence[str], out: _Reasons) -> None:
+    for message in messages:
+        commit = parse_conventional(message)
+        subject = _subject(message)
+        if commit.breaking_note is not None:
+            out.add(K.COMMIT_BREAKING_NOTE, subject=subject, note=commit.breaking_note)
+        elif commit.bang:
+            out.add(K.COMMIT_BREAKING_BANG, subject=subject)
+        elif commit.breaking and not any(c.breaking for c in commit.squashed):
+            out.add(K.COMMIT_BREAKING_FOOTER, subject=subject)
+        elif commit.type == "feat":
+            out.add(K.COMMIT_FEATURE, subject=subject)
+        elif commit.type == "fix":
+            out.add(K.COMMIT_FIX, subject=subject)
+        for inner in commit.squashed:
+            values = {"subject": subject, "header": inner.header}
+            if inner.breaking_note is not None:
+                out.add(K.SQUASHED_BREAKING_NOTE, note=inner.breaking_note, **values)
+            elif inner.bang:
+                out.add(K.SQUASHED_BREAKING_BANG, **values)
+            elif inner.type == "feat":
+                out.add(K.SQUASHED_FEATURE, **values)
+            elif inner.type == "fix":
+                out.add(K.SQUASHED_FIX, **values)
+
+
+def decide_bump(
+    old: Snapshot | None, new: Snapshot, stats: DiffStats, messages: Sequence[str]
+) -> BumpDecision:
+    """The bump from release ``old`` to folder state ``new``, with every reason found.
+
+    ``old`` is ``None`` for a first release (bump ``initial``). Byte-identical
+    folders give ``none`` with no reasons, whatever the messages say.
+    Otherwise the bump is the highest level any rule reaches: ``major`` for a
+    change that can break a caller (see docs/versioning.md), ``minor`` for a
+    compatible feature, ``patch`` for anything else. ``messages`` are the
+    commit messages between the two releases (``"subject\\n\\nbody"``).
+    Never raises on unreadable files: what cannot be read is reported.
+    """
+    if old is None:
+        first = reason(K.FIRST_RELEASE)
+        return BumpDecision(bump="initial", breaking=False, reasons=[first.words], details=[first])
+    if (old.tree_id is not None and old.tree_id == new.tree_id) or old.files == new.files:
+        return BumpDecision(bump="none", breaking=False, reasons=[])
+
+    out = _Reasons()
+    old_meta, new_meta = _load_metadata(old), _load_metadata(new)
+    old_entry = old_meta.entry_point if old_meta is not None else "main"
+    new_entry = new_meta.entry_point if new_meta is not None else "main"
+    _compare_main(old, new, old_entry, new_entry, out)
+
+    if old.files.get(METADATA_FILE) != new.files.get(METADATA_FILE):
+        if old_meta is not None and new_meta is not None:
+            old_src, new_src = old.text(MAIN_FILE), new.text(MAIN_FILE)
+            known = (
+                old_src is not None
+                and new_src is not None
+                and read_signature(old_src, old_entry) is not None
+                and read_signature(new_src, new_entry) is not None
+            )
+            before = len(out.items)
+            _compare_metadata(old_meta, new_meta, known, out)
+            if len(out.items) == before:
+                out.add(K.METADATA_FORMATTING)
+        elif new_meta is None:
+            out.add(K.METADATA_UNREADABLE)
+        else:
+            out.add(K.METADATA_OLD_UNREADABLE)
+
+    _compare_other_files(old, new, out)
+    _compare_commits(messages, out)
+    if not out.items:  # only reachable when the snapshots differ in ways not inspected
+        out.add(
+            K.FILES_CHANGED,
+            files=stats.files_changed,
+            added=stats.lines_added,
+            removed=stats.lines_removed,
+        )
+    level = out.level
+    ordered = sorted(out.items, key=lambda item: -_LEVELS[item.level])
+    return BumpDecision(
+        bump=_LEVEL_NAMES[level],
+        breaking=level == MAJOR,
+        reasons=[r.words for r in ordered],
+        details=ordered,
+    )
+
+
+def next_version(previous: semver.Version | None, bump: Bump) -> semver.Version:
+    """The version a release with ``bump`` gets after ``previous``.
+
+    ``None`` gives 1.0.0. Before 1.0.0 a major (breaking) bump raises the
+    minor number and any other bump the patch number. After a prerelease the
+    bump first finalises it, as npm does: 1.2.0-rc.1 + patch or minor = 1.2.0,
+    2.0.0-rc.1 + major = 2.0.0, 1.2.3-rc.1 + minor = 1.3.0. Build metadata is
+    dropped. ``none`` (nothing to release) and ``initial`` after a release
+    raise ``ValueError``.
+    """
+    if bump == "none":
+        raise ValueError("bump 'none' means nothing changed: there is no next version")
+    if previous is None:
+        return semver.Version(1, 0, 0)
+    if bump == "initial":
+        raise ValueError(f"bump 'initial' is only for a first release, not after {previous}")
+    major, minor, patch = previous.major, previous.minor, previous.patch
+    if major == 0:
+        bump = "minor" if bump == "major" else "patch"
+    if previous.prerelease:
+        if bump == "patch" or (bump == "minor" and patch == 0):
+            return semver.Version(major, minor, patch)
+        if bump == "major" and minor == 0 and patch == 0:
+            return semver.Version(major, 0, 0)
+    if bump == "major":
+        return semver.Version(major + 1, 0, 0)
+    if bump == "minor":
+        return semver.Version(major, minor + 1, 0)
+    return semver.Version(major, minor, patch + 1)

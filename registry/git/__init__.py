@@ -1,0 +1,1 @@
+"""Git: the only package that imports pygit2 or reads git's on-disk formats."""

@@ -1,0 +1,1 @@
+"""Migration of legacy procedures: readers, code generators, the zero-loss proof."""

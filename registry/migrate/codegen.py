@@ -1,0 +1,754 @@
+"""Code generation for migrated procedures: one Protocol, two generators.
+
+:func:`analyse` turns a legacy procedure into what any generator needs: the
+typed keyword parameters (unsafe legacy names mapped to identifiers), the
+template variables and which parameter binds each, the parsed steps and the
+legacy examples. :class:`BuiltinGenerator` writes deterministic code from it,
+offline; :class:`ChatCompletionsGenerator` asks an OpenAI-style endpoint and
+falls back to the built-in one when the answer does not pass validation.
+
+Generated code renders the legacy template and returns the steps as a plan:
+shell steps are data, never executed (the code imports only ``re`` and ``json``).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import keyword
+import os
+import pprint
+import re
+import unicodedata
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from registry.core.model import Example, Parameter, ParamType, Returns, Step
+from registry.core.signature import read_signature
+from registry.errors import MigrationError
+from registry.migrate.legacy import LegacyProcedure
+
+ListFormat = Literal["json", "lines", "comma", "text", "empty"]
+
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+_DUNDER_RE = re.compile(r"__[A-Za-z0-9_]*?__")
+_SHELL_PREFIX = re.compile(
+    r"^\s*(?:(?:bash|sh|shell|zsh|run|cmd)\s*:|\$)\s*(?P<cmd>\S.*)$", re.I | re.S
+)
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)]|step\s*\d+\s*[:.)-])\s*", re.I)
+
+# legacy type -> (metadata type, annotation); None marks an unknown (untyped) one
+_TYPES: dict[str, tuple[ParamType, str]] = {
+    "string": ("string", "str"),
+    "str": ("string", "str"),
+    "text": ("string", "str"),
+    "number": ("number", "float"),
+    "float": ("number", "float"),
+    "integer": ("integer", "int"),
+    "int": ("integer", "int"),
+    "boolean": ("boolean", "bool"),
+    "bool": ("boolean", "bool"),
+    "file": ("file", "str"),
+    "path": ("file", "str"),
+    "directory": ("directory", "str"),
+    "dir": ("directory", "str"),
+    "list": ("array", "list"),
+    "array": ("array", "list"),
+    "object": ("object", "dict"),
+    "dict": ("object", "dict"),
+}
+# Names the generated module uses itself; a parameter may not shadow them.
+_RESERVED = frozenset({"TEMPLATE", "STEPS", "PLACEHOLDERS", "re", "json", "main", "values", "step"})
+_STEP_TEXT_KEYS = ("description", "action", "step", "title", "name", "text", "summary", "task")
+_STEP_COMMAND_KEYS = ("command", "cmd", "bash", "shell", "run", "script")
+_EXAMPLE_INPUT_KEYS = ("input", "inputs", "variables", "params", "parameters", "args")
+_EXAMPLE_OUTPUT_KEYS = ("output", "expected", "expected_output", "result", "returns")
+
+
+# -- parsing the loose legacy columns ---------------------------------------------
+
+
+def parse_list(text: str | None) -> tuple[list[Any], ListFormat]:
+    """Items of a column meant to hold a JSON list but holding anything.
+
+    JSON (a list, or one object/string) gives its items; otherwise several
+    lines give one item a line (bullets and numbering stripped), a comma list
+    its parts, other text one item. NULL or blank gives no items.
+    """
+    if text is None or not str(text).strip():
+        return [], "empty"
+    text = str(text)
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        data = None
+    else:
+        if isinstance(data, list):
+            return data, "json"
+        if isinstance(data, dict | str):
+            return [data], "json"
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        return [_BULLET.sub("", line).strip() for line in lines], "lines"
+    if "," in text and not _SHELL_PREFIX.match(text):
+        return [part.strip() for part in text.split(",") if part.strip()], "comma"
+    return [text.strip()], "text"
+
+
+def parse_step(item: Any) -> tuple[Step, bool]:
+    """A legacy step as a :class:`Step`, and whether its shape was understood."""
+    if isinstance(item, str):
+        m = _SHELL_PREFIX.match(item)
+        if m:
+            cmd = m.group("cmd").strip()
+            return Step(description=f"Run `{cmd}`", kind="shell", command=cmd), True
+        return Step(description=item.strip() or "(empty step)", kind="note"), bool(item.strip())
+    if isinstance(item, dict):
+        text = next((str(item[k]) for k in _STEP_TEXT_KEYS if item.get(k) not in (None, "")), "")
+        cmd = next((str(item[k]) for k in _STEP_COMMAND_KEYS if item.get(k) not in (None, "")), "")
+        call = item.get("procedure") or item.get("call")
+        if cmd:
+            return Step(description=text or f"Run `{cmd}`", kind="shell", command=cmd), True
+        if isinstance(call, str) and call:
+            return Step(description=text or f"Call {call}", kind="call", command=call), True
+        if text:
+            return Step(description=text, kind="note"), True
+    shown = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
+    return Step(description=shown, kind="note"), False
+
+
+def template_variables(*texts: str) -> list[str]:
+    """The ``{{variables}}`` of the texts, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for m in PLACEHOLDER_RE.finditer(text):
+            seen.setdefault(m.group(1).strip(), None)
+    return list(seen)
+
+
+def safe_identifier(name: str, taken: set[str]) -> str:
+    """A Python identifier for a legacy parameter name, not in ``taken`` (which it joins).
+
+    ``class`` becomes ``class_``, ``dry-run`` ``dry_run``, ``2fa`` ``p_2fa``;
+    a name already taken gets ``_2``, ``_3``...
+    """
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")
+    text = re.sub(r"_+", "_", text)[:60] or "param"
+    if text[0].isdigit():
+        text = f"p_{text}"
+    if keyword.iskeyword(text) or keyword.issoftkeyword(text) or text in _RESERVED:
+        text += "_"
+    candidate, n = text, 2
+    while candidate in taken:
+        candidate, n = f"{text.rstrip('_') or 'param'}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _truthy(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if isinstance(value, bool | int | float):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "y", "t", "on", "required"):
+        return True
+    if text in ("0", "false", "no", "n", "f", "off", "optional", ""):
+        return False
+    return None
+
+
+def coerce(value: Any, ptype: ParamType) -> tuple[Any, bool]:
+    """``value`` (often legacy text) as a JSON value of ``ptype``, and whether that worked."""
+    if value is None:
+        return None, True
+    if ptype in ("string", "file", "directory"):
+        return (value, True) if isinstance(value, str) else (str(value), True)
+    if ptype == "boolean":
+        flag = _truthy(value)
+        return (flag, True) if flag is not None else (None, False)
+    if ptype in ("number", "integer"):
+        if isinstance(value, bool):
+            return None, False
+        if isinstance(value, int | float):
+            if ptype == "integer" and isinstance(value, float):
+                return (int(value), True) if value.is_integer() else (None, False)
+            return (float(value) if ptype == "number" else value), True
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            return None, False
+        if ptype == "integer":
+            return (int(number), True) if number.is_integer() else (None, False)
+        return number, number == number and abs(number) != float("inf")
+    if ptype == "array":
+        if isinstance(value, list):
+            return value, True
+        items, _ = parse_list(str(value))
+        return items, True
+    if ptype == "object":
+        if isinstance(value, dict):
+            return value, True
+        try:
+            data = json.loads(str(value))
+        except json.JSONDecodeError:
+            return None, False
+        return (data, True) if isinstance(data, dict) else (None, False)
+    return value, True
+
+
+# -- analysis ---------------------------------------------------------------------
+
+
+@dataclass
+class Analysis:
+    """What any generator needs to know about one legacy procedure."""
+
+    parameters: list[Parameter]
+    annotations: dict[str, str]
+    parameter_map: dict[str, str]
+    placeholders: dict[str, str]
+    inferred: list[str]
+    steps: list[Step]
+    steps_format: ListFormat
+    steps_understood: int
+    params_typed: int
+    params_total: int
+    variables_total: int
+    variables_bound: int
+    legacy_examples: list[Any]
+    examples: list[Example]
+    notes: list[str]
+
+
+def _legacy_params(proc: LegacyProcedure) -> list[tuple[str, Any, Any, Any, str]]:
+    """``(name, type, required, default, description)`` of each legacy parameter."""
+    if proc.params:
+        return [
+            (
+                "" if p.get("param_name") is None else str(p.get("param_name")),
+                p.get("param_type"),
+                p.get("required"),
+                p.get("default_value"),
+                "" if p.get("description") is None else str(p.get("description")),
+            )
+            for p in proc.params
+        ]
+    inputs = proc.row.get("inputs")
+    if isinstance(inputs, list):  # PostgreSQL: TEXT[] of names, no types
+        return [(str(n), None, True, None, "") for n in inputs if n is not None]
+    return []
+
+
+def analyse(proc: LegacyProcedure) -> Analysis:
+    """Map a legacy procedure's parameters, template variables, steps and examples."""
+    notes: list[str] = []
+    taken: set[str] = set()
+    params: list[Parameter] = []
+    annotations: dict[str, str] = {}
+    mapping: dict[str, str] = {}
+    by_legacy: dict[str, str] = {}
+    typed = 0
+    for i, (name, ltype, required, default, desc) in enumerate(_legacy_params(proc)):
+        ident = safe_identifier(name, taken)
+        key = name if name not in mapping else f"{name}#{i + 1}"
+        if key != name:
+            notes.append(f"parameter {name!r} is declared twice; the copy is {ident!r}")
+        if ident != name and key == name:
+            notes.append(f"parameter {name!r} renamed to {ident!r}")
+        mapping[key] = ident
+        by_legacy.setdefault(name, ident)
+        known = _TYPES.get(str(ltype).strip().lower()) if ltype is not None else None
+        ptype, annotation = known or ("any", "object")
+        ok = known is not None
+        if not ok:
+            notes.append(f"parameter {name!r} has unknown type {ltype!r}; typed as any")
+        value, coerced = coerce(default, ptype)
+        if default is not None and not coerced:
+            notes.append(f"default {default!r} of parameter {name!r} is not a {ptype}; dropped")
+            ok, value = False, None
+        if value is not None and _DUNDER_RE.search(repr(value)):
+            # validation rejects dunder strings in code; the legacy row keeps the text
+            notes.append(f"default {default!r} of parameter {name!r} mentions a dunder; dropped")
+            ok, value = False, None
+        is_required = bool(_truthy(required)) if value is None else False
+        typed += ok
+        annotations[ident] = annotation if is_required else f"{annotation} | None"
+        params.append(
+            Parameter(name=ident, type=ptype, description=desc, required=is_required, default=value)
+        )
+
+    raw_steps, fmt = parse_list(proc.text("steps"))
+    steps: list[Step] = []
+    understood = 0
+    for item in raw_steps:
+        step, ok = parse_step(item)
+        steps.append(step)
+        understood += ok
+    if fmt in ("lines", "comma", "text"):
+        shape = {"lines": "lines of text", "comma": "a comma list", "text": "free text"}[fmt]
+        notes.append(f"steps were {shape}, not JSON")
+
+    variables = template_variables(
+        proc.template, *(s.description for s in steps), *(s.command or "" for s in steps)
+    )
+    placeholders: dict[str, str] = {}
+    inferred: list[str] = []
+    idents = {p.name for p in params}
+    bound = 0
+    for var in variables:
+        if var in by_legacy:
+            placeholders[var], bound = by_legacy[var], bound + 1
+            continue
+        probe = safe_identifier(var, set())
+        if probe in idents:
+            placeholders[var], bound = probe, bound + 1
+            continue
+        ident = safe_identifier(var, taken)
+        idents.add(ident)
+        placeholders[var] = ident
+        inferred.append(ident)
+        annotations[ident] = "str | None"
+        params.append(
+            Parameter(
+                name=ident,
+                type="string",
+                description=f"Inferred from the template variable {{{{{var}}}}}.",
+                required=False,
+                default=None,
+            )
+        )
+    if inferred:
+        notes.append(f"template variables without a declared parameter: {', '.join(inferred)}")
+
+    legacy_examples, _ = parse_list(proc.text("examples"))
+    analysis = Analysis(
+        parameters=params,
+        annotations=annotations,
+        parameter_map=mapping,
+        placeholders=placeholders,
+        inferred=inferred,
+        steps=steps,
+        steps_format=fmt,
+        steps_understood=understood,
+        params_typed=typed,
+        params_total=len(_legacy_params(proc)),
+        variables_total=len(variables),
+        variables_bound=bound,
+        legacy_examples=legacy_examples,
+        examples=[],
+        notes=notes,
+    )
+    analysis.examples = contract_examples(proc, analysis)
+    return analysis
+
+
+# -- what the generated code computes (kept in step with _RUNTIME below) ----------
+
+
+def render_text(value: Any) -> str:
+    """How a value fills a placeholder (the generated ``_text``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list | tuple):
+        return ", ".join(render_text(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def render(text: str, placeholders: dict[str, str], values: dict[str, Any]) -> str:
+    """``text`` with each bound placeholder replaced; unbound ones stay as written."""
+
+    def fill(m: re.Match[str]) -> str:
+        ident = placeholders.get(m.group(1).strip())
+        value = values.get(ident) if ident is not None else None
+        return m.group(0) if value is None else render_text(value)
+
+    return PLACEHOLDER_RE.sub(fill, text)
+
+
+def expected_result(
+    template: str, steps: list[Step], placeholders: dict[str, str], values: dict[str, Any]
+) -> dict[str, Any]:
+    """What the built-in generator's ``main(**values)`` returns."""
+    return {
+        "rendered": render(template, placeholders, values),
+        "plan": [
+            {
+                "description": render(s.description, placeholders, values),
+                "kind": s.kind,
+                "command": None if s.command is None else render(s.command, placeholders, values),
+            }
+            for s in steps
+        ],
+    }
+
+
+def contract_examples(proc: LegacyProcedure, analysis: Analysis) -> list[Example]:
+    """Legacy examples that hold as contract tests of the built-in code.
+
+    An example counts when it names its inputs (an object under ``input``,
+    ``variables``...), every input maps to a parameter and fits its type, and
+    its expected output equals what the code returns (the rendered template,
+    or the whole result).
+    """
+    by_name = {**analysis.parameter_map, **{v: v for v in analysis.parameter_map.values()}}
+    by_name.update(analysis.placeholders)
+    types = {p.name: p.type for p in analysis.parameters}
+    out: list[Example] = []
+    for item in analysis.legacy_examples:
+        if not isinstance(item, dict):
+            continue
+        inputs = next((item[k] for k in _EXAMPLE_INPUT_KEYS if isinstance(item.get(k), dict)), None)
+        expected_key = next((k for k in _EXAMPLE_OUTPUT_KEYS if k in item), None)
+        if inputs is None or expected_key is None:
+            continue
+        values: dict[str, Any] = {}
+        for key, raw in inputs.items():
+            ident = by_name.get(str(key))
+            if ident is None:
+                break
+            value, ok = coerce(raw, types[ident])
+            if not ok:
+                break
+            values[ident] = value
+        else:
+            missing = [p.name for p in analysis.parameters if p.required and p.name not in values]
+            if missing:
+                continue
+            result = expected_result(proc.template, analysis.steps, analysis.placeholders, values)
+            expected = item[expected_key]
+            if expected == result or (
+                isinstance(expected, str) and expected.strip() == result["rendered"].strip()
+            ):
+                desc = item.get("description") or item.get("name") or ""
+                out.append(Example(description=str(desc), input=values, output=result))
+    return out
+
+
+# -- the generators -------------------------------------------------------------------
+
+
+@dataclass
+class GeneratedCode:
+    """A generator's answer: the ``main.py`` source and what it decided."""
+
+    source: str
+    parameter_map: dict[str, str]
+    inferred: list[str]
+    notes: list[str]
+    parameters: list[Parameter] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
+    returns: Returns = field(default_factory=Returns)
+    generator: str = "builtin"
+
+
+class Generator(Protocol):
+    """Turns a legacy procedure into a ``main.py`` (``name`` goes into the metadata)."""
+
+    name: str
+
+    def generate(self, proc: LegacyProcedure) -> GeneratedCode:
+        """The code for ``proc``; raises :class:`MigrationError` when it cannot."""
+        ...
+
+
+RETURNS = Returns(
+    type="object",
+    description="The legacy template rendered with the arguments, and the steps as a plan.",
+    fields={
+        "rendered": "the template with every bound {{variable}} filled in",
+        "plan": "the steps (description, kind, command); shell commands are never run",
+    },
+)
+
+_RUNTIME = """
+_PLACEHOLDER = re.compile(r"\\{\\{\\s*([^{}]+?)\\s*\\}\\}")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _render(text: str, values: dict) -> str:
+    def fill(match: re.Match) -> str:
+        name = PLACEHOLDERS.get(match.group(1).strip())
+        value = values.get(name) if name is not None else None
+        return match.group(0) if value is None else _text(value)
+
+    return _PLACEHOLDER.sub(fill, text)
+"""
+
+
+def literal(value: Any) -> str:
+    """Python source for a JSON value; text mentioning dunders goes through ``json.loads``.
+
+    The validator rejects string constants such as ``"__init__"``; a JSON
+    literal with ``\\u005f`` escapes keeps the data exact without one.
+    """
+    text = pprint.pformat(value, width=96, sort_dicts=False)
+    if not _DUNDER_RE.search(text):
+        return text
+    encoded = json.dumps(value, ensure_ascii=False).replace("_", "\\u005f")
+    return f"json.loads({encoded!r})"
+
+
+def _doc(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').rstrip()
+    if text.endswith('"'):
+        text += " "
+    return text
+
+
+class BuiltinGenerator:
+    """Deterministic, offline code: render the template, return the steps as a plan."""
+
+    name = "builtin"
+
+    def generate(self, proc: LegacyProcedure) -> GeneratedCode:
+        """The ``main.py`` for ``proc`` (same input, same bytes)."""
+        a = analyse(proc)
+        return GeneratedCode(
+            source=builtin_source(proc, a),
+            parameter_map=a.parameter_map,
+            inferred=a.inferred,
+            notes=list(a.notes),
+            parameters=a.parameters,
+            examples=a.examples,
+            returns=RETURNS,
+            generator=self.name,
+        )
+
+
+def _signature_parts(a: Analysis) -> list[str]:
+    """``name: type`` or ``name: type | None = default`` for each parameter."""
+    parts = []
+    for p in a.parameters:
+        ann = a.annotations[p.name]
+        default = repr(p.default)  # literal_eval-able, as validation requires
+        parts.append(f"{p.name}: {ann}" if p.required else f"{p.name}: {ann} = {default}")
+    return parts
+
+
+def _signature(a: Analysis) -> str:
+    """The parameter list of ``main``: keyword-only, one a line when long."""
+    parts = _signature_parts(a)
+    if not parts:
+        return ""
+    flat = "*, " + ", ".join(parts)
+    if len(flat) <= 80:
+        return flat
+    return "\n    *,\n" + "".join(f"    {part},\n" for part in parts)
+
+
+def builtin_source(proc: LegacyProcedure, a: Analysis) -> str:
+    """The built-in generator's ``main.py`` text."""
+    title = proc.name.strip() or f"legacy procedure {proc.key}"
+    summary = proc.description.strip()
+    doc = _doc(
+        f"{title}\n\n{summary + chr(10) + chr(10) if summary else ''}"
+        f"Migrated from legacy procedure {proc.identity} by procreg's built-in generator.\n"
+        "Shell steps are returned in the plan as data; this code never runs them.\n"
+    )
+    steps = [s.model_dump(mode="json") for s in a.steps]
+    sig = _signature(a)
+    values = "".join(f"\n        {p.name!r}: {p.name}," for p in a.parameters)
+    values = values + "\n    " if values else ""
+    head = f'"""{doc}\n"""\n\nimport json\nimport re\n\n'
+    body = (
+        f"TEMPLATE = {literal(proc.template)}\n\n"
+        f"STEPS = {literal(steps)}\n\n"
+        "# template variable -> parameter\n"
+        f"PLACEHOLDERS = {literal(a.placeholders)}\n"
+        f"{_RUNTIME}\n\n"
+        f"def main({sig}) -> dict:\n"
+        '    """Render the template with the arguments and return the steps as a plan."""\n'
+        f"    values = {{{values}}}\n"
+        "    return {\n"
+        '        "rendered": _render(TEMPLATE, values),\n'
+        '        "plan": [\n'
+        "            {\n"
+        '                "description": _render(step["description"], values),\n'
+        '                "kind": step["kind"],\n'
+        '                "command": None if step["command"] is None '
+        'else _render(step["command"], values),\n'
+        "            }\n"
+        "            for step in STEPS\n"
+        "        ],\n"
+        "    }\n"
+    )
+    return head + body
+
+
+# -- the LLM generator ------------------------------------------------------------------
+
+LLM_URL_ENV = "PROCREG_LLM_URL"
+LLM_MODEL_ENV = "PROCREG_LLM_MODEL"
+LLM_KEY_ENV_ENV = "PROCREG_LLM_API_KEY_ENV"
+DEFAULT_KEY_ENV = "PROCREG_LLM_API_KEY"
+
+_SYSTEM_PROMPT = """You convert a legacy procedure (metadata: template, steps, examples) into \
+one Python 3.11 module for a procedure registry. Rules:
+- Define `def main(*, <parameters>) -> dict` with EXACTLY the keyword-only parameters given \
+(same names, annotations and defaults).
+- Return a JSON-serialisable value. Never run shell commands: return them as data.
+- Import only from the standard library's pure modules (re, json, string, textwrap, math, \
+datetime). No os, subprocess, socket, eval, exec, compile, __import__, open.
+Answer with the module only, in one ```python fenced block."""
+
+
+@dataclass
+class LLMSettings:
+    """Where the chat-completions endpoint is and how to authenticate."""
+
+    url: str
+    model: str
+    api_key_env: str = DEFAULT_KEY_ENV
+    timeout_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> LLMSettings | None:
+        """Settings from ``PROCREG_LLM_URL`` and ``PROCREG_LLM_MODEL`` (None when unset)."""
+        env = dict(os.environ if environ is None else environ)
+        url, model = env.get(LLM_URL_ENV), env.get(LLM_MODEL_ENV)
+        if not url or not model:
+            return None
+        return cls(url, model, env.get(LLM_KEY_ENV_ENV) or DEFAULT_KEY_ENV)
+
+
+CodeCheck = Callable[[str, list[Parameter]], list[str]]
+
+
+def check_signature(source: str, params: list[Parameter]) -> list[str]:
+    """Problems with generated code's ``main`` against the parameters it must take."""
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        return [f"not valid Python: {exc.msg} (line {exc.lineno})"]
+    sig = read_signature(source)
+    if sig is None:
+        return ["no top-level `def main(...)`"]
+    have = {p.name: p for p in sig.named}
+    problems = [f"main() lacks parameter {p.name!r}" for p in params if p.name not in have]
+    want = {p.name for p in params}
+    problems += [f"main() has an undeclared parameter {n!r}" for n in have if n not in want]
+    for p in params:
+        cp = have.get(p.name)
+        if cp is not None and cp.has_default == p.required:
+            problems.append(f"parameter {p.name!r} must {'not ' * p.required}have a default")
+    return problems
+
+
+_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(?P<code>.*?)```", re.S)
+
+
+def extract_code(content: str) -> str:
+    """The code of a chat answer: its first fenced block, or the whole text."""
+    m = _FENCE.search(content)
+    return (m.group("code") if m else content).strip() + "\n"
+
+
+class ChatCompletionsGenerator:
+    """Asks an OpenAI-style ``POST {url}/chat/completions`` endpoint for the code.
+
+    The answer must parse and take exactly the analysed parameters, and pass
+    ``check`` (the migration passes the registry's validation); otherwise the
+    built-in generator's code is used and a note says why (``fallback=None``
+    raises :class:`MigrationError` instead).
+    """
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        *,
+        fallback: Generator | None = None,
+        check: CodeCheck | None = None,
+    ) -> None:
+        self.settings = settings
+        self.fallback = fallback
+        self.check = check
+        self.name = f"llm:{settings.model}"
+
+    def _ask(self, messages: list[dict[str, str]]) -> str:
+        s = self.settings
+        body = json.dumps({"model": s.model, "messages": messages, "temperature": 0}).encode()
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(s.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = s.url.rstrip("/") + "/chat/completions"
+        if not url.startswith(("http://", "https://")):
+            raise MigrationError(f"LLM endpoint {s.url!r} must be an http(s) URL")
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=s.timeout_s) as resp:  # noqa: S310
+                data = json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            raise MigrationError(f"LLM endpoint {url} answered HTTP {exc.code}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise MigrationError(f"LLM endpoint {url} failed: {exc}") from exc
+        try:
+            return str(data["choices"][0]["message"]["content"])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise MigrationError(f"LLM endpoint {url}: no choices[0].message.content") from exc
+
+    def generate(self, proc: LegacyProcedure) -> GeneratedCode:
+        """Ask the endpoint; fall back to the built-in generator if the answer is unusable."""
+        a = analyse(proc)
+        sig = _signature(a)
+        request = {
+            "name": proc.name,
+            "category": proc.category,
+            "description": proc.description,
+            "template": proc.template,
+            "placeholders": a.placeholders,
+            "steps": [s.model_dump(mode="json") for s in a.steps],
+            "signature": f"def main({' '.join(sig.split())}) -> dict",
+        }
+        messages = [
+            {"role": "system", "content": _SYSTEM_PROMPT},
+            {"role": "user", "content": json.dumps(request, ensure_ascii=False, indent=2)},
+        ]
+        try:
+            source = extract_code(self._ask(messages))
+            problems = check_signature(source, a.parameters)
+            if not problems and self.check is not None:
+                problems = self.check(source, a.parameters)
+        except MigrationError as exc:
+            problems = [str(exc)]
+            source = ""
+        if not problems:
+            digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+            return GeneratedCode(
+                source=source,
+                parameter_map=a.parameter_map,
+                inferred=a.inferred,
+                notes=[*a.notes, f"code from {self.name} (sha256 {digest}); examples not checked"],
+                parameters=a.parameters,
+                examples=[],
+                returns=Returns(type="any", description="As generated; review it."),
+                generator=self.name,
+            )
+        reason = "; ".join(problems[:3])
+        if self.fallback is None:
+            raise MigrationError(f"{proc.identity}: {self.name} gave unusable code: {reason}")
+        code = self.fallback.generate(proc)
+        code.notes.append(f"{self.name} gave unusable code ({reason}); used {code.generator}")
+        code.generator = f"{code.generator} (fallback from {self.name})"
+        return code

@@ -1,0 +1,1 @@
+"""Releases: computed release tags, their history, channels, health and the server check."""

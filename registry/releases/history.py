@@ -1,0 +1,169 @@
+"""Release history: a procedure's releases as read from its tags, and what ``ID@SPEC`` names.
+
+:func:`history` lists the releases newest first, :func:`resolve` turns a spec
+(exact version, range, channel, ``HEAD`` or nothing) into a version and its
+files, and :func:`diff` compares two specs. Everything is read from tags and
+trees through the git store; nothing is written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import semver
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.core import tags
+from registry.core.snapshot import Snapshot
+from registry.errors import NotFoundError
+from registry.git.store import GitStore, TagInfo
+from registry.releases.release import _release_tree, _releases
+
+# specs and channels are imported where they are used: `procreg log` needs neither.
+
+
+class VersionInfo(BaseModel):
+    """One release of a procedure, as its tag records it."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    id: str
+    version: str
+    tag: str
+    commit: str
+    date: datetime | None
+    tagger_name: str | None
+    tagger_email: str | None
+    bump: str | None
+    breaking: bool | None
+    reasons: list[str]
+    lines_added: int | None
+    lines_removed: int | None
+    previous: str | None = None
+    message: str
+
+
+def _version_info(proc_id: str, version: semver.Version, info: TagInfo) -> VersionInfo:
+    fields = tags.parse_release_message(info.message)
+    return VersionInfo(
+        id=proc_id,
+        version=str(version),
+        tag=info.name,
+        commit=info.commit,
+        date=info.tagger.when if info.tagger else None,
+        tagger_name=info.tagger.name if info.tagger else None,
+        tagger_email=info.tagger.email if info.tagger else None,
+        bump=fields.bump,
+        breaking=fields.breaking,
+        reasons=list(fields.reasons),
+        lines_added=fields.lines_added,
+        lines_removed=fields.lines_removed,
+        previous=str(fields.previous) if fields.previous is not None else None,
+        message=info.message,
+    )
+
+
+def history(store: GitStore, proc_id: str) -> list[VersionInfo]:
+    """Every release of ``proc_id``, newest version first (read from its tags)."""
+    return [_version_info(proc_id, v, info) for v, info in _releases(store, proc_id)]
+
+
+class Resolved(BaseModel):
+    """What ``ID@SPEC`` names: a version (or the branch tip) and its files."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, defer_build=True)
+
+    id: str
+    version: str | None
+    commit: str
+    tree_id: str
+    tag: str | None = None
+    source: Literal["release", "channel", "head"]
+    channel: str | None = None
+    fallback_to_head: bool = False
+    """True when no spec was given and the procedure was never released."""
+    snapshot: Snapshot = Field(exclude=True, repr=False)
+
+
+def _head(store: GitStore, proc_id: str, ref: str, fallback: bool = False) -> Resolved:
+    snap = store.read(proc_id, ref)
+    assert snap.tree_id is not None and snap.commit is not None
+    version: str | None = None
+    tag: str | None = None
+    for v, info in _releases(store, proc_id):
+        if _release_tree(store, proc_id, v, info) == snap.tree_id:
+            version, tag = str(v), info.name
+            break
+    return Resolved(
+        id=proc_id,
+        version=version,
+        commit=snap.commit,
+        tree_id=snap.tree_id,
+        tag=tag,
+        source="head",
+        fallback_to_head=fallback,
+        snapshot=snap,
+    )
+
+
+def _at_release(store: GitStore, proc_id: str, info: TagInfo, version: semver.Version) -> Resolved:
+    snap = store.read(proc_id, info.commit)
+    assert snap.tree_id is not None
+    return Resolved(
+        id=proc_id,
+        version=str(version),
+        commit=info.commit,
+        tree_id=snap.tree_id,
+        tag=info.name,
+        source="release",
+        snapshot=snap,
+    )
+
+
+def resolve(store: GitStore, proc_id: str, spec: str | None = None, ref: str = "HEAD") -> Resolved:
+    """The procedure named by ``ID@SPEC``.
+
+    ``spec`` is an exact version (``1.2.0``), a range (``^1.2``, ``~1.2``,
+    ``>=1.0,<2``), a channel (``stable``), ``HEAD`` (the folder at ``ref``,
+    with the version whose tree it equals, if any) or ``None``: the latest
+    release, falling back to ``HEAD`` when never released (``fallback_to_head``).
+    """
+    releases = _releases(store, proc_id)
+    if spec is None or not spec.strip():
+        if not releases:
+            return _head(store, proc_id, ref, fallback=True)
+        spec = "latest"
+    from registry.core import specs
+
+    parsed = specs.parse_spec(spec)
+    if parsed.kind == "head":
+        return _head(store, proc_id, ref)
+    if not releases:
+        raise NotFoundError(
+            f"{proc_id} has no release yet, so {proc_id}@{spec} names nothing; "
+            f"use {proc_id}@HEAD or run `procreg release {proc_id}`"
+        )
+    # Keyed by text: semver's == and hash ignore build metadata, so 1.2.3+a
+    # and 1.2.3+b would share one key.
+    by_version = {str(v): info for v, info in releases}
+    chans: dict[str, semver.Version] = {}
+    if parsed.kind == "channel":
+        from registry.releases.channels import channels
+
+        chans = channels(store, proc_id)
+    version = specs.resolve(parsed, [v for v, _ in releases], chans)
+    found = by_version.get(str(version))
+    if found is None:
+        raise NotFoundError(f"{proc_id}@{spec} names {version}, which has no release tag")
+    resolved = _at_release(store, proc_id, found, version)
+    if parsed.kind == "channel":
+        return resolved.model_copy(update={"source": "channel", "channel": spec.strip()})
+    return resolved
+
+
+def diff(store: GitStore, proc_id: str, a: str | None, b: str | None = "HEAD") -> str:
+    """A unified diff of ``procedures/<id>/`` from spec ``a`` to spec ``b``."""
+    left = resolve(store, proc_id, a)
+    right = resolve(store, proc_id, b)
+    return store.diff_text(left.tree_id, right.tree_id, f"{store.folder}/{proc_id}")

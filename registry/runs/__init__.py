@@ -1,0 +1,1 @@
+"""Runs: execution of a version in the sandbox, contract tests, run records, doctor."""

@@ -1,0 +1,118 @@
+"""``procreg doctor``: what isolation, index and tooling this machine really gives.
+
+Nothing silently pretends: each sandbox layer is probed and reported as in
+force or not, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pygit2
+from pydantic import BaseModel
+
+from registry.git.store import GitStore
+
+
+class LayerInfo(BaseModel):
+    """One sandbox layer (:class:`registry.sandbox.LayerStatus`)."""
+
+    name: str
+    active: bool
+    detail: str
+
+
+class IndexCheck(BaseModel):
+    """Whether the index answers."""
+
+    target: str
+    reachable: bool
+    detail: str
+
+
+class DoctorReport(BaseModel):
+    """What ``procreg doctor`` found."""
+
+    layers: list[LayerInfo]
+    index: IndexCheck
+    spool: str | None
+    spool_pending: int
+    git: str | None
+    libgit2: str
+    pygit2: str
+    python: str
+    sandbox_python: str
+
+
+def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
+    """Probe the sandbox layers, the index, the spool and the git tooling (never raises)."""
+    import platform
+    import shutil
+    import subprocess
+
+    from registry.errors import RegistryError
+    from registry.index.sync import index_target, open_backend, worktree_config
+    from registry.runs.recorder import spool_dir, spooled_records
+    from registry.sandbox import probe_layers, sandbox_python
+
+    spool, pending = None, 0
+    store = None
+    try:
+        store = GitStore.open(path)
+        section = worktree_config(store).sandbox
+    except RegistryError:
+        section = None  # no registry here (reported below): the default sandbox settings
+    try:
+        layers = [LayerInfo(**s.model_dump()) for s in probe_layers(section)]
+    except RegistryError as exc:
+        layers = [LayerInfo(name="sandbox", active=False, detail=f"cannot start: {exc}")]
+    try:
+        if store is None:
+            store = GitStore.open(path)
+    except RegistryError as exc:
+        index = IndexCheck(target="-", reachable=False, detail=f"no registry here: {exc}")
+    else:
+        spool_path = spool_dir(store.git_dir)
+        spool, pending = str(spool_path), len(spooled_records(spool_path))
+
+        async def probe() -> str:
+            backend = await open_backend(store, database_url)
+            try:
+                runs = await backend.count_executions()
+                migrations = await backend.schema_migrations()
+                return f"reachable, {runs} run records, schema migrations {migrations}"
+            finally:
+                await backend.close()
+
+        shown = "-"
+        try:
+            target = index_target(store, database_url)
+            shown = str(target) if not isinstance(target, str) else _hide_password(target)
+            index = IndexCheck(target=shown, reachable=True, detail=asyncio.run(probe()))
+        except RegistryError as exc:
+            index = IndexCheck(target=shown, reachable=False, detail=str(exc))
+    git = None
+    if shutil.which("git"):
+        out = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False)
+        git = out.stdout.strip().removeprefix("git version ") or None
+    return DoctorReport(
+        layers=layers,
+        index=index,
+        spool=spool,
+        spool_pending=pending,
+        git=git,
+        libgit2=pygit2.LIBGIT2_VERSION,
+        pygit2=pygit2.__version__,
+        python=platform.python_version(),
+        sandbox_python=sandbox_python(),
+    )
+
+
+def _hide_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url

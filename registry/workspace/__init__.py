@@ -1,0 +1,1 @@
+"""The registry as people use it by hand: init, scaffold, hooks, proposals."""
