@@ -51,7 +51,7 @@ from registry.core import specs
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
 from registry.core.tags import check_id
-from registry.errors import NotFoundError, RegistryError
+from registry.errors import NotFoundError, RegistryError, RegistryTimeout
 from registry.git.store import GitStore
 from registry.index.contract import (
     IndexBackend,
@@ -72,10 +72,6 @@ DEFAULT_TIMEOUT = 30.0
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class RegistryTimeout(RegistryError, TimeoutError):
-    """A :class:`Registry` call did not finish within its timeout; it was cancelled."""
 
 
 # --------------------------------------------------------------------------- results

@@ -8,10 +8,13 @@ The CLI turns a ``RegistryError`` into one line on stderr and exit code 1.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from registry.core.problems import Problem
+    from registry.releases.release import ReleaseResult
+    from registry.runs.examples import ExamplesReport
 
 
 class RegistryError(Exception):
@@ -39,11 +42,33 @@ class GitError(RegistryError):
 
 
 class NotFoundError(RegistryError):
-    """A procedure, version, ref or channel does not exist."""
+    """A procedure, version, ref or channel does not exist.
+
+    ``kind`` says what was looked for (``"procedure"``, ``"version"``, ``"ref"``,
+    ``"channel"``, ``"run"``...) and ``name`` what it was called, when known.
+    """
+
+    def __init__(self, message: str, *, kind: str | None = None, name: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
 
 
 class ConflictError(RegistryError):
     """A concurrent writer won a race (branch moved, tag already exists)."""
+
+
+class ReleaseConflict(ConflictError):
+    """Another process released the same procedure(s) first; ``results`` is what this call made.
+
+    :func:`release` no longer raises it (it reports such releases with
+    ``existing=True``); kept for callers that catch it.
+    """
+
+    def __init__(self, message: str, results: Sequence[ReleaseResult], lost: Sequence[str]) -> None:
+        super().__init__(message)
+        self.results = list(results)
+        self.lost = list(lost)
 
 
 class LockedError(ConflictError):
@@ -78,9 +103,41 @@ class IndexUnavailable(RegistryError):
     """The SQL index cannot be reached or is in an unexpected state."""
 
 
+class IndexRejected(IndexUnavailable):
+    """The index refused a write (a constraint failed); the transaction was rolled back."""
+
+
+class IndexCorrupt(IndexUnavailable):
+    """The derived index file is not a readable SQLite database; ``procreg reindex`` rebuilds it."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ExecutionError(RegistryError):
     """A run could not be started (not a failure of the procedure itself)."""
 
 
+class ExamplesFailed(RegistryError):
+    """A version's examples do not hold; ``report`` says which and how."""
+
+    def __init__(self, report: ExamplesReport, message: str) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class MigrationError(RegistryError):
     """A legacy source cannot be read or migrated."""
+
+
+class PermissionDenied(RegistryError):
+    """The caller's token lacks a right; ``right`` names it."""
+
+    def __init__(self, message: str, right: str) -> None:
+        super().__init__(message)
+        self.right = right
+
+
+class RegistryTimeout(RegistryError, TimeoutError):
+    """A :class:`Registry` call did not finish within its timeout; it was cancelled."""

@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio.from_thread
 import pytest
 
-from registry.api import AsyncRegistry, Registry, RegistryTimeout
-from registry.errors import NotFoundError
+from registry.api import AsyncRegistry, Registry
+from registry.errors import NotFoundError, RegistryTimeout
 from registry.git.store import GitStore
 from registry.index.sync import open_backend
 from tests.conftest import git

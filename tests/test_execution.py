@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from registry.core.model import Example, Limits, Metadata, Parameter, Returns
-from registry.errors import NotFoundError
+from registry.errors import ExamplesFailed, NotFoundError
 from registry.git.store import GitStore
 from registry.index.sync import open_backend
 from registry.releases import release as releases
 from registry.runs import execution
 from registry.runs.execution import (
-    ExamplesFailed,
     argument_problems,
     coerce_cli_value,
     json_equal,

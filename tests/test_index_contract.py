@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 import semver
 
-from registry.errors import ConflictError, IndexUnavailable
+from registry.errors import ConflictError, IndexRejected, IndexUnavailable
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
@@ -30,7 +30,6 @@ from registry.index.contract import (
     ChannelMove,
     ExecutionRecord,
     IndexBackend,
-    IndexRejected,
     ProcedureRecord,
     VersionRecord,
     column_list,
@@ -1031,8 +1030,9 @@ def test_unopenable_sqlite_is_index_unavailable(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_sqlite_index_is_set_aside_and_the_runs_stay(tmp_path: Path) -> None:
+    from registry.errors import IndexCorrupt
     from registry.git.store import GitStore
-    from registry.index.sqlite import IndexCorrupt, runs_path
+    from registry.index.sqlite import runs_path
     from registry.index.sync import default_index_path, open_backend
 
     store = GitStore.init(tmp_path / "repo")

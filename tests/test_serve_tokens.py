@@ -10,8 +10,8 @@ import pytest
 
 from registry.config import TokenSection, parse_config
 from registry.core.model import Metadata
-from registry.errors import ConfigError
-from registry.serve.tokens import LOCAL, PermissionDenied, TokenTable
+from registry.errors import ConfigError, PermissionDenied
+from registry.serve.tokens import LOCAL, TokenTable
 from tests.cli_helpers import run_cli, write_procedure
 from tests.conftest import git
 

@@ -22,8 +22,6 @@ from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
 import semver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from registry.errors import IndexUnavailable
-
 Order = Literal["relevance", "name", "health"]
 Outcome = Literal["success", "failure"]
 
@@ -35,14 +33,6 @@ UNVERSIONED = "unversioned"
 
 UNKNOWN_ERROR = "unknown"
 """The key in :attr:`Metrics.errors` for failures that name no error type."""
-
-
-class IndexRejected(IndexUnavailable):
-    """The index refused a write (a constraint failed); the transaction was rolled back.
-
-    Kept here rather than in :mod:`registry.errors` because only the index raises it;
-    it derives from :class:`IndexUnavailable` so callers that handle one handle both.
-    """
 
 
 def utc(value: datetime) -> datetime:

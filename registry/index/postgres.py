@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from registry.errors import ConflictError, IndexUnavailable
+from registry.errors import ConflictError, IndexRejected, IndexUnavailable
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
@@ -40,7 +40,6 @@ from registry.index.contract import (
     ChangeSet,
     ChannelMove,
     ExecutionRecord,
-    IndexRejected,
     Metrics,
     Order,
     ProcedureRecord,

@@ -36,7 +36,7 @@ from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel
 
-from registry.errors import ConflictError, IndexUnavailable
+from registry.errors import ConflictError, IndexCorrupt, IndexRejected, IndexUnavailable
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
@@ -48,7 +48,6 @@ from registry.index.contract import (
     ChangeSet,
     ChannelMove,
     ExecutionRecord,
-    IndexRejected,
     Metrics,
     Order,
     ProcedureRecord,
@@ -87,14 +86,6 @@ def runs_path(index_path: Path) -> Path:
     if index_path.name == "index.sqlite3":
         return index_path.with_name("runs.sqlite3")
     return index_path.with_name(f"{index_path.stem}-runs{index_path.suffix or '.sqlite3'}")
-
-
-class IndexCorrupt(IndexUnavailable):
-    """The derived index file is not a readable SQLite database; ``procreg reindex`` rebuilds it."""
-
-    def __init__(self, message: str, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 M = TypeVar("M", bound=BaseModel)

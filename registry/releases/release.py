@@ -36,6 +36,7 @@ from registry.errors import (
     ConflictError,
     LockedError,
     NotFoundError,
+    ReleaseConflict,
     UsageError,
     ValidationFailed,
 )
@@ -99,19 +100,6 @@ class ReleaseResult(ReleasePlan):
     created: bool = True
     tag_id: str | None = None
     existing: bool = False
-
-
-class ReleaseConflict(ConflictError):
-    """Another process released the same procedure(s) first; ``results`` is what this call made.
-
-    :func:`release` no longer raises it (it reports such releases with
-    ``existing=True``); kept for callers that catch it.
-    """
-
-    def __init__(self, message: str, results: Sequence[ReleaseResult], lost: Sequence[str]):
-        super().__init__(message)
-        self.results = list(results)
-        self.lost = list(lost)
 
 
 BeforeTag = Callable[[ReleasePlan, Snapshot], None]

@@ -25,7 +25,7 @@ from registry.config import Config
 from registry.core.arguments import ARGUMENT_ERROR, argument_problems
 from registry.core.model import Example, Metadata
 from registry.core.snapshot import Snapshot
-from registry.errors import RegistryError
+from registry.errors import ExamplesFailed
 from registry.runs.execution import (
     ErrorInfo,
     RunResult,
@@ -65,14 +65,6 @@ class ExamplesReport(BaseModel):
     commit: str | None
     ok: bool
     examples: list[ExampleResult]
-
-
-class ExamplesFailed(RegistryError):
-    """A version's examples do not hold; ``report`` says which and how."""
-
-    def __init__(self, report: ExamplesReport, message: str) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 def json_equal(a: Any, b: Any) -> bool:

@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from registry.git.store import GitStore
     from registry.releases.release import Resolved
     from registry.runs.examples import ExampleResult as ExampleResult
-    from registry.runs.examples import ExamplesFailed as ExamplesFailed
     from registry.runs.examples import ExamplesGate as ExamplesGate
     from registry.runs.examples import ExamplesReport as ExamplesReport
     from registry.runs.examples import check_examples as check_examples

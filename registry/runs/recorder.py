@@ -37,8 +37,8 @@ from typing import IO, Self
 
 from pydantic import BaseModel, ValidationError
 
-from registry.errors import IndexUnavailable
-from registry.index.contract import ExecutionRecord, IndexBackend, IndexRejected
+from registry.errors import IndexRejected, IndexUnavailable
+from registry.index.contract import ExecutionRecord, IndexBackend
 
 log = logging.getLogger(__name__)
 

@@ -45,12 +45,18 @@ from registry.api import AsyncRegistry
 from registry.config import Config
 from registry.core.model import Metadata
 from registry.core.tags import check_channel
-from registry.errors import NotFoundError, RegistryError, UsageError, ValidationFailed
+from registry.errors import (
+    NotFoundError,
+    PermissionDenied,
+    RegistryError,
+    UsageError,
+    ValidationFailed,
+)
 from registry.index.sync import SyncReport, open_backend, worktree_config
 from registry.runs.execution import RunResult
 from registry.serve import tools as tooldefs
 from registry.serve.catalog import Fallback, ServedTool, served_tools, touched_ids
-from registry.serve.tokens import LOCAL, Grant, PermissionDenied
+from registry.serve.tokens import LOCAL, Grant
 
 log = logging.getLogger(__name__)
 

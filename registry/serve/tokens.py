@@ -25,17 +25,9 @@ import anyio
 
 from registry.config import Right, TokenSection
 from registry.core.model import Metadata
-from registry.errors import ConfigError, RegistryError
+from registry.errors import ConfigError, PermissionDenied
 
 ALL_RIGHTS: frozenset[Right] = frozenset({"read", "run", "propose"})
-
-
-class PermissionDenied(RegistryError):
-    """The caller's token lacks a right; ``right`` names it."""
-
-    def __init__(self, message: str, right: str) -> None:
-        super().__init__(message)
-        self.right = right
 
 
 @dataclass
