@@ -26,7 +26,6 @@ _EXPORTS: dict[str, str] = {
     "Registry": "registry.api",
     "AsyncRegistry": "registry.api",
     "RegistryTimeout": "registry.errors",
-    "ReleaseConflict": "registry.errors",
     "ExamplesFailed": "registry.errors",
     "IndexRejected": "registry.errors",
     "IndexCorrupt": "registry.errors",
@@ -92,7 +91,6 @@ __all__ = [
     "Registry",
     "RegistryError",
     "RegistryTimeout",
-    "ReleaseConflict",
     "RunResult",
     "Snapshot",
     "SyncReport",
@@ -152,7 +150,6 @@ if TYPE_CHECKING:
         PermissionDenied,
         RegistryError,
         RegistryTimeout,
-        ReleaseConflict,
         UsageError,
         ValidationFailed,
     )

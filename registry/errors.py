@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from registry.core.problems import Problem
-    from registry.releases.release import ReleaseResult
-    from registry.runs.examples import ExamplesReport
 
 
 class RegistryError(Exception):
@@ -56,19 +54,6 @@ class NotFoundError(RegistryError):
 
 class ConflictError(RegistryError):
     """A concurrent writer won a race (branch moved, tag already exists)."""
-
-
-class ReleaseConflict(ConflictError):
-    """Another process released the same procedure(s) first; ``results`` is what this call made.
-
-    :func:`release` no longer raises it (it reports such releases with
-    ``existing=True``); kept for callers that catch it.
-    """
-
-    def __init__(self, message: str, results: Sequence[ReleaseResult], lost: Sequence[str]) -> None:
-        super().__init__(message)
-        self.results = list(results)
-        self.lost = list(lost)
 
 
 class LockedError(ConflictError):
@@ -120,9 +105,9 @@ class ExecutionError(RegistryError):
 
 
 class ExamplesFailed(RegistryError):
-    """A version's examples do not hold; ``report`` says which and how."""
+    """A version's examples do not hold; ``report`` (an ``ExamplesReport``) says which and how."""
 
-    def __init__(self, report: ExamplesReport, message: str) -> None:
+    def __init__(self, report: Any, message: str) -> None:
         super().__init__(message)
         self.report = report
 

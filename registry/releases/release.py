@@ -36,7 +36,6 @@ from registry.errors import (
     ConflictError,
     LockedError,
     NotFoundError,
-    ReleaseConflict,
     UsageError,
     ValidationFailed,
 )
@@ -839,7 +838,6 @@ __all__ = [
     "BeforeTag",
     "ChannelMove",
     "Progress",
-    "ReleaseConflict",
     "ReleasePlan",
     "ReleaseResult",
     "Resolved",
