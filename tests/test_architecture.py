@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from radon.complexity import cc_visit
+
 import registry
 
 PACKAGE = Path(registry.__file__).parent
@@ -208,24 +210,21 @@ def test_the_public_names_are_defined_where_they_are_exported_from() -> None:
             )
 
 
+def _complexities() -> Iterator[tuple[str, int]]:
+    for name, path in modules().items():
+        for block in cc_visit(path.read_text()):
+            blocks = [block, *getattr(block, "methods", []), *getattr(block, "closures", [])]
+            for item in blocks:
+                yield f"{name}:{item.lineno} {item.fullname}", item.complexity
+
+
 def test_no_function_is_more_complex_than_twenty() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ruff",
-            "check",
-            "--no-cache",
-            "--select",
-            "C901",
-            "--output-format",
-            "concise",
-            "--config",
-            "lint.mccabe.max-complexity=20",
-            str(PACKAGE),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    """Cyclomatic complexity as radon counts it (boolean operators included): rank C or better."""
+    over = sorted({where: score for where, score in _complexities() if score > 20}.items())
+    assert over == []
+
+
+def test_ruff_enforces_the_same_bound() -> None:
+    command = [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "C901"]
+    done = subprocess.run([*command, str(PACKAGE)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
