@@ -148,6 +148,21 @@ class GitStore:
     def name(self) -> str:
         return str(self.workdir or self.git_dir)
 
+    def config_value(self, key: str) -> str | None:
+        """A git config value as git resolves it (repository, global, system), or None."""
+        try:
+            return str(self.repo.config[key])
+        except KeyError:
+            return None
+
+    def set_local_config(self, key: str, value: str | None) -> None:
+        """Set (or, with ``None``, remove) a value in this repository's own config."""
+        config = self.repo.config
+        if value is not None:
+            config[key] = value
+        elif key in config:
+            del config[key]
+
     # -- refs -------------------------------------------------------------------
 
     def current_branch(self) -> str | None:

@@ -159,7 +159,10 @@ def _folder_for(path: Path) -> Iterable[Path]:
     """The procedure folders a path names: a folder, a file in one, or a parent of many."""
     path = path.resolve() if path.exists() or path.is_symlink() else path
     if path.is_file() or (path.is_symlink() and not path.is_dir()):
-        yield path.parent
+        if not _is_procedures_root(path.parent):
+            yield path.parent
+        # A file directly in procedures/ (the .gitkeep `procreg init` writes, a README)
+        # is part of no procedure: the pre-commit framework passes such files too.
     elif (path / MAIN_FILE).exists() or (path / METADATA_FILE).exists():
         yield path
     elif path.is_dir():
@@ -167,6 +170,14 @@ def _folder_for(path: Path) -> Iterable[Path]:
         yield from sorted(p for p in sub.iterdir() if p.is_dir() and not p.name.startswith("."))
     else:
         raise NotFoundError(f"{path}: no such file or folder")
+
+
+def _is_procedures_root(folder: Path) -> bool:
+    return (
+        folder.name == PROCEDURES_DIR
+        and not (folder / MAIN_FILE).exists()
+        and not (folder / METADATA_FILE).exists()
+    )
 
 
 def worktree_snapshots(store: GitStore, paths: Sequence[Path]) -> list[Snapshot]:
