@@ -47,7 +47,8 @@ elif command -v procreg >/dev/null 2>&1; then
 elif python3 -c "import registry" >/dev/null 2>&1; then
     python3 -m registry {command}
 else
-    echo "procreg hook: procreg is not installed here; install it (pipx install procedure-registry) or set PROCREG_PYTHON" >&2
+    echo "procreg hook: procreg is not installed here;" \\
+        "install it (pipx install procedure-registry) or set PROCREG_PYTHON" >&2
     exit 1
 fi
 """

@@ -1,4 +1,4 @@
-"""Hooks that travel: no pinned interpreter, ``core.hooksPath``, uninstall, the framework's files."""
+"""Hooks that travel: no pinned interpreter, ``core.hooksPath``, uninstall, ``.gitkeep``."""
 
 from __future__ import annotations
 
