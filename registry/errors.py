@@ -39,6 +39,27 @@ class GitError(RegistryError):
         self.ref = ref
 
 
+class HistoryIncomplete(GitError):
+    """This clone lacks the history or release tags a command needs (a shallow or tagless clone).
+
+    ``shallow`` says the clone is shallow; ``remote`` names the remote whose release tags
+    are not here and ``missing`` lists them. The message says what to fetch.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        shallow: bool = False,
+        remote: str | None = None,
+        missing: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, ref=remote)
+        self.shallow = shallow
+        self.remote = remote
+        self.missing = list(missing)
+
+
 class NotFoundError(RegistryError):
     """A procedure, version, ref or channel does not exist.
 

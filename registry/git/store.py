@@ -155,6 +155,10 @@ class GitStore:
         except KeyError:
             return None
 
+    def config_keys(self, prefix: str) -> list[str]:
+        """The config keys (as git spells them) that start with ``prefix``."""
+        return sorted({entry.name for entry in self.repo.config if entry.name.startswith(prefix)})
+
     def set_local_config(self, key: str, value: str | None) -> None:
         """Set (or, with ``None``, remove) a value in this repository's own config."""
         config = self.repo.config
