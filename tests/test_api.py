@@ -15,7 +15,7 @@ from registry.errors import NotFoundError, RegistryTimeout
 from registry.git.store import GitStore
 from registry.index.sync import open_backend
 from tests.conftest import git
-from tests.test_sync import commit_all, make_repo, tag_channel, tag_release, write_proc
+from tests.index.test_sync import commit_all, make_repo, tag_channel, tag_release, write_proc
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -30,15 +30,15 @@ import pytest
 
 from tests.cli_helpers import Result, run_process, write_procedure
 from tests.conftest import fill_disk, git, remount_read_only
-from tests.legacy_fixtures import build_sqlite
+from tests.helpers import REPO_ROOT
+from tests.migrate.legacy_fixtures import build_sqlite
 
-ROOT = Path(__file__).resolve().parents[1]
 Mount = Callable[[Path, str], Path]
 SEED = int(os.environ.get("PROCREG_TEST_SEED", str(random.SystemRandom().randrange(1 << 30))))
 
 
 def env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), **extra}
 
 
 def procreg(repo: Path, *args: str, **extra: str) -> Result:
@@ -49,7 +49,7 @@ def killed(repo: Path, mode: str, n: int, *args: str) -> subprocess.CompletedPro
     """``procreg ARGS`` under tests/integrity_killer.py (SIGKILLed at the chosen point)."""
     return subprocess.run(
         [sys.executable, "-m", "tests.integrity_killer", mode, str(n), "-C", str(repo), *args],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=env(),
         capture_output=True,
         text=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -33,6 +32,7 @@ from registry.core.validation import (
     check_source,
     validate_snapshot,
 )
+from tests.helpers import REPO_ROOT
 
 META = """\
 {
@@ -735,7 +735,7 @@ def test_corpus_is_large_and_covers_every_rule() -> None:
 
 
 def test_every_rule_is_documented() -> None:
-    docs = (Path(__file__).parent.parent / "docs" / "validation.md").read_text()
+    docs = (REPO_ROOT / "docs" / "validation.md").read_text()
     assert {rule for rule in RULES if f"`{rule}`" not in docs} == set()
 
 

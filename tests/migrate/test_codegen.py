@@ -29,7 +29,8 @@ from registry.migrate.codegen import (
 )
 from registry.migrate.legacy import LegacyProcedure, read_file_source
 from registry.migrate.migration import build_metadata, score
-from tests.legacy_fixtures import build_sqlite
+from tests.helpers import REPO_ROOT
+from tests.migrate.legacy_fixtures import build_sqlite
 
 
 def run_main(source: str, **kwargs: Any) -> Any:
@@ -353,7 +354,7 @@ def test_migration_with_the_llm_generator(fake_llm: FakeLLM, tmp_path: Path, mod
     from registry.migrate.migration import migrate_sync
 
     fake_llm.mode = mode
-    sample = Path(__file__).resolve().parents[1] / "examples" / "legacy" / "sample.db"
+    sample = REPO_ROOT / "examples" / "legacy" / "sample.db"
     gen = ChatCompletionsGenerator(
         LLMSettings(fake_llm.url, "fake-model"), fallback=BuiltinGenerator()
     )

@@ -21,7 +21,7 @@ from registry.errors import NotFoundError
 from registry.git.store import GitStore
 from registry.releases import release as releases
 from tests.conftest import git
-from tests.test_releases import invalid_files, proc_files
+from tests.releases.test_releases import invalid_files, proc_files
 
 ROOT = Path(registry.__file__).resolve().parent.parent
 

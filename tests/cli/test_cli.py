@@ -13,8 +13,7 @@ import pytest
 from registry.workspace.hooks import CLIENT_HOOKS, SERVER_HOOKS, hook_script
 from tests.cli_helpers import run_cli, run_process, write_procedure
 from tests.conftest import git
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO_ROOT
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from registry.index.contract import (
     tsquery,
     version_values,
 )
+from tests.helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 ALL_MIGRATIONS = [1, 2, 3, 4]

@@ -10,7 +10,7 @@ from registry.git.store import GitStore
 from registry.releases import history
 from registry.releases import release as releases
 from tests.conftest import git
-from tests.test_releases import proc_files
+from tests.releases.test_releases import proc_files
 
 
 @pytest.fixture

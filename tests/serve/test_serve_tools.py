@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from registry.core.model import Example, Metadata, Parameter, Returns
 from registry.serve import tools
+from tests.helpers import REPO_ROOT
 
-PROCEDURES = Path(__file__).resolve().parent.parent / "procedures"
+PROCEDURES = REPO_ROOT / "procedures"
 
 
 def own(pid: str) -> Metadata:

@@ -26,7 +26,8 @@ from registry.index.contract import ExecutionRecord
 from registry.migrate.legacy import LegacyProcedure, decode_value, describe_source, read_source
 from registry.migrate.migration import MigrationReport, assign_ids, migrate, migrate_sync
 from tests.conftest import git
-from tests.legacy_fixtures import (
+from tests.helpers import REPO_ROOT
+from tests.migrate.legacy_fixtures import (
     build_json,
     build_postgres,
     build_sqlite,
@@ -35,7 +36,6 @@ from tests.legacy_fixtures import (
     read_sqlite,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 N = 110
 
 
@@ -397,7 +397,7 @@ def test_resume_after_sigkill(
     GitStore.init(repo)
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run(
         [sys.executable, str(script), mode, str(repo), str(db), str(n)],
         env=env, capture_output=True, text=True, check=False,
@@ -477,7 +477,7 @@ def test_failed_procedures_are_reported_and_others_still_migrate(tmp_path: Path)
 
 
 def test_bundled_sample_is_current_and_migrates(tmp_path: Path) -> None:
-    sample = ROOT / "examples" / "legacy" / "sample.db"
+    sample = REPO_ROOT / "examples" / "legacy" / "sample.db"
     subprocess.run(
         [sys.executable, str(sample.with_name("make_sample.py")), str(tmp_path / "fresh.db")],
         check=True, capture_output=True,

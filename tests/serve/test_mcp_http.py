@@ -24,7 +24,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from registry.api import AsyncRegistry
 from tests.cli_helpers import write_procedure
 from tests.conftest import git
-from tests.mcp_helpers import CLIENT, WAIT_S, Inbox, build_registry, procreg, server_env
+from tests.serve.mcp_helpers import CLIENT, WAIT_S, Inbox, build_registry, procreg, server_env
 
 AGENT = "agent-secret-123"
 READER = "reader-secret-456"

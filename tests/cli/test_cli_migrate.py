@@ -9,8 +9,9 @@ import pytest
 
 from tests.cli_helpers import run_cli
 from tests.conftest import git
+from tests.helpers import REPO_ROOT
 
-SAMPLE = Path(__file__).resolve().parent.parent / "examples/legacy/sample.db"
+SAMPLE = REPO_ROOT / "examples/legacy/sample.db"
 
 
 def test_migrate_the_sample_then_search_and_run(

@@ -18,8 +18,9 @@ from registry.cli import main
 from registry.core.model import Example, Limits, Parameter
 from tests.cli_helpers import write_procedure
 from tests.conftest import git
+from tests.helpers import REPO_ROOT
 
-OWN = Path(__file__).resolve().parent.parent / "procedures"
+OWN = REPO_ROOT / "procedures"
 CLIENT = types.Implementation(name="pytest-client", version="1.0")
 WAIT_S = 30.0
 
@@ -66,7 +67,7 @@ def server_env() -> dict[str, str]:
     keep = ("HOME", "PATH", "GIT_CONFIG_NOSYSTEM", "LANG", "TMPDIR")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update({k: v for k, v in os.environ.items() if k.startswith("GIT_")})
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = str(REPO_ROOT)
     return env
 
 

@@ -24,7 +24,7 @@ from registry.runs import execution
 from registry.sandbox import Sandbox
 from tests.cli_helpers import run_cli
 from tests.conftest import git
-from tests.test_execution import commit_all, make_repo, register_commands, release, write_proc
+from tests.runs.test_execution import commit_all, make_repo, register_commands, release, write_proc
 
 DEFAULT = HealthSection()
 

@@ -21,9 +21,9 @@ from registry.git.store import GitStore
 from registry.index.contract import ChangeSet, IndexBackend
 from registry.index.sync import open_backend, sync, verify
 from tests.conftest import git
+from tests.helpers import REPO_ROOT
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -366,7 +366,7 @@ def test_sync_killed_midway_converges(
     commit_all(repo, "300 procedures")
     marker = tmp_path / "marker"
     proc = subprocess.Popen(
-        [sys.executable, "-c", CRASH_SCRIPT, str(ROOT), str(repo), db_url or "", str(marker)]
+        [sys.executable, "-c", CRASH_SCRIPT, str(REPO_ROOT), str(repo), db_url or "", str(marker)]
     )
     try:
         deadline = time.monotonic() + 60

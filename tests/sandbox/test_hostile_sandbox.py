@@ -65,9 +65,9 @@ import pytest
 
 from registry.config import SandboxSection
 from registry.sandbox import RunOutcome, RunRequest, Sandbox
+from tests.helpers import REPO_ROOT
 
 HOSTILE = Path(__file__).parent / "hostile"
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 and os.environ.get("CI") != "true",
@@ -271,10 +271,10 @@ def test_registry_git_index_sources_and_host_folders_do_not_exist(
         str(repo / ".git" / "config"),
         str(repo / ".git" / "procreg" / "index.sqlite3"),
         str(repo / "procedures" / "other" / "main.py"),
-        str(REPO / ".git"),
-        str(REPO / ".git" / "config"),
-        str(REPO / "registry"),
-        str(REPO / ".venv"),
+        str(REPO_ROOT / ".git"),
+        str(REPO_ROOT / ".git" / "config"),
+        str(REPO_ROOT / "registry"),
+        str(REPO_ROOT / ".venv"),
         "/etc/passwd",
         "/etc/shadow",
         "/root",
@@ -341,7 +341,7 @@ def test_symlinks_to_proc_and_host_paths_read_nothing_of_the_host(
         f"/proc/{os.getpid()}/environ",
         "/proc/1/root/etc/passwd",
         "/proc/1/cwd/../../etc/passwd",
-        str(REPO / ".git" / "config"),
+        str(REPO_ROOT / ".git" / "config"),
         "/etc/passwd",
     ]
     outcome = run(box, "symlink_proc", {"targets": targets}, warm=False)  # started after setenv

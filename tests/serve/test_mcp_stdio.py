@@ -15,7 +15,7 @@ from registry.api import AsyncRegistry
 from registry.git.store import GitStore
 from tests.cli_helpers import write_procedure
 from tests.conftest import git
-from tests.mcp_helpers import WAIT_S, build_registry, procreg, stdio_session
+from tests.serve.mcp_helpers import WAIT_S, build_registry, procreg, stdio_session
 
 
 @pytest.fixture(scope="module")

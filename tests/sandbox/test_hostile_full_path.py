@@ -42,7 +42,8 @@ from registry.git.store import GitStore
 from registry.index.sync import open_backend
 from registry.runs import execution
 from registry.sandbox import Sandbox
-from tests.test_execution import commit_all, make_repo, release, write_proc
+from tests.helpers import REPO_ROOT
+from tests.runs.test_execution import commit_all, make_repo, release, write_proc
 
 NO_PARAMS: list[Parameter] = []
 PATH_PARAM = [Parameter(name="path", type="string")]
@@ -231,7 +232,6 @@ def test_denied_procedures_cannot_be_released(repo: Path) -> None:
 
 
 HOSTILE = Path(__file__).parent / "hostile"
-HOST_REPO = Path(__file__).resolve().parent.parent
 PERMISSIVE_CONFIG = (
     "[validation]\n"
     'allow_imports = ["os", "socket", "sys", "signal", "mmap", "threading", "subprocess", '
@@ -399,8 +399,8 @@ def test_open_git_index_and_sources_are_unreachable(open_repo: Path, any_box: Sa
         str(open_repo / ".git" / "config"),
         str(open_repo / ".git" / "procreg" / "index.sqlite3"),
         str(open_repo / "procedures" / "well-behaved" / "main.py"),
-        str(HOST_REPO / ".git"),
-        str(HOST_REPO / ".git" / "config"),
+        str(REPO_ROOT / ".git"),
+        str(REPO_ROOT / ".git" / "config"),
         "/etc/passwd",
         "/root",
         "/home",

@@ -16,8 +16,8 @@ from registry.core.snapshot import MODE_EXECUTABLE, MODE_SYMLINK, FileEntry
 from registry.errors import ConflictError, GitError, LockedError, NotFoundError
 from registry.git.store import GitStore, read_worktree_folder
 from tests.conftest import git
+from tests.helpers import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MAIN = b"def main(text: str) -> str:\n    return text\n"
 
 
@@ -489,7 +489,7 @@ def test_the_release_lock_is_exclusive_and_dies_with_its_holder(tmp_path: Path) 
         "    print('held', flush=True); time.sleep(120)\n"
     )
     holder = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT
     )
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
     holder.stdout.close()

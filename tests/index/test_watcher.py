@@ -22,7 +22,8 @@ from registry.errors import NotFoundError
 from registry.git.store import GitStore
 from registry.index.watcher import RefFilter
 from tests.conftest import git
-from tests.test_sync import ROOT, commit_all, make_repo, tag_release, write_proc
+from tests.helpers import REPO_ROOT
+from tests.index.test_sync import commit_all, make_repo, tag_release, write_proc
 
 T = TypeVar("T")
 WAIT_S = 15.0
@@ -81,7 +82,7 @@ class Watcher:
         self.log = tmp / "syncs.jsonl"
 
     def start(self, marker: Path | None = None) -> None:
-        args = [str(ROOT), str(self.repo), self.db_url or "", str(marker or ""), str(self.log)]
+        args = [str(REPO_ROOT), str(self.repo), self.db_url or "", str(marker or ""), str(self.log)]
         with (self.tmp / "watcher.err").open("ab") as err:
             self.proc = subprocess.Popen([sys.executable, "-c", WATCH_SCRIPT, *args], stderr=err)
 
