@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from registry.workspace.hooks import CLIENT_HOOKS, SERVER_HOOKS, hook_script
-from tests.cli_helpers import run_cli, run_process, write_procedure
-from tests.conftest import git
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, git, run_cli, run_process, write_proc
 
 
 @pytest.fixture
@@ -68,7 +66,7 @@ def test_new_refuses_an_existing_folder(repo: Path, capsys: pytest.CaptureFixtur
 def test_check_reports_path_line_rule_and_exit_1(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = write_procedure(repo, "broken")
+    folder = write_proc(repo, "broken")
     (folder / "main.py").write_text(
         '"""x."""\n\n\ndef main(text: str) -> str:\n    return text +\n'
     )
@@ -84,8 +82,8 @@ def test_check_reports_path_line_rule_and_exit_1(
 
 
 def test_check_accepts_folders_and_files(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write_procedure(repo, "good")
-    bad = write_procedure(repo, "bad")
+    write_proc(repo, "good")
+    bad = write_proc(repo, "bad")
     (bad / "metadata.json").write_text("{not json")
     assert run_cli(capsys, "-C", str(repo), "check", "procedures/good").code == 0
     assert run_cli(capsys, "-C", str(repo), "check", "procedures/good/main.py").code == 0
@@ -96,10 +94,10 @@ def test_check_accepts_folders_and_files(repo: Path, capsys: pytest.CaptureFixtu
 def test_check_staged_sees_only_what_commit_would_record(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_procedure(repo, "good")
+    write_proc(repo, "good")
     git(repo, "add", "procedures/good")
     assert run_cli(capsys, "-C", str(repo), "check", "--staged").code == 0
-    bad = write_procedure(repo, "bad")
+    bad = write_proc(repo, "bad")
     (bad / "main.py").write_text("import os\n\ndef main(text: str) -> str:\n    return text\n")
     # not staged yet: the commit would be fine
     assert run_cli(capsys, "-C", str(repo), "check", "--staged").code == 0
@@ -112,7 +110,7 @@ def test_check_staged_sees_only_what_commit_would_record(
 def test_list_and_show_read_git_not_the_working_tree(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_procedure(repo, "echo", description="Echo the text back")
+    write_proc(repo, "echo", description="Echo the text back")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "feat: echo")
     (repo / "procedures/echo/main.py").write_text("garbage(")  # uncommitted edit
@@ -130,7 +128,7 @@ def test_list_and_show_read_git_not_the_working_tree(
 def test_show_unknown_procedure_is_a_clear_error(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_procedure(repo, "echo")
+    write_proc(repo, "echo")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "feat: echo")
     result = run_cli(capsys, "-C", str(repo), "show", "nope", "--ref", "HEAD")
@@ -181,7 +179,7 @@ def test_hooks_install_chains_an_existing_hook_and_blocks_bad_commits(
     assert run_cli(capsys, "-C", str(repo), "hooks", "install").code == 0
     env = {**os.environ, "PROCREG_PYTHON": sys.executable}
 
-    write_procedure(repo, "fine")
+    write_proc(repo, "fine")
     git(repo, "add", "-A")
     import subprocess
 
@@ -196,7 +194,7 @@ def test_hooks_install_chains_an_existing_hook_and_blocks_bad_commits(
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "user-hook-ran").read_text() == "ran\n"
 
-    bad = write_procedure(repo, "evil")
+    bad = write_proc(repo, "evil")
     (bad / "main.py").write_text("def main(text: str) -> str:\n    return eval(text)\n")
     git(repo, "add", "-A")
     refused = subprocess.run(
@@ -215,7 +213,7 @@ def test_hooks_install_chains_an_existing_hook_and_blocks_bad_commits(
 def test_global_options_work_after_the_command(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_procedure(repo, "echo")
+    write_proc(repo, "echo")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "feat: echo")
     after = run_cli(capsys, "list", "-C", str(repo), "--json")
@@ -237,7 +235,7 @@ def test_show_reports_invalid_metadata_like_check(
     repo: Path, capsys: pytest.CaptureFixture[str], metadata: str | None, expected: str
 ) -> None:
     """show only parses metadata.json, yet a broken one is named with file, line and rule."""
-    write_procedure(repo, "echo")
+    write_proc(repo, "echo")
     meta = repo / "procedures/echo/metadata.json"
     if metadata is None:
         meta.unlink()
@@ -256,7 +254,7 @@ def test_show_displays_a_procedure_whose_code_check_fails(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Showing is not checking: valid metadata is shown even when main.py breaks a rule."""
-    write_procedure(repo, "echo", description="Echo the text back")
+    write_proc(repo, "echo", description="Echo the text back")
     main = repo / "procedures/echo/main.py"
     main.write_text(main.read_text() + "\nimport ctypes\n")
     git(repo, "add", "-A")
@@ -315,7 +313,7 @@ def test_every_json_flag_says_what_it_does() -> None:
 def test_errors_under_json_are_json_with_the_same_exit_codes(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_procedure(repo, "echo")
+    write_proc(repo, "echo")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "feat: echo")
     problem = run_cli(capsys, "-C", str(repo), "show", "nope", "--ref", "HEAD", "--json")
@@ -335,7 +333,7 @@ def test_a_closed_pipe_ends_quietly_with_0(repo: Path) -> None:
     import subprocess
 
     for pid in ("a-one", "b-two", "c-three"):
-        write_procedure(repo, pid)
+        write_proc(repo, pid)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "feat: three")
     # `true` exits at once, long before procreg (a Python process) writes: every

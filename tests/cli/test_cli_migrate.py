@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import run_cli
-from tests.conftest import git
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, git, run_cli
 
 SAMPLE = REPO_ROOT / "examples/legacy/sample.db"
 

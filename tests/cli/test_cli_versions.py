@@ -7,22 +7,21 @@ from pathlib import Path
 import pytest
 
 from registry.core.model import Parameter
-from tests.cli_helpers import run_cli, write_procedure
-from tests.conftest import git
+from tests.helpers import Result, git, run_cli, write_proc
 
 
 @pytest.fixture
 def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     path = tmp_path / "reg"
     assert run_cli(capsys, "init", str(path)).code == 0
-    write_procedure(path, "echo")
-    write_procedure(path, "shout", body="return text.upper()")
+    write_proc(path, "echo")
+    write_proc(path, "shout", body="return text.upper()")
     git(path, "add", "-A")
     git(path, "commit", "-qm", "feat: echo and shout")
     return path
 
 
-def cli(capsys: pytest.CaptureFixture[str], repo: Path, *args: str):  # type: ignore[no-untyped-def]
+def cli(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> Result:
     return run_cli(capsys, "-C", str(repo), *args)
 
 
@@ -57,10 +56,10 @@ def test_only_changed_procedures_are_released_with_computed_bumps(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cli(capsys, repo, "release")
-    write_procedure(
+    write_proc(
         repo,
         "echo",
-        params="text: str, times: int = 1",
+        signature="text: str, times: int = 1",
         body="return text * times",
         parameters=[
             Parameter(name="text"),
@@ -153,10 +152,10 @@ def test_check_base_prints_the_bump_a_merge_would_release(
 ) -> None:
     cli(capsys, repo, "release")
     git(repo, "checkout", "-qb", "feature")
-    write_procedure(
+    write_proc(
         repo,
         "shout",
-        params="loud: str",
+        signature="loud: str",
         body="return loud.upper()",
         parameters=[Parameter(name="loud")],
     )

@@ -15,8 +15,7 @@ import pytest
 from registry.core.snapshot import MODE_EXECUTABLE, MODE_SYMLINK, FileEntry
 from registry.errors import ConflictError, GitError, LockedError, NotFoundError
 from registry.git.store import GitStore, read_worktree_folder
-from tests.conftest import git
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, git, hold_open
 
 MAIN = b"def main(text: str) -> str:\n    return text\n"
 
@@ -39,8 +38,11 @@ def test_write_is_one_commit_with_the_right_tree(store: GitStore) -> None:
     second = store.write({"upper": files("upper"), "lower": files("lower")}, "feat: two more")
 
     commit = store.repo.get(second)
+    assert isinstance(commit, pygit2.Commit)
     assert [str(p) for p in commit.parent_ids] == [first]
-    assert sorted(e.name for e in commit.tree["procedures"]) == ["echo", "lower", "upper"]
+    procedures = commit.tree["procedures"]
+    assert isinstance(procedures, pygit2.Tree)
+    assert sorted(str(e.name) for e in procedures) == ["echo", "lower", "upper"]
     snap = store.read("upper", second)
     assert snap.files["main.py"].data == MAIN
     assert snap.commit == second
@@ -221,6 +223,7 @@ def test_tags_are_atomic_and_never_overwritten(store: GitStore) -> None:
     with pytest.raises(ConflictError, match="already exists"):
         store.create_tag("procedure-a-v1.0.0", tip, "again")
     assert [t.name for t in store.tags("procedure-a-v")] == ["procedure-a-v1.0.0"]
+    assert info.tag_id is not None
     assert isinstance(store.repo.get(info.tag_id), pygit2.Tag)
 
 
@@ -411,19 +414,6 @@ def test_ref_names_binary_search_over_many_packed_tags(tmp_path: Path) -> None:
 # -- refs through libgit2: worktrees, locks left behind, locks held ---------------------------
 
 
-def _hold_open(path: Path) -> subprocess.Popen[str]:
-    """A live process holding ``path`` open (as libgit2 or git hold a ref lock)."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"import time; f = open({str(path)!r}, 'a'); print('held', "
-         "flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-    holder.stdout.close()
-    return holder
-
-
 def _stale(path: Path) -> None:
     """A lock file whose creator is gone (no process holds it; older than the grace period)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -469,7 +459,7 @@ def test_a_live_lock_is_reported_by_name_and_holder(
     tip = store.write({"a": files("a")}, "feat: a")
     lock = store.common_dir / "refs" / "tags" / "procedure-a-v1.0.0.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    holder = _hold_open(lock)
+    holder = hold_open(lock)
     try:
         with pytest.raises(LockedError) as caught:
             store.create_tag("procedure-a-v1.0.0", tip, "Release a 1.0.0\n")

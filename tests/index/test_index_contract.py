@@ -1059,7 +1059,7 @@ def test_a_corrupt_sqlite_index_is_set_aside_and_the_runs_stay(tmp_path: Path) -
 
 
 def test_runs_keep_their_isolation(target: str) -> None:
-    async def body(index: IndexBackend) -> list[str | None]:
+    async def body(index: IndexBackend) -> list[str]:
         await index.record_executions(
             [
                 runrec("slugify", 0).model_copy(update={"isolation": "bubblewrap"}),

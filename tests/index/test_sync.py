@@ -16,86 +16,24 @@ from typing import Any, TypeVar
 
 import pytest
 
-from registry.core.model import Example, Metadata, Parameter, Returns
 from registry.git.store import GitStore
 from registry.index.contract import ChangeSet, IndexBackend
 from registry.index.sync import open_backend, sync, verify
-from tests.conftest import git
-from tests.helpers import REPO_ROOT
+from tests.helpers import (
+    REPO_ROOT,
+    commit_all,
+    git,
+    make_repo,
+    tag_channel,
+    tag_release,
+    write_proc,
+)
 
 T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-# -- repo helpers (shared with test_api and test_watcher) -------------------------
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    return path
-
-
-def write_proc(
-    root: Path,
-    pid: str,
-    *,
-    description: str | None = None,
-    doc: str = "Return the text unchanged.",
-    tags: tuple[str, ...] = (),
-    category: str = "general",
-    body: str = "return text",
-) -> None:
-    folder = root / "procedures" / pid
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "main.py").write_text(
-        f'"""{pid}."""\n\n\ndef main(text: str) -> str:\n    """{doc}"""\n    {body}\n'
-    )
-    meta = Metadata(
-        id=pid,
-        name=pid.replace("-", " ").title(),
-        description=description or f"The {pid} procedure.",
-        category=category,
-        tags=list(tags),
-        parameters=[Parameter(name="text", type="string", description="The input.")],
-        returns=Returns(type="string", description="The text."),
-        examples=[Example(description="echo", input={"text": "hi"}, output="hi")],
-    )
-    (folder / "metadata.json").write_text(meta.to_json())
-
-
-def commit_all(root: Path, message: str = "change") -> str:
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "--allow-empty", "-m", message)
-    return git(root, "rev-parse", "HEAD").strip()
-
-
-def tag_release(root: Path, pid: str, version: str, ref: str = "HEAD") -> str:
-    name = f"procedure-{pid}-v{version}"
-    message = f"Release {pid} {version}\n\nBump: minor\nBreaking: false\nReason: test release\n"
-    git(root, "tag", "-a", name, "-m", message, ref)
-    return name
-
-
-def tag_channel(root: Path, pid: str, channel: str, seq: int, version: str) -> str:
-    name = f"channel/{pid}/{channel}/{seq:06d}"
-    message = (
-        f"Promote {pid} {version} to {channel}\n\nProcedure: {pid}\nChannel: {channel}\n"
-        f"Version: {version}\nAction: promote\nReason: tested\n"
-    )
-    git(root, "tag", "-a", name, "-m", message)
-    return name
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str | None:
-    """None (the SQLite file in .git) or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return None
-    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
@@ -451,16 +389,16 @@ def test_lean_search_and_get_agree_with_the_full_rows(repo: Path, db_url: str | 
         async with backend:
             await sync(store, backend)
             full = await backend.search(None, limit=100)
-            lean = await backend.search_summaries(None, limit=100)  # type: ignore[attr-defined]
+            lean = await backend.search_summaries(None, limit=100)
             assert [h["id"] for h in lean] == [r.id for r in full]
             for hit, row in zip(lean, full, strict=True):
                 assert hit == {k: getattr(row, k) for k in hit}
             assert {h["id"]: h["latest_version"] for h in lean}["alpha"] == "1.10.0"
             for pid in ("alpha", "delta", "nope"):
-                row, versions = await backend.procedure_and_versions(pid)  # type: ignore[attr-defined]
-                assert row == await backend.get_procedure(pid)
+                got, versions = await backend.procedure_and_versions(pid)
+                assert got == await backend.get_procedure(pid)
                 assert versions == await backend.versions(pid)
-            _, versions = await backend.procedure_and_versions("alpha")  # type: ignore[attr-defined]
+            _, versions = await backend.procedure_and_versions("alpha")
             assert [v.version for v in versions] == ["1.0.0", "1.2.0-rc.1", "1.10.0"]
             tagged_at = versions[0].tagged_at
             assert tagged_at is not None and tagged_at.utcoffset() == timedelta(0)

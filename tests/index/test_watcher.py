@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -21,9 +20,7 @@ from registry.api import Registry
 from registry.errors import NotFoundError
 from registry.git.store import GitStore
 from registry.index.watcher import RefFilter
-from tests.conftest import git
-from tests.helpers import REPO_ROOT
-from tests.index.test_sync import commit_all, make_repo, tag_release, write_proc
+from tests.helpers import REPO_ROOT, commit_all, git, make_repo, tag_release, wait_for, write_proc
 
 T = TypeVar("T")
 WAIT_S = 15.0
@@ -66,13 +63,6 @@ WATCH_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    return str(request.getfixturevalue("pg_url"))
-
-
 class Watcher:
     """``procreg watch`` in a subprocess (so it can be SIGKILLed)."""
 
@@ -109,20 +99,8 @@ def watcher(tmp_path: Path, db_url: str | None) -> Iterator[Watcher]:
 
 
 def eventually(check: Callable[[], T], what: str) -> T:
-    """Poll ``check`` until it returns a truthy value (bounded wait, no timing assertion)."""
-    deadline = time.monotonic() + WAIT_S
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except NotFoundError as exc:
-            last = exc
-        else:
-            if value:
-                return value
-            last = value
-        time.sleep(0.05)
-    raise AssertionError(f"not visible within {WAIT_S} s: {what} (last: {last!r})")
+    """``wait_for`` with this module's bound; a procedure not found yet is "not yet"."""
+    return wait_for(check, what, timeout=WAIT_S, poll=0.05, tolerate=(NotFoundError,))
 
 
 def ids(reg: Registry, text: str | None = None) -> list[str]:
@@ -150,7 +128,8 @@ def test_plain_git_changes_become_visible(watcher: Watcher) -> None:
         # force-push: the branch drops the last commit (not a descendant any more)
         git(repo, "reset", "-q", "--hard", "HEAD~1")
         eventually(lambda: ids(reg, "seals") == [], "a rewritten branch")
-        assert reg.get("second", "HEAD").metadata.description == "Counts penguins."
+        meta = reg.get("second", "HEAD").metadata
+        assert meta is not None and meta.description == "Counts penguins."
         assert reg.verify() == []
 
         git(repo, "pack-refs", "--all")

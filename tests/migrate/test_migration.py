@@ -25,8 +25,7 @@ from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord
 from registry.migrate.legacy import LegacyProcedure, decode_value, describe_source, read_source
 from registry.migrate.migration import MigrationReport, assign_ids, migrate, migrate_sync
-from tests.conftest import git
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, git
 from tests.migrate.legacy_fixtures import (
     build_json,
     build_postgres,

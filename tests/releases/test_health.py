@@ -22,9 +22,7 @@ from registry.releases import release as releases
 from registry.releases.health import ChannelState, apply_policy, evaluate, health_moves
 from registry.runs import execution
 from registry.sandbox import Sandbox
-from tests.cli_helpers import run_cli
-from tests.conftest import git
-from tests.runs.test_execution import commit_all, make_repo, register_commands, release, write_proc
+from tests.helpers import commit_all, git, make_repo, release, run_cli, write_code
 
 DEFAULT = HealthSection()
 
@@ -149,11 +147,11 @@ PARAMS = [Parameter(name="fail", type="boolean")]
 
 def two_releases(tmp_path: Path) -> Path:
     """``flaky`` 1.0.0 (always works) and 1.1.0 (fails when asked to)."""
-    root = make_repo(tmp_path)
-    write_proc(root, "flaky", "return 'ok'", PARAMS, signature="fail")
+    root = make_repo(tmp_path / "repo")
+    write_code(root, "flaky", "return 'ok'", PARAMS, signature="fail")
     commit_all(root, "feat: flaky")
     release(root, "flaky")
-    write_proc(
+    write_code(
         root,
         "flaky",
         "if fail:\n    raise RuntimeError('broken')\nreturn 'ok v2'",
@@ -222,7 +220,6 @@ def test_apply_policy_does_nothing_when_switched_off(tmp_path: Path) -> None:
 
 def test_failing_runs_move_stable_back_automatically(tmp_path: Path) -> None:
     """Runs through the execution path; the policy acts when their records reach the index."""
-    register_commands()
     root = two_releases(tmp_path)
     (root / "procreg.toml").write_text("[health]\nwindow = 10\nmin_runs = 5\n")
     store = GitStore.open(root)
@@ -266,7 +263,6 @@ def test_failing_runs_move_stable_back_automatically(tmp_path: Path) -> None:
 
 
 def test_cli_health_apply(tmp_path: Path, capsys) -> None:
-    register_commands()
     root = two_releases(tmp_path)
     store = GitStore.open(root)
     releases.promote(store, "flaky", "1.0.0", "stable")

@@ -9,8 +9,7 @@ import pytest
 from registry.git.store import GitStore
 from registry.releases import history
 from registry.releases import release as releases
-from tests.conftest import git
-from tests.releases.test_releases import proc_files
+from tests.helpers import git, proc_files
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import subprocess
 from pathlib import Path
@@ -13,43 +12,7 @@ import semver
 from registry.errors import ConflictError, NotFoundError, UsageError, ValidationFailed
 from registry.git.store import GitStore
 from registry.releases import release as releases
-from tests.conftest import git
-
-# --- helpers to write real, valid procedures ----------------------------------------
-
-
-def proc_files(
-    pid: str,
-    params: tuple[str, ...] = ("text",),
-    optional: tuple[str, ...] = (),
-    body: str = "return text",
-    doc: str = "Return the text.",
-    extra: dict[str, bytes] | None = None,
-) -> dict[str, bytes]:
-    """``main.py`` + ``metadata.json`` of a valid procedure with string parameters."""
-    args = [f"{p}: str" for p in params] + [f'{p}: str = ""' for p in optional]
-    main = (
-        f'"""{pid}: a procedure used by the release tests."""\n\n\n'
-        f"def main({', '.join(args)}) -> str:\n"
-        f'    """{doc}"""\n'
-        f"    {body}\n"
-    )
-    meta = {
-        "id": pid,
-        "name": pid.replace("-", " ").title(),
-        "description": f"{pid} for tests",
-        "parameters": [{"name": p, "type": "string", "required": True} for p in params]
-        + [{"name": p, "type": "string", "required": False, "default": ""} for p in optional],
-        "returns": {"type": "string"},
-    }
-    out = {"main.py": main.encode(), "metadata.json": (json.dumps(meta, indent=2) + "\n").encode()}
-    out.update(extra or {})
-    return out
-
-
-def invalid_files(pid: str) -> dict[str, bytes]:
-    """A procedure that fails validation (it calls eval)."""
-    return proc_files(pid, body="return eval(text)")
+from tests.helpers import git, invalid_files, proc_files
 
 
 def tag_names(repo: Path) -> list[str]:

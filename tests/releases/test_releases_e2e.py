@@ -20,27 +20,9 @@ import registry
 from registry.errors import NotFoundError
 from registry.git.store import GitStore
 from registry.releases import release as releases
-from tests.conftest import git
-from tests.releases.test_releases import invalid_files, proc_files
+from tests.helpers import commit_all, git, invalid_files, proc_files, write_files
 
 ROOT = Path(registry.__file__).resolve().parent.parent
-
-
-def write_proc(repo: Path, pid: str, files: dict[str, bytes]) -> None:
-    """Replace ``procedures/<pid>/`` in the working tree with ``files``."""
-    folder = repo / "procedures" / pid
-    if folder.exists():
-        for path in sorted(folder.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-    for name, data in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-
-
-def commit_all(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 def released(repo: Path) -> list[tuple[str, str, str]]:
@@ -52,8 +34,8 @@ def released(repo: Path) -> list[tuple[str, str, str]]:
 def repo(tmp_path: Path) -> Path:
     path = tmp_path / "work"
     git(tmp_path, "init", "-q", "-b", "main", str(path))
-    write_proc(path, "echo", proc_files("echo"))
-    write_proc(path, "upper", proc_files("upper", body="return text.upper()"))
+    write_files(path, "echo", proc_files("echo"))
+    write_files(path, "upper", proc_files("upper", body="return text.upper()"))
     commit_all(path, "feat: echo and upper")
     assert released(path) == [("echo", "1.0.0", "initial"), ("upper", "1.0.0", "initial")]
     return path
@@ -61,9 +43,9 @@ def repo(tmp_path: Path) -> Path:
 
 def test_a_no_ff_merged_feature_branch_releases_only_what_it_changed(repo: Path) -> None:
     git(repo, "switch", "-q", "-c", "feature/sep")
-    write_proc(repo, "echo", proc_files("echo", optional=("sep",), body="return text + sep"))
+    write_files(repo, "echo", proc_files("echo", optional=("sep",), body="return text + sep"))
     commit_all(repo, "feat(echo): optional separator")
-    write_proc(
+    write_files(
         repo, "echo", proc_files("echo", optional=("sep",), body="return text + sep", doc="Hi.")
     )
     commit_all(repo, "docs(echo): shorter docstring")
@@ -79,9 +61,9 @@ def test_a_no_ff_merged_feature_branch_releases_only_what_it_changed(repo: Path)
 
 def test_a_squash_merge_is_released_as_its_one_commit_says(repo: Path) -> None:
     git(repo, "switch", "-q", "-c", "fix/upper")
-    write_proc(repo, "upper", proc_files("upper", body="return text.upper() or 'EMPTY'"))
+    write_files(repo, "upper", proc_files("upper", body="return text.upper() or 'EMPTY'"))
     commit_all(repo, "wip")
-    write_proc(repo, "upper", proc_files("upper", body="return text.upper() or ''"))
+    write_files(repo, "upper", proc_files("upper", body="return text.upper() or ''"))
     commit_all(repo, "wip 2")
     git(repo, "switch", "-q", "main")
     git(repo, "merge", "-q", "--squash", "fix/upper")
@@ -95,10 +77,10 @@ def test_a_squash_merge_is_released_as_its_one_commit_says(repo: Path) -> None:
 
 def test_a_rebased_branch_releases_its_own_procedure_only(repo: Path) -> None:
     git(repo, "switch", "-q", "-c", "topic")
-    write_proc(repo, "echo", proc_files("echo", body="return text.strip()"))
+    write_files(repo, "echo", proc_files("echo", body="return text.strip()"))
     commit_all(repo, "fix(echo): strip spaces")
     git(repo, "switch", "-q", "main")
-    write_proc(
+    write_files(
         repo, "upper", proc_files("upper", optional=("suffix",), body="return text + suffix")
     )
     commit_all(repo, "feat(upper): suffix")
@@ -113,23 +95,23 @@ def test_a_rebased_branch_releases_its_own_procedure_only(repo: Path) -> None:
 
 
 def test_a_feat_commit_gives_minor_and_a_bang_gives_major(repo: Path) -> None:
-    write_proc(repo, "echo", proc_files("echo", body="return text + ''"))
+    write_files(repo, "echo", proc_files("echo", body="return text + ''"))
     commit_all(repo, "feat: echo keeps working, now faster")
     assert released(repo) == [("echo", "1.1.0", "minor")]
 
-    write_proc(repo, "upper", proc_files("upper", body="return text.upper().strip()"))
+    write_files(repo, "upper", proc_files("upper", body="return text.upper().strip()"))
     commit_all(repo, "fix!: upper strips whitespace now")
     assert released(repo) == [("upper", "2.0.0", "major")]
 
-    write_proc(repo, "upper", proc_files("upper", body="return text.upper()"))
+    write_files(repo, "upper", proc_files("upper", body="return text.upper()"))
     commit_all(repo, "revert strip\n\nBREAKING CHANGE: whitespace is kept again")
     assert released(repo) == [("upper", "3.0.0", "major")]
 
 
 def test_several_procedures_in_one_commit_get_their_own_bumps(repo: Path) -> None:
-    write_proc(repo, "echo", proc_files("echo", optional=("sep",), body="return text + sep"))
-    write_proc(repo, "upper", proc_files("upper", body="return text.upper()  # same"))
-    write_proc(repo, "lower", proc_files("lower", body="return text.lower()"))
+    write_files(repo, "echo", proc_files("echo", optional=("sep",), body="return text + sep"))
+    write_files(repo, "upper", proc_files("upper", body="return text.upper()  # same"))
+    write_files(repo, "lower", proc_files("lower", body="return text.lower()"))
     commit_all(repo, "refactor: touch several procedures")
 
     assert released(repo) == [
@@ -151,14 +133,14 @@ def test_a_deleted_procedure_keeps_its_releases_and_is_not_released(repo: Path) 
     assert [h.version for h in releases.history(store, "upper")] == ["1.0.0"]
 
     # brought back with a different signature: compared with its last release
-    write_proc(repo, "upper", proc_files("upper", params=("text", "locale")))
+    write_files(repo, "upper", proc_files("upper", params=("text", "locale")))
     commit_all(repo, "feat: upper is back")
     assert released(repo) == [("upper", "2.0.0", "major")]
 
 
 def test_releasing_a_feature_branch_then_merging_does_not_release_twice(repo: Path) -> None:
     git(repo, "switch", "-q", "-c", "early")
-    write_proc(repo, "echo", proc_files("echo", body="return str(text)"))
+    write_files(repo, "echo", proc_files("echo", body="return str(text)"))
     commit_all(repo, "fix: str")
     assert released(repo) == [("echo", "1.0.1", "patch")]  # released from the branch
     git(repo, "switch", "-q", "main")
@@ -213,7 +195,7 @@ def test_the_server_refuses_tag_rewrites_and_invalid_procedures(
 ) -> None:
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(server), str(clone))
-    write_proc(clone, "echo", proc_files("echo"))
+    write_files(clone, "echo", proc_files("echo"))
     first = commit_all(clone, "feat: echo")
     assert push(clone, "main").returncode == 0
 
@@ -224,7 +206,7 @@ def test_the_server_refuses_tag_rewrites_and_invalid_procedures(
     releases.promote(store, "echo", "1.0.0", "stable", reason="first")
     assert push(clone, "channel/echo/stable/000001").returncode == 0
 
-    write_proc(clone, "echo", proc_files("echo", body="return text * 2"))
+    write_files(clone, "echo", proc_files("echo", body="return text * 2"))
     second = commit_all(clone, "fix: twice")
     assert push(clone, "main").returncode == 0
 
@@ -259,7 +241,7 @@ def test_the_server_refuses_tag_rewrites_and_invalid_procedures(
     assert git(clone, "rev-parse", "procedure-echo-v1.0.0^{commit}").strip() == first
 
     # an invalid procedure cannot reach main, but may live on a branch
-    write_proc(clone, "bad", invalid_files("bad"))
+    write_files(clone, "bad", invalid_files("bad"))
     commit_all(clone, "feat: bad")
     refused = push(clone, "main")
     assert refused.returncode != 0
@@ -268,7 +250,7 @@ def test_the_server_refuses_tag_rewrites_and_invalid_procedures(
     assert push(clone, "HEAD:refs/heads/wip-bad").returncode == 0
 
     # fixed, it goes through along with its release tag in one push
-    write_proc(clone, "bad", proc_files("bad"))
+    write_files(clone, "bad", proc_files("bad"))
     commit_all(clone, "fix: bad is good now")
     store = GitStore.open(clone)
     made = {r.tag for r in releases.release(store)}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from registry.core.model import Example, Limits, Metadata, Parameter, Returns
+from registry.core.model import Example, Metadata, Parameter
 from registry.errors import ExamplesFailed, NotFoundError
 from registry.git.store import GitStore
 from registry.index.sync import open_backend
@@ -23,75 +23,9 @@ from registry.runs.execution import (
     parse_cli_arguments,
 )
 from registry.sandbox import Sandbox
-from tests.cli_helpers import run_cli
-from tests.conftest import git
+from tests.helpers import commit_all, git, make_repo, release, run_cli, write_code
 
 # --------------------------------------------------------------------------- helpers
-
-
-def write_proc(
-    root: Path,
-    pid: str,
-    body: str,
-    params: list[Parameter] | None = None,
-    *,
-    signature: str | None = None,
-    examples: list[Example] | None = None,
-    returns: str = "any",
-    limits: Limits | None = None,
-) -> None:
-    """Write procedures/PID/main.py (``def main(<signature>): <body>``) and metadata.json."""
-    params = params if params is not None else [Parameter(name="text", type="string")]
-    if signature is None:
-        signature = ", ".join(p.name for p in params if p.required)
-    folder = root / "procedures" / pid
-    folder.mkdir(parents=True, exist_ok=True)
-    code = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    (folder / "main.py").write_text(
-        f'"""{pid}: written by the execution tests."""\n\n\n'
-        f"def main({signature}):\n"
-        f'    """Do it."""\n{code}\n'
-    )
-    meta = Metadata(
-        id=pid,
-        name=pid.title(),
-        description=f"{pid} procedure",
-        parameters=params,
-        returns=Returns(type=returns),  # type: ignore[arg-type]
-        examples=examples or [],
-        limits=limits or Limits(timeout_s=10, memory_mb=256),
-    )
-    (folder / "metadata.json").write_text(meta.to_json())
-
-
-def commit_all(root: Path, message: str = "feat: change") -> str:
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", message)
-    return git(root, "rev-parse", "HEAD").strip()
-
-
-def make_repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    return root
-
-
-def release(root: Path, pid: str) -> str:
-    store = GitStore.open(root)
-    made = releases.release(store, [pid])
-    assert made, f"nothing to release for {pid}"
-    return made[0].version
-
-
-def register_commands() -> None:
-    """Make sure the execution commands are in the CLI group (the lead registers them too)."""
-    from registry.cli import cli
-    from registry.cli.runs import COMMANDS
-
-    for command in COMMANDS:
-        if command.name not in cli.commands:
-            cli.add_command(command)
 
 
 ECHO_PARAMS = [Parameter(name="text", type="string")]
@@ -127,8 +61,8 @@ def sandbox():
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = make_repo(tmp_path)
-    write_proc(root, "echo", "return text", ECHO_PARAMS, signature="text: str", returns="string")
+    root = make_repo(tmp_path / "repo")
+    write_code(root, "echo", "return text", ECHO_PARAMS, signature="text: str", returns="string")
     commit_all(root, "feat: echo")
     release(root, "echo")
     return root
@@ -155,7 +89,7 @@ def repo(tmp_path: Path) -> Path:
     ],
 )
 def test_cli_values_are_typed_by_the_metadata(raw: str, ptype: str, expected: Any) -> None:
-    param = Parameter(name="x", type=ptype, required=True)  # type: ignore[arg-type]
+    param = Parameter(name="x", type=ptype, required=True)
     got = coerce_cli_value(raw, param)
     assert got == expected and type(got) is type(expected)
 
@@ -256,7 +190,7 @@ def test_run_uses_git_objects_never_the_working_tree(repo: Path, sandbox: Sandbo
 
 
 def test_run_picks_the_version_the_spec_names(repo: Path, sandbox: Sandbox) -> None:
-    write_proc(
+    write_code(
         repo, "echo", "return text + '!'", ECHO_PARAMS, signature="text: str", returns="string"
     )
     commit_all(repo, "fix: shout")
@@ -284,7 +218,7 @@ def test_a_version_that_no_longer_validates_is_refused_and_recorded(
     repo: Path, sandbox: Sandbox
 ) -> None:
     (repo / "procreg.toml").write_text('[validation]\ndeny_imports = ["json"]\n')
-    write_proc(
+    write_code(
         repo,
         "echo",
         "import json\nreturn json.dumps(text)",
@@ -303,8 +237,8 @@ def test_a_version_that_no_longer_validates_is_refused_and_recorded(
 def test_procedure_exceptions_are_failures_with_their_class(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    root = make_repo(tmp_path)
-    write_proc(root, "boom", "print('about to fail')\nraise ValueError('bad input: ' + text)")
+    root = make_repo(tmp_path / "repo")
+    write_code(root, "boom", "print('about to fail')\nraise ValueError('bad input: ' + text)")
     commit_all(root)
     result, count = asyncio.run(run_once(root, "boom", sandbox=sandbox, text="x"))
     assert not result.ok and result.error is not None
@@ -315,8 +249,8 @@ def test_procedure_exceptions_are_failures_with_their_class(
 
 
 def test_timeout_override_applies(tmp_path: Path, sandbox: Sandbox) -> None:
-    root = make_repo(tmp_path)
-    write_proc(root, "sleepy", "import time\ntime.sleep(30)\nreturn text")
+    root = make_repo(tmp_path / "repo")
+    write_code(root, "sleepy", "import time\ntime.sleep(30)\nreturn text")
     commit_all(root)
 
     async def go():
@@ -354,7 +288,7 @@ def test_runs_are_recorded_in_postgres(repo: Path, sandbox: Sandbox, pg_url: str
 
 
 def _with_examples(root: Path, examples: list[Example]) -> None:
-    write_proc(
+    write_code(
         root,
         "shout",
         "return text.upper()",
@@ -367,7 +301,7 @@ def _with_examples(root: Path, examples: list[Example]) -> None:
 
 
 def test_release_refuses_a_version_whose_examples_fail(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path / "repo")
     _with_examples(
         root,
         [
@@ -385,7 +319,7 @@ def test_release_refuses_a_version_whose_examples_fail(tmp_path: Path) -> None:
 
 
 def test_release_passes_when_examples_hold(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path / "repo")
     _with_examples(root, [Example(description="upper", input={"text": "a"}, output="A")])
     store = GitStore.open(root)
     with execution.examples_gate() as gate:
@@ -398,7 +332,6 @@ def test_release_passes_when_examples_hold(tmp_path: Path) -> None:
 
 @pytest.fixture
 def cli_repo(repo: Path) -> Path:
-    register_commands()
     return repo
 
 
@@ -480,8 +413,7 @@ def test_cli_metrics_of_an_unknown_procedure_fails(cli_repo: Path, capsys) -> No
 
 
 def test_cli_test_reports_each_example(tmp_path: Path, capsys) -> None:
-    register_commands()
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path / "repo")
     _with_examples(
         root,
         [
@@ -528,7 +460,7 @@ def test_runner_batches_records_for_a_long_lived_owner(repo: Path) -> None:
 
 
 def test_cli_release_refuses_failing_examples(tmp_path: Path, capsys) -> None:
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path / "repo")
     _with_examples(root, [Example(description="lowercase stays", input={"text": "a"}, output="a")])
     res = run_cli(capsys, "-C", str(root), "release", "shout")
     assert res.code == 1
@@ -549,7 +481,7 @@ def _recorded(root: Path, pid: str) -> list[Any]:
 
 def test_cli_release_records_the_example_runs_of_its_gate(tmp_path: Path, capsys) -> None:
     """The gate runs the version's code in the sandbox: those runs are recorded, as 'release'."""
-    root = make_repo(tmp_path)
+    root = make_repo(tmp_path / "repo")
     _with_examples(
         root,
         [

@@ -262,7 +262,7 @@ def test_records_survive_postgres_going_away_and_coming_back(tmp_path: Path, pg_
 
 
 def test_a_read_only_spool_keeps_records_and_says_so(tmp_path: Path, small_disk: Path) -> None:
-    from tests.conftest import remount_read_only
+    from tests.helpers import remount_read_only
 
     spool = small_disk / "spool"
     spool.mkdir()
@@ -293,7 +293,7 @@ def test_a_read_only_spool_keeps_records_and_says_so(tmp_path: Path, small_disk:
 
 
 def test_a_full_spool_disk_keeps_records_and_says_so(tmp_path: Path, small_disk: Path) -> None:
-    from tests.conftest import fill_disk
+    from tests.helpers import fill_disk
 
     spool = small_disk / "spool"
     spool.mkdir()

@@ -11,11 +11,11 @@ Validation refuses most hostile code before it can run, so the suite has two hal
   refusal is recorded too.
 
 After each, a well-behaved procedure runs fine in the same sandbox. The direct sandbox
-suite (validation skipped) is ``tests/test_sandbox.py``.
+suite (validation skipped) is ``tests/sandbox/test_sandbox.py``.
 
 Validation is a review aid, not a boundary (issue 10): the ``test_open_*`` half uses a
 registry whose ``procreg.toml`` allows os, socket, sys, signal, subprocess..., so the
-attacks of ``tests/test_hostile_sandbox.py`` pass ``procreg check`` and ``release``;
+attacks of ``tests/sandbox/test_hostile_sandbox.py`` pass ``procreg check`` and ``release``;
 run from their tags (with the audit hook, and with it off) each is contained by the
 isolation engine, recorded with its class, and the next run works.
 """
@@ -42,8 +42,7 @@ from registry.git.store import GitStore
 from registry.index.sync import open_backend
 from registry.runs import execution
 from registry.sandbox import Sandbox
-from tests.helpers import REPO_ROOT
-from tests.runs.test_execution import commit_all, make_repo, release, write_proc
+from tests.helpers import REPO_ROOT, commit_all, make_repo, release, write_code
 
 NO_PARAMS: list[Parameter] = []
 PATH_PARAM = [Parameter(name="path", type="string")]
@@ -126,8 +125,8 @@ class CountingSandbox:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = make_repo(tmp_path_factory.mktemp("hostile"))
-    write_proc(
+    root = make_repo(tmp_path_factory.mktemp("hostile") / "repo")
+    write_code(
         root,
         "well-behaved",
         "return text[::-1]",
@@ -136,12 +135,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         returns="string",
     )
     for pid, (body, params, limits, _, _) in RUNNABLE.items():
-        write_proc(root, pid, body, params, limits=limits)
+        write_code(root, pid, body, params, limits=limits)
     commit_all(root, "feat: hostile procedures that pass validation")
     for pid in ["well-behaved", *RUNNABLE]:
         assert release(root, pid) == "1.0.0"
     for pid, (body, params, _) in DENIED.items():
-        write_proc(root, pid, body, params)
+        write_code(root, pid, body, params)
     commit_all(root, "feat: hostile procedures that validation refuses")
     return root
 
@@ -225,7 +224,7 @@ def test_denied_procedures_cannot_be_released(repo: Path) -> None:
 #
 # Validation is bypassable, so nothing may depend on it: a registry whose
 # procreg.toml allows os, socket, sys, signal, subprocess... lets the attacks of
-# tests/test_hostile_sandbox.py pass `procreg check` and `release`. Released and
+# tests/sandbox/test_hostile_sandbox.py pass `procreg check` and `release`. Released and
 # run from their tags through execution.run, each is contained by the isolation
 # engine alone, recorded in the index with its class, and the next run works.
 # ``os_only`` is the same path with the audit hook off (an attacker who beat it).
@@ -283,7 +282,7 @@ def _payload() -> str:
 
 def _write_hostile(root: Path, pid: str) -> None:
     name, params, limits, _ = OPEN[pid]
-    write_proc(root, pid, "return None", params, limits=limits)  # metadata.json
+    write_code(root, pid, "return None", params, limits=limits)  # metadata.json
     folder = root / "procedures" / pid
     (folder / "main.py").write_text((HOSTILE / f"{name}.py").read_text())
     if pid == "payload-runner":
@@ -295,9 +294,9 @@ def open_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry whose procreg.toml allows the modules the attacks need."""
     if os.geteuid() != 0 and os.environ.get("CI") != "true":
         pytest.skip("the isolation engine's uids and cgroups need root")
-    root = make_repo(tmp_path_factory.mktemp("hostile-open"))
+    root = make_repo(tmp_path_factory.mktemp("hostile-open") / "repo")
     (root / "procreg.toml").write_text(PERMISSIVE_CONFIG)
-    write_proc(
+    write_code(
         root,
         "well-behaved",
         "return text[::-1]",
@@ -374,21 +373,15 @@ def test_open_unix_sockets_are_unreachable(open_repo: Path, any_box: Sandbox) ->
     check_open_next_run(open_repo, any_box)
 
 
-def test_open_proc_of_other_processes_is_invisible(open_repo: Path, any_box: Sandbox) -> None:
-    secret = f"SECRET-{uuid.uuid4().hex}"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", secret],
-        env={"PATH": "/usr/bin:/bin", "PROCREG_TEST_SECRET": secret},
-    )
-    try:
-        result = run_open(open_repo, any_box, "proc-scan", {})
-        assert result.ok, result.error
-        assert len(result.result["pids"]) <= 3
-        assert secret not in json.dumps(result.result)
-        assert proc.poll() is None
-    finally:
-        proc.kill()
-        proc.wait()
+def test_open_proc_of_other_processes_is_invisible(
+    open_repo: Path, any_box: Sandbox, host_process: tuple[subprocess.Popen[bytes], str]
+) -> None:
+    proc, secret = host_process
+    result = run_open(open_repo, any_box, "proc-scan", {})
+    assert result.ok, result.error
+    assert len(result.result["pids"]) <= 3
+    assert secret not in json.dumps(result.result)
+    assert proc.poll() is None
     check_open_next_run(open_repo, any_box)
 
 

@@ -6,7 +6,7 @@ and, where the hook changes the outcome, with it. Each test asserts three things
 the attack is contained (what the procedure reports, or the host's own state,
 shows that nothing of the host was reached), the outcome has the expected class,
 and the next normal run works. The same attacks through the full path
-(validation on, recorded in the index) are in ``tests/test_hostile_full_path.py``.
+(validation on, recorded in the index) are in ``tests/sandbox/test_hostile_full_path.py``.
 
 Expected outcomes (``ok`` means the procedure returns an observation that proves
 nothing was reachable):
@@ -52,7 +52,6 @@ import resource
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -65,7 +64,7 @@ import pytest
 
 from registry.config import SandboxSection
 from registry.sandbox import RunOutcome, RunRequest, Sandbox
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, wait_for
 
 HOSTILE = Path(__file__).parent / "hostile"
 
@@ -100,14 +99,6 @@ def check_next_run_works(box: Sandbox, *, warm: bool = True) -> None:
     assert outcome.ok and outcome.result == "cba", outcome.error
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -137,21 +128,6 @@ def small_tmpfs() -> Iterator[Sandbox]:
     with Sandbox(SandboxSection(tmpfs_mb=16), pool_size=1, audit_hook=False) as box:
         box.wait_warm(30)
         yield box
-
-
-@pytest.fixture
-def host_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A host process with a secret in its command line and its environment."""
-    secret = f"SECRET-{uuid.uuid4().hex}"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; time.sleep(60)", secret],
-        env={"PATH": "/usr/bin:/bin", "PROCREG_TEST_SECRET": secret},
-    )
-    try:
-        yield proc, secret
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def blocked(box: Sandbox) -> str:
@@ -241,8 +217,8 @@ def test_other_processes_proc_is_invisible(
     proc, secret = host_process
     wait_for(
         lambda: secret.encode() in Path(f"/proc/{proc.pid}/cmdline").read_bytes(),
-        10,
         "the host process to start",
+        timeout=10,
     )
     outcome = run(box, "proc_scan", warm=False)
     assert outcome.ok, outcome.error
@@ -617,8 +593,8 @@ def test_misbehaving_runs_in_every_uid_slot_do_not_stall_the_next() -> None:
             thread.start()
         wait_for(
             lambda: len(box.slots.held) == 3 or len(outcomes) == len(bad),
-            20,
             "the misbehaving runs to take every slot",
+            timeout=20,
         )
         normal: dict[str, RunOutcome] = {}
 
@@ -643,7 +619,7 @@ def test_misbehaving_runs_in_every_uid_slot_do_not_stall_the_next() -> None:
         assert outcomes["deep_raw_result"].error.type == "MalformedResult"
         assert outcomes["forge_frames"].error is not None
         assert outcomes["forge_frames"].error.type == "MalformedResult"
-        wait_for(lambda: not box.slots.held, 20, "every uid slot to be given back")
+        wait_for(lambda: not box.slots.held, "every uid slot to be given back", timeout=20)
         check_next_run_works(box, warm=False)
 
 
@@ -675,8 +651,8 @@ def test_results_slow_to_decode_in_every_uid_slot_do_not_stall_the_next() -> Non
         try:
             wait_for(
                 lambda: len(box.slots.held) == 3 or len(done) == 3,
-                20,
                 "the wide runs to take every slot",
+                timeout=20,
             )
             started = time.monotonic()
             runner.start()
@@ -690,4 +666,4 @@ def test_results_slow_to_decode_in_every_uid_slot_do_not_stall_the_next() -> Non
             for thread in [*threads, runner]:
                 if thread.ident is not None:
                     thread.join(timeout=60)
-        wait_for(lambda: not box.slots.held, 20, "every uid slot to be given back")
+        wait_for(lambda: not box.slots.held, "every uid slot to be given back", timeout=20)

@@ -1,6 +1,6 @@
 """The sandbox layer, with real processes: results, limits and hostile procedures.
 
-Each hostile procedure in ``tests/hostile/`` runs directly through the sandbox
+Each hostile procedure in ``tests/sandbox/hostile/`` runs directly through the sandbox
 (validation skipped), warm and cold; it must end within its limits with the
 right failure class, leave the test process and the next run unharmed, and
 leave no scratch folder and no process of its uid behind.
@@ -23,17 +23,11 @@ from registry.config import SandboxSection
 from registry.errors import ExecutionError
 from registry.sandbox import RunRequest, Sandbox
 from registry.sandbox.slots import UID_BASE
+from tests.helpers import wait_for
 
 HOSTILE = Path(__file__).parent / "hostile"
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="uid drop and the uid sweep need root")
-
-
-def wait_for(condition, message: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.01)
 
 
 def hostile(name: str) -> dict[str, str]:

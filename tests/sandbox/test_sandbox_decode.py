@@ -1,7 +1,7 @@
 """The host's decoding of what a sandbox sends back: every malformed report is a failure class.
 
 Pure: bytes in, an outcome out, no process. The hostile suite sends the same
-shapes from inside a real sandbox (``tests/test_hostile_sandbox.py``).
+shapes from inside a real sandbox (``tests/sandbox/test_hostile_sandbox.py``).
 """
 
 from __future__ import annotations

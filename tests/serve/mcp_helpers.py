@@ -16,9 +16,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from registry.cli import main
 from registry.core.model import Example, Limits, Parameter
-from tests.cli_helpers import write_procedure
-from tests.conftest import git
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, git, write_proc
 
 OWN = REPO_ROOT / "procedures"
 CLIENT = types.Implementation(name="pytest-client", version="1.0")
@@ -40,8 +38,8 @@ def build_registry(root: Path) -> Path:
     procreg("init", str(repo))
     for folder in sorted(OWN.iterdir()):
         shutil.copytree(folder, repo / "procedures" / folder.name)
-    write_procedure(repo, "boom", body='raise ValueError("it went boom")')
-    write_procedure(
+    write_proc(repo, "boom", body='raise ValueError("it went boom")')
+    write_proc(
         repo,
         "sleepy",
         body="while True:\n        pass",
@@ -52,7 +50,7 @@ def build_registry(root: Path) -> Path:
     git(repo, "commit", "-qm", "feat: procedures")
     procreg("-C", str(repo), "release", "--skip-examples")
     # one procedure committed but never released: it must not be served
-    write_procedure(
+    write_proc(
         repo,
         "draft",
         parameters=[Parameter(name="text", type="string")],

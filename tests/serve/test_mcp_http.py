@@ -22,8 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from registry.api import AsyncRegistry
-from tests.cli_helpers import write_procedure
-from tests.conftest import git
+from tests.helpers import git, stop, write_proc
 from tests.serve.mcp_helpers import CLIENT, WAIT_S, Inbox, build_registry, procreg, server_env
 
 AGENT = "agent-secret-123"
@@ -92,12 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
             time.sleep(0.1)
         yield repo, base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc, signal.SIGTERM)
         log.close()
     assert "Traceback" not in (root / "serve.log").read_text()
 
@@ -220,7 +214,7 @@ def test_a_release_reaches_a_connected_http_client(server: tuple[Path, str]) -> 
         inbox = Inbox()
         async with http_session(base, AGENT, inbox) as session:
             assert "web-echo" not in {t.name for t in (await session.list_tools()).tools}
-            write_procedure(repo, "web-echo", description="echo over the web")
+            write_proc(repo, "web-echo", description="echo over the web")
             git(repo, "add", "procedures/web-echo")
             git(repo, "commit", "-qm", "feat: web-echo")
             await anyio.to_thread.run_sync(

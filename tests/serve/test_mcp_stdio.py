@@ -13,8 +13,7 @@ from mcp import MCPError
 
 from registry.api import AsyncRegistry
 from registry.git.store import GitStore
-from tests.cli_helpers import write_procedure
-from tests.conftest import git
+from tests.helpers import git, write_proc
 from tests.serve.mcp_helpers import WAIT_S, build_registry, procreg, stdio_session
 
 
@@ -176,7 +175,7 @@ def test_a_release_made_with_git_while_connected_changes_the_tool_list(repo: Pat
             before = {t.name for t in (await session.list_tools()).tools}
             assert "shout" not in before
             seen = inbox.list_changed
-            write_procedure(repo, "shout", body="return text.upper()", description="Shout it")
+            write_proc(repo, "shout", body="return text.upper()", description="Shout it")
             git(repo, "add", "procedures/shout")
             git(repo, "commit", "-qm", "feat: shout")
             await anyio.to_thread.run_sync(
@@ -191,7 +190,7 @@ def test_a_release_made_with_git_while_connected_changes_the_tool_list(repo: Pat
 
             # promoting a channel re-pins the tool (and is announced too)
             seen = inbox.list_changed
-            write_procedure(repo, "shout", body="return text.upper() + '!'", description="Shout it")
+            write_proc(repo, "shout", body="return text.upper() + '!'", description="Shout it")
             git(repo, "commit", "-qam", "fix: shout louder")
             await anyio.to_thread.run_sync(
                 lambda: procreg("-C", str(repo), "release", "shout", "--skip-examples")
@@ -268,7 +267,7 @@ def test_tools_list_pages_when_a_page_size_is_configured(tmp_path: Path) -> None
     small = tmp_path / "small"
     procreg("init", str(small))
     for pid in ("a1", "a2", "a3"):
-        write_procedure(small, pid)
+        write_proc(small, pid)
     with (small / "procreg.toml").open("a") as config:
         config.write("\n[mcp]\npage_size = 3\n")
     git(small, "add", "-A")
@@ -306,7 +305,7 @@ def test_procreg_mcp_on_a_postgresql_index(repo: Path, pg_url: str) -> None:
             ok = await session.call_tool("semver-compare", {"a": "2.0.0", "b": "1.0.0"})
             assert ok.structured_content == {"result": 1}
             seen = inbox.list_changed
-            write_procedure(repo, "pg-echo", description="echo on postgres")
+            write_proc(repo, "pg-echo", description="echo on postgres")
             git(repo, "add", "procedures/pg-echo")
             git(repo, "commit", "-qm", "feat: pg-echo")
             await anyio.to_thread.run_sync(

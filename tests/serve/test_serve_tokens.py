@@ -12,8 +12,7 @@ from registry.config import TokenSection, parse_config
 from registry.core.model import Metadata
 from registry.errors import ConfigError, PermissionDenied
 from registry.serve.tokens import LOCAL, TokenTable
-from tests.cli_helpers import run_cli, write_procedure
-from tests.conftest import git
+from tests.helpers import git, run_cli, write_proc
 
 
 def meta(pid: str = "p", category: str = "general", tags: list[str] | None = None) -> Metadata:
@@ -96,8 +95,8 @@ def test_procreg_tools_exports_every_format(
 ) -> None:
     repo = tmp_path / "reg"
     run_cli(capsys, "init", str(repo))
-    write_procedure(repo, "echo", description="say it back")
-    write_procedure(repo, "later", description="not released")
+    write_proc(repo, "echo", description="say it back")
+    write_proc(repo, "later", description="not released")
     git(repo, "add", "procedures/echo")
     git(repo, "commit", "-qm", "feat: echo")
     assert run_cli(capsys, "-C", str(repo), "release", "--skip-examples").code == 0

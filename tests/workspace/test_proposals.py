@@ -11,15 +11,14 @@ import pytest
 from registry.api import Registry
 from registry.errors import ValidationFailed
 from registry.git.store import GitStore
-from tests.cli_helpers import run_cli, write_procedure
-from tests.conftest import git
+from tests.helpers import git, run_cli, write_proc
 
 
 @pytest.fixture
 def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     repo = tmp_path / "reg"
     run_cli(capsys, "init", str(repo))
-    write_procedure(repo, "echo", description="say it back")
+    write_proc(repo, "echo", description="say it back")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "feat: echo")
     assert run_cli(capsys, "-C", str(repo), "release", "--skip-examples").code == 0
@@ -103,7 +102,7 @@ def test_concurrent_proposals_get_distinct_branches(repo: Path) -> None:
 def test_procreg_propose_from_the_working_tree(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_procedure(repo, "echo", description="say it back, louder")
+    write_proc(repo, "echo", description="say it back, louder")
     result = run_cli(capsys, "-C", str(repo), "propose", "echo", "-m", "docs: louder", "--json")
     assert result.code == 0, result.err
     data = result.json()
