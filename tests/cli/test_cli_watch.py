@@ -41,10 +41,14 @@ def test_procreg_watch_makes_commits_visible_without_a_manual_sync(
     )
     try:
         with Registry.open(repo, db_url, auto_sync=False) as reg:
-            wait_for(lambda: visible(reg, "echo", "first words"), "the start-up sync", timeout=WAIT_S)
+            wait_for(
+                lambda: visible(reg, "echo", "first words"), "the start-up sync", timeout=WAIT_S
+            )
             write_proc(repo, "echo", description="second words")
             git(repo, "commit", "-qam", "docs: reword echo")
-            wait_for(lambda: visible(reg, "echo", "second words"), "a plain git commit", timeout=WAIT_S)
+            wait_for(
+                lambda: visible(reg, "echo", "second words"), "a plain git commit", timeout=WAIT_S
+            )
             assert [h.id for h in reg.search("second")] == ["echo"]
             git(repo, "rm", "-rq", "procedures/echo")
             git(repo, "commit", "-qm", "chore: drop echo")

@@ -278,7 +278,9 @@ def test_table_is_large_enough() -> None:
 def test_first_release() -> None:
     decision = decide_bump(None, snapshot(), STATS, ["feat!: whatever"])
     assert (decision.bump, decision.breaking, decision.reasons) == (
-        "initial", False, ["first release"]
+        "initial",
+        False,
+        ["first release"],
     )
     assert decision.kinds == [ReasonKind.FIRST_RELEASE]
 
@@ -739,9 +741,7 @@ def test_squash_merge_bodies(
         (("Merge pull request #3 from a/b\n\n* feat!: thing",), "patch", [R.BODY_CHANGED]),
     ],
 )  # fmt: skip
-def test_commit_reason_kinds(
-    messages: tuple[str, ...], bump: str, kinds: list[ReasonKind]
-) -> None:
+def test_commit_reason_kinds(messages: tuple[str, ...], bump: str, kinds: list[ReasonKind]) -> None:
     new = snapshot(src(body="return text.split(None)[:limit]"))
     decision = decide_bump(snapshot(), new, STATS, messages)
     assert (decision.bump, decision.kinds) == (bump, kinds), decision.reasons
