@@ -10,6 +10,8 @@ afterwards. Without a server the test skips, unless ``PROCREG_REQUIRE_POSTGRES=1
 (CI sets it), in which case it fails. ``db_url`` runs a test once per index backend:
 None (SQLite) and a ``pg_url``.
 
+A registry: ``repo`` is a new one made by ``procreg init``.
+
 Disks: ``tmpfs`` mounts small file systems for a test, ``small_disk`` is one of 512 KiB.
 
 Plain helper functions (git, procedure writers, CLI runners, waits) are in helpers.py.
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import mount_tmpfs
+from tests.helpers import mount_tmpfs, run_cli
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test Author",
@@ -117,6 +119,17 @@ def pg_url(_pg_server: str) -> Iterator[str]:
     )
     with janitor:
         yield f"{_pg_server.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A new registry made by ``procreg init`` at ``tmp_path/reg``.
+
+    Modules that need more in it override ``repo``, asking for this one by the same name.
+    """
+    path = tmp_path / "reg"
+    assert run_cli(capsys, "init", str(path)).code == 0
+    return path
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

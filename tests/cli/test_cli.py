@@ -14,13 +14,6 @@ from registry.workspace.hooks import CLIENT_HOOKS, SERVER_HOOKS, hook_script
 from tests.helpers import REPO_ROOT, git, run_cli, run_process, write_proc
 
 
-@pytest.fixture
-def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    path = tmp_path / "reg"
-    assert run_cli(capsys, "init", str(path)).code == 0
-    return path
-
-
 def test_init_makes_a_registry_and_is_idempotent(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

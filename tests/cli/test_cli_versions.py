@@ -11,14 +11,13 @@ from tests.helpers import Result, git, run_cli, write_proc
 
 
 @pytest.fixture
-def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    path = tmp_path / "reg"
-    assert run_cli(capsys, "init", str(path)).code == 0
-    write_proc(path, "echo")
-    write_proc(path, "shout", body="return text.upper()")
-    git(path, "add", "-A")
-    git(path, "commit", "-qm", "feat: echo and shout")
-    return path
+def repo(repo: Path) -> Path:
+    """The new registry with echo and shout committed."""
+    write_proc(repo, "echo")
+    write_proc(repo, "shout", body="return text.upper()")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: echo and shout")
+    return repo
 
 
 def cli(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> Result:

@@ -20,7 +20,7 @@ import registry
 from registry.errors import NotFoundError
 from registry.git.store import GitStore
 from registry.releases import release as releases
-from tests.helpers import commit_all, git, invalid_files, proc_files, write_files
+from tests.helpers import commit_all, git, invalid_files, make_repo, proc_files, write_files
 
 ROOT = Path(registry.__file__).resolve().parent.parent
 
@@ -32,8 +32,7 @@ def released(repo: Path) -> list[tuple[str, str, str]]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    git(tmp_path, "init", "-q", "-b", "main", str(path))
+    path = make_repo(tmp_path / "work")
     write_files(path, "echo", proc_files("echo"))
     write_files(path, "upper", proc_files("upper", body="return text.upper()"))
     commit_all(path, "feat: echo and upper")

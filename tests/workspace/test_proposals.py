@@ -15,9 +15,8 @@ from tests.helpers import git, run_cli, write_proc
 
 
 @pytest.fixture
-def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    repo = tmp_path / "reg"
-    run_cli(capsys, "init", str(repo))
+def repo(repo: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """The new registry with echo committed and released."""
     write_proc(repo, "echo", description="say it back")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "feat: echo")
