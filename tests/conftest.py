@@ -10,7 +10,7 @@ afterwards. Without a server the test skips, unless ``PROCREG_REQUIRE_POSTGRES=1
 (CI sets it), in which case it fails. ``db_url`` runs a test once per index backend:
 None (SQLite) and a ``pg_url``.
 
-A registry: ``repo`` is a new one made by ``procreg init``.
+A registry: ``repo`` is a new one made by ``procreg init``; ``sandbox`` a module's sandbox.
 
 Disks: ``tmpfs`` mounts small file systems for a test, ``small_disk`` is one of 512 KiB.
 
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.sandbox import Sandbox
 from tests.helpers import mount_tmpfs, run_cli
 
 GIT_IDENTITY = {
@@ -130,6 +131,13 @@ def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     path = tmp_path / "reg"
     assert run_cli(capsys, "init", str(path)).code == 0
     return path
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    """One sandbox (a pool of one) for the tests of a module."""
+    with Sandbox(pool_size=1) as box:
+        yield box
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

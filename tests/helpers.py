@@ -4,7 +4,8 @@
   ``tag_release``, ``tag_channel``;
 - procedures: ``write_proc`` (a valid procedure folder in a working tree),
   ``write_code`` (the same for arbitrary code with tight limits), ``proc_files`` /
-  ``invalid_files`` (a procedure's files as bytes), ``write_files``, ``release``;
+  ``invalid_files`` (a procedure's files as bytes), ``write_files``, ``release``,
+  ``hostile`` (the files of a hostile payload in ``HOSTILE``);
 - the CLI: ``run_cli`` (in-process), ``run_process`` (``python -m registry``), ``Result``;
 - waiting: ``wait_for`` (poll until true, bounded);
 - disks: ``mount_tmpfs``, ``fill_disk``, ``remount_read_only``;
@@ -188,6 +189,15 @@ def proc_files(
 def invalid_files(pid: str) -> dict[str, bytes]:
     """A procedure that fails validation (it calls eval)."""
     return proc_files(pid, body="return eval(text)")
+
+
+#: The hostile procedures (data: payloads the sandbox tests run, never imported).
+HOSTILE = REPO_ROOT / "tests" / "sandbox" / "hostile"
+
+
+def hostile(name: str, **extra: str) -> dict[str, str]:
+    """The files of a sandbox run of ``HOSTILE/<name>.py`` (as main.py), plus ``extra``."""
+    return {"main.py": (HOSTILE / f"{name}.py").read_text(), **extra}
 
 
 def release(root: Path, pid: str) -> str:

@@ -53,12 +53,6 @@ async def run_once(
         await backend.close()
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(pool_size=1) as box:
-        yield box
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = make_repo(tmp_path / "repo")

@@ -9,6 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from registry.sandbox import Sandbox
+
+
+@pytest.fixture(scope="module")
+def os_only() -> Iterator[Sandbox]:
+    """The OS layers alone: the attacker has defeated the audit hook."""
+    with Sandbox(pool_size=1, audit_hook=False) as box:
+        box.wait_warm(30)
+        yield box
+
 
 @pytest.fixture
 def host_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:

@@ -42,7 +42,7 @@ from registry.git.store import GitStore
 from registry.index.sync import open_backend
 from registry.runs import execution
 from registry.sandbox import Sandbox
-from tests.helpers import REPO_ROOT, commit_all, make_repo, release, write_code
+from tests.helpers import HOSTILE, REPO_ROOT, commit_all, make_repo, release, write_code
 
 NO_PARAMS: list[Parameter] = []
 PATH_PARAM = [Parameter(name="path", type="string")]
@@ -145,12 +145,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(pool_size=1) as box:
-        yield box
-
-
 def run(root: Path, box: Any, pid: str, spec: str | None, kwargs: dict[str, Any]):
     async def go():
         store = GitStore.open(root)
@@ -230,7 +224,6 @@ def test_denied_procedures_cannot_be_released(repo: Path) -> None:
 # ``os_only`` is the same path with the audit hook off (an attacker who beat it).
 
 
-HOSTILE = Path(__file__).parent / "hostile"
 PERMISSIVE_CONFIG = (
     "[validation]\n"
     'allow_imports = ["os", "socket", "sys", "signal", "mmap", "threading", "subprocess", '
@@ -310,12 +303,6 @@ def open_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for pid in ["well-behaved", *OPEN]:
         assert release(root, pid) == "1.0.0", pid  # `procreg check` and release both pass
     return root
-
-
-@pytest.fixture(scope="module")
-def os_only():
-    with Sandbox(pool_size=1, audit_hook=False) as box:
-        yield box
 
 
 @pytest.fixture(params=["audit-hook", "os-only"])

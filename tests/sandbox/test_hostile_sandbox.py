@@ -64,9 +64,7 @@ import pytest
 
 from registry.config import SandboxSection
 from registry.sandbox import RunOutcome, RunRequest, Sandbox
-from tests.helpers import REPO_ROOT, wait_for
-
-HOSTILE = Path(__file__).parent / "hostile"
+from tests.helpers import HOSTILE, REPO_ROOT, hostile, wait_for
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 and os.environ.get("CI") != "true",
@@ -74,10 +72,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 NORMAL = "def main(text):\n    return text[::-1]\n"
-
-
-def hostile(name: str, **extra: str) -> dict[str, str]:
-    return {"main.py": (HOSTILE / f"{name}.py").read_text(), **extra}
 
 
 def run(
@@ -100,14 +94,6 @@ def check_next_run_works(box: Sandbox, *, warm: bool = True) -> None:
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def os_only() -> Iterator[Sandbox]:
-    """The OS layers alone: the attacker has defeated the audit hook."""
-    with Sandbox(pool_size=1, audit_hook=False) as box:
-        box.wait_warm(30)
-        yield box
 
 
 @pytest.fixture(scope="module")

@@ -23,15 +23,10 @@ from registry.config import SandboxSection
 from registry.errors import ExecutionError
 from registry.sandbox import RunRequest, Sandbox
 from registry.sandbox.slots import UID_BASE
-from tests.helpers import wait_for
+from tests.helpers import hostile, wait_for
 
-HOSTILE = Path(__file__).parent / "hostile"
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="uid drop and the uid sweep need root")
-
-
-def hostile(name: str) -> dict[str, str]:
-    return {"main.py": (HOSTILE / f"{name}.py").read_text()}
 
 
 def uid_processes(uid: int) -> list[int]:
