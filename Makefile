@@ -42,12 +42,13 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks --full
 
+## ruff (lint and formatting) and mypy, over the library and its tests.
 lint: $(STAMP)
 	$(BIN)/ruff check registry tests benchmarks
-	$(BIN)/ruff format --check registry
+	$(BIN)/ruff format --check registry tests
 
 typecheck: $(STAMP)
-	$(BIN)/mypy registry
+	$(BIN)/mypy registry tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/work

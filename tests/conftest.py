@@ -7,7 +7,14 @@ developer's config and produce the same commits everywhere.
 PostgreSQL: ``pg_url`` gives each test its own fresh database on the server
 at ``PROCREG_TEST_PG`` (default 127.0.0.1:5432, user postgres), dropped
 afterwards. Without a server the test skips, unless ``PROCREG_REQUIRE_POSTGRES=1``
-(CI sets it), in which case it fails.
+(CI sets it), in which case it fails. ``db_url`` runs a test once per index backend:
+None (SQLite) and a ``pg_url``.
+
+A registry: ``repo`` is a new one made by ``procreg init``; ``sandbox`` a module's sandbox.
+
+Disks: ``tmpfs`` mounts small file systems for a test, ``small_disk`` is one of 512 KiB.
+
+Plain helper functions (git, procedure writers, CLI runners, waits) are in helpers.py.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from registry.sandbox import Sandbox
+from tests.helpers import mount_tmpfs, run_cli
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test Author",
@@ -112,30 +122,31 @@ def pg_url(_pg_server: str) -> Iterator[str]:
         yield f"{_pg_server.rsplit('/', 1)[0]}/{name}"
 
 
-def git(cwd: Path, *args: str, check: bool = True) -> str:
-    """Run the git CLI in ``cwd`` and return its stdout (tests drive git like a person)."""
-    import subprocess
+@pytest.fixture
+def repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A new registry made by ``procreg init`` at ``tmp_path/reg``.
 
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
+    Modules that need more in it override ``repo``, asking for this one by the same name.
+    """
+    path = tmp_path / "reg"
+    assert run_cli(capsys, "init", str(path)).code == 0
+    return path
 
 
-def _mount_tmpfs(where: Path, size: str) -> None:
-    import subprocess
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    """One sandbox (a pool of one) for the tests of a module."""
+    with Sandbox(pool_size=1) as box:
+        yield box
 
-    where.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot mount a tmpfs in CI: {proc.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here (not root?): {proc.stderr.strip()}")
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """The index a test runs against, once per backend: None (the SQLite file in .git)
+    or a fresh PostgreSQL database (``pg_url``)."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
@@ -151,7 +162,7 @@ def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
     mounted: list[Path] = []
 
     def mount(where: Path, size: str = "512k") -> Path:
-        _mount_tmpfs(where, size)
+        mount_tmpfs(where, size)
         mounted.append(where)
         return where
 
@@ -162,33 +173,7 @@ def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
             subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
 
 
-def fill_disk(where: Path) -> None:
-    """Fill the file system holding ``where`` until it has no space left."""
-    import errno
-
-    with (where / "filler").open("wb") as fh:
-        chunk = b"\0" * 65536
-        try:
-            while True:
-                fh.write(chunk)
-                fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-    # a few more bytes fill the last partial block
-    for i in range(64):
-        try:
-            (where / f"filler-{i}").write_bytes(b"\0" * 512)
-        except OSError:
-            break
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path, tmpfs: Callable[[Path, str], Path]) -> Path:
     """A 512 KiB tmpfs mounted for this test (unmounted afterwards)."""
     return tmpfs(tmp_path / "disk", "512k")
-
-
-def remount_read_only(where: Path) -> None:
-    import subprocess
-
-    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)

@@ -14,15 +14,7 @@ from registry.api import AsyncRegistry, Registry
 from registry.errors import NotFoundError, RegistryTimeout
 from registry.git.store import GitStore
 from registry.index.sync import open_backend
-from tests.conftest import git
-from tests.test_sync import commit_all, make_repo, tag_channel, tag_release, write_proc
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    return str(request.getfixturevalue("pg_url"))
+from tests.helpers import commit_all, git, make_repo, tag_channel, tag_release, write_proc
 
 
 @pytest.fixture

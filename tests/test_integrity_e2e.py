@@ -28,17 +28,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import Result, run_process, write_procedure
-from tests.conftest import fill_disk, git, remount_read_only
-from tests.legacy_fixtures import build_sqlite
+from tests.helpers import (
+    REPO_ROOT,
+    Result,
+    fill_disk,
+    git,
+    hold_open,
+    remount_read_only,
+    run_process,
+    write_proc,
+)
+from tests.migrate.legacy_fixtures import build_sqlite
 
-ROOT = Path(__file__).resolve().parents[1]
 Mount = Callable[[Path, str], Path]
 SEED = int(os.environ.get("PROCREG_TEST_SEED", str(random.SystemRandom().randrange(1 << 30))))
 
 
 def env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), **extra}
 
 
 def procreg(repo: Path, *args: str, **extra: str) -> Result:
@@ -49,7 +56,7 @@ def killed(repo: Path, mode: str, n: int, *args: str) -> subprocess.CompletedPro
     """``procreg ARGS`` under tests/integrity_killer.py (SIGKILLed at the chosen point)."""
     return subprocess.run(
         [sys.executable, "-m", "tests.integrity_killer", mode, str(n), "-C", str(repo), *args],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env=env(),
         capture_output=True,
         text=True,
@@ -61,7 +68,7 @@ def killed(repo: Path, mode: str, n: int, *args: str) -> subprocess.CompletedPro
 def new_repo(path: Path, ids: list[str]) -> Path:
     assert procreg(path.parent, "init", str(path)).code == 0
     for pid in ids:
-        write_procedure(path, pid)
+        write_proc(path, pid)
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "feat: procedures" if ids else "chore: a registry")
     return path
@@ -202,7 +209,7 @@ def test_eight_releasers_on_a_commit_and_its_child(tmp_path: Path) -> None:
     for pid in ("a", "b"):
         main = repo / "procedures" / pid / "main.py"
         main.write_text(main.read_text().replace("return text", "return text.strip()"))
-    write_procedure(repo, "d")
+    write_proc(repo, "d")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "fix: strip; feat: d")
     child = git(repo, "rev-parse", "HEAD").strip()
@@ -268,19 +275,12 @@ def _dead_lock(path: Path) -> None:
 def live_lock(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     repo = new_repo(tmp_path / "repo", ["echo"])
     lock = repo / ".git" / "refs" / "tags" / "procedure-echo-v1.0.0.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"import time; f = open({str(lock)!r}, 'w'); print('held', "
-         "flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder = hold_open(lock, "w")
     try:
         yield lock, holder
     finally:
         holder.kill()
         holder.wait(timeout=30)
-        holder.stdout.close()
 
 
 def test_stale_tag_and_branch_locks_are_cleared(tmp_path: Path) -> None:

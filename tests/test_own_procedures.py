@@ -15,15 +15,15 @@ import importlib.util
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from registry.core.model import ID_RE, Metadata
 from registry.core.signature import read_signature
+from tests.helpers import REPO_ROOT
 
-PROCEDURES = Path(__file__).resolve().parent.parent / "procedures"
+PROCEDURES = REPO_ROOT / "procedures"
 IDS = sorted(p.name for p in PROCEDURES.iterdir() if p.is_dir())
 ALLOWED_IMPORTS = {
     "re", "json", "math", "datetime", "string", "textwrap", "unicodedata", "urllib.parse",

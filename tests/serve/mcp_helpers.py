@@ -1,0 +1,106 @@
+"""Shared for the MCP tests: a registry of this repo's own procedures, released, and clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, redirect_stdout
+from io import StringIO
+from pathlib import Path
+
+import anyio
+import mcp_types as types
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+from registry.cli import main
+from registry.core.model import Example, Limits, Parameter
+from tests.helpers import REPO_ROOT, git, write_proc
+
+OWN = REPO_ROOT / "procedures"
+CLIENT = types.Implementation(name="pytest-client", version="1.0")
+WAIT_S = 30.0
+
+
+def procreg(*args: str) -> str:
+    """Run the CLI in-process; fail the test on a non-zero exit."""
+    out = StringIO()
+    with redirect_stdout(out):
+        code = main(list(args))
+    assert code == 0, f"procreg {' '.join(args)} exited {code}: {out.getvalue()}"
+    return out.getvalue()
+
+
+def build_registry(root: Path) -> Path:
+    """A registry holding this repo's procedures plus a failing and a slow one, all released."""
+    repo = root / "reg"
+    procreg("init", str(repo))
+    for folder in sorted(OWN.iterdir()):
+        shutil.copytree(folder, repo / "procedures" / folder.name)
+    write_proc(repo, "boom", body='raise ValueError("it went boom")')
+    write_proc(
+        repo,
+        "sleepy",
+        body="while True:\n        pass",
+        limits=Limits(timeout_s=1.0),
+        examples=[],
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: procedures")
+    procreg("-C", str(repo), "release", "--skip-examples")
+    # one procedure committed but never released: it must not be served
+    write_proc(
+        repo,
+        "draft",
+        parameters=[Parameter(name="text", type="string")],
+        examples=[Example(input={"text": "a"}, output="a")],
+    )
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "feat: draft")
+    return repo
+
+
+def server_env() -> dict[str, str]:
+    keep = ("HOME", "PATH", "GIT_CONFIG_NOSYSTEM", "LANG", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("GIT_")})
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+class Inbox:
+    """Server notifications a client received, with a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.list_changed = 0
+        self._event = anyio.Event()
+
+    async def __call__(self, message: object) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self.list_changed += 1
+            self._event.set()
+
+    async def wait_list_changed(self, seen: int) -> None:
+        with anyio.fail_after(WAIT_S):
+            while self.list_changed <= seen:
+                await self._event.wait()
+                self._event = anyio.Event()
+
+
+@asynccontextmanager
+async def stdio_session(repo: Path, *extra: str) -> AsyncIterator[tuple[ClientSession, Inbox]]:
+    """``python -m registry -C REPO mcp``, and an initialized SDK client session on it."""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "registry", "-C", str(repo), *extra, "mcp"],
+        env=server_env(),
+    )
+    inbox = Inbox()
+    async with (
+        stdio_client(params) as (read, write),
+        ClientSession(read, write, client_info=CLIENT, message_handler=inbox) as session,
+    ):
+        with anyio.fail_after(WAIT_S * 2):
+            await session.initialize()
+        yield session, inbox
