@@ -9,8 +9,7 @@ import pytest
 from registry.errors import GitError, HistoryIncomplete, UsageError
 from registry.git import remotes
 from registry.git.store import GitStore
-from tests.cli_helpers import run_cli, write_procedure
-from tests.conftest import git
+from tests.helpers import git, run_cli, write_proc
 
 PREFIX = "procedure-"
 
@@ -20,11 +19,11 @@ def server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """A bare remote holding main and two releases of ``greet``."""
     work = tmp_path / "work"
     assert run_cli(capsys, "init", str(work)).code == 0
-    write_procedure(work, "greet")
+    write_proc(work, "greet")
     git(work, "add", "-A")
     git(work, "commit", "-qm", "feat: greet")
     assert run_cli(capsys, "-C", str(work), "release", "--skip-examples").code == 0
-    write_procedure(work, "greet", description="greets better")
+    write_proc(work, "greet", description="greets better")
     git(work, "commit", "-qam", "fix: wording")
     assert run_cli(capsys, "-C", str(work), "release", "--skip-examples").code == 0
     bare = tmp_path / "server.git"

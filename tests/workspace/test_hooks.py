@@ -12,8 +12,7 @@ import pytest
 from registry.git.store import GitStore
 from registry.workspace import hooks
 from registry.workspace.scaffold import init_registry
-from tests.cli_helpers import run_cli, write_procedure
-from tests.conftest import git
+from tests.helpers import git, run_cli, write_proc
 
 
 def _commit(repo: Path, env: dict[str, str], message: str) -> subprocess.CompletedProcess[str]:
@@ -43,7 +42,7 @@ def _registry(path: Path) -> GitStore:
 
 
 def _bad_procedure(repo: Path) -> None:
-    folder = write_procedure(repo, "broken")
+    folder = write_proc(repo, "broken")
     (folder / "main.py").write_text("def main(text: str) -> str:\n    return eval(text)\n")
 
 
@@ -77,7 +76,7 @@ def test_a_hook_says_what_to_install_when_procreg_is_nowhere(tmp_path: Path) -> 
     store = _registry(tmp_path / "reg")
     store.set_local_config(hooks.PYTHON_CONFIG, None)
     env = _env_without_procreg(PATH="/usr/bin:/bin")
-    write_procedure(tmp_path / "reg", "greet")
+    write_proc(tmp_path / "reg", "greet")
     done = _commit(tmp_path / "reg", env, "feat: greet")
     if done.returncode == 0:  # a python3 on /usr/bin that can import registry
         pytest.skip("the system python3 has procreg installed")
@@ -126,7 +125,7 @@ def test_check_ignores_the_gitkeep_init_writes(
     # What the pre-commit framework passes on the first commit, and with --all-files.
     first = run_cli(capsys, "-C", str(repo), "check", str(repo / "procedures/.gitkeep"))
     assert first.code == 0, first.out + first.err
-    folder = write_procedure(repo, "greet")
+    folder = write_proc(repo, "greet")
     files = [str(p) for p in (*folder.iterdir(), repo / "procedures/.gitkeep")]
     every = run_cli(capsys, "-C", str(repo), "check", *files)
     assert every.code == 0, every.out + every.err
