@@ -37,6 +37,7 @@ from registry.core.codecheck import (
     parse_source,
     too_complex,
 )
+from registry.core.jsonvalue import fits, json_equal
 from registry.core.model import ID_RE, PYTHON_TYPES, Metadata
 from registry.core.problems import Problem
 from registry.core.signature import Signature, signature_of
@@ -305,16 +306,6 @@ _KNOWN_TYPES = frozenset(
     {"str", "int", "float", "bool", "list", "tuple", "dict", "set", "frozenset", "bytes",
      "bytearray", "complex", "Path", "Sequence", "Mapping", "Iterable", "Any", "object"}
 )  # fmt: skip
-_JSON_FITS = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "file": lambda v: isinstance(v, str),
-    "directory": lambda v: isinstance(v, str),
-}
 
 
 def _type_names(node: ast.expr) -> list[str] | None:
@@ -367,19 +358,6 @@ def _type_contradicts(param_type: str, annotation: str) -> bool:
     return not any(n in accepted for n in members)
 
 
-def _same_value(a: object, b: object) -> bool:
-    """JSON equality: ``True`` is not ``1``, a tuple equals the same list."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
-
-
 def _compare(sig: Signature, meta: Metadata, mf: _MetadataFile, path: str) -> list[Problem]:
     problems: list[Problem] = []
     code = {p.name: p for p in sig.params if p.kind not in ("var_positional", "var_keyword")}
@@ -427,7 +405,7 @@ def _compare(sig: Signature, meta: Metadata, mf: _MetadataFile, path: str) -> li
                     "cannot be checked against metadata.json; write the value itself",
                 )
             else:
-                if not _same_value(code_default, mp.default):
+                if not json_equal(code_default, mp.default):
                     at(
                         cp.line,
                         "parameter-default-mismatch",
@@ -498,9 +476,7 @@ def _example_problems(meta: Metadata, mf: _MetadataFile) -> list[Problem]:
                         key,
                     )
                 )
-            elif (
-                value is not None and param.type in _JSON_FITS and not _JSON_FITS[param.type](value)
-            ):
+            elif value is not None and not fits(value, param.type):
                 problems.append(
                     mf.problem(
                         "example-type-mismatch",
