@@ -38,9 +38,9 @@ from registry.core.codecheck import (
     too_complex,
 )
 from registry.core.jsonvalue import fits, json_equal
-from registry.core.model import ID_RE, PYTHON_TYPES, Metadata
+from registry.core.model import ID_RE, PYTHON_TYPES, Metadata, Parameter
 from registry.core.problems import Problem
-from registry.core.signature import Signature, signature_of
+from registry.core.signature import ParamSig, Signature, signature_of
 from registry.core.snapshot import (
     MAIN_FILE,
     METADATA_FILE,
@@ -308,31 +308,41 @@ _KNOWN_TYPES = frozenset(
 )  # fmt: skip
 
 
+def _constant_type_names(node: ast.Constant) -> list[str] | None:
+    """``None``, or a string annotation (``"int | None"``) read as the annotation it spells."""
+    if node.value is None:
+        return ["None"]
+    if not isinstance(node.value, str):
+        return None
+    try:
+        return _type_names(ast.parse(node.value, mode="eval").body)
+    except SyntaxError:
+        return None
+
+
+def _subscript_type_names(node: ast.Subscript) -> list[str] | None:
+    """``Optional[X]`` and ``Union[X, Y]`` give their members, ``Annotated[X, ...]`` gives X's."""
+    base = _type_names(node.value)
+    if base is None or len(base) != 1:
+        return None
+    elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+    if base[0] in ("Optional", "Union"):
+        names = [_type_names(e) for e in elts]
+        return None if any(n is None for n in names) else [x for n in names if n for x in n]
+    if base[0] == "Annotated":
+        return _type_names(elts[0])
+    return base
+
+
 def _type_names(node: ast.expr) -> list[str] | None:
     """The plain type names of an annotation's union members, or ``None`` if unclear."""
     if isinstance(node, ast.Constant):
-        if node.value is None:
-            return ["None"]
-        if isinstance(node.value, str):
-            try:
-                return _type_names(ast.parse(node.value, mode="eval").body)
-            except SyntaxError:
-                return None
-        return None
+        return _constant_type_names(node)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         left, right = _type_names(node.left), _type_names(node.right)
         return None if left is None or right is None else left + right
     if isinstance(node, ast.Subscript):
-        base = _type_names(node.value)
-        if base is None or len(base) != 1:
-            return None
-        elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        if base[0] in ("Optional", "Union"):
-            names = [_type_names(e) for e in elts]
-            return None if any(n is None for n in names) else [x for n in names if n for x in n]
-        if base[0] == "Annotated":
-            return _type_names(elts[0])
-        return base
+        return _subscript_type_names(node)
     if isinstance(node, ast.Name):
         return [_TYPE_ALIASES.get(node.id, node.id)]
     if isinstance(node, ast.Attribute):
@@ -358,6 +368,41 @@ def _type_contradicts(param_type: str, annotation: str) -> bool:
     return not any(n in accepted for n in members)
 
 
+def _required_or_default(
+    mp: Parameter, cp: ParamSig, fn: str, default_declared: bool
+) -> tuple[str, str] | None:
+    """A parameter's required-ness and default in code vs metadata: (rule, message), if wrong."""
+    if mp.required and cp.has_default:
+        return (
+            "parameter-required-mismatch",
+            f"parameter {mp.name!r} is required in metadata.json but has a default in "
+            f'{fn}; remove the default or set "required": false in metadata.json',
+        )
+    if not mp.required and not cp.has_default:
+        return (
+            "parameter-required-mismatch",
+            f'parameter {mp.name!r} is optional in metadata.json ("required": false) but '
+            f'has no default in {fn}; give it a default or set "required": true',
+        )
+    if cp.default is None or not default_declared:
+        return None
+    try:
+        code_default = ast.literal_eval(cp.default)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return (
+            "parameter-default-not-literal",
+            f"the default of {mp.name!r} in {fn} is `{cp.default}`, not a literal, so it "
+            "cannot be checked against metadata.json; write the value itself",
+        )
+    if json_equal(code_default, mp.default):
+        return None
+    return (
+        "parameter-default-mismatch",
+        f"parameter {mp.name!r} defaults to {cp.default} in {fn} but to "
+        f"{json.dumps(mp.default)} in metadata.json; make them equal",
+    )
+
+
 def _compare(sig: Signature, meta: Metadata, mf: _MetadataFile, path: str) -> list[Problem]:
     problems: list[Problem] = []
     code = {p.name: p for p in sig.params if p.kind not in ("var_positional", "var_keyword")}
@@ -380,38 +425,9 @@ def _compare(sig: Signature, meta: Metadata, mf: _MetadataFile, path: str) -> li
                 )
             )
             continue
-        if mp.required and cp.has_default:
-            at(
-                cp.line,
-                "parameter-required-mismatch",
-                f"parameter {mp.name!r} is required in metadata.json but has a default in "
-                f'{fn}; remove the default or set "required": false in metadata.json',
-            )
-        elif not mp.required and not cp.has_default:
-            at(
-                cp.line,
-                "parameter-required-mismatch",
-                f'parameter {mp.name!r} is optional in metadata.json ("required": false) but '
-                f'has no default in {fn}; give it a default or set "required": true',
-            )
-        elif cp.default is not None and i < len(raw) and "default" in raw[i]:
-            try:
-                code_default = ast.literal_eval(cp.default)
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                at(
-                    cp.line,
-                    "parameter-default-not-literal",
-                    f"the default of {mp.name!r} in {fn} is `{cp.default}`, not a literal, so it "
-                    "cannot be checked against metadata.json; write the value itself",
-                )
-            else:
-                if not json_equal(code_default, mp.default):
-                    at(
-                        cp.line,
-                        "parameter-default-mismatch",
-                        f"parameter {mp.name!r} defaults to {cp.default} in {fn} but to "
-                        f"{json.dumps(mp.default)} in metadata.json; make them equal",
-                    )
+        problem = _required_or_default(mp, cp, fn, i < len(raw) and "default" in raw[i])
+        if problem is not None:
+            at(cp.line, *problem)
         if cp.annotation is not None and _type_contradicts(mp.type, cp.annotation):
             at(
                 cp.line,
@@ -567,23 +583,15 @@ def _file_problem(
     return None
 
 
-def validate_snapshot(
-    snapshot: Snapshot, config: ValidationSection | None = None
-) -> ValidationResult:
-    """Validate a procedure folder; gathers every problem instead of stopping at the first.
-
-    Checks the id, the files (modes, sizes, encodings), ``metadata.json``
-    against :class:`~registry.core.model.Metadata`, every ``.py`` file with
-    :func:`check_source`, the entry point's form, and the entry point's
-    parameters against the metadata and its examples.
-    """
-    config = config or ValidationSection()
-    base = snapshot.path
-    problems = check_id(snapshot.id, base)
+def _read_files(
+    snapshot: Snapshot, config: ValidationSection
+) -> tuple[dict[str, str], list[Problem]]:
+    """The text of every usable file, and the problems of each file on its own."""
     texts: dict[str, str] = {}
+    problems: list[Problem] = []
     for name in sorted(snapshot.files):
         data, mode = snapshot.files[name]
-        path = f"{base}/{name}"
+        path = f"{snapshot.path}/{name}"
         bad = _file_problem(name, data, mode, path, config)
         if bad is not None:
             problems.append(bad)
@@ -598,6 +606,13 @@ def validate_snapshot(
                 )
             )
         texts[name] = data.decode("utf-8")
+    return texts, problems
+
+
+def _folder_problems(snapshot: Snapshot, config: ValidationSection) -> list[Problem]:
+    """The folder as a whole: how many files, how many bytes, the files every procedure needs."""
+    base = snapshot.path
+    problems: list[Problem] = []
     if len(snapshot.files) > config.max_files:
         problems.append(
             Problem(
@@ -625,23 +640,77 @@ def validate_snapshot(
                     message=f"every procedure needs {required}; add it",
                 )
             )
+    return problems
 
+
+def _reserved(module: str) -> bool:
+    """True for a top-level name of the standard library or an always-denied import."""
+    top = module.split(".")[0]
+    return top in _STDLIB or top in ALWAYS_DENIED_IMPORTS
+
+
+def _local_imports(snapshot: Snapshot) -> tuple[dict[str, str], list[Problem]]:
+    """The folder's importable modules (those not shadowing the stdlib), and the shadowing ones."""
     local = _local_modules(snapshot.files)
-    for module, name in sorted(local.items()):
-        if "." not in module and (module in _STDLIB or module in ALWAYS_DENIED_IMPORTS):
-            problems.append(
-                Problem(
-                    path=f"{base}/{name}",
-                    rule="shadows-stdlib",
-                    message=f"module `{module}` would shadow the standard library's; "
-                    "rename the file",
-                )
-            )
-    local = {
-        m: n
-        for m, n in local.items()
-        if m.split(".")[0] not in _STDLIB and m.split(".")[0] not in ALWAYS_DENIED_IMPORTS
-    }
+    problems = [
+        Problem(
+            path=f"{snapshot.path}/{name}",
+            rule="shadows-stdlib",
+            message=f"module `{module}` would shadow the standard library's; rename the file",
+        )
+        for module, name in sorted(local.items())
+        if "." not in module and _reserved(module)
+    ]
+    return {m: n for m, n in local.items() if not _reserved(m)}, problems
+
+
+def _entry_name(meta: Metadata | None, mf: _MetadataFile | None) -> str:
+    """The entry point's name: from the metadata, else as metadata.json spells it, else main."""
+    if meta is not None:
+        return meta.entry_point
+    named = mf.data.get("entry_point") if mf is not None and isinstance(mf.data, dict) else None
+    return named if isinstance(named, str) and named.isidentifier() else "main"
+
+
+def _check_entry(
+    text: str, path: str, entry: str, meta: Metadata | None, mf: _MetadataFile | None
+) -> tuple[Signature | None, list[Problem]]:
+    """The entry point's signature, and its problems: its form, its parameters vs metadata."""
+    tree, _ = parse_source(text, path)
+    if tree is None:
+        return None, []
+    problems: list[Problem] = []
+    sig = None
+    try:
+        func, problems = _entry_point(tree, entry, path)
+        if func is not None:
+            sig = signature_of(func)
+            problems += _signature_form(sig, path)
+            if meta is not None and mf is not None:
+                problems += _compare(sig, meta, mf, path)
+    except RecursionError:
+        problems.append(too_complex(path))
+    return sig, problems
+
+
+def validate_snapshot(
+    snapshot: Snapshot, config: ValidationSection | None = None
+) -> ValidationResult:
+    """Validate a procedure folder; gathers every problem instead of stopping at the first.
+
+    Checks the id, the files (modes, sizes, encodings), ``metadata.json``
+    against :class:`~registry.core.model.Metadata`, every ``.py`` file with
+    :func:`check_source`, the entry point's form, and the entry point's
+    parameters against the metadata and its examples.
+    """
+    config = config or ValidationSection()
+    base = snapshot.path
+    problems = check_id(snapshot.id, base)
+    texts, file_problems = _read_files(snapshot, config)
+    problems += file_problems
+    problems += _folder_problems(snapshot, config)
+    local, shadowing = _local_imports(snapshot)
+    problems += shadowing
 
     meta, mf = None, None
     if METADATA_FILE in texts:
@@ -651,27 +720,11 @@ def validate_snapshot(
         if name.endswith(".py"):
             problems += check_source(text, f"{base}/{name}", config, local_modules=local)
 
-    entry = "main"
-    if meta is not None:
-        entry = meta.entry_point
-    elif mf is not None and isinstance(mf.data, dict):
-        named = mf.data.get("entry_point")
-        entry = named if isinstance(named, str) and named.isidentifier() else entry
     sig = None
     if MAIN_FILE in texts:
-        main_path = f"{base}/{MAIN_FILE}"
-        tree, _ = parse_source(texts[MAIN_FILE], main_path)
-        try:
-            if tree is not None:
-                func, entry_problems = _entry_point(tree, entry, main_path)
-                problems += entry_problems
-                if func is not None:
-                    sig = signature_of(func)
-                    problems += _signature_form(sig, main_path)
-                    if meta is not None and mf is not None:
-                        problems += _compare(sig, meta, mf, main_path)
-        except RecursionError:
-            problems.append(too_complex(main_path))
+        entry = _entry_name(meta, mf)
+        sig, entry_problems = _check_entry(texts[MAIN_FILE], f"{base}/{MAIN_FILE}", entry, meta, mf)
+        problems += entry_problems
     if meta is not None and mf is not None:
         problems += _example_problems(meta, mf)
     return ValidationResult(id=snapshot.id, metadata=meta, signature=sig, problems=dedupe(problems))
