@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from registry.legacy import SQLITE_SCHEMA
+from registry.migrate.legacy import SQLITE_SCHEMA
 
 T0 = 1_700_000_000  # 2023-11-14, so the file never changes between builds
 

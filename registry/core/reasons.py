@@ -26,6 +26,7 @@ class ReasonKind(StrEnum):
     """Every kind of change a bump reason can name (see docs/versioning.md)."""
 
     FIRST_RELEASE = "first-release"
+    MIGRATED_FROM_LEGACY = "migrated-from-legacy"
     # main.py and the entry point
     MAIN_REMOVED = "main-removed"
     MAIN_UNPARSABLE = "main-unparsable"
@@ -122,6 +123,7 @@ _M, _META = MAIN_FILE, METADATA_FILE
 # kind -> (level, words). Words are str.format templates over the reason's values.
 _TEMPLATES: dict[ReasonKind, tuple[Level, str]] = {
     K.FIRST_RELEASE: ("initial", "first release"),
+    K.MIGRATED_FROM_LEGACY: ("initial", "migrated from legacy"),
     K.MAIN_REMOVED: ("major", f"{_M} was removed, so entry point {{entry!r}} is gone"),
     K.MAIN_UNPARSABLE: (
         "major", f"{_M} does not parse, so entry point {{entry!r}} cannot be called"),

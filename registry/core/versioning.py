@@ -24,7 +24,7 @@ from typing import Any, Literal
 import semver
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from registry.core.model import Metadata
+from registry.core.model import Example, Metadata, Parameter
 from registry.core.reasons import Reason, ReasonKind, reason
 from registry.core.signature import ParamSig, Signature, read_signature
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
@@ -573,69 +573,88 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _compare_metadata(old: Metadata, new: Metadata, signatures_known: bool, out: _Reasons) -> None:
+def _compare_metadata_param(old: Parameter, new: Parameter, out: _Reasons) -> None:
+    """One parameter declared in both metadata files: its type, required-ness, default, words."""
+    name = new.name
+    if new.type != old.type:
+        if _metadata_type_accepts(new.type, old.type):
+            out.add(K.METADATA_TYPE_WIDENED, name=name, old=old.type, new=new.type)
+        else:
+            out.add(K.METADATA_TYPE_CHANGED, name=name, old=old.type, new=new.type)
+    if new.required and not old.required:
+        out.add(K.METADATA_NOW_REQUIRED, name=name)
+    elif old.required and not new.required:
+        out.add(K.METADATA_NO_LONGER_REQUIRED, name=name)
+    elif new.default != old.default:
+        out.add(
+            K.METADATA_DEFAULT_CHANGED, name=name, old=_short(old.default), new=_short(new.default)
+        )
+    if new.description != old.description:
+        out.add(K.METADATA_PARAMETER_DESCRIPTION, name=name)
+
+
+def _compare_metadata_params(
+    old: Metadata, new: Metadata, signatures_known: bool, out: _Reasons
+) -> None:
+    """The declared parameters; added and removed ones only when the code cannot tell."""
     old_params = {p.name: p for p in old.parameters}
     for p in new.parameters:
         q = old_params.get(p.name)
-        if q is None:
-            if not signatures_known:
-                out.add(
-                    K.METADATA_PARAMETER_ADDED_REQUIRED
-                    if p.required
-                    else K.METADATA_PARAMETER_ADDED_OPTIONAL,
-                    name=p.name,
-                )
-            continue
-        if p.type != q.type:
-            if _metadata_type_accepts(p.type, q.type):
-                out.add(K.METADATA_TYPE_WIDENED, name=p.name, old=q.type, new=p.type)
-            else:
-                out.add(K.METADATA_TYPE_CHANGED, name=p.name, old=q.type, new=p.type)
-        if p.required and not q.required:
-            out.add(K.METADATA_NOW_REQUIRED, name=p.name)
-        elif q.required and not p.required:
-            out.add(K.METADATA_NO_LONGER_REQUIRED, name=p.name)
-        elif p.default != q.default:
-            out.add(
-                K.METADATA_DEFAULT_CHANGED,
-                name=p.name,
-                old=_short(q.default),
-                new=_short(p.default),
+        if q is not None:
+            _compare_metadata_param(q, p, out)
+        elif not signatures_known:
+            added = (
+                K.METADATA_PARAMETER_ADDED_REQUIRED
+                if p.required
+                else K.METADATA_PARAMETER_ADDED_OPTIONAL
             )
-        if p.description != q.description:
-            out.add(K.METADATA_PARAMETER_DESCRIPTION, name=p.name)
+            out.add(added, name=p.name)
     if not signatures_known:
         new_names = {p.name for p in new.parameters}
         for name in old_params:
             if name not in new_names:
                 out.add(K.METADATA_PARAMETER_REMOVED, name=name)
 
-    _compare_returns_metadata(old, new, out)
 
+def _example_label(example: Example, text: str) -> str:
+    return repr(example.description) if example.description else text
+
+
+def _compare_examples(old: Metadata, new: Metadata, out: _Reasons) -> None:
     old_examples = [_short(e.model_dump(mode="json")) for e in old.examples]
     new_examples = [_short(e.model_dump(mode="json")) for e in new.examples]
     for example, text in zip(new.examples, new_examples, strict=True):
         if text not in old_examples:
-            label = repr(example.description) if example.description else text
-            out.add(K.METADATA_EXAMPLE_ADDED, label=label)
+            out.add(K.METADATA_EXAMPLE_ADDED, label=_example_label(example, text))
     for example, text in zip(old.examples, old_examples, strict=True):
         if text not in new_examples:
-            label = repr(example.description) if example.description else text
-            out.add(K.METADATA_EXAMPLE_REMOVED, label=label)
+            out.add(K.METADATA_EXAMPLE_REMOVED, label=_example_label(example, text))
 
-    if old.entry_point != new.entry_point:
-        out.add(K.METADATA_ENTRY_POINT, old=old.entry_point, new=new.entry_point)
-    handled = {"parameters", "returns", "examples", "entry_point", "schema_"}
+
+# Metadata fields with rules of their own; every other field is compared as a value.
+_HANDLED_FIELDS = frozenset({"parameters", "returns", "examples", "entry_point", "schema_"})
+
+
+def _compare_other_fields(old: Metadata, new: Metadata, out: _Reasons) -> None:
     old_data = old.model_dump(mode="json")
     new_data = new.model_dump(mode="json")
     for name in Metadata.model_fields:
-        if name in handled or old_data.get(name) == new_data.get(name):
+        if name in _HANDLED_FIELDS or old_data.get(name) == new_data.get(name):
             continue
         before, after = old_data.get(name), new_data.get(name)
         if isinstance(before, _SCALARS) and isinstance(after, _SCALARS):
             out.add(K.METADATA_FIELD_CHANGED, field=name, old=_short(before), new=_short(after))
         else:
             out.add(K.METADATA_FIELD_EDITED, field=name)
+
+
+def _compare_metadata(old: Metadata, new: Metadata, signatures_known: bool, out: _Reasons) -> None:
+    _compare_metadata_params(old, new, signatures_known, out)
+    _compare_returns_metadata(old, new, out)
+    _compare_examples(old, new, out)
+    if old.entry_point != new.entry_point:
+        out.add(K.METADATA_ENTRY_POINT, old=old.entry_point, new=new.entry_point)
+    _compare_other_fields(old, new, out)
 
 
 def _compare_returns_metadata(old: Metadata, new: Metadata, out: _Reasons) -> None:
@@ -700,6 +719,33 @@ def _compare_commits(messages: Sequence[str], out: _Reasons) -> None:
                 out.add(K.SQUASHED_FIX, **values)
 
 
+def _compare_metadata_files(
+    old: Snapshot,
+    new: Snapshot,
+    old_meta: Metadata | None,
+    new_meta: Metadata | None,
+    out: _Reasons,
+) -> None:
+    """``metadata.json`` changed: its fields compared, or why they could not be."""
+    if new_meta is None:
+        out.add(K.METADATA_UNREADABLE)
+        return
+    if old_meta is None:
+        out.add(K.METADATA_OLD_UNREADABLE)
+        return
+    old_src, new_src = old.text(MAIN_FILE), new.text(MAIN_FILE)
+    known = (
+        old_src is not None
+        and new_src is not None
+        and read_signature(old_src, old_meta.entry_point) is not None
+        and read_signature(new_src, new_meta.entry_point) is not None
+    )
+    before = len(out.items)
+    _compare_metadata(old_meta, new_meta, known, out)
+    if len(out.items) == before:
+        out.add(K.METADATA_FORMATTING)
+
+
 def decide_bump(
     old: Snapshot | None, new: Snapshot, stats: DiffStats, messages: Sequence[str]
 ) -> BumpDecision:
@@ -726,22 +772,7 @@ def decide_bump(
     _compare_main(old, new, old_entry, new_entry, out)
 
     if old.files.get(METADATA_FILE) != new.files.get(METADATA_FILE):
-        if old_meta is not None and new_meta is not None:
-            old_src, new_src = old.text(MAIN_FILE), new.text(MAIN_FILE)
-            known = (
-                old_src is not None
-                and new_src is not None
-                and read_signature(old_src, old_entry) is not None
-                and read_signature(new_src, new_entry) is not None
-            )
-            before = len(out.items)
-            _compare_metadata(old_meta, new_meta, known, out)
-            if len(out.items) == before:
-                out.add(K.METADATA_FORMATTING)
-        elif new_meta is None:
-            out.add(K.METADATA_UNREADABLE)
-        else:
-            out.add(K.METADATA_OLD_UNREADABLE)
+        _compare_metadata_files(old, new, old_meta, new_meta, out)
 
     _compare_other_files(old, new, out)
     _compare_commits(messages, out)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from registry.config import ValidationSection, parse_config
 from registry.core.model import Confidence, Metadata, Source, band_for
+from registry.core.reasons import ReasonKind, reason
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, FileEntry, Snapshot
 from registry.core.tags import (
     format_release_message,
@@ -542,7 +543,10 @@ def _release_locked(store: GitStore, proc_id: str, commit: str) -> tuple[str | N
             return None, False
     tree_id = store.read(proc_id, commit).tree_id or ""
     added, removed, files = store.diff_stats(None, tree_id)
-    decision = BumpDecision(bump="initial", breaking=False, reasons=["migrated from legacy"])
+    migrated = reason(ReasonKind.MIGRATED_FROM_LEGACY)
+    decision = BumpDecision(
+        bump="initial", breaking=False, reasons=[migrated.words], details=[migrated]
+    )
     stats = DiffStats(lines_added=added, lines_removed=removed, files_changed=files)
     message = format_release_message(proc_id, VERSION, decision, stats, None, tree_id)
     try:
