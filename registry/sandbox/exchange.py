@@ -17,7 +17,7 @@ import select
 import time
 from dataclasses import dataclass
 
-from registry.sandbox import supervisor as sup
+import registry.sandbox.supervisor as sup
 from registry.sandbox.decode import reports_complete
 from registry.sandbox.instance import MAX_RESULT_BYTES, Instance
 from registry.sandbox.models import OUTPUT_LIMIT, TIMEOUT
