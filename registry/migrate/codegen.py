@@ -23,7 +23,7 @@ import re
 import unicodedata
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -163,43 +163,67 @@ def _truthy(value: Any) -> bool | None:
     return None
 
 
+def _as_text(value: Any, ptype: ParamType) -> tuple[Any, bool]:
+    return (value, True) if isinstance(value, str) else (str(value), True)
+
+
+def _as_boolean(value: Any, ptype: ParamType) -> tuple[Any, bool]:
+    flag = _truthy(value)
+    return (flag, True) if flag is not None else (None, False)
+
+
+def _as_number(value: Any, ptype: ParamType) -> tuple[Any, bool]:
+    """A ``number`` or an ``integer`` (which a float is only when it is whole)."""
+    if isinstance(value, bool):
+        return None, False
+    if isinstance(value, int | float):
+        if ptype == "integer" and isinstance(value, float):
+            return (int(value), True) if value.is_integer() else (None, False)
+        return (float(value) if ptype == "number" else value), True
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None, False
+    if ptype == "integer":
+        return (int(number), True) if number.is_integer() else (None, False)
+    return number, number == number and abs(number) != float("inf")
+
+
+def _as_array(value: Any, ptype: ParamType) -> tuple[Any, bool]:
+    if isinstance(value, list):
+        return value, True
+    items, _ = parse_list(str(value))
+    return items, True
+
+
+def _as_object(value: Any, ptype: ParamType) -> tuple[Any, bool]:
+    if isinstance(value, dict):
+        return value, True
+    try:
+        data = json.loads(str(value))
+    except json.JSONDecodeError:
+        return None, False
+    return (data, True) if isinstance(data, dict) else (None, False)
+
+
+_COERCE: dict[str, Callable[[Any, ParamType], tuple[Any, bool]]] = {
+    "string": _as_text,
+    "file": _as_text,
+    "directory": _as_text,
+    "boolean": _as_boolean,
+    "number": _as_number,
+    "integer": _as_number,
+    "array": _as_array,
+    "object": _as_object,
+}
+
+
 def coerce(value: Any, ptype: ParamType) -> tuple[Any, bool]:
     """``value`` (often legacy text) as a JSON value of ``ptype``, and whether that worked."""
     if value is None:
         return None, True
-    if ptype in ("string", "file", "directory"):
-        return (value, True) if isinstance(value, str) else (str(value), True)
-    if ptype == "boolean":
-        flag = _truthy(value)
-        return (flag, True) if flag is not None else (None, False)
-    if ptype in ("number", "integer"):
-        if isinstance(value, bool):
-            return None, False
-        if isinstance(value, int | float):
-            if ptype == "integer" and isinstance(value, float):
-                return (int(value), True) if value.is_integer() else (None, False)
-            return (float(value) if ptype == "number" else value), True
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            return None, False
-        if ptype == "integer":
-            return (int(number), True) if number.is_integer() else (None, False)
-        return number, number == number and abs(number) != float("inf")
-    if ptype == "array":
-        if isinstance(value, list):
-            return value, True
-        items, _ = parse_list(str(value))
-        return items, True
-    if ptype == "object":
-        if isinstance(value, dict):
-            return value, True
-        try:
-            data = json.loads(str(value))
-        except json.JSONDecodeError:
-            return None, False
-        return (data, True) if isinstance(data, dict) else (None, False)
-    return value, True
+    convert = _COERCE.get(ptype)
+    return (value, True) if convert is None else convert(value, ptype)
 
 
 # -- analysis ---------------------------------------------------------------------
@@ -245,44 +269,58 @@ def _legacy_params(proc: LegacyProcedure) -> list[tuple[str, Any, Any, Any, str]
     return []
 
 
-def analyse(proc: LegacyProcedure) -> Analysis:
-    """Map a legacy procedure's parameters, template variables, steps and examples."""
-    notes: list[str] = []
-    taken: set[str] = set()
-    params: list[Parameter] = []
-    annotations: dict[str, str] = {}
-    mapping: dict[str, str] = {}
-    by_legacy: dict[str, str] = {}
-    typed = 0
-    for i, (name, ltype, required, default, desc) in enumerate(_legacy_params(proc)):
-        ident = safe_identifier(name, taken)
-        key = name if name not in mapping else f"{name}#{i + 1}"
-        if key != name:
-            notes.append(f"parameter {name!r} is declared twice; the copy is {ident!r}")
-        if ident != name and key == name:
-            notes.append(f"parameter {name!r} renamed to {ident!r}")
-        mapping[key] = ident
-        by_legacy.setdefault(name, ident)
-        known = _TYPES.get(str(ltype).strip().lower()) if ltype is not None else None
-        ptype, annotation = known or ("any", "object")
-        ok = known is not None
-        if not ok:
-            notes.append(f"parameter {name!r} has unknown type {ltype!r}; typed as any")
-        value, coerced = coerce(default, ptype)
-        if default is not None and not coerced:
-            notes.append(f"default {default!r} of parameter {name!r} is not a {ptype}; dropped")
-            ok, value = False, None
-        if value is not None and _DUNDER_RE.search(repr(value)):
-            # validation rejects dunder strings in code; the legacy row keeps the text
-            notes.append(f"default {default!r} of parameter {name!r} mentions a dunder; dropped")
-            ok, value = False, None
-        is_required = bool(_truthy(required)) if value is None else False
-        typed += ok
-        annotations[ident] = annotation if is_required else f"{annotation} | None"
-        params.append(
-            Parameter(name=ident, type=ptype, description=desc, required=is_required, default=value)
-        )
+@dataclass
+class _Mapped:
+    """The parameters as they are being mapped: declared ones, then inferred ones."""
 
+    params: list[Parameter] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    mapping: dict[str, str] = field(default_factory=dict)  # legacy name (#n if repeated) -> ident
+    by_legacy: dict[str, str] = field(default_factory=dict)  # first ident of each legacy name
+    taken: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    typed: int = 0
+
+
+def _default_of(name: str, default: Any, ptype: ParamType, notes: list[str]) -> tuple[Any, bool]:
+    """A legacy default as a value of ``ptype`` (``None`` when dropped), and whether it held."""
+    value, coerced = coerce(default, ptype)
+    if default is not None and not coerced:
+        notes.append(f"default {default!r} of parameter {name!r} is not a {ptype}; dropped")
+        return None, False
+    if value is not None and _DUNDER_RE.search(repr(value)):
+        # validation rejects dunder strings in code; the legacy row keeps the text
+        notes.append(f"default {default!r} of parameter {name!r} mentions a dunder; dropped")
+        return None, False
+    return value, True
+
+
+def _map_parameter(
+    m: _Mapped, i: int, name: str, ltype: Any, required: Any, default: Any, desc: str
+) -> None:
+    ident = safe_identifier(name, m.taken)
+    key = name if name not in m.mapping else f"{name}#{i + 1}"
+    if key != name:
+        m.notes.append(f"parameter {name!r} is declared twice; the copy is {ident!r}")
+    if ident != name and key == name:
+        m.notes.append(f"parameter {name!r} renamed to {ident!r}")
+    m.mapping[key] = ident
+    m.by_legacy.setdefault(name, ident)
+    known = _TYPES.get(str(ltype).strip().lower()) if ltype is not None else None
+    ptype, annotation = known or ("any", "object")
+    if known is None:
+        m.notes.append(f"parameter {name!r} has unknown type {ltype!r}; typed as any")
+    value, held = _default_of(name, default, ptype, m.notes)
+    is_required = bool(_truthy(required)) if value is None else False
+    m.typed += known is not None and held
+    m.annotations[ident] = annotation if is_required else f"{annotation} | None"
+    m.params.append(
+        Parameter(name=ident, type=ptype, description=desc, required=is_required, default=value)
+    )
+
+
+def _parse_steps(proc: LegacyProcedure, notes: list[str]) -> tuple[list[Step], ListFormat, int]:
+    """The legacy steps, their format, and how many of them were understood."""
     raw_steps, fmt = parse_list(proc.text("steps"))
     steps: list[Step] = []
     understood = 0
@@ -293,28 +331,32 @@ def analyse(proc: LegacyProcedure) -> Analysis:
     if fmt in ("lines", "comma", "text"):
         shape = {"lines": "lines of text", "comma": "a comma list", "text": "free text"}[fmt]
         notes.append(f"steps were {shape}, not JSON")
+    return steps, fmt, understood
 
-    variables = template_variables(
-        proc.template, *(s.description for s in steps), *(s.command or "" for s in steps)
-    )
+
+def _bind_variables(m: _Mapped, variables: Sequence[str]) -> tuple[dict[str, str], list[str], int]:
+    """Each template variable's parameter (a new optional string when none is declared).
+
+    Returns the placeholders, the inferred parameters and how many variables were bound.
+    """
     placeholders: dict[str, str] = {}
     inferred: list[str] = []
-    idents = {p.name for p in params}
+    idents = {p.name for p in m.params}
     bound = 0
     for var in variables:
-        if var in by_legacy:
-            placeholders[var], bound = by_legacy[var], bound + 1
+        if var in m.by_legacy:
+            placeholders[var], bound = m.by_legacy[var], bound + 1
             continue
         probe = safe_identifier(var, set())
         if probe in idents:
             placeholders[var], bound = probe, bound + 1
             continue
-        ident = safe_identifier(var, taken)
+        ident = safe_identifier(var, m.taken)
         idents.add(ident)
         placeholders[var] = ident
         inferred.append(ident)
-        annotations[ident] = "str | None"
-        params.append(
+        m.annotations[ident] = "str | None"
+        m.params.append(
             Parameter(
                 name=ident,
                 type="string",
@@ -324,25 +366,39 @@ def analyse(proc: LegacyProcedure) -> Analysis:
             )
         )
     if inferred:
-        notes.append(f"template variables without a declared parameter: {', '.join(inferred)}")
+        m.notes.append(f"template variables without a declared parameter: {', '.join(inferred)}")
+    return placeholders, inferred, bound
+
+
+def analyse(proc: LegacyProcedure) -> Analysis:
+    """Map a legacy procedure's parameters, template variables, steps and examples."""
+    m = _Mapped()
+    legacy_params = _legacy_params(proc)
+    for i, (name, ltype, required, default, desc) in enumerate(legacy_params):
+        _map_parameter(m, i, name, ltype, required, default, desc)
+    steps, fmt, understood = _parse_steps(proc, m.notes)
+    variables = template_variables(
+        proc.template, *(s.description for s in steps), *(s.command or "" for s in steps)
+    )
+    placeholders, inferred, bound = _bind_variables(m, variables)
 
     legacy_examples, _ = parse_list(proc.text("examples"))
     analysis = Analysis(
-        parameters=params,
-        annotations=annotations,
-        parameter_map=mapping,
+        parameters=m.params,
+        annotations=m.annotations,
+        parameter_map=m.mapping,
         placeholders=placeholders,
         inferred=inferred,
         steps=steps,
         steps_format=fmt,
         steps_understood=understood,
-        params_typed=typed,
-        params_total=len(_legacy_params(proc)),
+        params_typed=m.typed,
+        params_total=len(legacy_params),
         variables_total=len(variables),
         variables_bound=bound,
         legacy_examples=legacy_examples,
         examples=[],
-        notes=notes,
+        notes=m.notes,
     )
     analysis.examples = contract_examples(proc, analysis)
     return analysis
@@ -392,6 +448,49 @@ def expected_result(
     }
 
 
+def _example_values(
+    inputs: dict[Any, Any], by_name: dict[str, str], types: dict[str, ParamType]
+) -> dict[str, Any] | None:
+    """An example's inputs as arguments, or ``None`` if one maps to no parameter or misfits."""
+    values: dict[str, Any] = {}
+    for key, raw in inputs.items():
+        ident = by_name.get(str(key))
+        if ident is None:
+            return None
+        value, ok = coerce(raw, types[ident])
+        if not ok:
+            return None
+        values[ident] = value
+    return values
+
+
+def _contract_example(
+    proc: LegacyProcedure,
+    analysis: Analysis,
+    item: dict[Any, Any],
+    by_name: dict[str, str],
+    types: dict[str, ParamType],
+) -> Example | None:
+    """One legacy example as a contract test, if it holds."""
+    inputs = next((item[k] for k in _EXAMPLE_INPUT_KEYS if isinstance(item.get(k), dict)), None)
+    expected_key = next((k for k in _EXAMPLE_OUTPUT_KEYS if k in item), None)
+    if inputs is None or expected_key is None:
+        return None
+    values = _example_values(inputs, by_name, types)
+    if values is None:
+        return None
+    if any(p.required and p.name not in values for p in analysis.parameters):
+        return None
+    result = expected_result(proc.template, analysis.steps, analysis.placeholders, values)
+    expected = item[expected_key]
+    if expected != result and not (
+        isinstance(expected, str) and expected.strip() == result["rendered"].strip()
+    ):
+        return None
+    desc = item.get("description") or item.get("name") or ""
+    return Example(description=str(desc), input=values, output=result)
+
+
 def contract_examples(proc: LegacyProcedure, analysis: Analysis) -> list[Example]:
     """Legacy examples that hold as contract tests of the built-in code.
 
@@ -403,35 +502,12 @@ def contract_examples(proc: LegacyProcedure, analysis: Analysis) -> list[Example
     by_name = {**analysis.parameter_map, **{v: v for v in analysis.parameter_map.values()}}
     by_name.update(analysis.placeholders)
     types = {p.name: p.type for p in analysis.parameters}
-    out: list[Example] = []
-    for item in analysis.legacy_examples:
-        if not isinstance(item, dict):
-            continue
-        inputs = next((item[k] for k in _EXAMPLE_INPUT_KEYS if isinstance(item.get(k), dict)), None)
-        expected_key = next((k for k in _EXAMPLE_OUTPUT_KEYS if k in item), None)
-        if inputs is None or expected_key is None:
-            continue
-        values: dict[str, Any] = {}
-        for key, raw in inputs.items():
-            ident = by_name.get(str(key))
-            if ident is None:
-                break
-            value, ok = coerce(raw, types[ident])
-            if not ok:
-                break
-            values[ident] = value
-        else:
-            missing = [p.name for p in analysis.parameters if p.required and p.name not in values]
-            if missing:
-                continue
-            result = expected_result(proc.template, analysis.steps, analysis.placeholders, values)
-            expected = item[expected_key]
-            if expected == result or (
-                isinstance(expected, str) and expected.strip() == result["rendered"].strip()
-            ):
-                desc = item.get("description") or item.get("name") or ""
-                out.append(Example(description=str(desc), input=values, output=result))
-    return out
+    found = (
+        _contract_example(proc, analysis, item, by_name, types)
+        for item in analysis.legacy_examples
+        if isinstance(item, dict)
+    )
+    return [example for example in found if example is not None]
 
 
 # -- the generators -------------------------------------------------------------------
