@@ -8,15 +8,11 @@ from typing import Any
 import pytest
 import semver
 
+from registry.core.conventional import parse_conventional
 from registry.core.reasons import ReasonKind
 from registry.core.snapshot import MODE_EXECUTABLE, FileEntry, Snapshot
-from registry.core.versioning import (
-    DiffStats,
-    accepts,
-    decide_bump,
-    next_version,
-    parse_conventional,
-)
+from registry.core.typecompat import accepts
+from registry.core.versioning import DiffStats, decide_bump, next_version
 
 STATS = DiffStats(lines_added=3, lines_removed=1, files_changed=1)
 

@@ -194,3 +194,17 @@ def json_schema() -> dict[str, Any]:
     schema["$id"] = SCHEMA_ID
     schema["title"] = "procreg procedure metadata"
     return schema
+
+
+def parse_metadata(text: str | None) -> Metadata | None:
+    """The :class:`Metadata` a ``metadata.json`` text holds, or ``None`` if it is absent or unfit.
+
+    For readers that only need usable metadata (bump rules, argument typing, the
+    examples gate); validation reports what is wrong with it instead.
+    """
+    if text is None:
+        return None
+    try:
+        return Metadata.model_validate_json(text)
+    except ValueError:  # pydantic's ValidationError included
+        return None

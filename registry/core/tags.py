@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import semver
 from pydantic import BaseModel, ConfigDict
 
+from registry.core.conventional import commit_subject
 from registry.errors import UsageError
 
 if TYPE_CHECKING:
@@ -407,10 +408,6 @@ def _version(text: str | None) -> semver.Version | None:
     return _strict_version(text) if text else None
 
 
-def _subject(message: str) -> str:
-    return next((line.strip() for line in message.splitlines() if line.strip()), "")
-
-
 _RELEASE_SUBJECT_RE = re.compile(r"^Release (?P<id>\S+) (?P<version>\S+)$")
 _BUMPS: tuple[Bump, ...] = ("initial", "major", "minor", "patch")
 
@@ -421,7 +418,7 @@ def parse_release_message(message: str) -> ReleaseInfo:
     Values that do not parse (a hand-written tag, a typo) become ``None``.
     """
     trailers = parse_trailers(message)
-    subject = _subject(message)
+    subject = commit_subject(message)
     m = _RELEASE_SUBJECT_RE.match(subject)
     ident = m.group("id") if m and is_valid_id(m.group("id")) else None
     bump_text = (_first(trailers, "Bump") or "").lower()
@@ -474,7 +471,7 @@ def parse_channel_message(message: str) -> ChannelInfo:
     channel = _first(trailers, "Channel")
     action = (_first(trailers, "Action") or "").lower()
     return ChannelInfo(
-        subject=_subject(message),
+        subject=commit_subject(message),
         id=ident if ident is not None and is_valid_id(ident) else None,
         channel=channel if channel is not None and is_valid_channel(channel) else None,
         version=_version(_first(trailers, "Version")),

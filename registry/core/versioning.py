@@ -3,7 +3,8 @@
 A pure function: :func:`decide_bump` compares the previous release's files
 with the new ones (the entry point's signature read by ``ast``, the parsed
 ``metadata.json``, the other files byte for byte) and reads conventional-commit
-markers from the commit messages in between. No git, no database.
+markers (:mod:`registry.core.conventional`) from the commit messages in between.
+No git, no database.
 
 The registry always calls the entry point with keyword arguments, so the
 signature is judged by what a keyword caller can pass; whether a new
@@ -17,14 +18,14 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import semver
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from registry.core.model import Example, Metadata, Parameter
+from registry.core.conventional import commit_subject, parse_conventional
+from registry.core.model import Example, Metadata, Parameter, parse_metadata
 from registry.core.reasons import Reason, ReasonKind, reason
 from registry.core.signature import ParamSig, Signature, read_signature
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
@@ -36,12 +37,9 @@ __all__ = [
     "PATCH",
     "Bump",
     "BumpDecision",
-    "ConventionalCommit",
     "DiffStats",
-    "accepts",
     "decide_bump",
     "next_version",
-    "parse_conventional",
 ]
 
 Bump = Literal["initial", "major", "minor", "patch", "none"]
@@ -83,176 +81,6 @@ class BumpDecision(BaseModel):
         return [d.kind for d in self.details]
 
 
-class ConventionalCommit(BaseModel):
-    """What a commit message says about itself (conventionalcommits.org 1.0).
-
-    ``type`` is ``None`` for a message that is not conventional, ``"merge"``
-    for a merge commit and ``"revert"`` for ``git revert``'s message.
-    ``bang`` is the header's ``!``; ``breaking`` is true if the message, or a
-    commit squashed into it, is breaking. ``squashed`` are the conventional
-    commits a squash merge lists in its body (``* feat: ...`` bullets, or the
-    headers of ``Squashed commit of the following:`` and Bitbucket's
-    ``Merged in ...`` messages), each with its own footers.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    type: str | None
-    scope: str | None = None
-    breaking: bool = False
-    description: str
-    breaking_note: str | None = None
-    bang: bool = False
-    header: str = ""
-    squashed: tuple[ConventionalCommit, ...] = ()
-
-
-# --- conventional commits ----------------------------------------------------
-
-# A scope may hold one level of parentheses: feat(api(v2)): x.
-_HEADER = (
-    r"(?P<type>[A-Za-z]+(?:[-_][A-Za-z]+)*)"
-    r"(?:\((?P<scope>(?:[^()\r\n]|\([^()\r\n]*\))*)\))?"
-    r"(?P<bang>!)?:[ \t]+(?P<desc>\S.*)"
-)
-_CONVENTIONAL_RE = re.compile(rf"^{_HEADER}$")
-_BULLET_RE = re.compile(r"^[ \t]*[*-][ \t]+(?P<rest>.*)$")
-# The token must be uppercase (the spec); BREAKING-CHANGE is its synonym.
-_BREAKING_FOOTER_RE = re.compile(r"^(?:[*-][ \t]+)?BREAKING[ -]CHANGE:[ \t]*(?P<note>.*)$")
-_MERGE_RE = re.compile(r"^Merge (branch|branches|pull request|remote-tracking branch|tag|commit) ")
-_REVERT_RE = re.compile(r'^Revert ".*"$')
-# Squash styles whose body lists commits as plain headers, not bullets.
-_SQUASH_SUBJECT_RE = re.compile(r"^(Squashed commit of the following:|Merged in \S)")
-# In those bodies a "Key: value" paragraph may be a git trailer, not a commit.
-_TRAILER_KEYS = frozenset({
-    "acked-by", "author", "cc", "closes", "co-authored-by", "date", "fixes", "helped-by",
-    "ref", "refs", "reported-by", "resolves", "reviewed-by", "see-also", "signed-off-by",
-    "tested-by",
-})  # fmt: skip
-
-
-def _subject(message: str) -> str:
-    for line in message.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-def _footer(lines: Sequence[str]) -> tuple[bool, str | None]:
-    """Whether ``lines`` hold a breaking-change footer, and its note."""
-    for i, line in enumerate(lines):
-        m = _BREAKING_FOOTER_RE.match(line.strip())
-        if m is None:
-            continue
-        text = m.group("note").strip()
-        if not text:  # the note may start on the next line
-            text = next((rest.strip() for rest in lines[i + 1 :] if rest.strip()), "")
-        return True, text or None
-    return False, None
-
-
-def _header(text: str) -> re.Match[str] | None:
-    m = _CONVENTIONAL_RE.match(text)
-    if m is None or m.group("type").upper() in ("BREAKING-CHANGE", "BREAKING_CHANGE"):
-        return None
-    return m
-
-
-def _sections(
-    lines: list[str], plain_headers: bool
-) -> tuple[list[tuple[str, list[str]]], list[str]]:
-    """Split a body into squashed commits, ``(header, the lines that follow it)``, and the rest.
-
-    A squashed commit starts at a bullet (``* feat: x``, ``- fix(a): y``) or,
-    in squash styles that list bare headers, at a header that opens a
-    paragraph. A bullet that is not a conventional header ends the previous
-    commit; the lines after it belong to the message itself.
-    """
-    out: list[tuple[str, list[str]]] = []
-    rest: list[str] = []
-    current: list[str] = rest
-    previous_blank = True
-    for line in lines:
-        stripped = line.strip()
-        bullet = _BULLET_RE.match(line)
-        candidate = bullet.group("rest").strip() if bullet else stripped
-        header = _header(candidate)
-        if (
-            bullet is None
-            and header is not None
-            and (
-                header.group("type").lower() in _TRAILER_KEYS
-                or header.group("desc").startswith("#")
-            )
-        ):
-            header = None
-        starts = bullet is not None or (plain_headers and previous_blank and bool(stripped))
-        if starts and header is not None:
-            current = []
-            out.append((candidate, current))
-        elif bullet is not None and not _BREAKING_FOOTER_RE.match(stripped):
-            current = rest
-        else:
-            current.append(line)
-        previous_blank = not stripped
-    return out, rest
-
-
-def _commit(header: str, rest: list[str], kind: str | None = None) -> ConventionalCommit:
-    breaking, note = _footer([header, *rest])
-    if kind is not None:
-        return ConventionalCommit(
-            type=kind, breaking=breaking, description=header, breaking_note=note, header=header
-        )
-    m = _header(header)
-    if m is None:
-        return ConventionalCommit(
-            type=None, breaking=breaking, description=header, breaking_note=note, header=header
-        )
-    scope = m.group("scope")
-    bang = m.group("bang") is not None
-    return ConventionalCommit(
-        type=m.group("type").lower(),  # types are case-insensitive
-        scope=scope.strip() or None if scope is not None else None,
-        breaking=breaking or bang,
-        description=m.group("desc").strip(),
-        breaking_note=note,
-        bang=bang,
-        header=header,
-    )
-
-
-def parse_conventional(message: str) -> ConventionalCommit:
-    """Parse a commit message (``"subject\\n\\nbody"``) as a conventional commit.
-
-    ``feat(scope)!: text`` gives type ``feat``, scope ``scope`` and breaking
-    (scopes may nest one level of parentheses: ``feat(api(v2)): x``); types
-    are case-insensitive. An uppercase ``BREAKING CHANGE:`` or
-    ``BREAKING-CHANGE:`` footer line marks a message breaking (merge commits
-    and non-conventional text included). Merge and revert messages get types
-    ``merge`` and ``revert``; other text gives type ``None`` with the subject
-    as description. A squash merge's body is read for the commits it lists
-    (``squashed``); a merge commit's body is not, since the merged commits
-    are read on their own.
-    """
-    subject = _subject(message)
-    lines = message.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
-    body = lines[start + 1 :]
-    if _MERGE_RE.match(subject):
-        return _commit(subject, body, kind="merge")
-    if _REVERT_RE.match(subject):
-        return _commit(subject, body, kind="revert")
-    sections, own = _sections(body, plain_headers=bool(_SQUASH_SUBJECT_RE.match(subject)))
-    top = _commit(subject, own)
-    squashed = tuple(_commit(h, rest) for h, rest in sections)
-    if not squashed:
-        return top
-    return top.model_copy(
-        update={"squashed": squashed, "breaking": top.breaking or any(c.breaking for c in squashed)}
-    )
-
-
 def _show(annotation: str | None) -> str:
     return annotation if annotation is not None else "no annotation"
 
@@ -274,16 +102,6 @@ class _Reasons:
     @property
     def level(self) -> int:
         return max((_LEVELS[r.level] for r in self.items), default=0)
-
-
-def _load_metadata(snap: Snapshot) -> Metadata | None:
-    text = snap.text(METADATA_FILE)
-    if text is None:
-        return None
-    try:
-        return Metadata.model_validate_json(text)
-    except (ValidationError, ValueError):
-        return None
 
 
 def _parses(source: str | None) -> bool:
@@ -696,19 +514,19 @@ def _compare_other_files(old: Snapshot, new: Snapshot, out: _Reasons) -> None:
 def _compare_commits(messages: Sequence[str], out: _Reasons) -> None:
     for message in messages:
         commit = parse_conventional(message)
-        subject = _subject(message)
+        first = commit_subject(message)
         if commit.breaking_note is not None:
-            out.add(K.COMMIT_BREAKING_NOTE, subject=subject, note=commit.breaking_note)
+            out.add(K.COMMIT_BREAKING_NOTE, subject=first, note=commit.breaking_note)
         elif commit.bang:
-            out.add(K.COMMIT_BREAKING_BANG, subject=subject)
+            out.add(K.COMMIT_BREAKING_BANG, subject=first)
         elif commit.breaking and not any(c.breaking for c in commit.squashed):
-            out.add(K.COMMIT_BREAKING_FOOTER, subject=subject)
+            out.add(K.COMMIT_BREAKING_FOOTER, subject=first)
         elif commit.type == "feat":
-            out.add(K.COMMIT_FEATURE, subject=subject)
+            out.add(K.COMMIT_FEATURE, subject=first)
         elif commit.type == "fix":
-            out.add(K.COMMIT_FIX, subject=subject)
+            out.add(K.COMMIT_FIX, subject=first)
         for inner in commit.squashed:
-            values = {"subject": subject, "header": inner.header}
+            values = {"subject": first, "header": inner.header}
             if inner.breaking_note is not None:
                 out.add(K.SQUASHED_BREAKING_NOTE, note=inner.breaking_note, **values)
             elif inner.bang:
@@ -766,7 +584,8 @@ def decide_bump(
         return BumpDecision(bump="none", breaking=False, reasons=[])
 
     out = _Reasons()
-    old_meta, new_meta = _load_metadata(old), _load_metadata(new)
+    old_meta = parse_metadata(old.text(METADATA_FILE))
+    new_meta = parse_metadata(new.text(METADATA_FILE))
     old_entry = old_meta.entry_point if old_meta is not None else "main"
     new_entry = new_meta.entry_point if new_meta is not None else "main"
     _compare_main(old, new, old_entry, new_entry, out)

@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from registry.config import Config
 from registry.core.arguments import ARGUMENT_ERROR, argument_problems
 from registry.core.jsonvalue import json_equal
-from registry.core.model import Example, Metadata
-from registry.core.snapshot import Snapshot
+from registry.core.model import Example, Metadata, parse_metadata
+from registry.core.snapshot import METADATA_FILE, Snapshot
 from registry.errors import ExamplesFailed
 from registry.runs.execution import (
     ErrorInfo,
@@ -208,13 +208,7 @@ class ExamplesGate:
 
     def __call__(self, plan: ReleasePlan, snapshot: Snapshot) -> None:
         """Run ``snapshot``'s examples; raise :class:`ExamplesFailed` if any fails."""
-        from pydantic import ValidationError
-
-        text = snapshot.text("metadata.json")
-        try:
-            meta = Metadata.model_validate_json(text) if text is not None else None
-        except ValidationError:
-            meta = None
+        meta = parse_metadata(snapshot.text(METADATA_FILE))
         if meta is None or not meta.examples:
             return  # release validation reports bad metadata; no examples, no contract
         started_at = datetime.now(UTC)

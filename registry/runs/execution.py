@@ -43,8 +43,8 @@ from pydantic import BaseModel, Field
 
 from registry.config import Config
 from registry.core.arguments import ARGUMENT_ERROR, argument_problems
-from registry.core.model import Metadata
-from registry.core.snapshot import Snapshot
+from registry.core.model import Metadata, parse_metadata
+from registry.core.snapshot import METADATA_FILE, Snapshot
 from registry.errors import ExecutionError, RegistryError, UsageError
 from registry.index.contract import ExecutionRecord, IndexBackend, Metrics
 from registry.runs.recorder import RunRecorder, spool_dir
@@ -121,15 +121,7 @@ def resolve(store: GitStore, proc_id: str, spec: str | None = None) -> Resolved:
 
 def declared_metadata(resolved: Resolved) -> Metadata | None:
     """The metadata of a resolved version if it parses (for typing CLI arguments)."""
-    from pydantic import ValidationError
-
-    text = resolved.snapshot.text("metadata.json")
-    if text is None:
-        return None
-    try:
-        return Metadata.model_validate_json(text)
-    except ValidationError:
-        return None
+    return parse_metadata(resolved.snapshot.text(METADATA_FILE))
 
 
 def validated_metadata(store: GitStore, resolved: Resolved) -> tuple[Metadata | None, str | None]:
