@@ -39,14 +39,8 @@ from registry.core.versioning import BumpDecision, DiffStats
 from registry.errors import ConflictError, MigrationError, NotFoundError, RegistryError
 from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord, IndexBackend
-from registry.migrate.codegen import (
-    Analysis,
-    BuiltinGenerator,
-    GeneratedCode,
-    Generator,
-    analyse,
-    parse_list,
-)
+from registry.migrate.analysis import Analysis, analyse, parse_list, parse_step
+from registry.migrate.codegen import BuiltinGenerator, GeneratedCode, Generator
 from registry.migrate.legacy import (
     KNOWN_CATEGORIES,
     LegacyProcedure,
@@ -238,8 +232,6 @@ def build_metadata(
     outputs = proc.row.get("outputs")
     post = [f"Produces: {o}" for o in outputs if o] if isinstance(outputs, list) else []
     steps, _ = parse_list(proc.text("steps"))
-    from registry.migrate.codegen import parse_step
-
     return Metadata(
         id=proc_id,
         name=name,
