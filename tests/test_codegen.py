@@ -25,8 +25,8 @@ from registry.migrate.codegen import (
     check_signature,
     extract_code,
 )
+from registry.migrate.convert import build_metadata, score
 from registry.migrate.legacy import LegacyProcedure, read_file_source
-from registry.migrate.migration import build_metadata, score
 from tests.legacy_fixtures import build_sqlite
 
 

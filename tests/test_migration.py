@@ -23,8 +23,9 @@ from registry.core.model import ID_RE, Metadata, band_for
 from registry.errors import MigrationError
 from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord
+from registry.migrate.convert import assign_ids
 from registry.migrate.legacy import LegacyProcedure, decode_value, describe_source, read_source
-from registry.migrate.migration import MigrationReport, assign_ids, migrate, migrate_sync
+from registry.migrate.migration import MigrationReport, migrate, migrate_sync
 from tests.conftest import git
 from tests.legacy_fixtures import (
     build_json,
