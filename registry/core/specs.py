@@ -573,7 +573,9 @@ def resolve(
             known = ", ".join(f"{k} ({v})" for k, v in sorted(channels.items())) or "none yet"
             raise NotFoundError(
                 f"no channel {spec.channel!r}; channels: {known}. "
-                "Promote a version to create it, or ask for a version or range"
+                "Promote a version to create it, or ask for a version or range",
+                kind="channel",
+                name=spec.channel,
             )
         return found
     matches = [v for v in versions if spec.matches(v)]
@@ -582,10 +584,14 @@ def resolve(
     if spec.kind == "latest" and versions:
         raise NotFoundError(
             f"no stable release for 'latest': every version is a prerelease "
-            f"({_listing(versions)}); ask for one exactly"
+            f"({_listing(versions)}); ask for one exactly",
+            kind="version",
+            name=spec.text,
         )
     raise NotFoundError(
-        f"no version matches {spec.describe()}; available versions: {_listing(versions)}"
+        f"no version matches {spec.describe()}; available versions: {_listing(versions)}",
+        kind="version",
+        name=spec.text,
     )
 
 

@@ -201,7 +201,7 @@ def verify(
         try:
             if text is None:
                 if ref is None:
-                    raise NotFoundError("the branch has no commits")
+                    raise NotFoundError("the branch has no commits", kind="ref")
                 text = store.read(proc_id, ref).files[METADATA_FILE].data.decode("utf-8")
             data = json.loads(text)
         except (NotFoundError, KeyError, ValueError) as exc:
