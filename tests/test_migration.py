@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from registry.core.model import ID_RE, Metadata, band_for
+from registry.core.ids import ID_RE
+from registry.core.model import Metadata, band_for
 from registry.errors import MigrationError
 from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord

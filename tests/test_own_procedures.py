@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from registry.core.model import ID_RE, Metadata
+from registry.core.ids import ID_RE
+from registry.core.model import Metadata
 from registry.core.signature import read_signature
 
 PROCEDURES = Path(__file__).resolve().parent.parent / "procedures"

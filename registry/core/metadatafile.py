@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from registry.core.model import ID_RE, Metadata
+from registry.core.ids import ID_RE
+from registry.core.model import Metadata
 from registry.core.problems import Problem
 from registry.core.snapshot import METADATA_FILE, Snapshot
 

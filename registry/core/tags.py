@@ -19,6 +19,7 @@ import semver
 from pydantic import BaseModel, ConfigDict
 
 from registry.core.conventional import commit_subject
+from registry.core.ids import ID_RE, Bump
 from registry.errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,16 +33,10 @@ SEQ_WIDTH = 6
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 # Names that would read as a version spec rather than a channel.
 RESERVED_CHANNELS = frozenset({"head", "latest", "x"})
-# The same pattern and bump names as registry.core.model.ID_PATTERN and
-# registry.core.versioning.Bump (tests keep them equal): importing those modules
-# would build their pydantic models, which `procreg log` never needs.
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-Bump = Literal["initial", "major", "minor", "patch", "none"]
 
 ChannelAction = Literal["promote", "rollback", "health"]
 CHANNEL_ACTIONS: tuple[ChannelAction, ...] = ("promote", "rollback", "health")
 
-_ID_RE = re.compile(ID_PATTERN)
 _CHANNEL_RE = re.compile(CHANNEL_PATTERN)
 _VERSIONISH_RE = re.compile(r"^v\d")
 _SEQ_RE = re.compile(r"[0-9]{6,}")
@@ -63,7 +58,7 @@ def _strip_ref(name: str) -> str:
 
 def is_valid_id(procedure_id: str) -> bool:
     """True if ``procedure_id`` matches ``^[a-z0-9][a-z0-9_-]{0,63}$``."""
-    return _ID_RE.fullmatch(procedure_id) is not None
+    return ID_RE.fullmatch(procedure_id) is not None
 
 
 def check_id(procedure_id: str) -> str:

@@ -21,8 +21,9 @@ from pydantic import BaseModel
 from registry.config import ValidationSection
 from registry.core.codecheck import ALWAYS_DENIED_IMPORTS, CODE_RULES, check_source, dedupe
 from registry.core.entrypoint import check_entry, example_problems
+from registry.core.ids import ID_RE
 from registry.core.metadatafile import MetadataFile, load_metadata
-from registry.core.model import ID_RE, Metadata
+from registry.core.model import Metadata
 from registry.core.problems import Problem
 from registry.core.signature import Signature
 from registry.core.snapshot import (

@@ -19,12 +19,13 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import semver
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.core.conventional import commit_subject, parse_conventional
+from registry.core.ids import Bump
 from registry.core.model import Example, Metadata, Parameter, parse_metadata
 from registry.core.reasons import Reason, ReasonKind, reason
 from registry.core.signature import ParamSig, Signature, read_signature
@@ -35,14 +36,11 @@ __all__ = [
     "MAJOR",
     "MINOR",
     "PATCH",
-    "Bump",
     "BumpDecision",
     "DiffStats",
     "decide_bump",
     "next_version",
 ]
-
-Bump = Literal["initial", "major", "minor", "patch", "none"]
 
 PATCH, MINOR, MAJOR = 1, 2, 3
 _LEVEL_NAMES: dict[int, Bump] = {PATCH: "patch", MINOR: "minor", MAJOR: "major"}
