@@ -298,3 +298,25 @@ def reason(kind: ReasonKind, **values: object) -> Reason:
 def level_of(kind: ReasonKind) -> Level:
     """The level a kind always has."""
     return _TEMPLATES[kind][0]
+
+
+# How severe each level is: the bump is the most severe level any reason reaches.
+RANK: dict[Level, int] = {"initial": 0, "patch": 1, "minor": 2, "major": 3}
+
+
+class Reasons:
+    """Reasons in the order found, deduplicated by their words (what the bump rules fill)."""
+
+    def __init__(self) -> None:
+        self.items: list[Reason] = []
+
+    def add(self, kind: ReasonKind, **values: object) -> None:
+        """Add a reason of ``kind`` unless one with the same words is already there."""
+        found = reason(kind, **values)
+        if all(found.words != r.words for r in self.items):
+            self.items.append(found)
+
+    @property
+    def level(self) -> int:
+        """The :data:`RANK` of the most severe reason (0 with none)."""
+        return max((RANK[r.level] for r in self.items), default=0)
