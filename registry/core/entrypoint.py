@@ -222,7 +222,9 @@ def _required_or_default(
     )
 
 
-def _compare(sig: Signature, meta: Metadata, mf: MetadataFile, path: str) -> list[Problem]:
+def _parameter_problems(
+    sig: Signature, meta: Metadata, mf: MetadataFile, path: str
+) -> list[Problem]:
     problems: list[Problem] = []
     code = {p.name: p for p in sig.params if p.kind not in ("var_positional", "var_keyword")}
     fn = f"`{sig.name}()` in main.py"
@@ -352,7 +354,7 @@ def check_entry(
             sig = signature_of(func)
             problems += _signature_form(sig, path)
             if meta is not None and mf is not None:
-                problems += _compare(sig, meta, mf, path)
+                problems += _parameter_problems(sig, meta, mf, path)
     except RecursionError:
         problems.append(too_complex(path))
     return sig, problems
