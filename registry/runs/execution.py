@@ -322,7 +322,7 @@ async def run(
             outcome = await anyio.to_thread.run_sync(sandbox.run, request)
         except ExecutionError as exc:
             # The engine refused the run (fail closed): still a run, still recorded.
-            from registry.sandbox.runner import unavailable
+            from registry.sandbox import unavailable
 
             refused = _result_from(unavailable(str(exc)), resolved, run_id)
             record = execution_record(refused, started_at, caller or default_caller())
