@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from registry.core.model import ID_RE, Metadata
+from registry.core.ids import ID_RE
+from registry.core.model import Metadata
 from registry.core.signature import read_signature
 from tests.helpers import REPO_ROOT
 

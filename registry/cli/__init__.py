@@ -385,7 +385,7 @@ def release(
 def _examples_gate(ctx: Context) -> Callable[..., None] | None:
     """The execution layer's example check, when it is available."""
     try:
-        from registry.runs.execution import examples_gate
+        from registry.runs.examples import examples_gate
     except ImportError:  # the execution layer is optional at this point
         return None
     return examples_gate(ctx.store(), database_url=ctx.database_url)

@@ -65,6 +65,7 @@ def run(
     or when its record could be neither stored in the index nor spooled (a full
     or read-only disk; the result is still printed).
     """
+    from registry.core.arguments import parse_cli_arguments
     from registry.core.specs import split_ref
     from registry.runs import execution
     from registry.sandbox import Sandbox
@@ -75,7 +76,7 @@ def run(
     store = ctx.store()
     config = _config(store)
     resolved = execution.resolve(store, proc_id, spec)
-    kwargs = execution.parse_cli_arguments(execution.declared_metadata(resolved), pairs, args_json)
+    kwargs = parse_cli_arguments(execution.declared_metadata(resolved), pairs, args_json)
 
     async def go() -> tuple[execution.RunResult, Any]:
         recorder = execution.open_recorder(
@@ -151,16 +152,16 @@ def run(
 def test(ctx: Context, ref_spec: str, timeout_s: float | None, as_json: bool) -> None:
     """Run a procedure's examples as contract tests; exit 1 if any fails."""
     from registry.core.specs import split_ref
-    from registry.runs import execution
+    from registry.runs import examples
     from registry.sandbox import Sandbox
 
     proc_id, spec = split_ref(ref_spec)
     store = ctx.store()
     config = _config(store)
 
-    async def go() -> execution.ExamplesReport:
+    async def go() -> examples.ExamplesReport:
         with Sandbox(config.sandbox) as sandbox:
-            return await execution.check_examples(
+            return await examples.check_examples(
                 store, proc_id, spec, sandbox=sandbox, timeout_s=timeout_s
             )
 
@@ -173,7 +174,7 @@ def test(ctx: Context, ref_spec: str, timeout_s: float | None, as_json: bool) ->
             if ex.ok:
                 click.echo(f"PASS {label}")
             else:
-                click.echo(f"FAIL {execution.describe_failure(ex)}")
+                click.echo(f"FAIL {examples.describe_failure(ex)}")
         failed = sum(not ex.ok for ex in report.examples)
         where = f"{report.id}@{report.version or 'HEAD'}"
         if not report.examples:

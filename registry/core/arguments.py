@@ -12,32 +12,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from registry.core.jsonvalue import fits
 from registry.core.model import Metadata, Parameter
 from registry.errors import UsageError
 
 ARGUMENT_ERROR = "ArgumentError"
-
-JSON_TYPES: dict[str, tuple[type, ...]] = {
-    # the Python types a JSON value of each metadata type decodes to
-    "string": (str,),
-    "file": (str,),
-    "directory": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
-
-
-def _fits(value: Any, param_type: str) -> bool:
-    if param_type == "any":
-        return True
-    if param_type == "integer" and isinstance(value, float) and value.is_integer():
-        return False
-    if isinstance(value, bool) and param_type != "boolean":
-        return False
-    return isinstance(value, JSON_TYPES.get(param_type, (object,)))
 
 
 def argument_problems(meta: Metadata, kwargs: Mapping[str, Any]) -> list[str]:
@@ -51,7 +30,7 @@ def argument_problems(meta: Metadata, kwargs: Mapping[str, Any]) -> list[str]:
     for p in meta.parameters:
         if p.required and p.name not in kwargs:
             problems.append(f"missing required argument {p.name!r} ({p.type})")
-        elif p.name in kwargs and not _fits(kwargs[p.name], p.type):
+        elif p.name in kwargs and not fits(kwargs[p.name], p.type):
             got = type(kwargs[p.name]).__name__
             problems.append(f"argument {p.name!r} must be {p.type}, got {got}")
     return problems

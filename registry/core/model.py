@@ -9,15 +9,14 @@ No version number lives here: versions are git tags.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from registry.core.ids import ID_PATTERN
+
 SCHEMA_VERSION = 1
 SCHEMA_ID = "https://procreg.dev/schemas/metadata-v1.json"
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-ID_RE = re.compile(ID_PATTERN)
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 ParamType = Literal[
@@ -194,3 +193,17 @@ def json_schema() -> dict[str, Any]:
     schema["$id"] = SCHEMA_ID
     schema["title"] = "procreg procedure metadata"
     return schema
+
+
+def parse_metadata(text: str | None) -> Metadata | None:
+    """The :class:`Metadata` a ``metadata.json`` text holds, or ``None`` if it is absent or unfit.
+
+    For readers that only need usable metadata (bump rules, argument typing, the
+    examples gate); validation reports what is wrong with it instead.
+    """
+    if text is None:
+        return None
+    try:
+        return Metadata.model_validate_json(text)
+    except ValueError:  # pydantic's ValidationError included
+        return None

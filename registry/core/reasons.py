@@ -26,6 +26,7 @@ class ReasonKind(StrEnum):
     """Every kind of change a bump reason can name (see docs/versioning.md)."""
 
     FIRST_RELEASE = "first-release"
+    MIGRATED_FROM_LEGACY = "migrated-from-legacy"
     # main.py and the entry point
     MAIN_REMOVED = "main-removed"
     MAIN_UNPARSABLE = "main-unparsable"
@@ -122,6 +123,7 @@ _M, _META = MAIN_FILE, METADATA_FILE
 # kind -> (level, words). Words are str.format templates over the reason's values.
 _TEMPLATES: dict[ReasonKind, tuple[Level, str]] = {
     K.FIRST_RELEASE: ("initial", "first release"),
+    K.MIGRATED_FROM_LEGACY: ("initial", "migrated from legacy"),
     K.MAIN_REMOVED: ("major", f"{_M} was removed, so entry point {{entry!r}} is gone"),
     K.MAIN_UNPARSABLE: (
         "major", f"{_M} does not parse, so entry point {{entry!r}} cannot be called"),
@@ -296,3 +298,25 @@ def reason(kind: ReasonKind, **values: object) -> Reason:
 def level_of(kind: ReasonKind) -> Level:
     """The level a kind always has."""
     return _TEMPLATES[kind][0]
+
+
+# How severe each level is: the bump is the most severe level any reason reaches.
+RANK: dict[Level, int] = {"initial": 0, "patch": 1, "minor": 2, "major": 3}
+
+
+class Reasons:
+    """Reasons in the order found, deduplicated by their words (what the bump rules fill)."""
+
+    def __init__(self) -> None:
+        self.items: list[Reason] = []
+
+    def add(self, kind: ReasonKind, **values: object) -> None:
+        """Add a reason of ``kind`` unless one with the same words is already there."""
+        found = reason(kind, **values)
+        if all(found.words != r.words for r in self.items):
+            self.items.append(found)
+
+    @property
+    def level(self) -> int:
+        """The :data:`RANK` of the most severe reason (0 with none)."""
+        return max((RANK[r.level] for r in self.items), default=0)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Literal
 import semver
 from pydantic import BaseModel, ConfigDict
 
+from registry.core.conventional import commit_subject
+from registry.core.ids import ID_RE, Bump
 from registry.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,16 +33,10 @@ SEQ_WIDTH = 6
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 # Names that would read as a version spec rather than a channel.
 RESERVED_CHANNELS = frozenset({"head", "latest", "x"})
-# The same pattern and bump names as registry.core.model.ID_PATTERN and
-# registry.core.versioning.Bump (tests keep them equal): importing those modules
-# would build their pydantic models, which `procreg log` never needs.
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-Bump = Literal["initial", "major", "minor", "patch", "none"]
 
 ChannelAction = Literal["promote", "rollback", "health"]
 CHANNEL_ACTIONS: tuple[ChannelAction, ...] = ("promote", "rollback", "health")
 
-_ID_RE = re.compile(ID_PATTERN)
 _CHANNEL_RE = re.compile(CHANNEL_PATTERN)
 _VERSIONISH_RE = re.compile(r"^v\d")
 _SEQ_RE = re.compile(r"[0-9]{6,}")
@@ -62,7 +58,7 @@ def _strip_ref(name: str) -> str:
 
 def is_valid_id(procedure_id: str) -> bool:
     """True if ``procedure_id`` matches ``^[a-z0-9][a-z0-9_-]{0,63}$``."""
-    return _ID_RE.fullmatch(procedure_id) is not None
+    return ID_RE.fullmatch(procedure_id) is not None
 
 
 def check_id(procedure_id: str) -> str:
@@ -407,10 +403,6 @@ def _version(text: str | None) -> semver.Version | None:
     return _strict_version(text) if text else None
 
 
-def _subject(message: str) -> str:
-    return next((line.strip() for line in message.splitlines() if line.strip()), "")
-
-
 _RELEASE_SUBJECT_RE = re.compile(r"^Release (?P<id>\S+) (?P<version>\S+)$")
 _BUMPS: tuple[Bump, ...] = ("initial", "major", "minor", "patch")
 
@@ -421,7 +413,7 @@ def parse_release_message(message: str) -> ReleaseInfo:
     Values that do not parse (a hand-written tag, a typo) become ``None``.
     """
     trailers = parse_trailers(message)
-    subject = _subject(message)
+    subject = commit_subject(message)
     m = _RELEASE_SUBJECT_RE.match(subject)
     ident = m.group("id") if m and is_valid_id(m.group("id")) else None
     bump_text = (_first(trailers, "Bump") or "").lower()
@@ -474,7 +466,7 @@ def parse_channel_message(message: str) -> ChannelInfo:
     channel = _first(trailers, "Channel")
     action = (_first(trailers, "Action") or "").lower()
     return ChannelInfo(
-        subject=_subject(message),
+        subject=commit_subject(message),
         id=ident if ident is not None and is_valid_id(ident) else None,
         channel=channel if channel is not None and is_valid_channel(channel) else None,
         version=_version(_first(trailers, "Version")),

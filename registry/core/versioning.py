@@ -3,11 +3,13 @@
 A pure function: :func:`decide_bump` compares the previous release's files
 with the new ones (the entry point's signature read by ``ast``, the parsed
 ``metadata.json``, the other files byte for byte) and reads conventional-commit
-markers from the commit messages in between. No git, no database.
+markers (:mod:`registry.core.conventional`) from the commit messages in between.
+No git, no database.
 
 The registry always calls the entry point with keyword arguments, so the
-signature is judged by what a keyword caller can pass; whether a new
-annotation accepts what the old one did is :mod:`registry.core.typecompat`'s call.
+signature is judged by what a keyword caller can pass
+(:mod:`registry.core.sigchanges`); whether a new annotation accepts what the
+old one did is :mod:`registry.core.typecompat`'s call.
 Every change found is a :class:`registry.core.reasons.Reason` of one
 :class:`registry.core.reasons.ReasonKind`. The rules, with examples, are in
 ``docs/versioning.md``.
@@ -17,38 +19,32 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import semver
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from registry.core.model import Metadata
-from registry.core.reasons import Reason, ReasonKind, reason
-from registry.core.signature import ParamSig, Signature, read_signature
+from registry.core.conventional import commit_subject, parse_conventional
+from registry.core.ids import Bump
+from registry.core.model import Example, Metadata, Parameter, parse_metadata
+from registry.core.reasons import RANK, Reason, ReasonKind, Reasons, reason
+from registry.core.sigchanges import compare_signatures
+from registry.core.signature import read_signature
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
-from registry.core.typecompat import accepts
 
 __all__ = [
     "MAJOR",
     "MINOR",
     "PATCH",
-    "Bump",
     "BumpDecision",
-    "ConventionalCommit",
     "DiffStats",
-    "accepts",
     "decide_bump",
     "next_version",
-    "parse_conventional",
 ]
 
-Bump = Literal["initial", "major", "minor", "patch", "none"]
-
-PATCH, MINOR, MAJOR = 1, 2, 3
+PATCH, MINOR, MAJOR = RANK["patch"], RANK["minor"], RANK["major"]
 _LEVEL_NAMES: dict[int, Bump] = {PATCH: "patch", MINOR: "minor", MAJOR: "major"}
-_LEVELS = {"patch": PATCH, "minor": MINOR, "major": MAJOR, "initial": 0}
 K = ReasonKind
 
 
@@ -83,207 +79,7 @@ class BumpDecision(BaseModel):
         return [d.kind for d in self.details]
 
 
-class ConventionalCommit(BaseModel):
-    """What a commit message says about itself (conventionalcommits.org 1.0).
-
-    ``type`` is ``None`` for a message that is not conventional, ``"merge"``
-    for a merge commit and ``"revert"`` for ``git revert``'s message.
-    ``bang`` is the header's ``!``; ``breaking`` is true if the message, or a
-    commit squashed into it, is breaking. ``squashed`` are the conventional
-    commits a squash merge lists in its body (``* feat: ...`` bullets, or the
-    headers of ``Squashed commit of the following:`` and Bitbucket's
-    ``Merged in ...`` messages), each with its own footers.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    type: str | None
-    scope: str | None = None
-    breaking: bool = False
-    description: str
-    breaking_note: str | None = None
-    bang: bool = False
-    header: str = ""
-    squashed: tuple[ConventionalCommit, ...] = ()
-
-
-# --- conventional commits ----------------------------------------------------
-
-# A scope may hold one level of parentheses: feat(api(v2)): x.
-_HEADER = (
-    r"(?P<type>[A-Za-z]+(?:[-_][A-Za-z]+)*)"
-    r"(?:\((?P<scope>(?:[^()\r\n]|\([^()\r\n]*\))*)\))?"
-    r"(?P<bang>!)?:[ \t]+(?P<desc>\S.*)"
-)
-_CONVENTIONAL_RE = re.compile(rf"^{_HEADER}$")
-_BULLET_RE = re.compile(r"^[ \t]*[*-][ \t]+(?P<rest>.*)$")
-# The token must be uppercase (the spec); BREAKING-CHANGE is its synonym.
-_BREAKING_FOOTER_RE = re.compile(r"^(?:[*-][ \t]+)?BREAKING[ -]CHANGE:[ \t]*(?P<note>.*)$")
-_MERGE_RE = re.compile(r"^Merge (branch|branches|pull request|remote-tracking branch|tag|commit) ")
-_REVERT_RE = re.compile(r'^Revert ".*"$')
-# Squash styles whose body lists commits as plain headers, not bullets.
-_SQUASH_SUBJECT_RE = re.compile(r"^(Squashed commit of the following:|Merged in \S)")
-# In those bodies a "Key: value" paragraph may be a git trailer, not a commit.
-_TRAILER_KEYS = frozenset({
-    "acked-by", "author", "cc", "closes", "co-authored-by", "date", "fixes", "helped-by",
-    "ref", "refs", "reported-by", "resolves", "reviewed-by", "see-also", "signed-off-by",
-    "tested-by",
-})  # fmt: skip
-
-
-def _subject(message: str) -> str:
-    for line in message.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-def _footer(lines: Sequence[str]) -> tuple[bool, str | None]:
-    """Whether ``lines`` hold a breaking-change footer, and its note."""
-    for i, line in enumerate(lines):
-        m = _BREAKING_FOOTER_RE.match(line.strip())
-        if m is None:
-            continue
-        text = m.group("note").strip()
-        if not text:  # the note may start on the next line
-            text = next((rest.strip() for rest in lines[i + 1 :] if rest.strip()), "")
-        return True, text or None
-    return False, None
-
-
-def _header(text: str) -> re.Match[str] | None:
-    m = _CONVENTIONAL_RE.match(text)
-    if m is None or m.group("type").upper() in ("BREAKING-CHANGE", "BREAKING_CHANGE"):
-        return None
-    return m
-
-
-def _sections(
-    lines: list[str], plain_headers: bool
-) -> tuple[list[tuple[str, list[str]]], list[str]]:
-    """Split a body into squashed commits, ``(header, the lines that follow it)``, and the rest.
-
-    A squashed commit starts at a bullet (``* feat: x``, ``- fix(a): y``) or,
-    in squash styles that list bare headers, at a header that opens a
-    paragraph. A bullet that is not a conventional header ends the previous
-    commit; the lines after it belong to the message itself.
-    """
-    out: list[tuple[str, list[str]]] = []
-    rest: list[str] = []
-    current: list[str] = rest
-    previous_blank = True
-    for line in lines:
-        stripped = line.strip()
-        bullet = _BULLET_RE.match(line)
-        candidate = bullet.group("rest").strip() if bullet else stripped
-        header = _header(candidate)
-        if (
-            bullet is None
-            and header is not None
-            and (
-                header.group("type").lower() in _TRAILER_KEYS
-                or header.group("desc").startswith("#")
-            )
-        ):
-            header = None
-        starts = bullet is not None or (plain_headers and previous_blank and bool(stripped))
-        if starts and header is not None:
-            current = []
-            out.append((candidate, current))
-        elif bullet is not None and not _BREAKING_FOOTER_RE.match(stripped):
-            current = rest
-        else:
-            current.append(line)
-        previous_blank = not stripped
-    return out, rest
-
-
-def _commit(header: str, rest: list[str], kind: str | None = None) -> ConventionalCommit:
-    breaking, note = _footer([header, *rest])
-    if kind is not None:
-        return ConventionalCommit(
-            type=kind, breaking=breaking, description=header, breaking_note=note, header=header
-        )
-    m = _header(header)
-    if m is None:
-        return ConventionalCommit(
-            type=None, breaking=breaking, description=header, breaking_note=note, header=header
-        )
-    scope = m.group("scope")
-    bang = m.group("bang") is not None
-    return ConventionalCommit(
-        type=m.group("type").lower(),  # types are case-insensitive
-        scope=scope.strip() or None if scope is not None else None,
-        breaking=breaking or bang,
-        description=m.group("desc").strip(),
-        breaking_note=note,
-        bang=bang,
-        header=header,
-    )
-
-
-def parse_conventional(message: str) -> ConventionalCommit:
-    """Parse a commit message (``"subject\\n\\nbody"``) as a conventional commit.
-
-    ``feat(scope)!: text`` gives type ``feat``, scope ``scope`` and breaking
-    (scopes may nest one level of parentheses: ``feat(api(v2)): x``); types
-    are case-insensitive. An uppercase ``BREAKING CHANGE:`` or
-    ``BREAKING-CHANGE:`` footer line marks a message breaking (merge commits
-    and non-conventional text included). Merge and revert messages get types
-    ``merge`` and ``revert``; other text gives type ``None`` with the subject
-    as description. A squash merge's body is read for the commits it lists
-    (``squashed``); a merge commit's body is not, since the merged commits
-    are read on their own.
-    """
-    subject = _subject(message)
-    lines = message.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
-    body = lines[start + 1 :]
-    if _MERGE_RE.match(subject):
-        return _commit(subject, body, kind="merge")
-    if _REVERT_RE.match(subject):
-        return _commit(subject, body, kind="revert")
-    sections, own = _sections(body, plain_headers=bool(_SQUASH_SUBJECT_RE.match(subject)))
-    top = _commit(subject, own)
-    squashed = tuple(_commit(h, rest) for h, rest in sections)
-    if not squashed:
-        return top
-    return top.model_copy(
-        update={"squashed": squashed, "breaking": top.breaking or any(c.breaking for c in squashed)}
-    )
-
-
-def _show(annotation: str | None) -> str:
-    return annotation if annotation is not None else "no annotation"
-
-
 # --- the decision ------------------------------------------------------------
-
-
-class _Reasons:
-    """Reasons in the order found, deduplicated by their words."""
-
-    def __init__(self) -> None:
-        self.items: list[Reason] = []
-
-    def add(self, kind: ReasonKind, **values: object) -> None:
-        found = reason(kind, **values)
-        if all(found.words != r.words for r in self.items):
-            self.items.append(found)
-
-    @property
-    def level(self) -> int:
-        return max((_LEVELS[r.level] for r in self.items), default=0)
-
-
-def _load_metadata(snap: Snapshot) -> Metadata | None:
-    text = snap.text(METADATA_FILE)
-    if text is None:
-        return None
-    try:
-        return Metadata.model_validate_json(text)
-    except (ValidationError, ValueError):
-        return None
 
 
 def _parses(source: str | None) -> bool:
@@ -294,202 +90,6 @@ def _parses(source: str | None) -> bool:
     except (SyntaxError, ValueError):
         return False
     return True
-
-
-def _param_text(p: ParamSig) -> str:
-    star = {"var_positional": "*", "var_keyword": "**"}.get(p.kind, "")
-    if p.annotation is None:
-        return f"{star}{p.name}" + (f"={p.default}" if p.default is not None else "")
-    return f"{star}{p.name}: {p.annotation}" + (f" = {p.default}" if p.default is not None else "")
-
-
-def _signature_text(sig: Signature) -> str:
-    parts: list[str] = []
-    kinds = [p.kind for p in sig.params]
-    for p in sig.params:
-        if p.kind == "keyword_only" and "var_positional" not in kinds and "*" not in parts:
-            parts.append("*")
-        parts.append(_param_text(p))
-        if p.kind == "positional_only" and (
-            p is [q for q in sig.params if q.kind == "positional_only"][-1]
-        ):
-            parts.append("/")
-    return ", ".join(parts)
-
-
-def _order(names: Sequence[str]) -> str:
-    return ", ".join(names)
-
-
-def _compare_removed(old: Signature, new: Signature, out: _Reasons) -> None:
-    """Keyword-callable parameters that are gone (or no longer keyword-callable)."""
-    new_named = new.named
-    new_names = {p.name for p in new_named}
-    old_names = {p.name for p in old.named}
-    added = [p for p in new_named if p.name not in old_names]
-    new_kwargs = new.var_keyword
-    for index, p in enumerate(old.named):
-        if p.name in new_names:
-            continue
-        renamed_to: str | None = None
-        if index < len(new_named) and new_named[index] in added:
-            renamed_to = new_named[index].name
-        moved = new.param(p.name)
-        if moved is not None and moved.kind == "positional_only":
-            out.add(K.PARAMETER_NOW_POSITIONAL_ONLY, name=p.name)
-        elif new_kwargs is not None:
-            if renamed_to:
-                out.add(K.PARAMETER_RENAMED_KWARGS_ACCEPT, name=p.name, new=renamed_to,
-                        kwargs=new_kwargs.name)  # fmt: skip
-            else:
-                out.add(K.PARAMETER_REMOVED_KWARGS_ACCEPT, name=p.name, kwargs=new_kwargs.name)
-        elif moved is not None and moved.kind == "var_positional":
-            out.add(K.PARAMETER_NOW_VAR_POSITIONAL, name=p.name, var=moved.name)
-        elif renamed_to:
-            out.add(K.PARAMETER_RENAMED, name=p.name, new=renamed_to)
-        else:
-            out.add(K.PARAMETER_REMOVED, name=p.name)
-
-
-def _compare_added(old: Signature, new: Signature, out: _Reasons) -> None:
-    for p in new.named:
-        before = old.param(p.name)
-        if before is not None and before.kind == "positional_only":
-            out.add(K.PARAMETER_NO_LONGER_POSITIONAL_ONLY, name=p.name)
-            _compare_annotation(repr(p.name), before, p, out)
-            continue
-        if before is None or before not in old.named:
-            if p.has_default:
-                out.add(K.PARAMETER_ADDED_OPTIONAL, name=p.name, default=p.default)
-            else:
-                out.add(K.PARAMETER_ADDED_REQUIRED, name=p.name)
-            continue
-        _compare_param(before, p, out)
-
-
-def _compare_order(old: Signature, new: Signature, out: _Reasons) -> None:
-    for kind, reordered in (
-        ("positional_or_keyword", K.PARAMETERS_REORDERED),
-        ("keyword_only", K.KEYWORD_ONLY_REORDERED),
-    ):
-        before = [p.name for p in old.params if p.kind == kind]
-        after = [p.name for p in new.params if p.kind == kind]
-        kept_before = [n for n in before if n in after]
-        kept_after = [n for n in after if n in before]
-        if kept_before != kept_after:
-            out.add(reordered, old=_order(before), new=_order(after))
-
-
-def _compare_positional_only(old: Signature, new: Signature, out: _Reasons) -> None:
-    # The registry never passes these, so only a new *required* one breaks calls.
-    old_named = {p.name for p in old.named}
-    new_named = {p.name for p in new.named}
-    before = [p for p in old.params if p.kind == "positional_only"]
-    after = [p for p in new.params if p.kind == "positional_only"]
-    blocking = {p.name for p in before if not p.has_default} | old_named
-    required = {p.name for p in after if not p.has_default and p.name not in blocking}
-    for name in sorted(required):
-        out.add(K.POSITIONAL_ONLY_ADDED_REQUIRED, name=name)
-    # Those that moved to or from keyword-callable have their own reasons.
-    kept_before = [_param_text(p) for p in before if p.name not in new_named]
-    kept_after = [_param_text(p) for p in after if p.name not in old_named | required]
-    if kept_before != kept_after:
-        out.add(K.POSITIONAL_ONLY_CHANGED, old=_order(kept_before), new=_order(kept_after))
-
-
-def _compare_variadic(old: Signature, new: Signature, out: _Reasons) -> None:
-    old_args = next((p for p in old.params if p.kind == "var_positional"), None)
-    new_args = next((p for p in new.params if p.kind == "var_positional"), None)
-    if old_args is None and new_args is not None:
-        out.add(K.VAR_POSITIONAL_ADDED, name=new_args.name)
-    elif old_args is not None and new_args is None:
-        out.add(K.VAR_POSITIONAL_REMOVED, name=old_args.name)
-    elif (
-        old_args is not None
-        and new_args is not None
-        and old_args != new_args.model_copy(update={"line": old_args.line})
-    ):
-        out.add(K.VAR_POSITIONAL_CHANGED, old=_param_text(old_args), new=_param_text(new_args))
-
-    old_kwargs, new_kwargs = old.var_keyword, new.var_keyword
-    if old_kwargs is not None and new_kwargs is None:
-        out.add(K.VAR_KEYWORD_REMOVED, name=old_kwargs.name)
-    elif old_kwargs is None and new_kwargs is not None:
-        out.add(K.VAR_KEYWORD_ADDED, name=new_kwargs.name)
-    elif old_kwargs is not None and new_kwargs is not None:
-        if old_kwargs.name != new_kwargs.name:
-            out.add(K.VAR_KEYWORD_RENAMED, old=old_kwargs.name, new=new_kwargs.name)
-        _compare_annotation(f"**{new_kwargs.name}", old_kwargs, new_kwargs, out)
-
-
-def _compare_params(old: Signature, new: Signature, out: _Reasons) -> None:
-    _compare_removed(old, new, out)
-    _compare_added(old, new, out)
-    _compare_order(old, new, out)
-    _compare_positional_only(old, new, out)
-    _compare_variadic(old, new, out)
-
-
-def _compare_param(old: ParamSig, new: ParamSig, out: _Reasons) -> None:
-    name = new.name
-    if old.has_default and not new.has_default:
-        out.add(K.PARAMETER_NOW_REQUIRED, name=name, default=old.default)
-    elif not old.has_default and new.has_default:
-        out.add(K.PARAMETER_NOW_OPTIONAL, name=name, default=new.default)
-    elif old.default != new.default:
-        out.add(K.PARAMETER_CHANGED_DEFAULT, name=name, old=old.default, new=new.default)
-    if old.kind == "positional_or_keyword" and new.kind == "keyword_only":
-        out.add(K.PARAMETER_NOW_KEYWORD_ONLY, name=name)
-    elif old.kind == "keyword_only" and new.kind == "positional_or_keyword":
-        out.add(K.PARAMETER_NO_LONGER_KEYWORD_ONLY, name=name)
-    _compare_annotation(repr(name), old, new, out)
-
-
-def _compare_annotation(label: str, old: ParamSig, new: ParamSig, out: _Reasons) -> None:
-    if old.annotation == new.annotation:
-        return
-    values = {"label": label, "old": _show(old.annotation), "new": _show(new.annotation)}
-    wider = accepts(new.annotation, old.annotation)
-    narrower = accepts(old.annotation, new.annotation)
-    if wider and narrower:
-        out.add(K.ANNOTATION_REWRITTEN, **values)
-    elif wider:
-        out.add(K.ANNOTATION_WIDENED, **values)
-    elif narrower:
-        out.add(K.ANNOTATION_NARROWED, **values)
-    else:
-        out.add(K.ANNOTATION_CHANGED, **values)
-
-
-def _compare_returns(old: Signature, new: Signature, out: _Reasons) -> None:
-    if old.returns == new.returns:
-        return
-    values = {"old": _show(old.returns), "new": _show(new.returns)}
-    narrower = accepts(old.returns, new.returns)
-    wider = accepts(new.returns, old.returns)
-    if narrower and wider:
-        out.add(K.RETURN_REWRITTEN, **values)
-    elif narrower and old.returns is None:
-        out.add(K.RETURN_ADDED, **values)
-    elif narrower:
-        out.add(K.RETURN_NARROWED, **values)
-    else:
-        out.add(K.RETURN_CHANGED, **values)
-
-
-def _compare_signatures(old: Signature, new: Signature, out: _Reasons) -> None:
-    before = len(out.items)
-    if new.is_async and not old.is_async:
-        out.add(K.ENTRY_POINT_NOW_ASYNC, entry=new.name)
-    elif old.is_async and not new.is_async:
-        out.add(K.ENTRY_POINT_NO_LONGER_ASYNC, entry=new.name)
-    _compare_params(old, new, out)
-    _compare_returns(old, new, out)
-    if len(out.items) == before and _signature_text(old) != _signature_text(new):
-        # Never "comments or formatting" when the signature differs.
-        out.add(
-            K.SIGNATURE_CHANGED, entry=new.name, old=_signature_text(old), new=_signature_text(new)
-        )
 
 
 def _strip_entry(source: str, entry: str) -> tuple[str, str | None]:
@@ -516,7 +116,7 @@ def _strip_entry(source: str, entry: str) -> tuple[str, str | None]:
 
 
 def _compare_main(
-    old: Snapshot, new: Snapshot, old_entry: str, new_entry: str, out: _Reasons
+    old: Snapshot, new: Snapshot, old_entry: str, new_entry: str, out: Reasons
 ) -> None:
     old_src, new_src = old.text(MAIN_FILE), new.text(MAIN_FILE)
     if old.files.get(MAIN_FILE) == new.files.get(MAIN_FILE) and old_entry == new_entry:
@@ -537,7 +137,7 @@ def _compare_main(
         out.add(K.ENTRY_POINT_NEW, entry=new_entry)
         return
     before = len(out.items)
-    _compare_signatures(old_sig, new_sig, out)
+    compare_signatures(old_sig, new_sig, out)
     signature_changed = len(out.items) > before
     assert old_src is not None
     old_body, old_doc = _strip_entry(old_src, old_entry)
@@ -573,63 +173,73 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _compare_metadata(old: Metadata, new: Metadata, signatures_known: bool, out: _Reasons) -> None:
+def _compare_metadata_param(old: Parameter, new: Parameter, out: Reasons) -> None:
+    """One parameter declared in both metadata files: its type, required-ness, default, words."""
+    name = new.name
+    if new.type != old.type:
+        if _metadata_type_accepts(new.type, old.type):
+            out.add(K.METADATA_TYPE_WIDENED, name=name, old=old.type, new=new.type)
+        else:
+            out.add(K.METADATA_TYPE_CHANGED, name=name, old=old.type, new=new.type)
+    if new.required and not old.required:
+        out.add(K.METADATA_NOW_REQUIRED, name=name)
+    elif old.required and not new.required:
+        out.add(K.METADATA_NO_LONGER_REQUIRED, name=name)
+    elif new.default != old.default:
+        out.add(
+            K.METADATA_DEFAULT_CHANGED, name=name, old=_short(old.default), new=_short(new.default)
+        )
+    if new.description != old.description:
+        out.add(K.METADATA_PARAMETER_DESCRIPTION, name=name)
+
+
+def _compare_metadata_params(
+    old: Metadata, new: Metadata, signatures_known: bool, out: Reasons
+) -> None:
+    """The declared parameters; added and removed ones only when the code cannot tell."""
     old_params = {p.name: p for p in old.parameters}
     for p in new.parameters:
         q = old_params.get(p.name)
-        if q is None:
-            if not signatures_known:
-                out.add(
-                    K.METADATA_PARAMETER_ADDED_REQUIRED
-                    if p.required
-                    else K.METADATA_PARAMETER_ADDED_OPTIONAL,
-                    name=p.name,
-                )
-            continue
-        if p.type != q.type:
-            if _metadata_type_accepts(p.type, q.type):
-                out.add(K.METADATA_TYPE_WIDENED, name=p.name, old=q.type, new=p.type)
-            else:
-                out.add(K.METADATA_TYPE_CHANGED, name=p.name, old=q.type, new=p.type)
-        if p.required and not q.required:
-            out.add(K.METADATA_NOW_REQUIRED, name=p.name)
-        elif q.required and not p.required:
-            out.add(K.METADATA_NO_LONGER_REQUIRED, name=p.name)
-        elif p.default != q.default:
-            out.add(
-                K.METADATA_DEFAULT_CHANGED,
-                name=p.name,
-                old=_short(q.default),
-                new=_short(p.default),
+        if q is not None:
+            _compare_metadata_param(q, p, out)
+        elif not signatures_known:
+            added = (
+                K.METADATA_PARAMETER_ADDED_REQUIRED
+                if p.required
+                else K.METADATA_PARAMETER_ADDED_OPTIONAL
             )
-        if p.description != q.description:
-            out.add(K.METADATA_PARAMETER_DESCRIPTION, name=p.name)
+            out.add(added, name=p.name)
     if not signatures_known:
         new_names = {p.name for p in new.parameters}
         for name in old_params:
             if name not in new_names:
                 out.add(K.METADATA_PARAMETER_REMOVED, name=name)
 
-    _compare_returns_metadata(old, new, out)
 
+def _example_label(example: Example, text: str) -> str:
+    return repr(example.description) if example.description else text
+
+
+def _compare_examples(old: Metadata, new: Metadata, out: Reasons) -> None:
     old_examples = [_short(e.model_dump(mode="json")) for e in old.examples]
     new_examples = [_short(e.model_dump(mode="json")) for e in new.examples]
     for example, text in zip(new.examples, new_examples, strict=True):
         if text not in old_examples:
-            label = repr(example.description) if example.description else text
-            out.add(K.METADATA_EXAMPLE_ADDED, label=label)
+            out.add(K.METADATA_EXAMPLE_ADDED, label=_example_label(example, text))
     for example, text in zip(old.examples, old_examples, strict=True):
         if text not in new_examples:
-            label = repr(example.description) if example.description else text
-            out.add(K.METADATA_EXAMPLE_REMOVED, label=label)
+            out.add(K.METADATA_EXAMPLE_REMOVED, label=_example_label(example, text))
 
-    if old.entry_point != new.entry_point:
-        out.add(K.METADATA_ENTRY_POINT, old=old.entry_point, new=new.entry_point)
-    handled = {"parameters", "returns", "examples", "entry_point", "schema_"}
+
+# Metadata fields with rules of their own; every other field is compared as a value.
+_HANDLED_FIELDS = frozenset({"parameters", "returns", "examples", "entry_point", "schema_"})
+
+
+def _compare_other_fields(old: Metadata, new: Metadata, out: Reasons) -> None:
     old_data = old.model_dump(mode="json")
     new_data = new.model_dump(mode="json")
     for name in Metadata.model_fields:
-        if name in handled or old_data.get(name) == new_data.get(name):
+        if name in _HANDLED_FIELDS or old_data.get(name) == new_data.get(name):
             continue
         before, after = old_data.get(name), new_data.get(name)
         if isinstance(before, _SCALARS) and isinstance(after, _SCALARS):
@@ -638,7 +248,16 @@ def _compare_metadata(old: Metadata, new: Metadata, signatures_known: bool, out:
             out.add(K.METADATA_FIELD_EDITED, field=name)
 
 
-def _compare_returns_metadata(old: Metadata, new: Metadata, out: _Reasons) -> None:
+def _compare_metadata(old: Metadata, new: Metadata, signatures_known: bool, out: Reasons) -> None:
+    _compare_metadata_params(old, new, signatures_known, out)
+    _compare_returns_metadata(old, new, out)
+    _compare_examples(old, new, out)
+    if old.entry_point != new.entry_point:
+        out.add(K.METADATA_ENTRY_POINT, old=old.entry_point, new=new.entry_point)
+    _compare_other_fields(old, new, out)
+
+
+def _compare_returns_metadata(old: Metadata, new: Metadata, out: Reasons) -> None:
     before, after = old.returns, new.returns
     if before.type != after.type:
         if _metadata_type_accepts(before.type, after.type):
@@ -657,7 +276,7 @@ def _compare_returns_metadata(old: Metadata, new: Metadata, out: _Reasons) -> No
         out.add(K.METADATA_RESULT_DESCRIPTION)
 
 
-def _compare_other_files(old: Snapshot, new: Snapshot, out: _Reasons) -> None:
+def _compare_other_files(old: Snapshot, new: Snapshot, out: Reasons) -> None:
     for name in sorted(set(old.files) | set(new.files)):
         if name in (MAIN_FILE, METADATA_FILE):
             continue
@@ -674,22 +293,22 @@ def _compare_other_files(old: Snapshot, new: Snapshot, out: _Reasons) -> None:
             out.add(K.FILE_CHANGED, name=name)
 
 
-def _compare_commits(messages: Sequence[str], out: _Reasons) -> None:
+def _compare_commits(messages: Sequence[str], out: Reasons) -> None:
     for message in messages:
         commit = parse_conventional(message)
-        subject = _subject(message)
+        first = commit_subject(message)
         if commit.breaking_note is not None:
-            out.add(K.COMMIT_BREAKING_NOTE, subject=subject, note=commit.breaking_note)
+            out.add(K.COMMIT_BREAKING_NOTE, subject=first, note=commit.breaking_note)
         elif commit.bang:
-            out.add(K.COMMIT_BREAKING_BANG, subject=subject)
+            out.add(K.COMMIT_BREAKING_BANG, subject=first)
         elif commit.breaking and not any(c.breaking for c in commit.squashed):
-            out.add(K.COMMIT_BREAKING_FOOTER, subject=subject)
+            out.add(K.COMMIT_BREAKING_FOOTER, subject=first)
         elif commit.type == "feat":
-            out.add(K.COMMIT_FEATURE, subject=subject)
+            out.add(K.COMMIT_FEATURE, subject=first)
         elif commit.type == "fix":
-            out.add(K.COMMIT_FIX, subject=subject)
+            out.add(K.COMMIT_FIX, subject=first)
         for inner in commit.squashed:
-            values = {"subject": subject, "header": inner.header}
+            values = {"subject": first, "header": inner.header}
             if inner.breaking_note is not None:
                 out.add(K.SQUASHED_BREAKING_NOTE, note=inner.breaking_note, **values)
             elif inner.bang:
@@ -698,6 +317,33 @@ def _compare_commits(messages: Sequence[str], out: _Reasons) -> None:
                 out.add(K.SQUASHED_FEATURE, **values)
             elif inner.type == "fix":
                 out.add(K.SQUASHED_FIX, **values)
+
+
+def _compare_metadata_files(
+    old: Snapshot,
+    new: Snapshot,
+    old_meta: Metadata | None,
+    new_meta: Metadata | None,
+    out: Reasons,
+) -> None:
+    """``metadata.json`` changed: its fields compared, or why they could not be."""
+    if new_meta is None:
+        out.add(K.METADATA_UNREADABLE)
+        return
+    if old_meta is None:
+        out.add(K.METADATA_OLD_UNREADABLE)
+        return
+    old_src, new_src = old.text(MAIN_FILE), new.text(MAIN_FILE)
+    known = (
+        old_src is not None
+        and new_src is not None
+        and read_signature(old_src, old_meta.entry_point) is not None
+        and read_signature(new_src, new_meta.entry_point) is not None
+    )
+    before = len(out.items)
+    _compare_metadata(old_meta, new_meta, known, out)
+    if len(out.items) == before:
+        out.add(K.METADATA_FORMATTING)
 
 
 def decide_bump(
@@ -719,29 +365,15 @@ def decide_bump(
     if (old.tree_id is not None and old.tree_id == new.tree_id) or old.files == new.files:
         return BumpDecision(bump="none", breaking=False, reasons=[])
 
-    out = _Reasons()
-    old_meta, new_meta = _load_metadata(old), _load_metadata(new)
+    out = Reasons()
+    old_meta = parse_metadata(old.text(METADATA_FILE))
+    new_meta = parse_metadata(new.text(METADATA_FILE))
     old_entry = old_meta.entry_point if old_meta is not None else "main"
     new_entry = new_meta.entry_point if new_meta is not None else "main"
     _compare_main(old, new, old_entry, new_entry, out)
 
     if old.files.get(METADATA_FILE) != new.files.get(METADATA_FILE):
-        if old_meta is not None and new_meta is not None:
-            old_src, new_src = old.text(MAIN_FILE), new.text(MAIN_FILE)
-            known = (
-                old_src is not None
-                and new_src is not None
-                and read_signature(old_src, old_entry) is not None
-                and read_signature(new_src, new_entry) is not None
-            )
-            before = len(out.items)
-            _compare_metadata(old_meta, new_meta, known, out)
-            if len(out.items) == before:
-                out.add(K.METADATA_FORMATTING)
-        elif new_meta is None:
-            out.add(K.METADATA_UNREADABLE)
-        else:
-            out.add(K.METADATA_OLD_UNREADABLE)
+        _compare_metadata_files(old, new, old_meta, new_meta, out)
 
     _compare_other_files(old, new, out)
     _compare_commits(messages, out)
@@ -753,7 +385,7 @@ def decide_bump(
             removed=stats.lines_removed,
         )
     level = out.level
-    ordered = sorted(out.items, key=lambda item: -_LEVELS[item.level])
+    ordered = sorted(out.items, key=lambda item: -RANK[item.level])
     return BumpDecision(
         bump=_LEVEL_NAMES[level],
         breaking=level == MAJOR,

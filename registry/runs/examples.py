@@ -8,7 +8,7 @@ release`` refuses a version whose examples fail (:class:`ExamplesGate`, the
 ``before_tag`` of :func:`registry.releases.release.release`), and records each of those
 runs with the caller ``release``: they run the version's code in the sandbox
 like any run. Results are compared as JSON values
-(:func:`json_equal`).
+(:func:`registry.core.jsonvalue.json_equal`).
 """
 
 from __future__ import annotations
@@ -23,14 +23,16 @@ from pydantic import BaseModel
 
 from registry.config import Config
 from registry.core.arguments import ARGUMENT_ERROR, argument_problems
-from registry.core.model import Example, Metadata
-from registry.core.snapshot import Snapshot
+from registry.core.jsonvalue import json_equal
+from registry.core.model import Example, Metadata, parse_metadata
+from registry.core.snapshot import METADATA_FILE, Snapshot
 from registry.errors import ExamplesFailed
 from registry.runs.execution import (
     ErrorInfo,
     RunResult,
     Usage,
     build_request,
+    deliver_records,
     execution_record,
     validated_metadata,
 )
@@ -65,19 +67,6 @@ class ExamplesReport(BaseModel):
     commit: str | None
     ok: bool
     examples: list[ExampleResult]
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality as JSON sees it: 1 == 1.0, but True != 1 and "1" != 1; lists in order."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
 
 
 def run_examples(
@@ -219,13 +208,7 @@ class ExamplesGate:
 
     def __call__(self, plan: ReleasePlan, snapshot: Snapshot) -> None:
         """Run ``snapshot``'s examples; raise :class:`ExamplesFailed` if any fails."""
-        from pydantic import ValidationError
-
-        text = snapshot.text("metadata.json")
-        try:
-            meta = Metadata.model_validate_json(text) if text is not None else None
-        except ValidationError:
-            meta = None
+        meta = parse_metadata(snapshot.text(METADATA_FILE))
         if meta is None or not meta.examples:
             return  # release validation reports bad metadata; no examples, no contract
         started_at = datetime.now(UTC)
@@ -308,8 +291,6 @@ def examples_gate(
     def deliver() -> None:
         if records:
             import anyio
-
-            from registry.runs.execution import deliver_records
 
             anyio.run(deliver_records, store, list(records), database_url)
             records.clear()

@@ -20,9 +20,8 @@ What is recorded, and why:
 Failures of the procedure are :class:`RunResult` values with ``ok=False``; only
 problems that prevent a run (no such procedure or version, a broken sandbox) raise.
 
-Checking and parsing the arguments lives in :mod:`registry.core.arguments`, contract
-tests (a version's examples) in :mod:`registry.runs.examples`; their names are still
-importable from here.
+Checking and parsing the arguments lives in :mod:`registry.core.arguments`; contract
+tests (a version's examples), which build on this module, in :mod:`registry.runs.examples`.
 """
 
 from __future__ import annotations
@@ -43,28 +42,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from registry.config import Config
-from registry.core.arguments import ARGUMENT_ERROR
-from registry.core.arguments import argument_problems as argument_problems
-from registry.core.arguments import coerce_cli_value as coerce_cli_value
-from registry.core.arguments import parse_cli_arguments as parse_cli_arguments
-from registry.core.model import Metadata
-from registry.core.snapshot import Snapshot
+from registry.core.arguments import ARGUMENT_ERROR, argument_problems
+from registry.core.model import Metadata, parse_metadata
+from registry.core.snapshot import METADATA_FILE, Snapshot
 from registry.errors import ExecutionError, RegistryError, UsageError
 from registry.index.contract import ExecutionRecord, IndexBackend, Metrics
 from registry.runs.recorder import RunRecorder, spool_dir
 
 if TYPE_CHECKING:
-    # Moved to registry.runs.examples; still importable from here (see __getattr__ below).
     from registry.git.store import GitStore
     from registry.releases.release import Resolved
-    from registry.runs.examples import ExampleResult as ExampleResult
-    from registry.runs.examples import ExamplesGate as ExamplesGate
-    from registry.runs.examples import ExamplesReport as ExamplesReport
-    from registry.runs.examples import check_examples as check_examples
-    from registry.runs.examples import describe_failure as describe_failure
-    from registry.runs.examples import examples_gate as examples_gate
-    from registry.runs.examples import json_equal as json_equal
-    from registry.runs.examples import run_examples as run_examples
     from registry.sandbox import RunOutcome, Sandbox
 
 log = logging.getLogger(__name__)
@@ -134,15 +121,7 @@ def resolve(store: GitStore, proc_id: str, spec: str | None = None) -> Resolved:
 
 def declared_metadata(resolved: Resolved) -> Metadata | None:
     """The metadata of a resolved version if it parses (for typing CLI arguments)."""
-    from pydantic import ValidationError
-
-    text = resolved.snapshot.text("metadata.json")
-    if text is None:
-        return None
-    try:
-        return Metadata.model_validate_json(text)
-    except ValidationError:
-        return None
+    return parse_metadata(resolved.snapshot.text(METADATA_FILE))
 
 
 def validated_metadata(store: GitStore, resolved: Resolved) -> tuple[Metadata | None, str | None]:
@@ -343,7 +322,7 @@ async def run(
             outcome = await anyio.to_thread.run_sync(sandbox.run, request)
         except ExecutionError as exc:
             # The engine refused the run (fail closed): still a run, still recorded.
-            from registry.sandbox.runner import unavailable
+            from registry.sandbox import unavailable
 
             refused = _result_from(unavailable(str(exc)), resolved, run_id)
             record = execution_record(refused, started_at, caller or default_caller())
@@ -536,33 +515,3 @@ async def metrics(backend: IndexBackend, proc_id: str) -> Metrics:
 def spool_path(store: GitStore) -> Path:
     """Where this repository's undelivered run records wait."""
     return spool_dir(store.git_dir)
-
-
-_MOVED_TO_EXAMPLES = frozenset(
-    {
-        "ExampleResult",
-        "ExamplesFailed",
-        "ExamplesGate",
-        "ExamplesReport",
-        "check_examples",
-        "describe_failure",
-        "examples_gate",
-        "json_equal",
-        "run_examples",
-    }
-)
-
-# Hidden from type checkers, which see the imports above instead: an explicit
-# module __getattr__ would make every misspelt ``execution.name`` type-check.
-if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> Any:
-        """The contract-test names of :mod:`registry.runs.examples`, imported on first use.
-
-        Lazily, because ``registry.runs.examples`` builds on this module.
-        """
-        if name in _MOVED_TO_EXAMPLES:
-            from registry.runs import examples
-
-            return getattr(examples, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,7 +37,7 @@ from registry.sandbox.models import (
     RunOutcome,
     RunRequest,
 )
-from registry.sandbox.runner import Sandbox, probe_layers
+from registry.sandbox.runner import Sandbox, probe_layers, unavailable
 
 __all__ = [
     "FAILURE_TYPES",
@@ -49,4 +49,5 @@ __all__ = [
     "Sandbox",
     "probe_layers",
     "sandbox_python",
+    "unavailable",
 ]

@@ -16,7 +16,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.sandbox import supervisor as sup
+import registry.sandbox.supervisor as sup
 from registry.sandbox.models import (
     CPU_LIMIT,
     CRASHED,

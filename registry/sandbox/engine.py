@@ -16,9 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import registry.sandbox.cgroup as cgroups
 from registry.config import SandboxSection
 from registry.errors import ExecutionError
-from registry.sandbox import cgroup as cgroups
 from registry.sandbox.instance import (
     ENGINE_ENV,
     MAX_RESULT_BYTES,

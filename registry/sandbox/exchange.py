@@ -17,7 +17,7 @@ import select
 import time
 from dataclasses import dataclass
 
-from registry.sandbox import supervisor as sup
+import registry.sandbox.supervisor as sup
 from registry.sandbox.decode import reports_complete
 from registry.sandbox.instance import MAX_RESULT_BYTES, Instance
 from registry.sandbox.models import OUTPUT_LIMIT, TIMEOUT
@@ -50,107 +50,143 @@ def exchange(instance: Instance, request: bytes, timeout_s: float, bound: int) -
     ``bound`` is how many bytes of each stream are kept; past ``bound *
     OUTPUT_HARD_CAP_FACTOR`` the run is killed, as it is at ``timeout_s``.
     """
-    start = time.monotonic()
-    cap = bound * OUTPUT_HARD_CAP_FACTOR
-    pending = memoryview(request)
-    bufs = {"out": bytearray(), "err": bytearray(), "res": bytearray(instance.preread)}
-    bufs["log"] = bytearray()
-    seen = {"out": 0, "err": 0}
-    limits = {"res": MAX_REPORT_BYTES, "log": MAX_LOG_BYTES}
-    killed: tuple[str, str] | None = None
-    finished: float | None = None
-    os.set_blocking(instance.req_w, False)
-    poller = select.poll()
-    tags = {instance.out_r: "out", instance.err_r: "err", instance.res_r: "res"}
-    tags[instance.log_r] = "log"
-    for fd in tags:
-        poller.register(fd, select.POLLIN)
-    poller.register(instance.req_w, select.POLLOUT)
-    writing = True
-    deadline, kill_deadline, drain_deadline = start + timeout_s, 0.0, 0.0
+    session = _Session(instance, request, timeout_s, bound)
+    session.run()
+    return session.result()
 
-    def kill(kind: str, message: str) -> None:
-        nonlocal killed, kill_deadline
-        if killed is None:
-            killed = (kind, message)
-            kill_deadline = time.monotonic() + KILL_GRACE_S
-            instance.kill()
 
-    while tags:
+# The channels whose every byte is kept, up to a limit (past it, the reports get the run killed).
+_LIMITS = {"res": MAX_REPORT_BYTES, "log": MAX_LOG_BYTES}
+
+
+class _Session:
+    """One exchange in progress: the pipes polled, what was read, the deadlines."""
+
+    def __init__(self, instance: Instance, request: bytes, timeout_s: float, bound: int) -> None:
+        self.start = time.monotonic()
+        self.instance = instance
+        self.timeout_s = timeout_s
+        self.bound = bound
+        self.cap = bound * OUTPUT_HARD_CAP_FACTOR
+        self.pending = memoryview(request)
+        self.bufs = {"out": bytearray(), "err": bytearray(), "res": bytearray(instance.preread)}
+        self.bufs["log"] = bytearray()
+        self.seen = {"out": 0, "err": 0}
+        self.killed: tuple[str, str] | None = None
+        self.finished: float | None = None
+        os.set_blocking(instance.req_w, False)
+        self.poller = select.poll()
+        self.tags = {instance.out_r: "out", instance.err_r: "err", instance.res_r: "res"}
+        self.tags[instance.log_r] = "log"
+        for fd in self.tags:
+            self.poller.register(fd, select.POLLIN)
+        self.poller.register(instance.req_w, select.POLLOUT)
+        self.writing = True
+        self.deadline, self.kill_deadline, self.drain_deadline = self.start + timeout_s, 0.0, 0.0
+
+    def kill(self, kind: str, message: str) -> None:
+        if self.killed is None:
+            self.killed = (kind, message)
+            self.kill_deadline = time.monotonic() + KILL_GRACE_S
+            self.instance.kill()
+
+    def run(self) -> None:
+        while self.tags:
+            wait = self._wait_s()
+            if wait is None:
+                break
+            for fd, _event in self.poller.poll(max(0, math.ceil(wait * 1000))):
+                if self.writing and fd == self.instance.req_w:
+                    self._write(fd)
+                else:
+                    self._read(fd)
+
+    def _wait_s(self) -> float | None:
+        """How long to poll now, or ``None`` when the exchange is over."""
         now = time.monotonic()
-        if finished is not None:
-            if now >= drain_deadline:
-                break
-            wait = drain_deadline - now
-        elif killed is not None:
-            if now >= kill_deadline:
-                log.warning("sandbox %s did not end after it was killed", instance.pid)
-                break
-            wait = kill_deadline - now
+        if self.finished is not None:
+            return None if now >= self.drain_deadline else self.drain_deadline - now
+        if self.killed is not None:
+            if now >= self.kill_deadline:
+                log.warning("sandbox %s did not end after it was killed", self.instance.pid)
+                return None
+            return self.kill_deadline - now
+        if self.deadline - now <= 0:
+            self.kill(TIMEOUT, f"ran longer than its {self.timeout_s:g} s wall-clock limit")
+            return self._wait_s()
+        return self.deadline - now
+
+    def _write(self, fd: int) -> None:
+        try:
+            self.pending = self.pending[os.write(fd, self.pending) :]
+        except BlockingIOError:
+            return
+        except OSError:  # the sandbox is gone; its reports say why
+            self.pending = self.pending[:0]
+        if not self.pending:
+            self.writing = False
+            self.poller.unregister(fd)
+
+    def _read(self, fd: int) -> None:
+        tag = self.tags.get(fd)
+        if tag is None:
+            return
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.poller.unregister(fd)
+            del self.tags[fd]
+            if tag == "res":  # the supervisor is gone: drain the streams, then stop
+                self.finished = time.monotonic()
+                self.drain_deadline = self.finished + DRAIN_S
+        elif tag in _LIMITS:
+            self._keep(tag, chunk)
         else:
-            wait = deadline - now
-            if wait <= 0:
-                kill(TIMEOUT, f"ran longer than its {timeout_s:g} s wall-clock limit")
-                continue
-        for fd, _event in poller.poll(max(0, math.ceil(wait * 1000))):
-            if writing and fd == instance.req_w:
-                try:
-                    pending = pending[os.write(fd, pending) :]
-                except BlockingIOError:
-                    continue
-                except OSError:  # the sandbox is gone; its reports say why
-                    pending = pending[:0]
-                if not pending:
-                    writing = False
-                    poller.unregister(fd)
-                continue
-            tag = tags.get(fd)
-            if tag is None:
-                continue
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                poller.unregister(fd)
-                del tags[fd]
-                if tag == "res":  # the supervisor is gone: drain the streams, then stop
-                    finished = time.monotonic()
-                    drain_deadline = finished + DRAIN_S
-                continue
-            buf = bufs[tag]
-            if tag in limits:
-                if len(buf) + len(chunk) > limits[tag]:
-                    if tag == "res":
-                        kill(OUTPUT_LIMIT, "the sandbox sent more than the host accepts")
-                    continue
-                buf += chunk
-                if tag == "res" and finished is None and reports_complete(buf):
-                    # The procedure's process is gone: what it wrote is in the pipes now.
-                    finished = time.monotonic()
-                    drain_deadline = finished
-                    _drain(instance, bufs, seen, bound)
-                continue
-            seen[tag] += len(chunk)
-            if len(buf) < bound:
-                buf += chunk[: bound - len(buf)]
-            if seen[tag] > cap:
-                name = "stdout" if tag == "out" else "stderr"
-                kill(OUTPUT_LIMIT, f"wrote more than {cap} bytes to {name} (kept {bound})")
-    if writing:
-        with contextlib.suppress(KeyError, ValueError):
-            poller.unregister(instance.req_w)
-    end = finished or time.monotonic()
-    truncated = (seen["out"] > bound, seen["err"] > bound)
-    return Exchange(
-        killed=killed,
-        reports=bytes(bufs["res"]),
-        stdout=bytes(bufs["out"]),
-        stderr=bytes(bufs["err"]),
-        truncated=truncated,
-        engine_log=bytes(bufs["log"]),
-        duration_ms=(end - start) * 1000,
-    )
+            self._bound(tag, chunk)
+
+    def _keep(self, tag: str, chunk: bytes) -> None:
+        """A chunk of the reports or the engine's log: kept whole, up to its limit."""
+        buf = self.bufs[tag]
+        if len(buf) + len(chunk) > _LIMITS[tag]:
+            if tag == "res":
+                self.kill(OUTPUT_LIMIT, "the sandbox sent more than the host accepts")
+            return
+        buf += chunk
+        if tag == "res" and self.finished is None and reports_complete(buf):
+            # The procedure's process is gone: what it wrote is in the pipes now.
+            self.finished = time.monotonic()
+            self.drain_deadline = self.finished
+            _drain(self.instance, self.bufs, self.seen, self.bound)
+
+    def _bound(self, tag: str, chunk: bytes) -> None:
+        """A chunk of stdout or stderr: ``bound`` bytes kept, the run killed past the cap."""
+        buf = self.bufs[tag]
+        self.seen[tag] += len(chunk)
+        if len(buf) < self.bound:
+            buf += chunk[: self.bound - len(buf)]
+        if self.seen[tag] > self.cap:
+            name = "stdout" if tag == "out" else "stderr"
+            self.kill(
+                OUTPUT_LIMIT, f"wrote more than {self.cap} bytes to {name} (kept {self.bound})"
+            )
+
+    def result(self) -> Exchange:
+        if self.writing:
+            with contextlib.suppress(KeyError, ValueError):
+                self.poller.unregister(self.instance.req_w)
+        end = self.finished or time.monotonic()
+        truncated = (self.seen["out"] > self.bound, self.seen["err"] > self.bound)
+        return Exchange(
+            killed=self.killed,
+            reports=bytes(self.bufs["res"]),
+            stdout=bytes(self.bufs["out"]),
+            stderr=bytes(self.bufs["err"]),
+            truncated=truncated,
+            engine_log=bytes(self.bufs["log"]),
+            duration_ms=(end - self.start) * 1000,
+        )
 
 
 def _drain(

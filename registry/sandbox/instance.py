@@ -31,8 +31,8 @@ from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 from typing import Any
 
+import registry.sandbox.supervisor as sup
 from registry.errors import ExecutionError
-from registry.sandbox import supervisor as sup
 from registry.sandbox.cgroup import RunCgroup
 from registry.sandbox.slots import Slot, kill_uid
 

@@ -10,13 +10,46 @@ force is reported inactive, with the reason.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from registry.sandbox.engine import BUBBLEWRAP
+from registry.config import SandboxSection
+from registry.sandbox.engine import BUBBLEWRAP, Engine
 from registry.sandbox.instance import sandbox_python, worker_env
-from registry.sandbox.models import FSIZE_MB, NOFILE_LIMIT, NPROC_LIMIT, LayerStatus, RunRequest
+from registry.sandbox.models import (
+    FSIZE_MB,
+    NOFILE_LIMIT,
+    NPROC_LIMIT,
+    LayerStatus,
+    RunOutcome,
+    RunRequest,
+)
 from registry.sandbox.policy import SCRATCH
-from registry.sandbox.runner import Sandbox
+from registry.sandbox.pool import WarmPool
+from registry.sandbox.slots import Slots
+
+
+class Probed(Protocol):
+    """What the probe needs of the sandbox it probes (a :class:`~registry.sandbox.Sandbox`)."""
+
+    audit_hook: bool
+
+    @property
+    def config(self) -> SandboxSection: ...
+
+    @property
+    def pool_size(self) -> int: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def slots(self) -> Slots: ...
+
+    @property
+    def isolation(self) -> str: ...
+
+    def run(self, request: RunRequest, *, warm: bool = True) -> RunOutcome: ...
+
 
 NAMESPACES = ("mnt", "pid", "ipc", "uts", "net", "user", "cgroup")
 
@@ -84,8 +117,11 @@ def main(target):
 """
 
 
-def probe(sandbox: Sandbox) -> list[LayerStatus]:
-    """Every layer of ``sandbox`` and whether it is in force (two cold runs)."""
+def probe(sandbox: Probed, pool: WarmPool) -> list[LayerStatus]:
+    """Every layer of ``sandbox`` (whose warm pool is ``pool``) and whether it is in force.
+
+    Two cold runs; the sandbox passes itself, so the probe builds on no runner.
+    """
     hook = sandbox.audit_hook
     sandbox.audit_hook = False
     try:
@@ -117,7 +153,6 @@ def probe(sandbox: Sandbox) -> list[LayerStatus]:
             ),
         )
     )
-    pool = sandbox._pool
     if sandbox.pool_size <= 0:
         layers.append(
             LayerStatus(name="warm-pool", active=False, detail="disabled (pool_size = 0)")
@@ -135,7 +170,7 @@ def probe(sandbox: Sandbox) -> list[LayerStatus]:
     return layers
 
 
-def _engine_layer(sandbox: Sandbox) -> LayerStatus:
+def _engine_layer(sandbox: Probed) -> LayerStatus:
     engine = sandbox.engine
     if engine.isolation == BUBBLEWRAP:
         return LayerStatus(
@@ -178,7 +213,7 @@ def _namespace_layers(info: dict[str, Any]) -> list[LayerStatus]:
     return layers
 
 
-def _kernel_layers(info: dict[str, Any], sandbox: Sandbox) -> list[LayerStatus]:
+def _kernel_layers(info: dict[str, Any], sandbox: Probed) -> list[LayerStatus]:
     status = info["status"]
     seccomp_on = (
         status.get("Seccomp") == "2"
@@ -210,7 +245,7 @@ def _kernel_layers(info: dict[str, Any], sandbox: Sandbox) -> list[LayerStatus]:
     ]
 
 
-def _limit_layers(info: dict[str, Any], sandbox: Sandbox) -> list[LayerStatus]:
+def _limit_layers(info: dict[str, Any], sandbox: Probed) -> list[LayerStatus]:
     limits = info["rlimits"]
     cfg = sandbox.config
     groups = sandbox.engine.cgroups

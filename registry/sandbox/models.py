@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.sandbox import supervisor as sup
+import registry.sandbox.supervisor as sup
 
 TIMEOUT = "Timeout"
 CPU_LIMIT = "CpuLimitExceeded"

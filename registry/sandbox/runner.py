@@ -17,13 +17,14 @@ import threading
 import weakref
 from collections.abc import Callable
 
+import registry.sandbox.decode as decode
+import registry.sandbox.supervisor as sup
 from registry.config import SandboxSection
 from registry.errors import ExecutionError
-from registry.sandbox import decode
-from registry.sandbox import supervisor as sup
 from registry.sandbox.engine import Engine
 from registry.sandbox.exchange import exchange
 from registry.sandbox.instance import MAX_RESULT_BYTES, Instance, worker_env
+from registry.sandbox.layers import probe
 from registry.sandbox.models import (
     ARGUMENT_ERROR,
     INVALID_PROCEDURE,
@@ -184,9 +185,7 @@ class Sandbox:
     def layers(self) -> list[LayerStatus]:
         """What is really in force on this machine (probed once, then cached)."""
         if self._layers is None:
-            from registry.sandbox.layers import probe  # only doctor and tests ask
-
-            self._layers = probe(self)
+            self._layers = probe(self, self._pool)  # only doctor and tests ask
         return list(self._layers)
 
     def wait_warm(self, timeout: float = 30.0) -> bool:

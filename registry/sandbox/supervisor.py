@@ -692,12 +692,63 @@ def _cap_recursion_limit() -> None:
     sys.setrecursionlimit = setrecursionlimit
 
 
+def _check_open(
+    path: Any, mode: Any, flags: Any, inside: Callable[[Any], bool], foreign: Callable[[Any], bool]
+) -> None:
+    """The ``open`` event: writes only inside the scratch folder, no other process's /proc."""
+    writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
+        isinstance(mode, str) and any(c in mode for c in "wax+")
+    )
+    if writing and not inside(path):
+        raise SandboxViolation(
+            f"writing to {path!r} is not allowed: only the scratch folder is writable"
+        )
+    if isinstance(path, str | bytes) and b"proc" in os.fsencode(path) and foreign(path):
+        raise SandboxViolation(f"reading {path!r} (another process) is not allowed")
+
+
+def _check_paths(
+    event: str, args: tuple[Any, ...], paths: tuple[int, ...], inside: Callable[[Any], bool]
+) -> None:
+    """An event that changes the file system: each path it names inside the scratch folder."""
+    for i in paths:
+        if i < len(args) and args[i] is not None and not inside(args[i]):
+            raise SandboxViolation(
+                f"{event} on {args[i]!r} is not allowed: only the scratch folder is writable"
+            )
+
+
+def _check_event(event: str, args: tuple[Any, ...], own_pid: int, hook: object) -> None:
+    """Every other event: processes, signals, sockets, ctypes, imports, introspection, the hook."""
+    if event in _PROCESS_EVENTS:
+        raise ProcessLimitExceeded(f"starting a process ({event}) is not allowed in the sandbox")
+    if event in ("os.kill", "os.killpg"):
+        pid = args[0]
+        if pid not in (0, own_pid):
+            raise SandboxViolation(f"sending a signal to process {pid} is not allowed")
+        return
+    if event.startswith("socket."):
+        if event == "socket.__new__" and len(args) > 1 and args[1] == 1:  # AF_UNIX
+            return  # socketpair() (asyncio's self-pipe); connect and bind stay denied
+        raise SandboxViolation(f"network access ({event}) is not allowed in the sandbox")
+    if event.startswith("ctypes."):
+        raise SandboxViolation(f"{event} is not allowed in the sandbox")
+    if event == "import" and str(args[0]).split(".", 1)[0] in _DENIED_IMPORTS:
+        raise SandboxViolation(f"importing {args[0]} is not allowed in the sandbox")
+    if event in _INTROSPECTION_EVENTS or event == "setopencodehook":
+        raise SandboxViolation(f"{event} is not allowed in the sandbox")
+    if event in ("object.__setattr__", "object.__delattr__") and args and args[0] is hook:
+        raise SandboxViolation("the sandbox's audit hook cannot be changed")
+
+
 def _make_hook(scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
     """The audit hook: defence in depth on top of the OS layers."""
     root = os.path.realpath(scratch)
     prefix = root + os.sep
     own_pid = os.getpid()
     realpath, fspath, fsdecode = os.path.realpath, os.fspath, os.fsdecode
+    # Bound now, like the os functions: the hook never looks its checks up again.
+    check_open, check_paths, check_event = _check_open, _check_paths, _check_event
 
     def resolve(path: Any) -> str | None:
         try:
@@ -724,50 +775,13 @@ def _make_hook(scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
             path, mode, flags = args
-            writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
-                isinstance(mode, str) and any(c in mode for c in "wax+")
-            )
-            if writing and not inside(path):
-                raise SandboxViolation(
-                    f"writing to {path!r} is not allowed: only the scratch folder is writable"
-                )
-            if (
-                isinstance(path, str | bytes)
-                and b"proc" in os.fsencode(path)
-                and foreign_proc(path)
-            ):
-                raise SandboxViolation(f"reading {path!r} (another process) is not allowed")
+            check_open(path, mode, flags, inside, foreign_proc)
             return
         paths = _PATH_EVENTS.get(event)
         if paths is not None:
-            for i in paths:
-                if i < len(args) and args[i] is not None and not inside(args[i]):
-                    raise SandboxViolation(
-                        f"{event} on {args[i]!r} is not allowed: "
-                        "only the scratch folder is writable"
-                    )
+            check_paths(event, args, paths, inside)
             return
-        if event in _PROCESS_EVENTS:
-            raise ProcessLimitExceeded(
-                f"starting a process ({event}) is not allowed in the sandbox"
-            )
-        if event in ("os.kill", "os.killpg"):
-            pid = args[0]
-            if pid not in (0, own_pid):
-                raise SandboxViolation(f"sending a signal to process {pid} is not allowed")
-            return
-        if event.startswith("socket."):
-            if event == "socket.__new__" and len(args) > 1 and args[1] == 1:  # AF_UNIX
-                return  # socketpair() (asyncio's self-pipe); connect and bind stay denied
-            raise SandboxViolation(f"network access ({event}) is not allowed in the sandbox")
-        if event.startswith("ctypes."):
-            raise SandboxViolation(f"{event} is not allowed in the sandbox")
-        if event == "import" and str(args[0]).split(".", 1)[0] in _DENIED_IMPORTS:
-            raise SandboxViolation(f"importing {args[0]} is not allowed in the sandbox")
-        if event in _INTROSPECTION_EVENTS or event == "setopencodehook":
-            raise SandboxViolation(f"{event} is not allowed in the sandbox")
-        if event in ("object.__setattr__", "object.__delattr__") and args and args[0] is hook:
-            raise SandboxViolation("the sandbox's audit hook cannot be changed")
+        check_event(event, args, own_pid, hook)
 
     return hook
 

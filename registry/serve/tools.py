@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from registry.core.arguments import JSON_TYPES
+from registry.core.jsonvalue import JSON_TYPES
 from registry.core.model import Metadata, Parameter
 
 Format = Literal["mcp", "openai", "anthropic"]

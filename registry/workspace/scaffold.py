@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from registry.core.model import ID_RE, Example, Metadata, Parameter, Returns
+from registry.core.ids import ID_RE
+from registry.core.model import Example, Metadata, Parameter, Returns
 from registry.core.problems import Problem
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, PROCEDURES_DIR, Snapshot
 from registry.errors import NotFoundError, UsageError

@@ -16,7 +16,8 @@ import re
 import pytest
 import semver
 
-from registry.core.specs import MAX_SAFE_INTEGER, parse_spec
+from registry.core.npmrange import MAX_SAFE_INTEGER
+from registry.core.specs import parse_spec
 from registry.core.tags import version_key
 from registry.errors import UsageError
 

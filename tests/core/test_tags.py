@@ -284,13 +284,15 @@ def test_trailers_agree_with_git(tmp_path: Path) -> None:
 
 
 def test_tags_grammar_agrees_with_the_model_and_versioning() -> None:
-    """tags.py keeps its own copies (so `procreg log` need not build those models)."""
+    """One id pattern and one Bump (registry.core.ids) for tags, the model and versioning."""
     import typing
 
-    from registry.core import model, tags, versioning
+    from registry.core import ids, model, tags, versioning
 
-    assert tags.ID_PATTERN == model.ID_PATTERN
+    assert tags.ID_RE is ids.ID_RE and ids.ID_RE.pattern == ids.ID_PATTERN
+    assert model.ID_PATTERN == ids.ID_PATTERN
     assert typing.get_args(tags.Bump) == typing.get_args(versioning.Bump)
+    assert tags.Bump is versioning.Bump is ids.Bump
 
 
 def test_latest_release_tags_agrees_with_parse_release_tag() -> None:

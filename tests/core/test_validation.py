@@ -14,6 +14,7 @@ import textwrap
 import pytest
 
 from registry.config import ValidationSection
+from registry.core.codecheck import ALWAYS_DENIED_IMPORTS, DEFAULT_ALLOWED_IMPORTS, check_source
 from registry.core.problems import Problem
 from registry.core.snapshot import (
     MODE_EXECUTABLE,
@@ -23,15 +24,7 @@ from registry.core.snapshot import (
     FileEntry,
     Snapshot,
 )
-from registry.core.validation import (
-    ALWAYS_DENIED_IMPORTS,
-    DEFAULT_ALLOWED_IMPORTS,
-    RULES,
-    ValidationResult,
-    check_id,
-    check_source,
-    validate_snapshot,
-)
+from registry.core.validation import RULES, ValidationResult, check_id, validate_snapshot
 from tests.helpers import REPO_ROOT
 
 META = """\

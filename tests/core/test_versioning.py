@@ -8,15 +8,11 @@ from typing import Any
 import pytest
 import semver
 
+from registry.core.conventional import parse_conventional
 from registry.core.reasons import ReasonKind
 from registry.core.snapshot import MODE_EXECUTABLE, FileEntry, Snapshot
-from registry.core.versioning import (
-    DiffStats,
-    accepts,
-    decide_bump,
-    next_version,
-    parse_conventional,
-)
+from registry.core.typecompat import accepts
+from registry.core.versioning import DiffStats, decide_bump, next_version
 
 STATS = DiffStats(lines_added=3, lines_removed=1, files_changed=1)
 
@@ -309,12 +305,20 @@ def test_every_reason_is_kept_most_severe_first() -> None:
         assert any(expected in r for r in decision.reasons), decision.reasons
     levels = ["major" if "renamed" in r else "other" for r in decision.reasons]
     assert levels == sorted(levels, key=lambda lvl: lvl != "major")
+    assert decision.kinds[0] is ReasonKind.PARAMETER_RENAMED
+    assert {
+        ReasonKind.PARAMETER_ADDED_OPTIONAL,
+        ReasonKind.COMMIT_FEATURE,
+        ReasonKind.BODY_CHANGED,
+        ReasonKind.METADATA_FIELD_CHANGED,
+    } <= set(decision.kinds)
 
 
 def test_entry_point_rename_is_explained_once() -> None:
     new = snapshot(src(name="run"), meta(entry_point="run"))
     decision = decide_bump(snapshot(), new, STATS, [])
     assert decision.reasons == ["entry point in metadata.json changed from 'main' to 'run'"]
+    assert decision.kinds == [ReasonKind.METADATA_ENTRY_POINT]
 
 
 def test_main_removed_and_mode_change() -> None:
@@ -323,12 +327,14 @@ def test_main_removed_and_mode_change() -> None:
     decision = decide_bump(old, gone, STATS, [])
     assert decision.bump == "major"
     assert "main.py was removed" in decision.reasons[0]
+    assert decision.kinds[0] is ReasonKind.MAIN_REMOVED
     chmod = Snapshot(
         id="split",
         files={**old.files, "main.py": FileEntry(old.files["main.py"].data, MODE_EXECUTABLE)},
     )
     decision = decide_bump(old, chmod, STATS, [])
     assert (decision.bump, decision.reasons) == ("patch", ["file mode of main.py changed"])
+    assert decision.kinds == [ReasonKind.MAIN_MODE_CHANGED]
 
 
 def test_garbage_never_crashes() -> None:
@@ -526,24 +532,33 @@ def test_signature_reason_kinds(old: str, new: str, bump: str, kinds: list[Reaso
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "words"),
+    ("old", "new", "kind", "words"),
     [
-        ("x, y", "y, x", "parameters reordered from (x, y) to (y, x); callers use keywords, "
-                         "so not breaking"),
-        ("*, x, y", "*, y, x", "keyword-only parameters reordered from (x, y) to (y, x); "
-                               "callers use keywords, so not breaking"),
-        ("x", "x, *args", "*args was added; callers use keywords, so not breaking"),
-        ("x, *args", "x", "*args was removed; callers use keywords, so not breaking"),
-        ("x", "x, **kw", "**kw is new: extra keyword arguments are accepted"),
-        ("x, **kw", "x", "**kw was dropped: extra keyword arguments are refused"),
-        ("a=1, /, *, x", "*, x", "positional-only parameters changed from (a=1) to (); "
-                                 "callers use keywords, so they never pass them: not breaking"),
+        ("x, y", "y, x", R.PARAMETERS_REORDERED,
+         "parameters reordered from (x, y) to (y, x); callers use keywords, "
+         "so not breaking"),
+        ("*, x, y", "*, y, x", R.KEYWORD_ONLY_REORDERED,
+         "keyword-only parameters reordered from (x, y) to (y, x); "
+         "callers use keywords, so not breaking"),
+        ("x", "x, *args", R.VAR_POSITIONAL_ADDED,
+         "*args was added; callers use keywords, so not breaking"),
+        ("x, *args", "x", R.VAR_POSITIONAL_REMOVED,
+         "*args was removed; callers use keywords, so not breaking"),
+        ("x", "x, **kw", R.VAR_KEYWORD_ADDED,
+         "**kw is new: extra keyword arguments are accepted"),
+        ("x, **kw", "x", R.VAR_KEYWORD_REMOVED,
+         "**kw was dropped: extra keyword arguments are refused"),
+        ("a=1, /, *, x", "*, x", R.POSITIONAL_ONLY_CHANGED,
+         "positional-only parameters changed from (a=1) to (); "
+         "callers use keywords, so they never pass them: not breaking"),
     ],
 )  # fmt: skip
-def test_signature_reason_words(old: str, new: str, words: str) -> None:
+def test_signature_reason_words(old: str, new: str, kind: ReasonKind, words: str) -> None:
     before = Snapshot(id="x", files={"main.py": FileEntry(f"def main({old}): ...\n".encode())})
     after = Snapshot(id="x", files={"main.py": FileEntry(f"def main({new}): ...\n".encode())})
-    assert words in decide_bump(before, after, STATS, []).reasons
+    decision = decide_bump(before, after, STATS, [])
+    assert words in decision.reasons
+    assert any(d.kind is kind and d.words == words for d in decision.details), decision.kinds
 
 
 def test_every_reason_kind_has_words_and_a_level() -> None:

@@ -17,18 +17,16 @@ import pytest
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, FileEntry, Snapshot
 from registry.core.validation import validate_snapshot
 from registry.errors import MigrationError
+from registry.migrate.analysis import analyse, parse_list, safe_identifier
 from registry.migrate.codegen import (
     BuiltinGenerator,
     ChatCompletionsGenerator,
     LLMSettings,
-    analyse,
     check_signature,
     extract_code,
-    parse_list,
-    safe_identifier,
 )
+from registry.migrate.convert import build_metadata, score
 from registry.migrate.legacy import LegacyProcedure, read_file_source
-from registry.migrate.migration import build_metadata, score
 from tests.helpers import REPO_ROOT
 from tests.migrate.legacy_fixtures import build_sqlite
 

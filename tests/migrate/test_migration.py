@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 
-from registry.core.model import ID_RE, Metadata, band_for
+from registry.core.ids import ID_RE
+from registry.core.model import Metadata, band_for
 from registry.errors import MigrationError
 from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord
+from registry.migrate.convert import assign_ids
 from registry.migrate.legacy import LegacyProcedure, decode_value, describe_source, read_source
-from registry.migrate.migration import MigrationReport, assign_ids, migrate, migrate_sync
+from registry.migrate.migration import MigrationReport, migrate, migrate_sync
 from tests.helpers import REPO_ROOT, git
 from tests.migrate.legacy_fixtures import (
     build_json,

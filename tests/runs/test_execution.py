@@ -10,18 +10,15 @@ from typing import Any
 
 import pytest
 
+from registry.core.arguments import argument_problems, coerce_cli_value, parse_cli_arguments
+from registry.core.jsonvalue import json_equal
 from registry.core.model import Example, Metadata, Parameter
 from registry.errors import ExamplesFailed, NotFoundError
 from registry.git.store import GitStore
 from registry.index.sync import open_backend
 from registry.releases import release as releases
 from registry.runs import execution
-from registry.runs.execution import (
-    argument_problems,
-    coerce_cli_value,
-    json_equal,
-    parse_cli_arguments,
-)
+from registry.runs.examples import examples_gate
 from registry.sandbox import Sandbox
 from tests.helpers import commit_all, git, make_repo, release, run_cli, write_code
 
@@ -304,7 +301,7 @@ def test_release_refuses_a_version_whose_examples_fail(tmp_path: Path) -> None:
         ],
     )
     store = GitStore.open(root)
-    with execution.examples_gate() as gate, pytest.raises(ExamplesFailed) as caught:
+    with examples_gate() as gate, pytest.raises(ExamplesFailed) as caught:
         releases.release(store, ["shout"], before_tag=gate)
     message = str(caught.value)
     assert "wrong on purpose" in message and '{"text": "b"}' in message
@@ -316,7 +313,7 @@ def test_release_passes_when_examples_hold(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo")
     _with_examples(root, [Example(description="upper", input={"text": "a"}, output="A")])
     store = GitStore.open(root)
-    with execution.examples_gate() as gate:
+    with examples_gate() as gate:
         made = releases.release(store, ["shout"], before_tag=gate)
     assert [r.version for r in made] == ["1.0.0"]
 
