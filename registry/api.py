@@ -41,12 +41,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 import anyio.from_thread
 import semver
 from pydantic import BaseModel, Field, ValidationError
 
+from registry.config import Config
 from registry.core import specs
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
@@ -61,11 +62,30 @@ from registry.index.contract import (
     VersionRecord,
     construct_trusted,
 )
-from registry.index.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
+from registry.index.sync import (
+    Drift,
+    SyncReport,
+    open_backend,
+    sync,
+    tracked_ref,
+    verify,
+    worktree_config,
+)
+from registry.releases import channels
+from registry.releases import health as health_policy
+from registry.releases import release as releases
+from registry.releases.channels import ChannelMove
+from registry.releases.health import HealthAction, HealthMove
+from registry.releases.release import Progress, ReleaseResult
 from registry.runs import execution
+from registry.runs.examples import ExamplesGate, ExamplesReport, check_examples
 from registry.runs.execution import RunResult
+from registry.runs.recorder import RunRecorder
 from registry.workspace import proposals
 from registry.workspace.proposals import Proposal
+
+if TYPE_CHECKING:
+    from registry.index.contract import ExecutionRecord
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a :class:`Registry` call may take before :class:`RegistryTimeout`."""
@@ -298,7 +318,14 @@ class AsyncRegistry:
         return await self.runner.run(proc_id, spec, merged, timeout_s=timeout_s, caller=caller)
 
     async def metrics(self, proc_id: str) -> Metrics:
-        """Runs, success rate, p50/p95 duration, last run and error classes, per version too."""
+        """Runs, success rate, p50/p95 duration, last run and error classes, per version too.
+
+        Runs not in the index yet count too: this object's buffered records and
+        those spooled while the index was unreachable are delivered first.
+        """
+        await self.runner.flush()
+        async with RunRecorder(execution.spool_path(self.store), self.backend) as spool:
+            await spool.deliver_spool()
         return await execution.metrics(self.backend, proc_id)
 
     async def propose(
@@ -345,6 +372,150 @@ class AsyncRegistry:
     async def verify(self) -> list[Drift]:
         """Differences between the index and git (empty: no drift)."""
         return await verify(self.store, self.backend, self.ref)
+
+    # -- the write side: releases, channels, the health policy, examples ---------
+
+    @property
+    def config(self) -> Config:
+        """The registry's ``procreg.toml`` (of the working tree, else of HEAD), read now."""
+        return worktree_config(self.store)
+
+    async def release(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        ref: str = "HEAD",
+        all_changed: bool = False,
+        dry_run: bool = False,
+        run_examples: bool = True,
+        on_progress: Progress | None = None,
+    ) -> list[ReleaseResult]:
+        """Tag each changed procedure at ``ref`` with its computed next version.
+
+        ``ids`` (default: every procedure changed since its last release, as
+        with ``all_changed``) as in :func:`registry.releases.release.release`.
+        Unless ``dry_run`` or not ``run_examples``, every planned version's
+        examples run first in the sandbox and a failing one refuses the release
+        (:class:`ExamplesFailed`, nothing tagged); those runs are recorded with
+        the caller ``release``. ``on_progress(done, total, id)`` follows the tags.
+        """
+        records: list[ExecutionRecord] = []
+        gate = None
+        if run_examples and not dry_run:
+            gate = ExamplesGate(config=self.config, record=records.append)
+        try:
+            return await asyncio.to_thread(
+                releases.release,
+                self.store,
+                list(ids) if ids else None,
+                ref=ref,
+                all_changed=all_changed,
+                dry_run=dry_run,
+                on_progress=on_progress,
+                before_tag=gate,
+            )
+        finally:
+            await self._record(records)
+
+    async def _record(self, records: Sequence[ExecutionRecord]) -> None:
+        """Deliver run records made outside :attr:`runner` (spooled if the index is down)."""
+        if not records:
+            return
+        spool = execution.spool_path(self.store)
+        async with RunRecorder(spool, self.backend, batch_size=len(records)) as recorder:
+            for record in records:
+                await recorder.record(record)
+
+    async def rollback(
+        self,
+        proc_id: str,
+        to_version: str,
+        *,
+        branch: str | None = None,
+        reason: str | None = None,
+        on_left_alone: Callable[[list[str]], None] | None = None,
+    ) -> ReleaseResult:
+        """Restore ``to_version``'s folder in a new commit on ``branch`` and release it.
+
+        See :func:`registry.releases.release.rollback` (history is never
+        rewritten). When ``branch`` is the checked-out one, the working tree is
+        brought up to the new commit; files with local changes are left alone,
+        and ``on_left_alone`` gets their paths (also when the rollback fails).
+        """
+        return await asyncio.to_thread(
+            self._rollback, proc_id, to_version, branch, reason, on_left_alone
+        )
+
+    def _rollback(
+        self,
+        proc_id: str,
+        to_version: str,
+        branch: str | None,
+        reason: str | None,
+        on_left_alone: Callable[[list[str]], None] | None,
+    ) -> ReleaseResult:
+        store = self.store
+        on_checkout = (
+            store.workdir is not None and store.branch_ref(branch) == store.current_branch()
+        )
+        skipped = store.begin_checkout_update() if on_checkout else []
+        try:
+            return releases.rollback(store, proc_id, to_version, branch=branch, reason=reason)
+        finally:
+            if on_checkout:
+                skipped += store.finish_checkout_update()
+            if on_left_alone is not None:
+                on_left_alone(skipped)
+
+    async def promote(
+        self, proc_id: str, version: str, channel: str, *, reason: str | None = None
+    ) -> ChannelMove:
+        """Point ``channel`` of ``proc_id`` at released ``version`` (a new tag; moves are kept).
+
+        Nothing is created when the channel is there already (``created=False``).
+        """
+        return await asyncio.to_thread(
+            channels.promote, self.store, proc_id, version, channel, reason=reason
+        )
+
+    def _targets(self, ids: Sequence[str] | None) -> list[str]:
+        return list(ids or ()) or self.store.list_procedures()
+
+    async def health(
+        self, ids: Sequence[str] | None = None, *, dry_run: bool = False
+    ) -> list[HealthAction]:
+        """Apply the health policy of ``procreg.toml`` ``[health]`` now, for ``ids`` (default: all).
+
+        A channel whose version's recent runs fail too often is moved back to
+        the last healthy compatible release; ``dry_run`` says what would move.
+        Nothing happens when the policy is disabled.
+        """
+        config = self.config
+        actions: list[HealthAction] = []
+        for proc_id in self._targets(ids):
+            actions += await health_policy.apply_policy(
+                self.store, self.backend, proc_id, config, dry_run=dry_run
+            )
+        return actions
+
+    async def health_moves(self, ids: Sequence[str] | None = None) -> list[HealthMove]:
+        """The channel moves the health policy made for ``ids`` (default: all), from the tags."""
+        return [
+            move
+            for proc_id in self._targets(ids)
+            for move in health_policy.health_moves(self.store, proc_id)
+        ]
+
+    async def test(
+        self, proc_id: str, spec: str | None = None, *, timeout_s: float | None = None
+    ) -> ExamplesReport:
+        """Run the examples of ``proc_id`` at ``spec`` as contract tests (not recorded as runs)."""
+        from registry.sandbox import Sandbox
+
+        with Sandbox(self.config.sandbox) as sandbox:
+            return await check_examples(
+                self.store, proc_id, spec, sandbox=sandbox, timeout_s=timeout_s
+            )
 
     # -- queries -------------------------------------------------------------
 
@@ -627,6 +798,14 @@ class Registry:
         return self._run(lambda: func(*args, **kwargs), None)
 
     def _run(self, make: Callable[[], Awaitable[T]], timeout: float | None) -> T:
+        return self._submit(make, self.timeout if timeout is None else timeout)
+
+    def _run_write(self, make: Callable[[], Awaitable[T]], timeout: float | None) -> T:
+        # a write runs git and the sandbox in a worker thread, which a timeout cannot
+        # stop halfway: unbounded unless the caller asks for a bound
+        return self._submit(make, timeout)
+
+    def _submit(self, make: Callable[[], Awaitable[T]], timeout: float | None) -> T:
         if self._closed:
             raise RegistryError("this Registry is closed; open a new one")
 
@@ -644,7 +823,7 @@ class Registry:
             return await make()
 
         future = asyncio.run_coroutine_threadsafe(runner(), self._loop)
-        return _wait(future, self.timeout if timeout is None else timeout)
+        return _wait(future, timeout)
 
     def close(self) -> None:
         """Close the index connection and stop the background loop (idempotent)."""
@@ -752,6 +931,94 @@ class Registry:
             lambda: self._core.propose(proc_id, main_py, metadata, message, proposer=proposer),
             timeout,
         )
+
+    @property
+    def config(self) -> Config:
+        """See :attr:`AsyncRegistry.config`."""
+        return self._core.config
+
+    def release(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        ref: str = "HEAD",
+        all_changed: bool = False,
+        dry_run: bool = False,
+        run_examples: bool = True,
+        on_progress: Progress | None = None,
+        timeout: float | None = None,
+    ) -> list[ReleaseResult]:
+        """See :meth:`AsyncRegistry.release`; ``timeout`` bounds the wait (default: none)."""
+        return self._run_write(
+            lambda: self._core.release(
+                ids,
+                ref=ref,
+                all_changed=all_changed,
+                dry_run=dry_run,
+                run_examples=run_examples,
+                on_progress=on_progress,
+            ),
+            timeout,
+        )
+
+    def rollback(
+        self,
+        proc_id: str,
+        to_version: str,
+        *,
+        branch: str | None = None,
+        reason: str | None = None,
+        on_left_alone: Callable[[list[str]], None] | None = None,
+        timeout: float | None = None,
+    ) -> ReleaseResult:
+        """See :meth:`AsyncRegistry.rollback`; ``timeout`` bounds the wait (default: none)."""
+        return self._run_write(
+            lambda: self._core.rollback(
+                proc_id, to_version, branch=branch, reason=reason, on_left_alone=on_left_alone
+            ),
+            timeout,
+        )
+
+    def promote(
+        self,
+        proc_id: str,
+        version: str,
+        channel: str,
+        *,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> ChannelMove:
+        """See :meth:`AsyncRegistry.promote`; ``timeout`` bounds the wait (default: none)."""
+        return self._run_write(
+            lambda: self._core.promote(proc_id, version, channel, reason=reason), timeout
+        )
+
+    def health(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> list[HealthAction]:
+        """See :meth:`AsyncRegistry.health`; ``timeout`` bounds the wait (default: none)."""
+        return self._run_write(lambda: self._core.health(ids, dry_run=dry_run), timeout)
+
+    def health_moves(
+        self, ids: Sequence[str] | None = None, *, timeout: float | None = None
+    ) -> list[HealthMove]:
+        """See :meth:`AsyncRegistry.health_moves`."""
+        return self._run(lambda: self._core.health_moves(ids), timeout)
+
+    def test(
+        self,
+        proc_id: str,
+        spec: str | None = None,
+        *,
+        timeout_s: float | None = None,
+        timeout: float | None = None,
+    ) -> ExamplesReport:
+        """See :meth:`AsyncRegistry.test`; ``timeout`` bounds the wait (default: none)."""
+        return self._run_write(lambda: self._core.test(proc_id, spec, timeout_s=timeout_s), timeout)
 
     def get(
         self, proc_id: str, spec: str | None = None, *, timeout: float | None = None
