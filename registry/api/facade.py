@@ -20,28 +20,30 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 import anyio.from_thread
 
 from registry.api.core import AsyncRegistry
-from registry.api.results import (
-    HistoryEntry,
-    ProcedureDetail,
-    ProcedureDiff,
-    ProcedureSummary,
-    VersionInfo,
-)
-from registry.config import Config
 from registry.errors import RegistryError, RegistryTimeout
-from registry.index.contract import Metrics, Order
-from registry.index.sync import Drift, SyncReport
-from registry.releases.channels import ChannelMove
-from registry.releases.health import HealthAction, HealthMove
-from registry.releases.release import Progress, ReleaseResult
-from registry.runs.examples import ExamplesReport
-from registry.runs.execution import RunResult
-from registry.workspace.proposals import Proposal
+
+if TYPE_CHECKING:
+    from registry.api.results import (
+        HistoryEntry,
+        ProcedureDetail,
+        ProcedureDiff,
+        ProcedureSummary,
+        VersionInfo,
+    )
+    from registry.config import Config
+    from registry.index.contract import Metrics, Order
+    from registry.index.sync import Drift, SyncReport
+    from registry.releases.channels import ChannelMove
+    from registry.releases.health import HealthAction, HealthMove
+    from registry.releases.release import Progress, ReleaseResult
+    from registry.runs.examples import ExamplesReport
+    from registry.runs.execution import RunResult
+    from registry.workspace.proposals import Proposal
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a :class:`Registry` call may take before :class:`RegistryTimeout`."""

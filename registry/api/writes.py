@@ -11,21 +11,22 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from registry.config import Config
 from registry.index.sync import worktree_config
 from registry.releases import channels
 from registry.releases import health as health_policy
 from registry.releases import release as releases
-from registry.releases.channels import ChannelMove
-from registry.releases.health import HealthAction, HealthMove
-from registry.releases.release import Progress, ReleaseResult
 from registry.runs import execution
-from registry.runs.examples import ExamplesGate, ExamplesReport, check_examples
+from registry.runs.examples import ExamplesGate, check_examples
 from registry.runs.recorder import RunRecorder
 
 if TYPE_CHECKING:
+    from registry.config import Config
     from registry.git.store import GitStore
     from registry.index.contract import ExecutionRecord, IndexBackend
+    from registry.releases.channels import ChannelMove
+    from registry.releases.health import HealthAction, HealthMove
+    from registry.releases.release import Progress, ReleaseResult
+    from registry.runs.examples import ExamplesReport
 
 
 class WriteSide:
