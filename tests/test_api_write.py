@@ -94,6 +94,7 @@ def test_promote_moves_a_channel_once(repo: Path) -> None:
             reg.promote("shout", "9.9.9", "stable")
         reg.sync()
         assert reg.get("shout", "stable").version == "1.0.0"
+        assert reg.config.health.channel == "stable"
 
 
 def test_rollback_commits_releases_and_updates_the_checkout(repo: Path) -> None:

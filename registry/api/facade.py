@@ -260,8 +260,12 @@ class Registry:
 
     @property
     def config(self) -> Config:
-        """See :attr:`AsyncRegistry.config`."""
-        return self._core.config
+        """See :attr:`AsyncRegistry.config` (read on the background loop, like every call)."""
+
+        async def read() -> Config:
+            return self._core.config
+
+        return self._run(read, None)
 
     def release(
         self,
