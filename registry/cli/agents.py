@@ -7,11 +7,19 @@ Registered into the main group by :mod:`registry.cli`. Thin: the server is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from registry.cli import Context, _run_async, _table, emit_json, pass_ctx
+from registry.cli._common import (
+    Context,
+    emit_json,
+    fail,
+    json_option,
+    pass_ctx,
+    run_async,
+    table,
+    with_registry,
+)
 
 _CHANNEL = click.option(
     "--channel", default=None, help="Pin tools to this channel (default: [mcp] channel, stable)."
@@ -47,7 +55,7 @@ def mcp_stdio(ctx: Context, channel: str | None, fallback: str | None) -> None:
         channel=channel,
         fallback=fallback,  # type: ignore[arg-type]
     )
-    _run_async(server.serve_stdio)
+    run_async(server.serve_stdio)
 
 
 @click.command("serve")
@@ -61,7 +69,7 @@ def serve(ctx: Context, host: str, port: int, channel: str | None, fallback: str
     from registry.serve.http import serve_http
 
     _quiet_logs()
-    _run_async(
+    run_async(
         lambda: serve_http(
             ctx.path,
             ctx.database_url,
@@ -113,7 +121,7 @@ def tools(
             defs = server.tool_defs()
         return [d for d in defs if d.id is not None] if no_meta else defs
 
-    defs = _run_async(go)
+    defs = run_async(go)
     exported = tooldefs.export(defs, fmt)  # type: ignore[arg-type]
     if as_json:
         emit_json(exported)
@@ -123,7 +131,7 @@ def tools(
         pin = f"{d.version} ({d.resolved_from})" if d.id else "meta tool"
         first = d.description.splitlines()[0] if d.description else ""
         rows.append([d.name, pin, first if len(first) <= 70 else first[:67] + "..."])
-    _table(["tool", "version", "description"], rows)
+    table(["tool", "version", "description"], rows)
 
 
 @click.command("propose")
@@ -135,16 +143,12 @@ def tools(
     help="Folder holding main.py and metadata.json (default: procedures/ID in the working tree).",
 )
 @click.option("-m", "--message", help="The commit message (default: 'proposal: ID').")
-@click.option(
-    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
-)
+@json_option
 @pass_ctx
 def propose(
     ctx: Context, proc_id: str, folder: Path | None, message: str | None, as_json: bool
 ) -> None:
     """Commit a procedure's files on a new branch proposals/ID/N for review (never on main)."""
-    from registry.cli import fail
-
     store = ctx.store()
     if folder is None:
         if store.workdir is None:
@@ -156,18 +160,16 @@ def propose(
         if not path.is_file():
             fail(f"{path}: no such file; a proposal needs main.py and metadata.json")
 
-    async def go() -> Any:
-        from registry.api import AsyncRegistry
-
-        async with await AsyncRegistry.open(ctx.path, ctx.database_url) as reg:
-            return await reg.propose(
-                proc_id,
-                main_py.read_text(encoding="utf-8"),
-                meta_text.read_text(encoding="utf-8"),
-                message,
-            )
-
-    proposal = _run_async(go)
+    proposal = with_registry(
+        ctx,
+        lambda reg: reg.propose(
+            proc_id,
+            main_py.read_text(encoding="utf-8"),
+            meta_text.read_text(encoding="utf-8"),
+            message,
+        ),
+        auto_sync=True,
+    )
     if as_json:
         emit_json(proposal)
         return

@@ -1,7 +1,10 @@
 """``procreg run``, ``test``, ``metrics``, ``health`` and ``doctor``: execution on the command line.
 
 Registered into the main group by :mod:`registry.cli` (``cli.add_command(run)`` ...).
-Heavy modules are imported inside the commands so that ``procreg --version`` stays fast.
+``test``, ``metrics`` and ``health`` call :class:`registry.api.AsyncRegistry`; ``run``
+is a one-shot run of its own (a cold sandbox, its record written at once or
+spooled, so that it works while the index is unreachable). Heavy modules are
+imported inside the commands so that ``procreg --version`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,21 +16,25 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from registry.cli import EXIT_PROBLEM, Context, _run_async, _table, emit_json, pass_ctx
+from registry.cli._common import (
+    EXIT_PROBLEM,
+    Context,
+    emit_json,
+    json_option,
+    one_line,
+    pass_ctx,
+    run_async,
+    table,
+    with_registry,
+)
 
 if TYPE_CHECKING:
-    from registry.config import Config
-    from registry.git.store import GitStore
-
-
-def _config(store: GitStore) -> Config:
-    from registry.index.sync import worktree_config
-
-    return worktree_config(store)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    from registry.config import HealthSection
+    from registry.index.contract import Metrics
+    from registry.releases.health import HealthAction, HealthMove
+    from registry.runs.examples import ExamplesReport
+    from registry.runs.execution import RunResult
+    from registry.runs.recorder import RunRecorder
 
 
 @click.command("run")
@@ -67,6 +74,7 @@ def run(
     """
     from registry.core.arguments import parse_cli_arguments
     from registry.core.specs import split_ref
+    from registry.index.sync import worktree_config
     from registry.runs import execution
     from registry.sandbox import Sandbox
 
@@ -74,7 +82,7 @@ def run(
     logging.getLogger("registry.runs.recorder").setLevel(logging.ERROR)
     proc_id, spec = split_ref(ref_spec)
     store = ctx.store()
-    config = _config(store)
+    config = worktree_config(store)
     resolved = execution.resolve(store, proc_id, spec)
     kwargs = parse_cli_arguments(execution.declared_metadata(resolved), pairs, args_json)
 
@@ -100,24 +108,9 @@ def run(
             await recorder.close()
         return result, recorder
 
-    result, recorder = _run_async(go)
-    if recorder.totals.spooled:
-        click.echo(
-            f"procreg: warning: the index is unreachable ({recorder.totals.error}); the run "
-            f"record waits in {recorder.spool} and is delivered on the next connection",
-            err=True,
-        )
-    for action in recorder.events:
-        click.echo(f"procreg: health: {getattr(action, 'reason', action)}", err=True)
-    if as_json:
-        emit_json(result)
-    else:
-        if result.stdout:
-            click.echo(result.stdout, nl=not result.stdout.endswith("\n"), err=True)
-        if result.stderr:
-            click.echo(result.stderr, nl=not result.stderr.endswith("\n"), err=True)
-        if result.ok:
-            click.echo(json.dumps(result.result, ensure_ascii=False, indent=2))
+    result, recorder = run_async(go)
+    _say_recorded(recorder)
+    _say_result(result, as_json)
     if recorder.unsaved:
         # The run happened and its result is shown above; only its record is gone.
         click.echo(
@@ -129,11 +122,34 @@ def run(
         assert result.error is not None
         where = f"{result.id}@{result.version or 'HEAD'}"
         click.echo(
-            f"procreg: {where} failed: {result.error.type}: {_one_line(result.error.message)}",
+            f"procreg: {where} failed: {result.error.type}: {one_line(result.error.message)}",
             err=True,
         )
     if not result.ok or recorder.unsaved:
         sys.exit(EXIT_PROBLEM)
+
+
+def _say_recorded(recorder: RunRecorder) -> None:
+    if recorder.totals.spooled:
+        click.echo(
+            f"procreg: warning: the index is unreachable ({recorder.totals.error}); the run "
+            f"record waits in {recorder.spool} and is delivered on the next connection",
+            err=True,
+        )
+    for action in recorder.events:
+        click.echo(f"procreg: health: {getattr(action, 'reason', action)}", err=True)
+
+
+def _say_result(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(result)
+        return
+    if result.stdout:
+        click.echo(result.stdout, nl=not result.stdout.endswith("\n"), err=True)
+    if result.stderr:
+        click.echo(result.stderr, nl=not result.stderr.endswith("\n"), err=True)
+    if result.ok:
+        click.echo(json.dumps(result.result, ensure_ascii=False, indent=2))
 
 
 @click.command("test")
@@ -145,100 +161,86 @@ def run(
     metavar="S",
     help="Wall-clock limit per example (default: the metadata's).",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
-)
+@json_option
 @pass_ctx
 def test(ctx: Context, ref_spec: str, timeout_s: float | None, as_json: bool) -> None:
     """Run a procedure's examples as contract tests; exit 1 if any fails."""
     from registry.core.specs import split_ref
-    from registry.runs import examples
-    from registry.sandbox import Sandbox
 
     proc_id, spec = split_ref(ref_spec)
-    store = ctx.store()
-    config = _config(store)
-
-    async def go() -> examples.ExamplesReport:
-        with Sandbox(config.sandbox) as sandbox:
-            return await examples.check_examples(
-                store, proc_id, spec, sandbox=sandbox, timeout_s=timeout_s
-            )
-
-    report = _run_async(go)
+    report = with_registry(ctx, lambda reg: reg.test(proc_id, spec, timeout_s=timeout_s))
     if as_json:
         emit_json(report)
     else:
-        for ex in report.examples:
-            label = f"example {ex.index}" + (f" ({ex.description})" if ex.description else "")
-            if ex.ok:
-                click.echo(f"PASS {label}")
-            else:
-                click.echo(f"FAIL {examples.describe_failure(ex)}")
-        failed = sum(not ex.ok for ex in report.examples)
-        where = f"{report.id}@{report.version or 'HEAD'}"
-        if not report.examples:
-            click.echo(f"{where}: no examples in metadata.json; nothing to test")
-        else:
-            click.echo(
-                f"{where}: {len(report.examples) - failed} passed, {failed} failed", err=failed > 0
-            )
+        _say_tested(report)
     if not report.ok:
         sys.exit(EXIT_PROBLEM)
 
 
+def _say_tested(report: ExamplesReport) -> None:
+    from registry.runs.examples import describe_failure
+
+    for ex in report.examples:
+        label = f"example {ex.index}" + (f" ({ex.description})" if ex.description else "")
+        if ex.ok:
+            click.echo(f"PASS {label}")
+        else:
+            click.echo(f"FAIL {describe_failure(ex)}")
+    failed = sum(not ex.ok for ex in report.examples)
+    where = f"{report.id}@{report.version or 'HEAD'}"
+    if not report.examples:
+        click.echo(f"{where}: no examples in metadata.json; nothing to test")
+    else:
+        click.echo(
+            f"{where}: {len(report.examples) - failed} passed, {failed} failed", err=failed > 0
+        )
+
+
 @click.command("metrics")
 @click.argument("proc_id", metavar="ID")
-@click.option(
-    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
-)
+@json_option
 @pass_ctx
 def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
     """Run statistics of a procedure: runs, success rate, p50/p95, errors, callers, per version."""
     from registry.core.specs import split_ref
     from registry.errors import NotFoundError
-    from registry.index.contract import Metrics
-    from registry.index.sync import open_backend
-    from registry.runs.recorder import RunRecorder, spool_dir
 
     proc_id, _ = split_ref(proc_id)
-    store = ctx.store()
-
-    async def go() -> Metrics:
-        backend = await open_backend(store, ctx.database_url)
-        try:
-            # runs spooled while the index was down count too: deliver them first
-            await RunRecorder(spool_dir(store.git_dir), backend).deliver_spool()
-            return await backend.metrics(proc_id)
-        finally:
-            await backend.close()
-
-    stats = _run_async(go)
-    if stats.runs == 0 and proc_id not in store.list_procedures():
+    # runs spooled while the index was down count too: the API delivers them first
+    stats = with_registry(ctx, lambda reg: reg.metrics(proc_id))
+    if stats.runs == 0 and proc_id not in ctx.store().list_procedures():
         raise NotFoundError(
             f"no procedure {proc_id!r} at HEAD and no recorded runs of it; "
-            "`procreg list` shows the procedures"
+            "`procreg list` shows the procedures",
+            kind="procedure",
+            name=proc_id,
         )
     if as_json:
         emit_json(stats)
         return
-    rows = [("all", stats), *stats.versions.items()]
     click.echo(f"{proc_id}: {stats.runs} run{'s' * (stats.runs != 1)}")
+    _metrics_table(stats)
+
+
+def _metrics_table(stats: Metrics) -> None:
+    rows = [("all", stats), *stats.versions.items()]
     headers = ["version", "runs", "success", "p50 ms", "p95 ms", "last run", "errors", "callers"]
-    table = [
+    table(
+        headers,
         [
-            name,
-            str(m.runs),
-            "-" if m.success_rate is None else f"{m.success_rate:.1%}",
-            "-" if m.p50_ms is None else f"{m.p50_ms:.1f}",
-            "-" if m.p95_ms is None else f"{m.p95_ms:.1f}",
-            "-" if m.last_run is None else m.last_run.isoformat(timespec="seconds"),
-            ", ".join(f"{k} x{v}" for k, v in m.errors.items()) or "-",
-            ", ".join(f"{k} x{v}" for k, v in m.callers.items()) or "-",
-        ]
-        for name, m in rows
-    ]
-    _table(headers, table)
+            [
+                name,
+                str(m.runs),
+                "-" if m.success_rate is None else f"{m.success_rate:.1%}",
+                "-" if m.p50_ms is None else f"{m.p50_ms:.1f}",
+                "-" if m.p95_ms is None else f"{m.p95_ms:.1f}",
+                "-" if m.last_run is None else m.last_run.isoformat(timespec="seconds"),
+                ", ".join(f"{k} x{v}" for k, v in m.errors.items()) or "-",
+                ", ".join(f"{k} x{v}" for k, v in m.callers.items()) or "-",
+            ]
+            for name, m in rows
+        ],
+    )
 
 
 @click.command("health")
@@ -249,48 +251,25 @@ def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
     is_flag=True,
     help="Evaluate the policy now and move channels that need it.",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
-)
+@json_option
 @pass_ctx
 def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -> None:
     """List the channel moves the health policy made; --apply evaluates it now."""
-    from registry.index.sync import open_backend
-    from registry.releases import health as health_mod
+    from registry.api import AsyncRegistry
 
-    store = ctx.store()
-    config = _config(store)
-    targets = list(ids) or store.list_procedures()
-    actions: list[health_mod.HealthAction] = []
-    if apply_now:
+    async def go(reg: AsyncRegistry) -> tuple[HealthSection, list[HealthAction], list[HealthMove]]:
+        actions = await reg.health(ids) if apply_now else []
+        return reg.config.health, actions, await reg.health_moves(ids)
 
-        async def go() -> list[health_mod.HealthAction]:
-            backend = await open_backend(store, ctx.database_url)
-            try:
-                found: list[health_mod.HealthAction] = []
-                for proc_id in targets:
-                    found += await health_mod.apply_policy(store, backend, proc_id, config)
-                return found
-            finally:
-                await backend.close()
-
-        actions = _run_async(go)
-    moves = [m for proc_id in targets for m in health_mod.health_moves(store, proc_id)]
+    policy, actions, moves = with_registry(ctx, go)
     if as_json:
-        emit_json(
-            {
-                "enabled": config.health.enabled,
-                "policy": config.health,
-                "moves": moves,
-                "actions": actions,
-            }
-        )
+        emit_json({"enabled": policy.enabled, "policy": policy, "moves": moves, "actions": actions})
         return
-    h = config.health
-    state = "on" if h.enabled else "OFF ([health] enabled = false in procreg.toml)"
+    state = "on" if policy.enabled else "OFF ([health] enabled = false in procreg.toml)"
     click.echo(
-        f"health policy {state}: move {h.channel} back when a version's success rate over "
-        f"its last {h.window} runs (at least {h.min_runs}) is below {h.threshold:.0%}"
+        f"health policy {state}: move {policy.channel} back when a version's success rate over "
+        f"its last {policy.window} runs (at least {policy.min_runs}) is below "
+        f"{policy.threshold:.0%}"
     )
     if apply_now:
         for a in actions:
@@ -301,7 +280,7 @@ def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -
     if not moves:
         click.echo("no channel moves by the health policy")
         return
-    _table(
+    table(
         ["id", "channel", "to", "when", "reason"],
         [
             [
@@ -317,9 +296,7 @@ def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -
 
 
 @click.command("doctor")
-@click.option(
-    "--json", "as_json", is_flag=True, help='Print JSON (errors too, as {"error": {...}}).'
-)
+@json_option
 @pass_ctx
 def doctor(ctx: Context, as_json: bool) -> None:
     """Check the sandbox layers, the index and git; says clearly what is missing."""

@@ -12,10 +12,14 @@ beside ``/mcp`` on the same app; ``/healthz`` answers without a token.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import signal
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
 from mcp.server.auth.middleware.bearer_auth import (
     AuthenticatedUser,
@@ -36,6 +40,7 @@ from registry.config import Config
 from registry.errors import ConfigError
 from registry.serve.catalog import Fallback
 from registry.serve.mcp import Context, ProcregServer
+from registry.serve.process import stop_signals
 from registry.serve.tokens import Grant, TokenTable
 
 MCP_PATH = "/mcp"
@@ -104,6 +109,36 @@ def load_tokens(repo: str | Path, config: Config) -> TokenTable:
     return table
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopped by :func:`~registry.serve.process.stop_signals`, not re-raising.
+
+    ``handle_exit`` is uvicorn's own (a second Ctrl-C forces the exit).
+    ``on_ready`` is called once the app has started and the port listens, with
+    the stop signals already handled.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], Any] | None = None) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit and self.on_ready is not None:
+            self.on_ready()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in stop_signals()}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def build_app(
     repo: str | Path,
     database_url: str | None = None,
@@ -164,13 +199,17 @@ async def serve_http(
     fallback: Fallback | None = None,
     announce: Callable[[str], Any] | None = None,
 ) -> None:
-    """Run :func:`build_app` with uvicorn until SIGINT or SIGTERM."""
-    import uvicorn
+    """Run :func:`build_app` with uvicorn until SIGTERM or Ctrl-C; then return (exit 0).
 
+    ``announce(url)`` is called once it serves. Either signal shuts down
+    gracefully: requests in flight finish, the lifespan closes the registry
+    (run records delivered). uvicorn would then raise the signal again (the
+    process dies of SIGTERM, or Ctrl-C aborts); here a stop that was asked for
+    is a clean end.
+    """
     app = build_app(repo, database_url, host=host, channel=channel, fallback=fallback)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    if announce is not None:
-        where = f"[{host}]" if ":" in host else host
-        announce(f"http://{where}:{port}{MCP_PATH}")
+    where = f"[{host}]" if ":" in host else host
+    url = f"http://{where}:{port}{MCP_PATH}"
+    server = _Server(config, on_ready=None if announce is None else lambda: announce(url))
     await server.serve()

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
@@ -56,6 +56,7 @@ from registry.index.sync import SyncReport, open_backend, worktree_config
 from registry.runs.execution import RunResult
 from registry.serve import tools as tooldefs
 from registry.serve.catalog import Fallback, ServedTool, served_tools, touched_ids
+from registry.serve.process import claimed_stdin, stop_signals
 from registry.serve.tokens import LOCAL, Grant
 
 log = logging.getLogger(__name__)
@@ -250,22 +251,25 @@ class ProcregServer:
             await reg.close()
 
     async def serve_stdio(self) -> None:
-        """Serve one client over this process's stdin and stdout until it disconnects."""
-        import signal
+        """Serve one client over this process's stdin and stdout until it disconnects.
 
+        SIGTERM stops it as Ctrl-C does (:func:`registry.serve.process.stop_signals`):
+        the session ends at once, and the registry is closed (run records delivered).
+        """
         from mcp.server.stdio import stdio_server
 
         async def stop_on_signal(scope: anyio.CancelScope) -> None:
-            # SIGTERM and SIGINT alike: end the session so run records are flushed on close
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            with anyio.open_signal_receiver(*stop_signals()) as signals:
                 async for _ in signals:
                     scope.cancel()
                     return
 
         async with self.running(), anyio.create_task_group() as tg:
             tg.start_soon(stop_on_signal, tg.cancel_scope)
-            async with stdio_server() as (read, write):
-                await self.server.run(read, write, self.initialization_options())
+            with claimed_stdin() as lines:
+                # the transport only iterates over stdin's lines
+                async with stdio_server(stdin=cast(Any, lines)) as (read, write):
+                    await self.server.run(read, write, self.initialization_options())
             tg.cancel_scope.cancel()
 
     async def _watch(self) -> None:
