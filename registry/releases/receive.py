@@ -129,7 +129,7 @@ def run(git_dir: str, lines: Sequence[str], environ: dict[str, str] | None = Non
     # Pushed objects wait in a quarantine directory until the hook accepts them.
     quarantine = env.get("GIT_QUARANTINE_PATH")
     if quarantine:
-        store.repo.odb.add_disk_alternate(quarantine)
+        store.add_alternate(quarantine)
     updates: list[Update] = []
     for line in lines:
         parts = line.split()
