@@ -12,6 +12,7 @@ import semver
 
 from registry.errors import ConflictError, NotFoundError, UsageError, ValidationFailed
 from registry.git.store import GitStore
+from registry.releases import channels, history, tagged
 from registry.releases import release as releases
 from tests.conftest import git
 
@@ -271,7 +272,7 @@ def _promote_worker(repo: str, version: str, barrier: object, queue: object) -> 
     store = GitStore.open(repo)
     barrier.wait()  # type: ignore[attr-defined]
     try:
-        move = releases.promote(store, "echo", version, "stable", reason=f"to {version}")
+        move = channels.promote(store, "echo", version, "stable", reason=f"to {version}")
         queue.put(("ok", (move.seq, move.created)))  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001 - reported to the test instead of hanging it
         queue.put(("error", repr(exc)))  # type: ignore[attr-defined]
@@ -327,7 +328,7 @@ def test_concurrent_promotions_each_get_their_own_move(store: GitStore) -> None:
     for p in procs:
         p.join(timeout=60)
     assert all(kind == "ok" for kind, _ in outcomes), outcomes
-    moves = releases.channel_history(store, "echo", "stable")
+    moves = channels.channel_history(store, "echo", "stable")
     # no move was lost or overwritten: each recorded move is one that a process made
     created = [seq for _, (seq, made) in outcomes if made]
     assert [m.seq for m in moves] == list(range(len(moves), 0, -1))
@@ -354,7 +355,7 @@ def released(store: GitStore) -> GitStore:
 
 
 def test_history_lists_every_release_newest_first(released: GitStore) -> None:
-    hist = releases.history(released, "echo")
+    hist = history.history(released, "echo")
 
     assert [h.version for h in hist] == ["2.0.0", "1.1.0", "1.0.1", "1.0.0"]
     assert [h.bump for h in hist] == ["major", "minor", "patch", "initial"]
@@ -370,8 +371,8 @@ def test_history_lists_every_release_newest_first(released: GitStore) -> None:
     # another id sharing the tag prefix does not leak in
     released.write({"echo-v2": proc_files("echo-v2")}, "feat: echo-v2")
     releases.release(released, ["echo-v2"])
-    assert len(releases.history(released, "echo")) == 4
-    assert [h.version for h in releases.history(released, "echo-v2")] == ["1.0.0"]
+    assert len(history.history(released, "echo")) == 4
+    assert [h.version for h in history.history(released, "echo-v2")] == ["1.0.0"]
 
 
 @pytest.mark.parametrize(
@@ -388,7 +389,7 @@ def test_history_lists_every_release_newest_first(released: GitStore) -> None:
     ],
 )
 def test_resolve_a_version_spec(released: GitStore, spec: str | None, version: str) -> None:
-    r = releases.resolve(released, "echo", spec)
+    r = history.resolve(released, "echo", spec)
 
     assert r.version == version and r.source == "release"
     repo = repo_of(released)
@@ -402,37 +403,37 @@ def test_resolve_a_version_spec(released: GitStore, spec: str | None, version: s
 
 
 def test_resolve_head_channel_and_unreleased(released: GitStore) -> None:
-    head = releases.resolve(released, "echo", "HEAD")
+    head = history.resolve(released, "echo", "HEAD")
     assert (head.source, head.version) == ("head", "2.0.0")  # the tip equals 2.0.0's tree
 
     tip = released.write({"echo": proc_files("echo", params=("text", "mode"), doc="Hi.")}, "docs")
-    head = releases.resolve(released, "echo", "HEAD")
+    head = history.resolve(released, "echo", "HEAD")
     assert (head.version, head.commit) == (None, tip)
 
-    releases.promote(released, "echo", "1.1.0", "stable", reason="known good")
-    stable = releases.resolve(released, "echo", "stable")
+    channels.promote(released, "echo", "1.1.0", "stable", reason="known good")
+    stable = history.resolve(released, "echo", "stable")
     assert (stable.version, stable.source, stable.channel) == ("1.1.0", "channel", "stable")
 
     with pytest.raises(NotFoundError, match="3"):
-        releases.resolve(released, "echo", "^3")
+        history.resolve(released, "echo", "^3")
     with pytest.raises(NotFoundError):
-        releases.resolve(released, "echo", "beta")
+        history.resolve(released, "echo", "beta")
 
     released.write({"fresh": proc_files("fresh")}, "feat: fresh")
-    fresh = releases.resolve(released, "fresh")
+    fresh = history.resolve(released, "fresh")
     assert (fresh.version, fresh.source, fresh.fallback_to_head) == (None, "head", True)
     with pytest.raises(NotFoundError, match="no release"):
-        releases.resolve(released, "fresh", "1.0.0")
+        history.resolve(released, "fresh", "1.0.0")
 
 
 def test_diff_between_two_versions(released: GitStore) -> None:
-    text = releases.diff(released, "echo", "1.0.0", "1.0.1")
+    text = history.diff(released, "echo", "1.0.0", "1.0.1")
 
     assert "--- a/procedures/echo/main.py" in text
     assert "+++ b/procedures/echo/main.py" in text
     assert "-    return text\n" in text and "+    return text.strip()\n" in text
     assert "metadata.json" not in text
-    assert releases.diff(released, "echo", "2.0.0", "HEAD") == ""
+    assert history.diff(released, "echo", "2.0.0", "HEAD") == ""
 
 
 # --- rollback --------------------------------------------------------------------------
@@ -487,24 +488,24 @@ def test_rollback_to_a_compatible_version_is_not_breaking(store: GitStore) -> No
 
     result = releases.rollback(store, "echo", "1.0.0")
     assert (result.version, result.bump) == ("1.0.2", "patch")
-    latest = releases.resolve(store, "echo")
-    assert latest.snapshot.files == releases.resolve(store, "echo", "1.0.0").snapshot.files
-    assert releases.diff(store, "echo", "1.0.0", "1.0.2") == ""
+    latest = history.resolve(store, "echo")
+    assert latest.snapshot.files == history.resolve(store, "echo", "1.0.0").snapshot.files
+    assert history.diff(store, "echo", "1.0.0", "1.0.2") == ""
 
 
 # --- channels --------------------------------------------------------------------------
 
 
 def test_promote_keeps_the_channel_history(released: GitStore) -> None:
-    first = releases.promote(released, "echo", "1.0.1", "stable", reason="first stable")
-    releases.promote(released, "echo", "2.0.0", "stable", reason="new major")
-    back = releases.promote(
+    first = channels.promote(released, "echo", "1.0.1", "stable", reason="first stable")
+    channels.promote(released, "echo", "2.0.0", "stable", reason="new major")
+    back = channels.promote(
         released, "echo", "1.1.0", "stable", reason="2.0.0 fails", action="rollback"
     )
-    releases.promote(released, "echo", "2.0.0", "beta")
+    channels.promote(released, "echo", "2.0.0", "beta")
 
     assert first.seq == 1 and first.tag == "channel/echo/stable/000001"
-    hist = releases.channel_history(released, "echo", "stable")
+    hist = channels.channel_history(released, "echo", "stable")
     assert [(m.seq, m.version, m.action) for m in hist] == [
         (3, "1.1.0", "rollback"),
         (2, "2.0.0", "promote"),
@@ -512,18 +513,18 @@ def test_promote_keeps_the_channel_history(released: GitStore) -> None:
     ]
     assert hist[0].reason == "2.0.0 fails" and hist[0].by_email == "release@example.com"
     assert back.created and back.commit == released.resolve("procedure-echo-v1.1.0")
-    assert releases.current_channel(released, "echo", "stable") == semver.Version.parse("1.1.0")
-    assert releases.current_channel(released, "echo", "canary") is None
-    assert releases.channels(released, "echo") == {
+    assert channels.current_channel(released, "echo", "stable") == semver.Version.parse("1.1.0")
+    assert channels.current_channel(released, "echo", "canary") is None
+    assert channels.channels(released, "echo") == {
         "stable": semver.Version.parse("1.1.0"),
         "beta": semver.Version.parse("2.0.0"),
     }
-    assert len(releases.channel_history(released, "echo")) == 4
+    assert len(channels.channel_history(released, "echo")) == 4
 
-    again = releases.promote(released, "echo", "1.1.0", "stable")
+    again = channels.promote(released, "echo", "1.1.0", "stable")
     assert not again.created and again.seq == 3
     with pytest.raises(NotFoundError, match=r"no release 7\.0\.0"):
-        releases.promote(released, "echo", "7.0.0", "stable")
+        channels.promote(released, "echo", "7.0.0", "stable")
     assert sorted(t for t in tag_names(repo_of(released)) if t.startswith("channel/")) == [
         "channel/echo/beta/000001",
         "channel/echo/stable/000001",
@@ -590,7 +591,7 @@ def test_release_all_changed_reads_commit_messages_across_branches_and_merges(
     assert sorted(plans) == ["a", "b", "c"]  # d never changed
     head = store.resolve("HEAD")
     for pid, plan in plans.items():
-        latest = releases.latest_release(store, pid)
+        latest = tagged.latest_release(store, pid)
         assert latest is not None
         expected = [
             c.message.splitlines()[0]

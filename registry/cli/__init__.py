@@ -399,9 +399,9 @@ def _examples_gate(ctx: Context) -> Callable[..., None] | None:
 @pass_ctx
 def log(ctx: Context, proc_id: str, as_json: bool) -> None:
     """The releases of ID, newest first, with their bumps and reasons."""
-    from registry.releases import release as releases
+    from registry.releases import history
 
-    versions = releases.history(ctx.store(), proc_id)
+    versions = history.history(ctx.store(), proc_id)
     if as_json:
         emit_json(versions)
         return
@@ -424,9 +424,9 @@ def log(ctx: Context, proc_id: str, as_json: bool) -> None:
 @pass_ctx
 def diff(ctx: Context, proc_id: str, a: str, b: str) -> None:
     """Unified diff of ID's folder between versions (or specs) A and B (default HEAD)."""
-    from registry.releases import release as releases
+    from registry.releases import history
 
-    click.echo(releases.diff(ctx.store(), proc_id, a, b), nl=False)
+    click.echo(history.diff(ctx.store(), proc_id, a, b), nl=False)
 
 
 @cli.command()
@@ -480,9 +480,9 @@ def promote(
     ctx: Context, proc_id: str, version: str, channel: str, reason: str | None, as_json: bool
 ) -> None:
     """Point channel NAME of ID at VERSION (a new tag; the move history is kept)."""
-    from registry.releases import release as releases
+    from registry.releases import channels
 
-    move = releases.promote(ctx.store(), proc_id, version, channel, reason=reason)
+    move = channels.promote(ctx.store(), proc_id, version, channel, reason=reason)
     if as_json:
         emit_json(move)
         return

@@ -147,9 +147,9 @@ async def check_examples(
     import anyio
 
     from registry.index.sync import worktree_config
-    from registry.releases import release as releases
+    from registry.releases import history
 
-    resolved = releases.resolve(store, proc_id, spec)
+    resolved = history.resolve(store, proc_id, spec)
     meta, invalid = validated_metadata(store, resolved)
     if meta is None:
         from registry.errors import ValidationFailed

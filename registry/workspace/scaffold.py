@@ -273,7 +273,7 @@ class ShownProcedure(BaseModel):
 def show_procedure(store: GitStore, ref_spec: str, *, ref: str | None = None) -> ShownProcedure:
     """``ID`` (latest release, else HEAD), ``ID@SPEC``, or ``ID`` at a git ``ref``."""
     from registry.core.specs import split_ref
-    from registry.releases import release as releases
+    from registry.releases import history
 
     proc_id, spec = split_ref(ref_spec)
     if ref is not None:
@@ -282,7 +282,7 @@ def show_procedure(store: GitStore, ref_spec: str, *, ref: str | None = None) ->
         snap = store.read(proc_id, ref)
         version = None
     else:
-        resolved = releases.resolve(store, proc_id, spec)
+        resolved = history.resolve(store, proc_id, spec)
         snap, version = resolved.snapshot, resolved.version
     return ShownProcedure(
         id=proc_id,
