@@ -29,8 +29,8 @@ from registry.core.validation import (
     DEFAULT_ALLOWED_IMPORTS,
     RULES,
     ValidationResult,
-    check_id,
     check_source,
+    id_problems,
     validate_snapshot,
 )
 
@@ -785,7 +785,7 @@ def test_valid_procedure_passes_with_helpers_docs_and_data() -> None:
 def test_numeric_id_and_default_demo_are_valid() -> None:
     result = validate_snapshot(make({"metadata.json": META.replace('"demo"', '"42"')}, "42"))
     assert result.ok, [p.format() for p in result.problems]
-    assert check_id("42", "procedures/42") == []
+    assert id_problems("42", "procedures/42") == []
 
 
 def test_lenient_annotations_pass() -> None:
@@ -908,8 +908,8 @@ def test_mismatch_messages_name_both_files() -> None:
         ("_x", "must start"),
     ],
 )
-def test_check_id_explains_why(value: str, reason: str) -> None:
-    [problem] = check_id(value, f"procedures/{value}")
+def test_id_problems_explain_why(value: str, reason: str) -> None:
+    [problem] = id_problems(value, f"procedures/{value}")
     assert problem.rule == "id-invalid" and reason in problem.message
 
 

@@ -58,8 +58,8 @@ __all__ = [
     "SAFE_DUNDERS",
     "ValidationResult",
     "allowed_imports",
-    "check_id",
     "check_source",
+    "id_problems",
     "is_import_allowed",
     "validate_snapshot",
 ]
@@ -98,8 +98,11 @@ class ValidationResult(BaseModel):
         return not self.problems
 
 
-def check_id(value: str, path: str) -> list[Problem]:
-    """Problems with a procedure id (the folder name): rule ``id-invalid``."""
+def id_problems(value: str, path: str) -> list[Problem]:
+    """Problems with a procedure id (the folder name): rule ``id-invalid``.
+
+    Says why an id is invalid; :func:`registry.core.tags.check_id` raises instead.
+    """
     if ID_RE.match(value):
         return []
     if not value:
@@ -603,7 +606,7 @@ def validate_snapshot(
     """
     config = config or ValidationSection()
     base = snapshot.path
-    problems = check_id(snapshot.id, base)
+    problems = id_problems(snapshot.id, base)
     texts: dict[str, str] = {}
     for name in sorted(snapshot.files):
         data, mode = snapshot.files[name]
