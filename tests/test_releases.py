@@ -13,6 +13,7 @@ import semver
 from registry.errors import ConflictError, NotFoundError, UsageError, ValidationFailed
 from registry.git.store import GitStore
 from registry.releases import channels, history, tagged
+from registry.releases import plan as planning
 from registry.releases import release as releases
 from tests.conftest import git
 
@@ -115,7 +116,7 @@ def test_nothing_changed_releases_nothing(store: GitStore) -> None:
     assert [r.id for r in releases.release(store)] == ["echo", "upper"]
 
     assert releases.release(store) == []
-    assert releases.plan_release(store, ["echo"]) == []
+    assert planning.plan_release(store, ["echo"]) == []
 
     # a change to one procedure releases that one only
     store.write({"upper": proc_files("upper", body="return text.upper()")}, "fix: upper")
@@ -234,7 +235,7 @@ def test_a_tag_made_meanwhile_is_never_overwritten(store: GitStore) -> None:
     tip = store.write({"echo": proc_files("echo")}, "feat: echo")
     repo = repo_of(store)
 
-    def other_process_wins(plan: releases.ReleasePlan, _snap: object) -> None:
+    def other_process_wins(plan: planning.ReleasePlan, _snap: object) -> None:
         git(repo, "tag", "-a", "-m", "made by someone else", plan.tag, tip)
 
     (result,) = releases.release(store, before_tag=other_process_wins)
@@ -247,7 +248,7 @@ def test_a_tag_made_meanwhile_is_never_overwritten(store: GitStore) -> None:
 def test_before_tag_can_refuse_a_release(store: GitStore) -> None:
     store.write({"a": proc_files("a"), "b": proc_files("b")}, "feat: two")
 
-    def refuse_b(plan: releases.ReleasePlan, snap: object) -> None:
+    def refuse_b(plan: planning.ReleasePlan, snap: object) -> None:
         if plan.id == "b":
             raise UsageError("b's examples fail")
 
@@ -547,18 +548,18 @@ def test_check_base_reports_the_bump_a_merge_would_release(store: GitStore) -> N
     # main moves on meanwhile: a pull request does not report main's own changes
     store.write({"other": proc_files("other", body="return text * 3")}, "fix: other")
 
-    plans = releases.check_base(store, "main", "feature")
+    plans = planning.check_base(store, "main", "feature")
 
     assert [(p.id, p.previous, p.version, p.bump) for p in plans] == [
         ("echo", "1.0.0", "1.1.0", "minor"),
         ("newbie", None, "1.0.0", "initial"),
     ]
-    text = releases.render_markdown(plans)
+    text = planning.render_markdown(plans)
     assert "| `echo` | 1.0.0 | **1.1.0** | minor |" in text
     assert "| `newbie` | — | **1.0.0** | initial |" in text
     assert "sep" in text
     assert tag_names(repo) == ["procedure-echo-v1.0.0", "procedure-other-v1.0.0"]
-    assert "No procedure" in releases.render_markdown(releases.check_base(store, "main", "main"))
+    assert "No procedure" in planning.render_markdown(planning.check_base(store, "main", "main"))
 
 
 # --- releasing many procedures at once -------------------------------------------------
@@ -587,7 +588,7 @@ def test_release_all_changed_reads_commit_messages_across_branches_and_merges(
     assert [r.tag for r in releases.release(store, ["c"])] == ["procedure-c-v1.0.1"]
     _commit_on(store, "refs/heads/main", "c", "return text.casefold()", "feat: casefold c")
 
-    plans = {p.id: p for p in releases.plan_release(store, all_changed=True)}
+    plans = {p.id: p for p in planning.plan_release(store, all_changed=True)}
     assert sorted(plans) == ["a", "b", "c"]  # d never changed
     head = store.resolve("HEAD")
     for pid, plan in plans.items():
@@ -616,7 +617,7 @@ def test_release_from_a_release_on_an_unmerged_branch(store: GitStore) -> None:
     (first,) = releases.release(store, ["a"], ref=branch_tip)
     assert first.version == "1.0.0"
     _commit_on(store, "refs/heads/main", "a", "return text.strip()", "fix: strip")
-    (plan,) = releases.plan_release(store, ["a"])
+    (plan,) = planning.plan_release(store, ["a"])
     head = store.resolve("HEAD")
     expected = [c.message for c in store.folder_commits("a", until=head, since=branch_tip)]
     assert [r.split('"')[1] for r in plan.reasons if r.startswith("commit ")] == [
@@ -632,9 +633,9 @@ def test_hand_made_tags_without_trailers_are_compared_by_tree(store: GitStore) -
     git(repo, "tag", "-a", "-m", "by hand", "procedure-a-v1.0.0", tip)
     # a message copied from another release names another version: not trusted either
     git(repo, "tag", "-a", "-m", "Release b 0.9.0\n\nTree: " + "0" * 40, "procedure-b-v1.0.0", tip)
-    assert releases.plan_release(store, all_changed=True) == []
+    assert planning.plan_release(store, all_changed=True) == []
     store.write({"b": proc_files("b", body="return text.strip()")}, "fix: strip b")
-    assert [(p.id, p.version) for p in releases.plan_release(store, all_changed=True)] == [
+    assert [(p.id, p.version) for p in planning.plan_release(store, all_changed=True)] == [
         ("b", "1.0.1")
     ]
 
@@ -647,10 +648,10 @@ def test_many_procedures_release_only_what_changed(store: GitStore) -> None:
     base = store.resolve("HEAD")
     changed = ["p007", "p050", "p099"]
     store.write({pid: proc_files(pid, optional=("suffix",)) for pid in changed}, "feat: suffixes")
-    everything = releases.plan_release(store, all_changed=True)
-    by_id = releases.plan_release(store, changed)
+    everything = planning.plan_release(store, all_changed=True)
+    by_id = planning.plan_release(store, changed)
     assert [p.model_dump() for p in everything] == [p.model_dump() for p in by_id]
     assert [(p.id, p.version, p.bump) for p in everything] == [
         (pid, "1.1.0", "minor") for pid in changed
     ]
-    assert [p.id for p in releases.check_base(store, base)] == changed
+    assert [p.id for p in planning.check_base(store, base)] == changed

@@ -205,9 +205,9 @@ def check(
     report = workspace.check(snapshots, config)
     plans = None
     if base is not None:
-        from registry.releases import release as releases
+        from registry.releases import plan as planning
 
-        plans = releases.check_base(store, base)
+        plans = planning.check_base(store, base)
     if as_json:
         data = report.model_dump(mode="json")
         data["problems"] = [p.model_dump(mode="json") for p in report.problems]
@@ -219,7 +219,7 @@ def check(
             click.echo(problem.format())
         if plans is not None:
             if fmt == "markdown":
-                click.echo(releases.render_markdown(plans))
+                click.echo(planning.render_markdown(plans))
             else:
                 for plan in plans:
                     click.echo(f"{plan.id}: {plan.previous or '-'} -> {plan.version} ({plan.bump})")

@@ -38,7 +38,7 @@ from registry.runs.execution import (
 if TYPE_CHECKING:
     from registry.git.store import GitStore
     from registry.index.contract import ExecutionRecord
-    from registry.releases.release import ReleasePlan
+    from registry.releases.plan import ReleasePlan
     from registry.sandbox import RunOutcome, Sandbox
 
 RELEASE_CALLER = "release"
