@@ -14,7 +14,8 @@ import pytest
 
 from registry.core.snapshot import MODE_EXECUTABLE, MODE_SYMLINK, FileEntry
 from registry.errors import ConflictError, GitError, LockedError, NotFoundError
-from registry.git.store import GitStore, read_worktree_folder
+from registry.git.checkout import read_worktree_folder
+from registry.git.store import GitStore
 from tests.conftest import git
 
 ROOT = Path(__file__).resolve().parents[1]

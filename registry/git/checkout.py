@@ -6,6 +6,8 @@ procedure folders that changed are brought up to date here, file by file,
 never overwriting what the user changed, and the index is written under its
 lock. The commit the checkout reflects is recorded first
 (``.git/procreg/checkout-base``), so an interrupted run is caught up later.
+Reading what the checkout holds is here too: the procedures as staged in an
+index (:func:`staged_snapshots`) and a folder on disk (:func:`read_worktree_folder`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pygit2
 
+from registry.core.snapshot import MODE_SYMLINK, FileEntry, Snapshot
 from registry.errors import GitError
 from registry.git.locks import is_lock_error, lock_path, lock_wait, wait_for_lock, write_error
 from registry.git.trees import Changed, walk_blobs
@@ -179,3 +182,38 @@ def _set_index(index: pygit2.Index, path: str, new: Blob | None) -> None:
         index.add(pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(mode)))
     elif path in index:
         index.remove(path)
+
+
+def staged_snapshots(repo: pygit2.Repository, index: pygit2.Index, folder: str) -> list[Snapshot]:
+    """The procedures under ``folder/`` as ``index`` holds them, by id."""
+    grouped: dict[str, dict[str, FileEntry]] = {}
+    prefix = folder + "/"
+    for entry in index:
+        if not entry.path.startswith(prefix):
+            continue
+        rest = entry.path[len(prefix) :]
+        if "/" not in rest:
+            continue  # a stray file directly under procedures/: not a procedure
+        proc_id, name = rest.split("/", 1)
+        blob = repo.get(entry.id)
+        data = blob.data if isinstance(blob, pygit2.Blob) else b""
+        grouped.setdefault(proc_id, {})[name] = FileEntry(data, entry.mode)
+    return [Snapshot(pid, files, None, None, folder) for pid, files in sorted(grouped.items())]
+
+
+def read_worktree_folder(folder: Path, proc_id: str | None = None) -> Snapshot:
+    """A procedure folder on disk (people editing by hand), without following symlinks."""
+    files: dict[str, FileEntry] = {}
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names) + [d for d in dirs if (Path(root) / d).is_symlink()]:
+            path = Path(root) / name
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                files[rel] = FileEntry(str(path.readlink()).encode(), MODE_SYMLINK)
+                continue
+            if name.endswith(".pyc"):
+                continue
+            mode = 0o100755 if os.access(path, os.X_OK) else 0o100644
+            files[rel] = FileEntry(path.read_bytes(), mode)
+    return Snapshot(proc_id or folder.name, files, None, None, folder.parent.name)

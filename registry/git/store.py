@@ -1,10 +1,20 @@
-"""The git store: the one module that talks to pygit2.
+"""The git store: a git repository seen as a store of procedures, and what it hands out.
 
-Reads come from git objects (commits, trees, blobs), so they work on bare
-repositories and at any ref or tag without a working tree. Writes build trees
-and a commit with pygit2 and move the branch with a compare-and-swap on its
-old target: two concurrent writers never lose an update. libgit2 errors are
-turned into the project's own errors here, with the repository and ref named.
+The :mod:`registry.git` package is the only one that talks to pygit2 or reads
+git's formats; :class:`GitStore` is its face, and gives the rest of the
+registry plain values (ids as ``str``, :mod:`~registry.git.info` dataclasses,
+:class:`~registry.core.snapshot.Snapshot`). Reads come from git objects
+(commits, trees, blobs), so they work on bare repositories and at any ref or
+tag without a working tree. Writes build trees and a commit with pygit2 and
+move the branch with a compare-and-swap on its old target: two concurrent
+writers never lose an update. libgit2 errors are turned into the project's
+own errors here, with the repository and ref named.
+
+The pieces: :mod:`~registry.git.refs` (reading refs, creating them under their
+lock, tag objects), :mod:`~registry.git.locks` (lock files, the release lock),
+:mod:`~registry.git.trees` (which folders changed, building trees),
+:mod:`~registry.git.walk` (the folder-history walk) and
+:mod:`~registry.git.checkout` (the working tree and index).
 """
 
 from __future__ import annotations
@@ -15,13 +25,11 @@ import os
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pygit2
 
 from registry.core.snapshot import (
-    MODE_SYMLINK,
     MODE_TREE,
     PROCEDURES_DIR,
     FileEntry,
@@ -29,7 +37,7 @@ from registry.core.snapshot import (
 )
 from registry.errors import ConflictError, GitError, LockedError, NotFoundError
 from registry.git import refs, trees
-from registry.git.checkout import Checkout
+from registry.git.checkout import Checkout, staged_snapshots
 from registry.git.info import CommitInfo, TagInfo, person
 from registry.git.locks import (
     RELEASE_LOCK,
@@ -280,21 +288,7 @@ class GitStore:
         else:
             index = self.repo.index
             index.read()
-        grouped: dict[str, dict[str, FileEntry]] = {}
-        prefix = self.folder + "/"
-        for entry in index:
-            if not entry.path.startswith(prefix):
-                continue
-            rest = entry.path[len(prefix) :]
-            if "/" not in rest:
-                continue  # a stray file directly under procedures/: not a procedure
-            proc_id, name = rest.split("/", 1)
-            blob = self.repo.get(entry.id)
-            data = blob.data if isinstance(blob, pygit2.Blob) else b""
-            grouped.setdefault(proc_id, {})[name] = FileEntry(data, entry.mode)
-        return [
-            Snapshot(pid, files, None, None, self.folder) for pid, files in sorted(grouped.items())
-        ]
+        return staged_snapshots(self.repo, index, self.folder)
 
     def read_changed_staged(self) -> list[Snapshot]:
         """The staged procedures whose files differ from HEAD (deleted ones are left out)."""
@@ -668,29 +662,3 @@ class GitStore:
         except (KeyError, ValueError, pygit2.GitError):
             return None
         return str(oid) if oid is not None else None
-
-
-def is_symlink_mode(mode: int) -> bool:
-    return mode == MODE_SYMLINK
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def read_worktree_folder(folder: Path, proc_id: str | None = None) -> Snapshot:
-    """A procedure folder on disk (people editing by hand), without following symlinks."""
-    files: dict[str, FileEntry] = {}
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(names) + [d for d in dirs if (Path(root) / d).is_symlink()]:
-            path = Path(root) / name
-            rel = path.relative_to(folder).as_posix()
-            if path.is_symlink():
-                files[rel] = FileEntry(str(path.readlink()).encode(), MODE_SYMLINK)
-                continue
-            if name.endswith(".pyc"):
-                continue
-            mode = 0o100755 if os.access(path, os.X_OK) else 0o100644
-            files[rel] = FileEntry(path.read_bytes(), mode)
-    return Snapshot(proc_id or folder.name, files, None, None, folder.parent.name)

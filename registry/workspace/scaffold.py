@@ -17,7 +17,8 @@ from registry.core.model import ID_RE, Example, Metadata, Parameter, Returns
 from registry.core.problems import Problem
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, PROCEDURES_DIR, Snapshot
 from registry.errors import NotFoundError, UsageError
-from registry.git.store import GitStore, read_worktree_folder
+from registry.git.checkout import read_worktree_folder
+from registry.git.store import GitStore
 
 if TYPE_CHECKING:
     from registry.config import Config
