@@ -55,7 +55,8 @@ from registry.core.tags import (
 )
 from registry.core.validation import ValidationResult, validate_snapshot
 from registry.errors import ConfigError, GitError, NotFoundError, UsageError
-from registry.git.store import GitStore, TagInfo
+from registry.git.info import TagInfo
+from registry.git.store import GitStore
 from registry.index.contract import (
     ChangeSet,
     ChannelMove,
