@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 # models cost more to build than the rest of the command.
 
 ReleaseBump = Literal["major", "minor", "patch", "initial"]
-CONFIG_PATH = "procreg.toml"
 # Explicit ids up to this many are looked up by tag prefix; more (or
 # --all-changed) list the release tags once.
 PREFIX_LOOKUPS = 64
@@ -152,9 +151,9 @@ def _folder_messages(store: GitStore, since: Mapping[str, str], until: str) -> d
 
 
 def _validation_config(store: GitStore, commit: str) -> ValidationSection:
-    from registry.config import parse_config
+    from registry.config import CONFIG_FILE, parse_config
 
-    return parse_config(store.read_path(CONFIG_PATH, commit)).validation
+    return parse_config(store.read_path(CONFIG_FILE, commit)).validation
 
 
 # --- planning ------------------------------------------------------------------
