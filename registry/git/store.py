@@ -38,7 +38,7 @@ from registry.core.snapshot import (
 from registry.errors import ConflictError, GitError, LockedError, NotFoundError
 from registry.git import refs, trees
 from registry.git.checkout import Checkout, staged_snapshots
-from registry.git.info import CommitInfo, TagInfo, person
+from registry.git.info import CommitInfo, Person, TagInfo, person
 from registry.git.locks import (
     RELEASE_LOCK,
     RELEASE_LOCK_WAIT_S,
@@ -394,6 +394,15 @@ class GitStore:
                 f"{self.name}: no git identity; run `git config user.name 'Your Name'` and "
                 "`git config user.email you@example.com`"
             ) from exc
+
+    def identity(self) -> Person:
+        """Who commits and tags here (git config ``user.name``, ``user.email``), as of now.
+
+        :class:`GitError` saying how to set it when there is none.
+        """
+        found = person(self.signature())
+        assert found is not None
+        return found
 
     def write(
         self,
