@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -35,26 +33,22 @@ from registry.core.snapshot import (
     FileEntry,
     Snapshot,
 )
-from registry.errors import ConflictError, GitError, LockedError, NotFoundError
+from registry.errors import GitError, NotFoundError
 from registry.git import refs, trees
 from registry.git.checkout import Checkout, staged_snapshots
+from registry.git.commits import BranchWriter, Changes
 from registry.git.info import CommitInfo, Person, TagInfo, person
 from registry.git.locks import (
     RELEASE_LOCK,
     RELEASE_LOCK_WAIT_S,
     hold_release_lock,
-    is_lock_error,
     lock_path,
-    lock_wait,
     wait_for_lock,
     write_error,
 )
 from registry.git.walk import folder_history
 
 log = logging.getLogger(__name__)
-
-Changes = Mapping[str, Mapping[str, FileEntry | bytes] | None]
-"""Per procedure id: its complete new files (replacing the folder), or None to delete it."""
 
 
 class GitStore:
@@ -424,63 +418,10 @@ class GitStore:
         reported (:class:`~registry.errors.LockedError`).
         """
         ref_name = self.branch_ref(branch)
-        sig = self.signature()
-        deadline = time.monotonic() + lock_wait()
-        attempt = 0
-        while True:
-            ref = self._lookup(ref_name)
-            tip = str(ref.target) if ref is not None else None
-            if expected_tip is not None and tip != expected_tip:
-                raise ConflictError(
-                    f"{self.name}: {ref_name} is at {tip or 'nothing'}, expected {expected_tip}; "
-                    "someone else wrote first. Re-read and try again."
-                )
-            base_commit = self.repo.get(tip) if tip else None
-            base_tree = base_commit.tree if isinstance(base_commit, pygit2.Commit) else None
-            try:
-                tree_id = trees.build_tree(self.repo, base_tree, self.folder, changes)
-                if base_tree is not None and tree_id == base_tree.id:
-                    return tip or ""  # nothing to change: no empty commit
-                parents = [tip] if tip else []
-                commit_id = self.repo.create_commit(None, sig, sig, message, tree_id, parents)
-            except (pygit2.GitError, OSError) as exc:
-                raise self._git_error(exc, f"cannot write a commit for {ref_name}") from exc
-            try:
-                if ref is None:
-                    self._create_ref(ref_name, commit_id, f"procreg: {message.splitlines()[0]}")
-                else:
-                    ref.set_target(commit_id, f"procreg: {message.splitlines()[0]}")
-                return str(commit_id)
-            except ConflictError as exc:  # created by another writer meanwhile: a lost race
-                if isinstance(exc, LockedError):
-                    raise
-                lost: BaseException = exc
-            except (pygit2.AlreadyExistsError, pygit2.GitError, OSError, ValueError) as exc:
-                if is_lock_error(exc):
-                    self._wait_for_ref_lock(exc, ref_name, deadline)
-                    continue
-                text = str(exc)
-                if not any(word in text for word in ("exists", "modified", "match")):
-                    raise self._git_error(exc, f"cannot move {ref_name}", ref=ref_name) from exc
-                lost = exc
-            # Lost the race: the ref moved (CAS mismatch) or was created meanwhile.
-            if expected_tip is not None:
-                raise ConflictError(
-                    f"{self.name}: {ref_name} moved while writing; re-read and try again"
-                ) from lost
-            new = self._lookup(ref_name)
-            new_tip = str(new.target) if new is not None else None
-            if tip and new_tip and new_tip != tip and self._touched(tip, new_tip, changes):
-                raise ConflictError(
-                    f"{self.name}: {ref_name} moved to {new_tip[:12]} with changes to the same "
-                    f"procedure(s) ({', '.join(sorted(changes))}); re-read and try again"
-                ) from lost
-            attempt += 1
-            if attempt > retries:
-                raise ConflictError(
-                    f"{self.name}: {ref_name} kept moving; gave up after {retries} retries"
-                ) from lost
-            time.sleep(random.uniform(0.001, 0.01))  # noqa: S311 - jitter, not crypto
+        writer = BranchWriter(
+            self.repo, (self.name, self.common_dir), self.folder, ref_name, self.signature()
+        )
+        return writer.write(changes, message, expected_tip, retries)
 
     def create_branch(self, branch: str, commit: str) -> str:
         """Create ``branch`` at ``commit``; :class:`ConflictError` if it already exists.
@@ -494,10 +435,6 @@ class GitStore:
 
     def _lookup(self, ref_name: str) -> pygit2.Reference | None:
         return refs.lookup(self.repo, ref_name)
-
-    def _touched(self, old: str, new: str, ids: Iterable[str]) -> bool:
-        changed = self.changed_procedures(old, new)
-        return any(pid in changed for pid in ids)
 
     def update_worktree(self, old_commit: str | None, new_commit: str) -> list[str]:
         """Bring the working tree and index up to a commit the registry wrote on HEAD's branch.
