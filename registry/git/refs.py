@@ -24,7 +24,7 @@ from registry.errors import ConflictError, NotFoundError
 from registry.git.locks import is_lock_error, lock_path, lock_wait, wait_for_lock, write_error
 
 
-def ref_targets(repo: pygit2.Repository, prefix: str) -> list[tuple[str, str | None]]:
+def targets_under(repo: pygit2.Repository, prefix: str) -> list[tuple[str, str | None]]:
     """``(ref name, target id)`` of every ref starting with ``prefix``, sorted by name.
 
     The target is ``None`` for a symbolic ref (the caller resolves it).

@@ -170,7 +170,7 @@ class GitStore:
         Reads only the refs under that prefix (a binary search in
         ``packed-refs`` and the matching loose refs), not the whole namespace.
         """
-        return [name for name, _ in refs.ref_targets(self.repo, prefix)]
+        return [name for name, _ in refs.targets_under(self.repo, prefix)]
 
     def ref_targets(self, prefixes: tuple[str, ...]) -> dict[str, str]:
         """``{ref name: target id}`` of every ref under one of ``prefixes``, in one listing.
@@ -512,7 +512,7 @@ class GitStore:
         their names are appended to ``ignored`` when it is given.
         """
         out = []
-        for ref_name, target in refs.ref_targets(self.repo, "refs/tags/" + prefix):
+        for ref_name, target in refs.targets_under(self.repo, "refs/tags/" + prefix):
             name = ref_name[len("refs/tags/") :]
             info = self.tag(name) if target is None else self.tag_at(name, target)
             if info is not None:
