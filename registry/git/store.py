@@ -67,12 +67,13 @@ class GitStore:
         if found is None:
             raise GitError(
                 f"{path}: not a git repository. Run `procreg init {path}` or `git init` first, "
-                "or pass -C PATH."
+                "or pass -C PATH.",
+                path=str(path),
             )
         try:
             return cls(pygit2.Repository(found))
         except pygit2.GitError as exc:
-            raise GitError(f"{found}: cannot open repository: {exc}") from exc
+            raise GitError(f"{found}: cannot open repository: {exc}", path=str(found)) from exc
 
     @classmethod
     def init(cls, path: str | os.PathLike[str], *, bare: bool = False) -> GitStore:
@@ -80,7 +81,7 @@ class GitStore:
         try:
             repo = pygit2.init_repository(str(path), bare=bare, initial_head="main")
         except pygit2.GitError as exc:
-            raise GitError(f"{path}: cannot create repository: {exc}") from exc
+            raise GitError(f"{path}: cannot create repository: {exc}", path=str(path)) from exc
         return cls(repo)
 
     @property
@@ -129,7 +130,9 @@ class GitStore:
         if branch is None:
             current = self.current_branch()
             if current is None:
-                raise GitError(f"{self.name}: HEAD is detached; name a branch to write to")
+                raise GitError(
+                    f"{self.name}: HEAD is detached; name a branch to write to", ref="HEAD"
+                )
             return current
         return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
 
@@ -141,9 +144,13 @@ class GitStore:
         except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
             if self.is_unborn() and ref in ("HEAD", self.current_branch()):
                 raise NotFoundError(
-                    f"{self.name}: the branch has no commits yet; commit a procedure first"
+                    f"{self.name}: the branch has no commits yet; commit a procedure first",
+                    kind="ref",
+                    name=ref,
                 ) from exc
-            raise NotFoundError(f"{self.name}: unknown revision {ref!r}") from exc
+            raise NotFoundError(
+                f"{self.name}: unknown revision {ref!r}", kind="ref", name=ref
+            ) from exc
         return str(commit.id)
 
     def try_resolve(self, ref: str) -> str | None:
@@ -239,7 +246,9 @@ class GitStore:
         if not isinstance(entry, pygit2.Tree):
             raise NotFoundError(
                 f"{self.name}: no procedure {proc_id!r} at {ref} "
-                f"(no folder {self.folder}/{proc_id}/); `procreg list` shows what there is"
+                f"(no folder {self.folder}/{proc_id}/); `procreg list` shows what there is",
+                kind="procedure",
+                name=proc_id,
             )
         return self._snapshot(proc_id, entry, str(commit.id))
 
@@ -247,7 +256,9 @@ class GitStore:
         """A snapshot from a known subtree id (sync uses this after comparing ids)."""
         tree = self.repo.get(tree_id)
         if not isinstance(tree, pygit2.Tree):
-            raise NotFoundError(f"{self.name}: tree {tree_id} of {proc_id!r} is missing")
+            raise NotFoundError(
+                f"{self.name}: tree {tree_id} of {proc_id!r} is missing", kind="tree", name=tree_id
+            )
         return self._snapshot(proc_id, tree, commit)
 
     def _snapshot(self, proc_id: str, tree: pygit2.Tree, commit: str | None) -> Snapshot:
@@ -347,7 +358,13 @@ class GitStore:
         if (old_tree_id and not isinstance(old, pygit2.Tree)) or (
             new_tree_id and not isinstance(new, pygit2.Tree)
         ):
-            raise NotFoundError(f"{self.name}: tree {old_tree_id} or {new_tree_id} is missing")
+            raise NotFoundError(
+                f"{self.name}: tree {old_tree_id} or {new_tree_id} is missing",
+                kind="tree",
+                name=new_tree_id
+                if old_tree_id is None or isinstance(old, pygit2.Tree)
+                else old_tree_id,
+            )
         if isinstance(old, pygit2.Tree) and isinstance(new, pygit2.Tree):
             return old.diff_to_tree(new)
         if isinstance(new, pygit2.Tree):
@@ -386,7 +403,8 @@ class GitStore:
         except (KeyError, pygit2.GitError) as exc:
             raise GitError(
                 f"{self.name}: no git identity; run `git config user.name 'Your Name'` and "
-                "`git config user.email you@example.com`"
+                "`git config user.email you@example.com`",
+                path=str(self.git_dir),
             ) from exc
 
     def identity(self) -> Person:
