@@ -30,7 +30,7 @@ from benchmarks.peer import gto_bin, gto_version, time_gto
 from benchmarks.scen_index import bump, growth_rows, growth_spec
 from benchmarks.synthetic import Spec, proc_id
 from registry.git.store import GitStore
-from registry.releases import release as releases
+from registry.releases import history
 
 PROCREG = [sys.executable, "-m", "registry"]
 NAIVE = [sys.executable, str(ROOT / "benchmarks" / "naive.py")]
@@ -60,7 +60,7 @@ def scenario_log(ctx: Context) -> list[Row]:
             log(f"log/show at {n:,} x{reps}")
             cli = [*PROCREG, "-C", str(repo)]
             inproc = stats(
-                timed(lambda r=repo, i=pid: releases.history(GitStore.open(r), i), reps * 5)  # type: ignore[misc]
+                timed(lambda r=repo, i=pid: history.history(GitStore.open(r), i), reps * 5)  # type: ignore[misc]
             )
             naive_in = stats(timed(lambda r=repo, i=pid: naive.log(r, i), reps * 5))  # type: ignore[misc]
             log_proc = _proc([*cli, "log", pid, "--json"], reps)

@@ -29,7 +29,6 @@ from registry.api.results import (
     version_info,
 )
 from registry.api.writes import WriteSide
-from registry.core import specs
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE
 from registry.core.tags import check_id
@@ -37,6 +36,7 @@ from registry.errors import NotFoundError
 from registry.git.store import GitStore
 from registry.index.contract import IndexBackend, Metrics, Order, ProcedureRow, VersionRecord
 from registry.index.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
+from registry.releases import history as release_history
 from registry.runs import execution
 from registry.runs.execution import RunResult
 from registry.runs.recorder import RunRecorder
@@ -248,27 +248,15 @@ class AsyncRegistry(WriteSide):
                 f"no procedure {proc_id!r} in the index of {self.store.name}; "
                 "`procreg search` lists them (run `procreg sync` if it was just committed)"
             )
-        if spec is None or not spec.strip():
-            parsed = specs.parse_spec("latest" if versions else "HEAD")
-        else:
-            parsed = specs.parse_spec(spec)
+        parsed = release_history.release_spec(proc_id, spec, bool(versions))
         if parsed.kind == "head":
             return await self._head(proc_id, row, versions, spec)
-        # Keyed by text: semver's == and hash ignore build metadata.
-        by_version = {str(semver.Version.parse(v.version)): v for v in versions}
         channels: dict[str, semver.Version] = {}
         if parsed.kind == "channel":
             current = await self.backend.current_channels(proc_id)
             channels = {name: semver.Version.parse(m.version) for name, m in current.items()}
-        if not by_version and parsed.kind != "channel":
-            raise NotFoundError(
-                f"{proc_id} has no release yet, so {proc_id}@{spec} names nothing; "
-                f"use {proc_id}@HEAD or run `procreg release {proc_id}`"
-            )
-        chosen = specs.resolve(parsed, [semver.Version.parse(v) for v in by_version], channels)
-        record = by_version.get(str(chosen))
-        if record is None:
-            raise NotFoundError(f"{proc_id}@{spec} names {chosen}, which has no release tag")
+        released = [(semver.Version.parse(v.version), v) for v in versions]
+        _, record = release_history.pick_release(proc_id, spec, parsed, released, channels)
         tree_id = record.tree_id or self.store.read(proc_id, record.commit).tree_id
         assert tree_id is not None
         snap = self.store.read_tree(proc_id, tree_id, record.commit)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from registry.config import Config
     from registry.index.contract import Metrics, Order
     from registry.index.sync import Drift, SyncReport
-    from registry.releases.channels import ChannelMove
+    from registry.releases.channels import ChannelTag
     from registry.releases.health import HealthAction, HealthMove
     from registry.releases.release import Progress, ReleaseResult
     from registry.runs.examples import ExamplesReport
@@ -317,7 +317,7 @@ class Registry:
         *,
         reason: str | None = None,
         timeout: float | None = None,
-    ) -> ChannelMove:
+    ) -> ChannelTag:
         """See :meth:`AsyncRegistry.promote`; ``timeout`` bounds the wait (default: none)."""
         return self._run_write(
             lambda: self._core.promote(proc_id, version, channel, reason=reason), timeout

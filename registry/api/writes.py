@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from registry.config import Config
     from registry.git.store import GitStore
     from registry.index.contract import ExecutionRecord, IndexBackend
-    from registry.releases.channels import ChannelMove
+    from registry.releases.channels import ChannelTag
     from registry.releases.health import HealthAction, HealthMove
     from registry.releases.release import Progress, ReleaseResult
     from registry.runs.examples import ExamplesReport
@@ -129,7 +129,7 @@ class WriteSide:
 
     async def promote(
         self, proc_id: str, version: str, channel: str, *, reason: str | None = None
-    ) -> ChannelMove:
+    ) -> ChannelTag:
         """Point ``channel`` of ``proc_id`` at released ``version`` (a new tag; moves are kept).
 
         Nothing is created when the channel is there already (``created=False``).

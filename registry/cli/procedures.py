@@ -27,7 +27,7 @@ from registry.cli._common import (
 
 if TYPE_CHECKING:
     from registry.index.contract import Order
-    from registry.releases.release import ReleasePlan
+    from registry.releases.plan import ReleasePlan
     from registry.workspace.scaffold import CheckReport, ShownProcedure
 
 
@@ -99,9 +99,9 @@ def check(
     report = workspace.check(snapshots, config)
     plans = None
     if base is not None:
-        from registry.releases import release as releases
+        from registry.releases.plan import check_base
 
-        plans = releases.check_base(store, base)
+        plans = check_base(store, base)
     if as_json:
         data = report.model_dump(mode="json")
         data["problems"] = [p.model_dump(mode="json") for p in report.problems]
@@ -119,7 +119,7 @@ def _say_checked(report: CheckReport, plans: list[ReleasePlan] | None, fmt: str)
         click.echo(problem.format())
     if plans is not None:
         if fmt == "markdown":
-            from registry.releases.release import render_markdown
+            from registry.releases.plan import render_markdown
 
             click.echo(render_markdown(plans))
         else:

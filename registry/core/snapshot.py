@@ -1,7 +1,7 @@
 """A procedure's files as read from git or disk: the unit every pure module takes.
 
 Reading is the git store's job; validation, versioning and execution work on
-a :class:`Snapshot` and never touch pygit2 or the file system themselves.
+a :class:`Snapshot` and never touch git or the file system themselves.
 """
 
 from __future__ import annotations

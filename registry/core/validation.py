@@ -39,7 +39,7 @@ __all__ = [
     "ALLOWED_EXTENSIONS",
     "RULES",
     "ValidationResult",
-    "check_id",
+    "id_problems",
     "validate_snapshot",
 ]
 
@@ -77,8 +77,11 @@ class ValidationResult(BaseModel):
         return not self.problems
 
 
-def check_id(value: str, path: str) -> list[Problem]:
-    """Problems with a procedure id (the folder name): rule ``id-invalid``."""
+def id_problems(value: str, path: str) -> list[Problem]:
+    """Problems with a procedure id (the folder name): rule ``id-invalid``.
+
+    Says why an id is invalid; :func:`registry.core.tags.check_id` raises instead.
+    """
     if ID_RE.match(value):
         return []
     if not value:
@@ -267,7 +270,7 @@ def validate_snapshot(
     """
     config = config or ValidationSection()
     base = snapshot.path
-    problems = check_id(snapshot.id, base)
+    problems = id_problems(snapshot.id, base)
     texts, file_problems = _read_files(snapshot, config)
     problems += file_problems
     problems += _folder_problems(snapshot, config)

@@ -1,12 +1,14 @@
-"""Tree diff: which ``procedures/`` subtrees differ between two commits, fast.
+"""Which procedure folders differ between two commits: the one answer, computed fast.
 
-The raw ``procedures/`` tree object is compared as bytes with the previous
-sync's tree (kept in memory with its entry offsets): the common prefix and
-suffix are found at C speed and only the entries in between are parsed. Loose
-tree objects are inflated directly rather than through libgit2. A tree the
-byte parser cannot read falls back to a libgit2 tree diff, and a missing or
-non-tree folder to :meth:`GitStore.changed_procedures`; every path gives the
-same answer.
+:func:`changed_procedures` compares the raw ``procedures/`` tree objects as
+bytes with the last tree diffed in this repository (kept in memory with its
+entry offsets): the common prefix and suffix are found at C speed and only the
+entries in between are parsed. Loose tree objects are inflated directly rather
+than through libgit2. A tree the byte parser cannot read falls back to a
+libgit2 tree diff, and a missing or non-tree folder (or no old commit) to
+comparing the two folders' entries; every path gives the same answer.
+:func:`changed_names` is the libgit2 diff of two folder trees, for the
+history walk (:mod:`registry.git.walk`).
 """
 
 from __future__ import annotations
@@ -16,49 +18,55 @@ import logging
 import re
 import zlib
 from array import array
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
-from registry.git.store import GitStore
+import pygit2
+
+from registry.core.snapshot import MODE_TREE, FileEntry
 
 log = logging.getLogger(__name__)
 
+Changed = dict[str, tuple[str | None, str | None]]
+"""``{procedure id: (old subtree id, new subtree id)}`` for the folders that differ."""
+
+
+def folder_tree(commit: pygit2.Commit, folder: str) -> pygit2.Tree | None:
+    """The ``folder`` tree of ``commit`` (None when it has none, or it is not a tree)."""
+    try:
+        entry = commit.tree[folder]
+    except KeyError:
+        return None
+    return entry if isinstance(entry, pygit2.Tree) else None
+
 
 def changed_procedures(
-    store: GitStore, old_commit: str, new_commit: str
-) -> dict[str, tuple[str | None, str | None]]:
-    """``{id: (old subtree, new subtree)}`` for folders that differ.
+    repo: pygit2.Repository, folder: str, old: pygit2.Commit | None, new: pygit2.Commit
+) -> Changed:
+    """``{id: (old subtree, new subtree)}`` for the folders under ``folder`` that differ.
 
-    Same answer as :meth:`GitStore.changed_procedures`, in time proportional
-    to the change: the raw ``procedures/`` tree objects are compared as bytes
-    (common prefix and suffix at C speed) and only the entries in between are
-    parsed, using the entry offsets kept from the previous sync's tree.
+    Time proportional to the change: the raw ``procedures/`` tree objects are
+    compared as bytes (common prefix and suffix at C speed) and only the entries
+    in between are parsed, using the entry offsets kept from the last diff here.
     """
-    repo = store.repo
-
-    def folder(commit: str) -> Any:
-        try:
-            return repo.get(commit).tree[store.folder]  # type: ignore[union-attr]
-        except KeyError:
-            return None
-
-    old, new = folder(old_commit), folder(new_commit)
-    if old is None or new is None or old.type_str != "tree" or new.type_str != "tree":
-        return store.changed_procedures(old_commit, new_commit)
-    if old.id == new.id:
+    old_tree = folder_tree(old, folder) if old is not None else None
+    new_tree = folder_tree(new, folder)
+    if old_tree is None or new_tree is None:
+        return _by_entries(old_tree, new_tree)
+    if old_tree.id == new_tree.id:
         return {}
-    key = (str(store.git_dir), store.folder)
+    key = (str(repo.path), folder)
     try:
         cached = _RAW_TREES.get(key)
-        if cached is None or cached.id != str(old.id):
-            cached = RawTree.read(repo, old.id)
-        before, after, fresh = cached.diff(repo, new.id)
+        if cached is None or cached.id != str(old_tree.id):
+            cached = RawTree.read(repo, old_tree.id)
+        before, after, fresh = cached.diff(repo, new_tree.id)
     except ValueError:  # a tree libgit2 reads but the byte parser does not: let libgit2 diff
-        log.warning("could not parse the %s tree; diffing with libgit2", store.folder)
+        log.warning("could not parse the %s tree; diffing with libgit2", folder)
         _RAW_TREES.pop(key, None)
-        return _libgit2_changes(old, new)
+        return _subtree_changes(old_tree, new_tree, changed_names(old_tree, new_tree))
     _RAW_TREES[key] = fresh
-    out: dict[str, tuple[str | None, str | None]] = {}
+    out: Changed = {}
     for name in before.keys() | after.keys():
         pair = (_subtree_hex(before.get(name)), _subtree_hex(after.get(name)))
         if pair[0] != pair[1]:
@@ -66,29 +74,62 @@ def changed_procedures(
     return out
 
 
-def _subtree_hex(entry: tuple[bytes, bytes] | None) -> str | None:
-    return entry[1].hex() if entry is not None and entry[0] == TREE_MODE else None
+def _by_entries(old: pygit2.Tree | None, new: pygit2.Tree | None) -> Changed:
+    """The folders that differ, comparing every entry (when one side has no folder tree)."""
+    if old is not None and new is not None and old.id == new.id:
+        return {}
+    before = {str(e.name): str(e.id) for e in old or () if e.filemode == MODE_TREE}
+    after = {str(e.name): str(e.id) for e in new or () if e.filemode == MODE_TREE}
+    return {
+        pid: (before.get(pid), after.get(pid))
+        for pid in before.keys() | after.keys()
+        if before.get(pid) != after.get(pid)
+    }
 
 
-def _libgit2_changes(old: Any, new: Any) -> dict[str, tuple[str | None, str | None]]:
-    ids: set[str] = set()
+def changed_names(old: pygit2.Tree | None, new: pygit2.Tree | None) -> set[str]:
+    """The entry names that differ between two folder trees (a libgit2 diff, in C)."""
+    if old is None or new is None:
+        present = old if old is not None else new
+        return {str(e.name) for e in present} if present is not None else set()
+    if old.id == new.id:
+        return set()
+    names: set[str] = set()
     for delta in old.diff_to_tree(new).deltas:
-        for path in (delta.old_file.path, delta.new_file.path):
-            ids.add(path.split("/", 1)[0])
+        names.add(delta.old_file.path.split("/", 1)[0])
+        names.add(delta.new_file.path.split("/", 1)[0])
+    return names
 
-    def subtree(tree: Any, proc_id: str) -> str | None:
-        try:
-            entry = tree[proc_id]
-        except KeyError:
-            return None
-        return str(entry.id) if entry.type_str == "tree" else None
 
-    out: dict[str, tuple[str | None, str | None]] = {}
-    for proc_id in ids:
-        pair = (subtree(old, proc_id), subtree(new, proc_id))
+def entry_id(tree: pygit2.Tree | None, name: str) -> str | None:
+    """The id of entry ``name`` of ``tree`` (any type), or None."""
+    if tree is None:
+        return None
+    try:
+        return str(tree[name].id)
+    except KeyError:
+        return None
+
+
+def subtree_id(tree: pygit2.Tree | None, name: str) -> str | None:
+    """The id of subtree ``name`` of ``tree``, or None when it is absent or not a tree."""
+    if tree is None or name not in tree:
+        return None
+    entry = tree[name]
+    return str(entry.id) if isinstance(entry, pygit2.Tree) else None
+
+
+def _subtree_changes(old: pygit2.Tree, new: pygit2.Tree, names: set[str]) -> Changed:
+    out: Changed = {}
+    for proc_id in names:
+        pair = (subtree_id(old, proc_id), subtree_id(new, proc_id))
         if pair[0] != pair[1]:
             out[proc_id] = pair
     return out
+
+
+def _subtree_hex(entry: tuple[bytes, bytes] | None) -> str | None:
+    return entry[1].hex() if entry is not None and entry[0] == TREE_MODE else None
 
 
 TREE_MODE = b"40000"
@@ -158,7 +199,7 @@ class RawTree:
         )
 
     @classmethod
-    def read(cls, repo: Any, tree_id: Any) -> RawTree:
+    def read(cls, repo: pygit2.Repository, tree_id: pygit2.Oid) -> RawTree:
         """Read and index a whole tree object (once; later trees come from :meth:`diff`)."""
         raw = _tree_bytes(repo, tree_id)
         entry = cls._pattern(len(tree_id.raw))
@@ -181,7 +222,7 @@ class RawTree:
         return out
 
     def diff(
-        self, repo: Any, new_id: Any
+        self, repo: pygit2.Repository, new_id: pygit2.Oid
     ) -> tuple[dict[bytes, tuple[bytes, bytes]], dict[bytes, tuple[bytes, bytes]], RawTree]:
         """``(old entries, new entries, new tree)`` for the region that differs.
 
@@ -220,7 +261,7 @@ class RawTree:
         return before, after, fresh
 
 
-def _tree_bytes(repo: Any, tree_id: Any) -> bytes:
+def _tree_bytes(repo: pygit2.Repository, tree_id: pygit2.Oid) -> bytes:
     """A tree object's body. A loose object is inflated here: libgit2 would also
     hash the whole 330 KB object on every read (a parse error still falls back)."""
     hexid = str(tree_id)
@@ -238,3 +279,59 @@ def _tree_bytes(repo: Any, tree_id: Any) -> bytes:
 # (git dir, folder) -> the procedures/ tree of the last incremental sync there
 _RAW_TREES: dict[tuple[str, str], RawTree] = {}
 _ENTRY_RES: dict[int, re.Pattern[bytes]] = {}
+
+
+def walk_blobs(
+    repo: pygit2.Repository, tree: pygit2.Tree, prefix: str = ""
+) -> Iterator[tuple[str, int, pygit2.Oid]]:
+    """``(path, mode, blob id)`` of every file under ``tree``, subtrees walked in tree order."""
+    for entry in tree:
+        path = f"{prefix}{entry.name}"
+        if entry.filemode == MODE_TREE:
+            sub = repo.get(entry.id)
+            assert isinstance(sub, pygit2.Tree)
+            yield from walk_blobs(repo, sub, path + "/")
+        else:
+            yield path, entry.filemode, entry.id
+
+
+def build_tree(
+    repo: pygit2.Repository,
+    base: pygit2.Tree | None,
+    folder: str,
+    changes: Mapping[str, Mapping[str, FileEntry | bytes] | None],
+) -> pygit2.Oid:
+    """Write the root tree ``base`` with whole procedure folders replaced (None: deleted)."""
+    current = None
+    if base is not None and folder in base:
+        candidate = base[folder]
+        current = candidate if isinstance(candidate, pygit2.Tree) else None
+    folder_builder = repo.TreeBuilder(current) if current is not None else repo.TreeBuilder()
+    for proc_id, files in changes.items():
+        if files is None:
+            if folder_builder.get(proc_id) is not None:
+                folder_builder.remove(proc_id)
+            continue
+        folder_builder.insert(proc_id, _files_tree(repo, files), MODE_TREE)
+    root = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    if len(folder_builder):
+        root.insert(folder, folder_builder.write(), MODE_TREE)
+    elif root.get(folder) is not None:
+        root.remove(folder)
+    return root.write()
+
+
+def _files_tree(repo: pygit2.Repository, files: Mapping[str, FileEntry | bytes]) -> pygit2.Oid:
+    nested: dict[str, dict[str, FileEntry | bytes]] = {}
+    builder = repo.TreeBuilder()
+    for name, value in files.items():
+        head, sep, rest = name.partition("/")
+        if sep:
+            nested.setdefault(head, {})[rest] = value
+            continue
+        entry = value if isinstance(value, FileEntry) else FileEntry(value)
+        blob = repo.create_blob(entry.data)
+        builder.insert(name, blob, entry.mode)
+    for name, sub in nested.items():
+        builder.insert(name, _files_tree(repo, sub), MODE_TREE)
+    return builder.write()

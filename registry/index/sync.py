@@ -55,8 +55,8 @@ from registry.core.tags import (
 )
 from registry.core.validation import ValidationResult, validate_snapshot
 from registry.errors import ConfigError, GitError, NotFoundError, UsageError
-from registry.git.store import GitStore, TagInfo
-from registry.git.trees import changed_procedures
+from registry.git.info import TagInfo
+from registry.git.store import GitStore
 from registry.index.contract import (
     ChangeSet,
     ChannelMove,
@@ -231,15 +231,10 @@ def config_at(store: GitStore, commit: str | None) -> Config:
 
 def _ref_targets(store: GitStore) -> dict[str, str]:
     # One pass over the refs with their targets: the digest must notice a tag
-    # re-pointed under the same name, and listing names then looking each up
-    # would read the packed-refs file 30,000 times.
+    # re-pointed under the same name.
     prefixes = (f"refs/tags/{RELEASE_TAG_PREFIX}", f"refs/tags/{CHANNEL_TAG_PREFIX}")
-    out: dict[str, str] = {}
-    for ref in store.repo.listall_reference_objects():
-        name = ref.name
-        if name.startswith(prefixes):
-            out[name[len("refs/tags/") :]] = str(ref.target)
-    return out
+    targets = store.ref_targets(prefixes)
+    return {name[len("refs/tags/") :]: target for name, target in targets.items()}
 
 
 # git_dir -> (stat fingerprint of the tag storage, digest of the tags then)
@@ -247,30 +242,8 @@ _DIGESTS: dict[str, tuple[tuple[Any, ...], str]] = {}
 
 
 def _tag_fingerprint(store: GitStore) -> tuple[Any, ...] | None:
-    """Inode, size and mtime of ``packed-refs`` and of every loose tag ref.
-
-    Any tag created, deleted or moved changes one of them, so an unchanged
-    fingerprint lets a sync skip listing 30,000 tags. ``None`` (always list)
-    for layouts where that does not hold: linked worktrees and reftable.
-    """
-    git_dir = store.git_dir
-    if (git_dir / "commondir").exists() or (git_dir / "reftable").exists():
-        return None
-    parts: list[Any] = []
-    try:
-        st = (git_dir / "packed-refs").stat()
-        parts.append((st.st_ino, st.st_size, st.st_mtime_ns))
-    except FileNotFoundError:
-        parts.append(None)
-    for root, dirs, files in os.walk(git_dir / "refs" / "tags"):
-        dirs.sort()
-        for name in sorted(files):
-            try:
-                st = Path(root, name).stat()
-            except FileNotFoundError:
-                continue
-            parts.append((root, name, st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(parts)
+    """Changes whenever a tag does, so an unchanged one lets a sync skip listing 30,000 tags."""
+    return store.tags_fingerprint()
 
 
 def current_tags_digest(store: GitStore) -> tuple[str, dict[str, str] | None]:
@@ -524,7 +497,7 @@ async def _full_changes_off_loop(
             return _full_changes(fresh, ref, commit, config, targets)
         finally:
             # its object cache holds every tree and tag object just read: drop it now
-            fresh.repo.free()
+            fresh.free()
 
     return await asyncio.to_thread(work)
 
@@ -621,7 +594,7 @@ async def sync(
                 return report
             assert previous is not None
             changes = ChangeSet(ref=ref, commit=commit, tags_digest=digest)
-            changed = changed_procedures(store, previous, commit)
+            changed = store.changed_procedures(previous, commit)
             if len(changed) > OFF_LOOP_ABOVE:
                 await asyncio.to_thread(
                     _procedure_changes,

@@ -343,7 +343,7 @@ async def migrate(
     on_checkout = not dry_run and store.workdir is not None and ref_name == store.current_branch()
     skipped: list[str] = []
     if not dry_run:
-        store.signature()  # no git identity: fail before the first procedure, not on each
+        store.identity()  # no git identity: fail before the first procedure, not on each
         if on_checkout:
             skipped += store.begin_checkout_update()
     report = MigrationReport(source=legacy.source, system=legacy.system, dry_run=dry_run)

@@ -15,13 +15,16 @@ import semver
 from pydantic import BaseModel, ConfigDict
 
 from registry.core import tags
-from registry.errors import ConflictError, NotFoundError
-from registry.git.store import GitStore, TagInfo
-from registry.releases.release import _create_tag, _parse_version, _releases
+from registry.errors import ConflictError
+from registry.git.info import TagInfo
+from registry.git.store import GitStore
+from registry.releases.tagged import parse_version, release_of, releases
 
 
-class ChannelMove(BaseModel):
-    """One move of a channel: which version it pointed at from then on, who moved it, why."""
+class ChannelTag(BaseModel):
+    """One move of a channel, as its tag records it: the version it points at from then on,
+    who moved it, why (the index's row of it is :class:`registry.index.contract.ChannelMove`).
+    """
 
     model_config = ConfigDict(defer_build=True)
 
@@ -40,15 +43,15 @@ class ChannelMove(BaseModel):
 
 
 def _move(
-    store: GitStore, proc_id: str, info: TagInfo, by_commit: Mapping[str, semver.Version]
-) -> ChannelMove | None:
+    proc_id: str, info: TagInfo, by_commit: Mapping[str, semver.Version]
+) -> ChannelTag | None:
     parsed = tags.parse_channel_tag(info.name)
     if parsed is None or parsed[0] != proc_id:
         return None
     _, channel, seq = parsed
     fields = tags.parse_channel_message(info.message)
     version = fields.version or by_commit.get(info.commit)
-    return ChannelMove(
+    return ChannelTag(
         id=proc_id,
         channel=channel,
         seq=seq,
@@ -63,12 +66,12 @@ def _move(
     )
 
 
-def channel_history(store: GitStore, proc_id: str, channel: str | None = None) -> list[ChannelMove]:
+def channel_history(store: GitStore, proc_id: str, channel: str | None = None) -> list[ChannelTag]:
     """Every move of ``proc_id``'s channels (or one channel), newest first."""
-    by_commit = {info.commit: v for v, info in reversed(_releases(store, proc_id))}
+    by_commit = {info.commit: v for v, info in reversed(releases(store, proc_id))}
     moves = []
     for info in store.tags(tags.channel_tag_prefix(proc_id, channel)):
-        move = _move(store, proc_id, info, by_commit)
+        move = _move(proc_id, info, by_commit)
         if move is not None and (channel is None or move.channel == channel):
             moves.append(move)
     moves.sort(key=lambda m: (m.seq, m.date or datetime.min), reverse=True)
@@ -100,7 +103,7 @@ def promote(
     reason: str | None = None,
     action: tags.ChannelAction = "promote",
     attempts: int = 20,
-) -> ChannelMove:
+) -> ChannelTag:
     """Point ``channel`` at released ``version`` with the next ``channel/<id>/<channel>/<seq>`` tag.
 
     The tag records who moved it, when, and why (``reason``); earlier moves
@@ -108,12 +111,8 @@ def promote(
     created (the current move is returned with ``created=False``). Concurrent
     movers each get their own sequence number.
     """
-    target = _parse_version(version)
-    info = store.tag(tags.release_tag(proc_id, target))
-    if info is None:
-        raise NotFoundError(
-            f"{proc_id} has no release {target}; `procreg log {proc_id}` lists them"
-        )
+    target = parse_version(version)
+    info = release_of(store, proc_id, target)
     for _ in range(attempts):
         moves = channel_history(store, proc_id, channel)
         if moves and moves[0].version == str(target):
@@ -122,11 +121,11 @@ def promote(
         name = tags.channel_tag(proc_id, channel, seq)
         message = tags.format_channel_message(proc_id, channel, target, reason or "", action)
         try:
-            created = _create_tag(store, name, info.commit, message)
+            created = store.create_tag(name, info.commit, message)
         except ConflictError:
             continue  # another mover took this number: re-read and take the next
         by_commit = {info.commit: target}
-        move = _move(store, proc_id, created, by_commit)
+        move = _move(proc_id, created, by_commit)
         assert move is not None
         return move
     raise ConflictError(f"{store.name}: channel {channel} of {proc_id} kept moving; try again")

@@ -3,7 +3,7 @@
 The decision, :func:`evaluate`, is pure: the recent outcomes of each version, the
 channel's state and the ``[health]`` config in, the actions out. :func:`apply_policy`
 gathers those facts from git (channels, releases) and the index (run outcomes) and
-carries the actions out with :func:`registry.releases.release.promote` (``action="health"``),
+carries the actions out with :func:`registry.releases.channels.promote` (``action="health"``),
 so the reason lands in the channel tag's message and ``procreg health`` can list it.
 
 The rule: the version the channel points at is *unhealthy* when its last ``window``
@@ -35,6 +35,8 @@ from pydantic import BaseModel, Field
 from registry.config import Config, HealthSection
 from registry.git.store import GitStore
 from registry.index.contract import IndexBackend
+from registry.releases.channels import channel_history, current_channel, promote
+from registry.releases.history import history
 
 log = logging.getLogger(__name__)
 
@@ -179,12 +181,10 @@ async def apply_policy(
     Called after run records reach the index and by ``procreg health --apply``.
     Earlier versions' outcomes are only read when the current one is unhealthy.
     """
-    from registry.releases import release as releases
-
     health = config.health if isinstance(config, Config) else config
     if not health.enabled:
         return []
-    current = releases.current_channel(store, proc_id, health.channel)
+    current = current_channel(store, proc_id, health.channel)
     if current is None:
         return []
     state = ChannelState(id=proc_id, channel=health.channel, version=str(current))
@@ -193,7 +193,7 @@ async def apply_policy(
     }
     if not evaluate(outcomes, state, health):
         return []
-    known = releases.history(store, proc_id)
+    known = history(store, proc_id)
     state.released = [v.version for v in known]
     state.breaking = [v.version for v in known if v.breaking]
     for version in state.released:
@@ -204,7 +204,7 @@ async def apply_policy(
         return actions
     for action in actions:
         if action.kind == "move" and action.to_version is not None:
-            move = releases.promote(
+            move = promote(
                 store,
                 proc_id,
                 action.to_version,
@@ -222,12 +222,10 @@ async def apply_policy(
 
 def health_moves(store: GitStore, proc_id: str, channel: str | None = None) -> list[HealthMove]:
     """Every channel move the policy made for ``proc_id``, newest first (read from tags)."""
-    from registry.releases import release as releases
-
     return [
         HealthMove(
             id=m.id, channel=m.channel, version=m.version, tag=m.tag, reason=m.reason, date=m.date
         )
-        for m in releases.channel_history(store, proc_id, channel)
+        for m in channel_history(store, proc_id, channel)
         if m.action == HEALTH_ACTION
     ]

@@ -4,12 +4,17 @@
 (exact version, range, channel, ``HEAD`` or nothing) into a version and its
 files, and :func:`diff` compares two specs. Everything is read from tags and
 trees through the git store; nothing is written.
+
+:func:`release_spec` and :func:`pick_release` are the resolution itself, pure,
+with its error messages: :func:`resolve` applies them to the tags, and
+:meth:`registry.api.AsyncRegistry.get` to the index's rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import semver
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,14 +22,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.core import tags
 from registry.core.snapshot import Snapshot
 from registry.errors import NotFoundError
-from registry.git.store import GitStore, TagInfo
-from registry.releases.release import _release_tree, _releases
+from registry.git.info import TagInfo
+from registry.git.store import GitStore
+from registry.releases.tagged import release_tree, releases
+
+if TYPE_CHECKING:
+    from registry.core.specs import Spec
 
 # specs and channels are imported where they are used: `procreg log` needs neither.
 
+T = TypeVar("T")
 
-class VersionInfo(BaseModel):
-    """One release of a procedure, as its tag records it."""
+
+class TaggedRelease(BaseModel):
+    """One release of a procedure, as its tag records it.
+
+    (The public :class:`registry.VersionInfo` is the index's view of a release.)
+    """
 
     model_config = ConfigDict(defer_build=True)
 
@@ -44,9 +58,9 @@ class VersionInfo(BaseModel):
     message: str
 
 
-def _version_info(proc_id: str, version: semver.Version, info: TagInfo) -> VersionInfo:
+def _version_info(proc_id: str, version: semver.Version, info: TagInfo) -> TaggedRelease:
     fields = tags.parse_release_message(info.message)
-    return VersionInfo(
+    return TaggedRelease(
         id=proc_id,
         version=str(version),
         tag=info.name,
@@ -64,9 +78,9 @@ def _version_info(proc_id: str, version: semver.Version, info: TagInfo) -> Versi
     )
 
 
-def history(store: GitStore, proc_id: str) -> list[VersionInfo]:
+def history(store: GitStore, proc_id: str) -> list[TaggedRelease]:
     """Every release of ``proc_id``, newest version first (read from its tags)."""
-    return [_version_info(proc_id, v, info) for v, info in _releases(store, proc_id)]
+    return [_version_info(proc_id, v, info) for v, info in releases(store, proc_id)]
 
 
 class Resolved(BaseModel):
@@ -91,8 +105,8 @@ def _head(store: GitStore, proc_id: str, ref: str, fallback: bool = False) -> Re
     assert snap.tree_id is not None and snap.commit is not None
     version: str | None = None
     tag: str | None = None
-    for v, info in _releases(store, proc_id):
-        if _release_tree(store, proc_id, v, info) == snap.tree_id:
+    for v, info in releases(store, proc_id):
+        if release_tree(store, proc_id, v, info) == snap.tree_id:
             version, tag = str(v), info.name
             break
     return Resolved(
@@ -129,37 +143,73 @@ def resolve(store: GitStore, proc_id: str, spec: str | None = None, ref: str = "
     with the version whose tree it equals, if any) or ``None``: the latest
     release, falling back to ``HEAD`` when never released (``fallback_to_head``).
     """
-    releases = _releases(store, proc_id)
-    if spec is None or not spec.strip():
-        if not releases:
-            return _head(store, proc_id, ref, fallback=True)
-        spec = "latest"
-    from registry.core import specs
-
-    parsed = specs.parse_spec(spec)
+    found = releases(store, proc_id)
+    if not found and (spec is None or not spec.strip()):
+        return _head(store, proc_id, ref, fallback=True)
+    parsed = release_spec(proc_id, spec, bool(found))
     if parsed.kind == "head":
         return _head(store, proc_id, ref)
-    if not releases:
-        raise NotFoundError(
-            f"{proc_id} has no release yet, so {proc_id}@{spec} names nothing; "
-            f"use {proc_id}@HEAD or run `procreg release {proc_id}`"
-        )
-    # Keyed by text: semver's == and hash ignore build metadata, so 1.2.3+a
-    # and 1.2.3+b would share one key.
-    by_version = {str(v): info for v, info in releases}
     chans: dict[str, semver.Version] = {}
     if parsed.kind == "channel":
         from registry.releases.channels import channels
 
         chans = channels(store, proc_id)
-    version = specs.resolve(parsed, [v for v, _ in releases], chans)
+    version, info = pick_release(proc_id, spec, parsed, found, chans)
+    resolved = _at_release(store, proc_id, info, version)
+    if parsed.kind == "channel":
+        return resolved.model_copy(update={"source": "channel", "channel": parsed.channel})
+    return resolved
+
+
+def release_spec(proc_id: str, spec: str | None, released: bool) -> Spec:
+    """The parsed ``spec`` of ``proc_id@spec``; no spec names the latest release.
+
+    A procedure never ``released`` has only ``HEAD`` (which no spec also names
+    then); asking it for a release is a :class:`NotFoundError`.
+    """
+    from registry.core import specs
+
+    if spec is None or not spec.strip():
+        return specs.parse_spec("latest" if released else "HEAD")
+    parsed = specs.parse_spec(spec)
+    if parsed.kind != "head" and not released:
+        raise NotFoundError(
+            f"{proc_id} has no release yet, so {proc_id}@{spec} names nothing; "
+            f"use {proc_id}@HEAD or run `procreg release {proc_id}`",
+            kind="version",
+            name=f"{proc_id}@{spec}",
+        )
+    return parsed
+
+
+def pick_release(
+    proc_id: str,
+    spec: str | None,
+    parsed: Spec,
+    released: Sequence[tuple[semver.Version, T]],
+    channels: Mapping[str, semver.Version],
+) -> tuple[semver.Version, T]:
+    """The release ``parsed`` (not ``HEAD``) picks among ``released`` and ``channels``.
+
+    ``released`` pairs each version with what the caller keeps of it (a tag, an
+    index row); the pair picked is returned. Raises :class:`NotFoundError`
+    naming the spec and what exists (see :func:`registry.core.specs.resolve`).
+    """
+    from registry.core import specs
+
+    # Keyed by text: semver's == and hash ignore build metadata, so 1.2.3+a
+    # and 1.2.3+b would share one key.
+    by_version = {str(v): (v, item) for v, item in released}
+    version = specs.resolve(parsed, [v for v, _ in by_version.values()], channels)
     found = by_version.get(str(version))
     if found is None:
-        raise NotFoundError(f"{proc_id}@{spec} names {version}, which has no release tag")
-    resolved = _at_release(store, proc_id, found, version)
-    if parsed.kind == "channel":
-        return resolved.model_copy(update={"source": "channel", "channel": spec.strip()})
-    return resolved
+        shown = spec if spec and spec.strip() else "latest"
+        raise NotFoundError(
+            f"{proc_id}@{shown} names {version}, which has no release tag",
+            kind="version",
+            name=f"{proc_id}@{version}",
+        )
+    return version, found[1]
 
 
 def diff(store: GitStore, proc_id: str, a: str | None, b: str | None = "HEAD") -> str:

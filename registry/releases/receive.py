@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from registry.config import parse_config
+from registry.config import CONFIG_FILE, parse_config
 from registry.core import tags
 from registry.core.validation import validate_snapshot
 from registry.errors import RegistryError
@@ -80,7 +80,7 @@ def _check_tag(store: GitStore, old: str, new: str, ref: str) -> list[str]:
 def _check_branch(store: GitStore, old: str, new: str, ref: str) -> list[str]:
     if _is_zero(new):
         return [f"{ref}: deleting the main branch is refused"]
-    config = parse_config(store.read_path("procreg.toml", new)).validation
+    config = parse_config(store.read_path(CONFIG_FILE, new)).validation
     changed = store.changed_procedures(None if _is_zero(old) else old, new)
     out: list[str] = []
     for proc_id, (_, tree) in sorted(changed.items()):
@@ -116,7 +116,7 @@ def _main_branch(store: GitStore) -> str:
     if not configured:
         head = store.try_resolve("HEAD")
         if head is not None:
-            configured = parse_config(store.read_path("procreg.toml", head)).registry.branch
+            configured = parse_config(store.read_path(CONFIG_FILE, head)).registry.branch
     return (
         store.branch_ref(configured) if configured else store.current_branch() or "refs/heads/main"
     )
@@ -129,7 +129,7 @@ def run(git_dir: str, lines: Sequence[str], environ: dict[str, str] | None = Non
     # Pushed objects wait in a quarantine directory until the hook accepts them.
     quarantine = env.get("GIT_QUARANTINE_PATH")
     if quarantine:
-        store.repo.odb.add_disk_alternate(quarantine)
+        store.add_alternate(quarantine)
     updates: list[Update] = []
     for line in lines:
         parts = line.split()

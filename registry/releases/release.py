@@ -1,4 +1,4 @@
-"""Releases: computed semver tags on procedure folders, their history, rollback and channels.
+"""Releases: tagging the planned versions of procedure folders, and rollback.
 
 The impure layer over :mod:`registry.core.versioning` (the bump decision) and
 :mod:`registry.core.tags` (the tag grammar): it reads folders and tags through the
@@ -15,77 +15,36 @@ tags (``existing=True``) instead of failing. Each tag ref is created under
 its own lock besides (never overwritten). Channel movers each get their own
 sequence number. A rollback moves the branch by compare-and-swap.
 
-History, resolve and diff live in :mod:`registry.releases.history`, channels in
-:mod:`registry.releases.channels`; both build on this module and are re-exported here.
+Planning is :mod:`registry.releases.plan`, reading the release tags
+:mod:`registry.releases.tagged`; history, resolve and diff live in
+:mod:`registry.releases.history`, channels in :mod:`registry.releases.channels`.
+This module builds on the first two and imports neither of the others.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Mapping, Sequence
 
-import pygit2
 import semver
-from pydantic import BaseModel, ConfigDict
 
 from registry.core import tags
 from registry.core.snapshot import Snapshot
-from registry.errors import (
-    ConflictError,
-    LockedError,
-    NotFoundError,
-    UsageError,
-    ValidationFailed,
+from registry.errors import ConflictError, LockedError, UsageError
+from registry.git.store import GitStore
+from registry.releases.plan import (
+    PREFIX_LOOKUPS,
+    ReleasePlan,
+    plan_changes,
+    plan_one,
+    validate_snapshots,
 )
-from registry.git.store import GitStore, TagInfo
-
-if TYPE_CHECKING:
-    from registry.config import ValidationSection
-    from registry.releases.channels import (
-        ChannelMove,
-        channel_history,
-        channels,
-        current_channel,
-        promote,
-    )
-    from registry.releases.history import Resolved, VersionInfo, diff, history, resolve
-
-log = logging.getLogger(__name__)
-
-# validation, versioning, specs and config are imported where they are used:
-# `procreg log` and `procreg show` need none of them, and their pydantic
-# models cost more to build than the rest of the command.
-
-ReleaseBump = Literal["major", "minor", "patch", "initial"]
-CONFIG_PATH = "procreg.toml"
-# Explicit ids up to this many are looked up by tag prefix; more (or
-# --all-changed) list the release tags once.
-_PREFIX_LOOKUPS = 64
-# Past this many procedures in one commit's ranges, one libgit2 diff of the
-# two procedures/ trees is cheaper than a lookup per procedure.
-_DIFF_OVER = 2_000
-
-
-class ReleasePlan(BaseModel):
-    """The release one procedure would get: its next version and why."""
-
-    model_config = ConfigDict(defer_build=True)
-
-    id: str
-    version: str
-    previous: str | None
-    bump: ReleaseBump
-    tag: str
-    commit: str
-    lines_added: int
-    lines_removed: int
-    reasons: list[str]
-    breaking: bool
-    files_changed: int = 0
-    tree_id: str = ""
-    previous_tag: str | None = None
+from registry.releases.tagged import (
+    latest_release,
+    parse_version,
+    release_of,
+    release_tree,
+    releases,
+)
 
 
 class ReleaseResult(ReleasePlan):
@@ -106,440 +65,6 @@ BeforeTag = Callable[[ReleasePlan, Snapshot], None]
 
 Progress = Callable[[int, int, str], None]
 """``(done, total, procedure id)`` after each tag."""
-
-
-# --- reading releases ----------------------------------------------------------
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_not_a_release(names: Iterable[str]) -> None:
-    """Log once per tag that a ``procedure-`` tag of a tree or blob is ignored."""
-    for name in names:
-        if name not in _WARNED:
-            _WARNED.add(name)
-            log.warning(
-                "procreg: warning: ignoring tag %s: it does not point at a commit (release "
-                "tags are annotated tags of commits); if it is a mistake, `git tag -d %s`",
-                name,
-                name,
-            )
-
-
-def _releases(store: GitStore, proc_id: str) -> list[tuple[semver.Version, TagInfo]]:
-    """Every release tag of ``proc_id``, newest version first (tags of no commit ignored)."""
-    found: list[tuple[semver.Version, TagInfo]] = []
-    ignored: list[str] = []
-    infos = store.tags(tags.release_tag_prefix(proc_id), ignored=ignored)
-    _warn_not_a_release(
-        n for n in ignored if (p := tags.parse_release_tag(n)) is not None and p[0] == proc_id
-    )
-    for info in infos:
-        parsed = tags.parse_release_tag(info.name)
-        # Another id can share the prefix ("a" and "a-v2"): keep only exact matches.
-        if parsed is not None and parsed[0] == proc_id:
-            found.append((parsed[1], info))
-    found.sort(key=lambda item: tags.version_key(item[0]), reverse=True)
-    return found
-
-
-def latest_release(store: GitStore, proc_id: str) -> tuple[semver.Version, TagInfo] | None:
-    """The highest released version of ``proc_id`` and its tag, or ``None`` if never released."""
-    found = _releases(store, proc_id)
-    return found[0] if found else None
-
-
-# The planning helpers below read trees and commit graphs through
-# ``store.repo`` directly: they need one read per tree or commit shared by
-# many procedures, which the per-procedure GitStore methods cannot give.
-
-
-def _folder(store: GitStore, commit: str | pygit2.Oid) -> pygit2.Tree | None:
-    """The ``procedures/`` tree of ``commit`` (None when it has none)."""
-    obj = store.repo.get(commit)
-    if not isinstance(obj, pygit2.Commit):
-        raise NotFoundError(f"{store.name}: commit {commit} is missing")
-    try:
-        entry = obj.tree[store.folder]
-    except KeyError:
-        return None
-    return entry if isinstance(entry, pygit2.Tree) else None
-
-
-def _subtrees(store: GitStore, commit: str, ids: Iterable[str]) -> dict[str, str | None]:
-    """``{id: folder tree id or None}`` at ``commit``: one tree read, one lookup per id.
-
-    Unlike :meth:`GitStore.tree_ids`, no dict of every folder is built, which
-    matters when ``procedures/`` holds 10,000 entries.
-    """
-    folder = _folder(store, commit)
-    out: dict[str, str | None] = {}
-    for proc_id in ids:
-        entry = folder[proc_id] if folder is not None and proc_id in folder else None
-        out[proc_id] = str(entry.id) if isinstance(entry, pygit2.Tree) else None
-    return out
-
-
-def _release_tree(
-    store: GitStore, proc_id: str, version: semver.Version, info: TagInfo
-) -> str | None:
-    """The folder tree a release tagged: its ``Tree:`` trailer, else read at the tagged commit."""
-    tree = tags.release_tree(info.message, proc_id, version)
-    if tree is not None:
-        return tree
-    return _subtrees(store, info.commit, [proc_id])[proc_id]
-
-
-class _View:
-    """The latest release of each candidate, found with one listing of the tags.
-
-    Planning 10,000 procedures would otherwise list 30,000 refs (or read
-    every folder's tree) once per procedure.
-    """
-
-    def __init__(self, store: GitStore, ids: Collection[str] | None = None) -> None:
-        self.store = store
-        self._latest: dict[str, tuple[semver.Version, str]] = {}
-        self._infos: dict[str, TagInfo | None] = {}
-        self._ancestry: dict[tuple[str, str], bool] = {}
-        if ids is not None and len(ids) <= _PREFIX_LOOKUPS:
-            for proc_id in ids:
-                found = _releases(store, proc_id)
-                if found:
-                    version, info = found[0]
-                    self._latest[proc_id] = (version, info.name)
-                    self._infos[info.name] = info
-        else:
-            prefix = tags.TAGS_REF_PREFIX + tags.RELEASE_TAG_PREFIX
-            self._latest = tags.latest_release_tags(store.ref_names(prefix))
-
-    def latest(self, proc_id: str) -> tuple[semver.Version, TagInfo] | None:
-        found = self._latest.get(proc_id)
-        if found is None:
-            return None
-        if found[1] not in self._infos:
-            self._infos[found[1]] = self.store.tag(found[1])
-        info = self._infos[found[1]]
-        if info is None:
-            # the highest name tags no commit (a hand-made tag of a tree): skip it
-            releases = _releases(self.store, proc_id)
-            if not releases:
-                del self._latest[proc_id]
-                return None
-            version, info = releases[0]
-            self._latest[proc_id] = (version, info.name)
-            self._infos[info.name] = info
-            return version, info
-        return found[0], info
-
-    def superseded(self, commit: str, released_at: str) -> bool:
-        """True when ``commit`` is a strict ancestor of ``released_at`` (a later release's commit).
-
-        Releasing it would tag older contents over a newer release: a commit and
-        its descendant released at once must not tag the same contents twice.
-        """
-        if commit == released_at:
-            return False
-        key = (commit, released_at)
-        if key not in self._ancestry:
-            self._ancestry[key] = self.store.is_ancestor(commit, released_at)
-        return self._ancestry[key]
-
-    def changed(self, commit: str, trees: Mapping[str, str]) -> dict[str, str]:
-        """The candidates whose folder differs from their latest release (or never released).
-
-        Release trees come from the tags' ``Tree:`` trailers; only tags without
-        one (hand-made) cost a tree read, one per tagged commit.
-        """
-        out: dict[str, str] = {}
-        unknown: dict[str, list[str]] = {}
-        for proc_id, tree in trees.items():
-            latest = self.latest(proc_id)
-            if latest is None:
-                out[proc_id] = tree
-                continue
-            version, info = latest
-            if self.superseded(commit, info.commit):
-                continue
-            released = tags.release_tree(info.message, proc_id, version)
-            if released is None:
-                unknown.setdefault(info.commit, []).append(proc_id)
-            elif released != tree:
-                out[proc_id] = tree
-        for tagged, ids in unknown.items():
-            for proc_id, released_tree in _subtrees(self.store, tagged, ids).items():
-                if released_tree != trees[proc_id]:
-                    out[proc_id] = trees[proc_id]
-        return {proc_id: out[proc_id] for proc_id in trees if proc_id in out}
-
-
-def _changed_names(old: pygit2.Tree | None, new: pygit2.Tree | None) -> set[str]:
-    """The entry names that differ between two ``procedures/`` trees (libgit2 diff, in C)."""
-    if old is None or new is None:
-        present = old if old is not None else new
-        return {str(e.name) for e in present} if present is not None else set()
-    if old.id == new.id:
-        return set()
-    names: set[str] = set()
-    for delta in old.diff_to_tree(new).deltas:
-        names.add(delta.old_file.path.split("/", 1)[0])
-        names.add(delta.new_file.path.split("/", 1)[0])
-    return names
-
-
-def _entry_id(tree: pygit2.Tree | None, name: str) -> pygit2.Oid | None:
-    if tree is None:
-        return None
-    try:
-        return tree[name].id
-    except KeyError:
-        return None
-
-
-def _changed_here(
-    mine: pygit2.Tree | None, parents: list[pygit2.Tree | None], wanted: int, ids: list[str]
-) -> list[str]:
-    """The ids (bits of ``wanted``) whose folder differs from every parent's at this commit."""
-    if parents and mine is not None and all(p is not None and p.id == mine.id for p in parents):
-        return []
-    if wanted.bit_count() > _DIFF_OVER:
-        changed: set[str] | None = None
-        for parent in parents:
-            names = _changed_names(parent, mine)
-            changed = names if changed is None else changed & names
-        if changed is None:  # a root commit: every folder it has is new
-            changed = _changed_names(None, mine)
-        return [ids[i] for i in _bits(wanted) if ids[i] in changed]
-    out = []
-    for i in _bits(wanted):
-        here = _entry_id(mine, ids[i])
-        if not parents and here is None:
-            continue
-        if any(_entry_id(parent, ids[i]) == here for parent in parents):
-            continue  # TREESAME to a parent: the change (if any) came from that side
-        out.append(ids[i])
-    return out
-
-
-def _bits(mask: int) -> Iterator[int]:
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
-
-
-def _folder_messages(store: GitStore, since: Mapping[str, str], until: str) -> dict[str, list[str]]:
-    """Per id, the messages of the commits in ``since[id]..until`` that changed its folder.
-
-    The answer of :meth:`GitStore.folder_commits` for every id at once
-    (newest first; a merge counts only when the folder differs from every
-    parent), from one walk of the commit graph that reads each commit's
-    ``procedures/`` tree once, instead of one walk per procedure.
-    """
-    out: dict[str, list[str]] = {proc_id: [] for proc_id in since}
-    if not since:
-        return out
-    ids = list(since)
-    everyone = (1 << len(ids)) - 1
-    top = store.repo.get(until)
-    if not isinstance(top, pygit2.Commit):
-        raise NotFoundError(f"{store.name}: commit {until} is missing")
-    walker = store.repo.walk(top.id, pygit2.enums.SortMode.TOPOLOGICAL)
-    # hidden[c]: the ids whose range excludes c (c is one of their release
-    # commits' ancestors); topological order shows every child before its
-    # parents, so a commit's mask is complete when it is reached.
-    hidden: dict[pygit2.Oid, int] = {}
-    for i, commit in enumerate(since.values()):
-        start = store.repo.get(commit)
-        if not isinstance(start, pygit2.Commit):
-            raise NotFoundError(f"{store.name}: commit {commit} is missing")
-        hidden[start.id] = hidden.get(start.id, 0) | 1 << i
-        walker.push(start.id)
-    inside = {top.id}  # reachable from ``until``
-    pending = {top.id}  # may still be in some range: the walk ends when none is left
-    trees: dict[pygit2.Oid, pygit2.Tree | None] = {}
-
-    def folder(oid: pygit2.Oid) -> pygit2.Tree | None:
-        if oid not in trees:
-            if len(trees) > 64:
-                trees.clear()
-            trees[oid] = _folder(store, oid)
-        return trees[oid]
-
-    for commit in walker:
-        cid = commit.id
-        mask = hidden.pop(cid, 0)
-        wanted = everyone & ~mask if cid in inside else 0
-        pending.discard(cid)
-        for parent in commit.parent_ids:
-            if mask:
-                hidden[parent] = hidden.get(parent, 0) | mask
-            if cid in inside:
-                inside.add(parent)
-                if wanted:
-                    pending.add(parent)
-        if wanted:
-            for proc_id in _changed_here(
-                folder(cid), [folder(p) for p in commit.parent_ids], wanted, ids
-            ):
-                out[proc_id].append(commit.message)
-        if not pending:
-            break
-    return out
-
-
-def _validation_config(store: GitStore, commit: str) -> ValidationSection:
-    from registry.config import parse_config
-
-    return parse_config(store.read_path(CONFIG_PATH, commit)).validation
-
-
-# --- planning ------------------------------------------------------------------
-
-
-def _plan_one(
-    store: GitStore,
-    proc_id: str,
-    commit: str,
-    new_tree: str,
-    view: _View | None = None,
-    messages: Sequence[str] | None = None,
-) -> tuple[ReleasePlan, Snapshot] | None:
-    """The release of ``proc_id`` at ``commit`` (folder tree ``new_tree``), or None if unchanged.
-
-    ``messages`` are the commit messages since the latest release, when the
-    caller already gathered them (:func:`_folder_messages`).
-    """
-    from registry.core.versioning import DiffStats, decide_bump, next_version
-
-    view = view or _View(store, [proc_id])
-    latest = view.latest(proc_id)
-    new = store.read_tree(proc_id, new_tree, commit)
-    if latest is None:
-        added, removed, nfiles = store.diff_stats(None, new_tree)
-        stats = DiffStats(lines_added=added, lines_removed=removed, files_changed=nfiles)
-        decision = decide_bump(None, new, stats, [])
-        previous, previous_tag = None, None
-    else:
-        previous, tag = latest
-        previous_tag = tag.name
-        old_tree = _release_tree(store, proc_id, previous, tag)
-        if old_tree == new_tree or view.superseded(commit, tag.commit):
-            return None
-        old = (
-            store.read_tree(proc_id, old_tree, tag.commit)
-            if old_tree is not None
-            else Snapshot(proc_id, {}, None, tag.commit, store.folder)
-        )
-        added, removed, nfiles = store.diff_stats(old_tree, new_tree)
-        stats = DiffStats(lines_added=added, lines_removed=removed, files_changed=nfiles)
-        if messages is None:
-            messages = _folder_messages(store, {proc_id: tag.commit}, commit)[proc_id]
-        decision = decide_bump(old, new, stats, messages)
-    if decision.bump == "none":
-        return None
-    version = next_version(previous, decision.bump)
-    plan = ReleasePlan(
-        id=proc_id,
-        version=str(version),
-        previous=str(previous) if previous is not None else None,
-        bump=decision.bump,
-        tag=tags.release_tag(proc_id, version),
-        commit=commit,
-        lines_added=stats.lines_added,
-        lines_removed=stats.lines_removed,
-        files_changed=stats.files_changed,
-        reasons=list(decision.reasons),
-        breaking=decision.breaking,
-        tree_id=new_tree,
-        previous_tag=previous_tag,
-    )
-    return plan, new
-
-
-def _candidates(
-    store: GitStore, ids: Sequence[str] | None, commit: str, all_changed: bool
-) -> dict[str, str]:
-    """``{id: folder tree}`` of the procedures to consider at ``commit``."""
-    if ids and not all_changed:
-        wanted = list(dict.fromkeys(ids))
-        trees = _subtrees(store, commit, wanted)
-        unknown = [pid for pid in wanted if trees[pid] is None]
-        if unknown:
-            raise NotFoundError(
-                f"{store.name}: no procedure {', '.join(map(repr, unknown))} at {commit[:12]} "
-                f"(no folder under {store.folder}/); `procreg list` shows what there is"
-            )
-        return {pid: tree for pid, tree in trees.items() if tree is not None}
-    return dict(sorted(store.tree_ids(commit).items()))
-
-
-def _validate(store: GitStore, snapshots: Iterable[Snapshot], commit: str) -> None:
-    from registry.core.problems import Problem
-    from registry.core.validation import validate_snapshot
-
-    config = _validation_config(store, commit)
-    problems: list[Problem] = []
-    bad: list[str] = []
-    for snap in snapshots:
-        result = validate_snapshot(snap, config)
-        if not result.ok:
-            bad.append(snap.id)
-            problems.extend(result.problems)
-    if bad:
-        first = problems[0].format() if problems else "invalid"
-        raise ValidationFailed(
-            problems,
-            f"nothing released: {len(bad)} procedure{'s' * (len(bad) > 1)} invalid "
-            f"({', '.join(bad)}); first: {first}. Fix them (`procreg check` lists every "
-            "problem) or release the others by id.",
-        )
-
-
-def _plan(
-    store: GitStore,
-    ids: Sequence[str] | None,
-    ref: str,
-    all_changed: bool,
-    *,
-    validate: bool = True,
-) -> list[tuple[ReleasePlan, Snapshot]]:
-    commit = store.resolve(ref)
-    candidates = _candidates(store, ids, commit, all_changed)
-    view = _View(store, None if all_changed or not ids else candidates)
-    changed = view.changed(commit, candidates)
-    if validate:
-        _validate(store, (store.read_tree(pid, t, commit) for pid, t in changed.items()), commit)
-    since: dict[str, str] = {}
-    for pid in changed:
-        latest = view.latest(pid)
-        if latest is not None:
-            since[pid] = latest[1].commit
-    messages = _folder_messages(store, since, commit)
-    out = []
-    for pid, tree in changed.items():
-        planned = _plan_one(store, pid, commit, tree, view, messages.get(pid, []))
-        if planned is not None:
-            out.append(planned)
-    return out
-
-
-def plan_release(
-    store: GitStore,
-    ids: Sequence[str] | None = None,
-    ref: str = "HEAD",
-    all_changed: bool = False,
-) -> list[ReleasePlan]:
-    """What :func:`release` would tag at ``ref``, without tagging.
-
-    With ``ids``, only those procedures (each must exist at ``ref``:
-    :class:`NotFoundError`); without, or with ``all_changed``, every procedure
-    whose folder differs from its latest release, and every one never released.
-    Every candidate that changed is validated first: one invalid procedure
-    refuses the whole call with :class:`ValidationFailed` listing every problem.
-    """
-    return [plan for plan, _ in _plan(store, ids, ref, all_changed)]
 
 
 # --- releasing -----------------------------------------------------------------
@@ -584,7 +109,7 @@ def release(
     released another version first, the version is recomputed. An existing tag
     is never overwritten.
     """
-    planned = _plan(store, ids, ref, all_changed)
+    planned = plan_changes(store, ids, ref, all_changed)
     extra = extra_reasons or {}
     planned = [
         (plan.model_copy(update={"reasons": [*extra.get(plan.id, ()), *plan.reasons]}), snap)
@@ -614,7 +139,7 @@ def release(
 
 def _latest_tag_names(store: GitStore, ids: Sequence[str]) -> dict[str, str]:
     """``{id: name of its highest release tag}``, read again (one listing, or one prefix each)."""
-    if len(ids) <= _PREFIX_LOOKUPS:
+    if len(ids) <= PREFIX_LOOKUPS:
         names: list[str] = []
         for proc_id in ids:
             names += store.ref_names(tags.TAGS_REF_PREFIX + tags.release_tag_prefix(proc_id))
@@ -636,17 +161,12 @@ def _tag_or_replan(
     extra: Sequence[str],
 ) -> ReleaseResult:
     try:
-        info = _create_tag(store, plan.tag, plan.commit, _message(plan))
+        info = store.create_tag(plan.tag, plan.commit, _message(plan))
     except LockedError:
         raise
     except ConflictError:  # made meanwhile by something that is not a procreg release
         return _create(store, plan, snap, before_tag, extra)
     return ReleaseResult(**plan.model_dump(), created=True, tag_id=info.tag_id)
-
-
-def _create_tag(store: GitStore, name: str, commit: str, message: str) -> TagInfo:
-    """Create tag ``name`` unless it exists (:class:`ConflictError`); never overwrites."""
-    return store.create_tag(name, commit, message)
 
 
 def _create(
@@ -662,7 +182,7 @@ def _create(
     release (``existing=True``); if it released another version first, the
     plan's version and reasons are recomputed (``before_tag`` sees the new plan).
     """
-    again = _plan_one(store, plan.id, plan.commit, plan.tree_id)
+    again = plan_one(store, plan.id, plan.commit, plan.tree_id)
     if again is None:
         return _existing(store, plan)
     fresh, fresh_snap = again
@@ -670,7 +190,7 @@ def _create(
         plan = fresh.model_copy(update={"reasons": [*extra, *fresh.reasons]})
         if before_tag is not None:
             before_tag(plan, fresh_snap)
-    info = _create_tag(store, plan.tag, plan.commit, _message(plan))
+    info = store.create_tag(plan.tag, plan.commit, _message(plan))
     return ReleaseResult(**plan.model_dump(), created=True, tag_id=info.tag_id)
 
 
@@ -680,8 +200,8 @@ def _existing(store: GitStore, plan: ReleasePlan) -> ReleaseResult:
     if latest is None:  # cannot happen under the lock: a re-plan found a release
         raise ConflictError(f"{store.name}: the releases of {plan.id} changed meanwhile; retry")
     version, info = latest
-    for candidate, tagged in _releases(store, plan.id):
-        if _release_tree(store, plan.id, candidate, tagged) == plan.tree_id:
+    for candidate, tagged in releases(store, plan.id):
+        if release_tree(store, plan.id, candidate, tagged) == plan.tree_id:
             version, info = candidate, tagged
             break
     return ReleaseResult(
@@ -693,80 +213,6 @@ def _existing(store: GitStore, plan: ReleasePlan) -> ReleaseResult:
         existing=True,
         tag_id=info.tag_id,
     )
-
-
-# --- check --base --------------------------------------------------------------
-
-
-def check_base(store: GitStore, base_ref: str, ref: str = "HEAD") -> list[ReleasePlan]:
-    """The release each procedure changed since ``base_ref`` would get if ``ref`` were merged.
-
-    Procedures are those whose folder differs between the merge base of the
-    two refs and ``ref`` (what a pull request changes); each is compared with
-    its latest release (``initial`` if none). Deleted procedures are skipped.
-    Nothing is validated here (``procreg check`` does that).
-    """
-    head = store.resolve(ref)
-    base = store.resolve(base_ref)
-    start = store.merge_base(base, head) or base
-    changed = store.changed_procedures(start, head)
-    ids = sorted(pid for pid, (_, new) in changed.items() if new is not None)
-    if not ids:
-        return []
-    return [plan for plan, _ in _plan(store, ids, head, False, validate=False)]
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(plans: Sequence[ReleasePlan]) -> str:
-    """A pull-request comment: the bump each changed procedure would get, and why."""
-    if not plans:
-        return "### procreg\n\nNo procedure would be released by this change.\n"
-    lines = [
-        "### procreg: releases this change would make",
-        "",
-        "| procedure | current | next | bump | lines |",
-        "|---|---|---|---|---|",
-    ]
-    for p in plans:
-        bump = f"**{p.bump}** (breaking)" if p.breaking else p.bump
-        lines.append(
-            f"| `{p.id}` | {p.previous or '—'} | **{p.version}** | {bump} "
-            f"| +{p.lines_added} −{p.lines_removed} |"
-        )
-    for p in plans:
-        lines += ["", f"**`{p.id}`** {p.previous or 'new'} → {p.version}:", ""]
-        lines += [f"- {_cell(reason)}" for reason in p.reasons] or ["- (no reason recorded)"]
-    return "\n".join(lines) + "\n"
-
-
-# --- history and channels (re-exported) -----------------------------------------
-
-# Re-exported lazily: both modules build on this one, and `procreg log` needs
-# registry.releases.history but not registry.releases.channels.
-_MOVED = {
-    "ChannelMove": "registry.releases.channels",
-    "channel_history": "registry.releases.channels",
-    "channels": "registry.releases.channels",
-    "current_channel": "registry.releases.channels",
-    "promote": "registry.releases.channels",
-    "Resolved": "registry.releases.history",
-    "VersionInfo": "registry.releases.history",
-    "diff": "registry.releases.history",
-    "history": "registry.releases.history",
-    "resolve": "registry.releases.history",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 # --- rollback ------------------------------------------------------------------
@@ -790,27 +236,23 @@ def rollback(
     If the folder equals it but is unreleased, no commit is made and the tip is
     released.
     """
-    target_version = _parse_version(to_version)
-    info = store.tag(tags.release_tag(proc_id, target_version))
-    if info is None:
-        raise NotFoundError(
-            f"{proc_id} has no release {target_version}; `procreg log {proc_id}` lists them"
-        )
+    target_version = parse_version(to_version)
+    info = release_of(store, proc_id, target_version)
     target = store.read(proc_id, info.commit)
     ref_name = store.branch_ref(branch)
     tip = store.resolve(ref_name)
-    current = _subtrees(store, tip, [proc_id])[proc_id]
+    current = store.subtree_ids(tip, [proc_id])[proc_id]
     note = f"rolls back to {target_version}" + (f": {reason}" if reason else "")
     if current == target.tree_id:
         latest = latest_release(store, proc_id)
-        if latest is not None and _release_tree(store, proc_id, *latest) == current:
+        if latest is not None and release_tree(store, proc_id, *latest) == current:
             raise UsageError(
                 f"{proc_id} is already at {target_version}'s code and released as "
                 f"{latest[0]}; nothing to roll back"
             )
         commit = tip
     else:
-        _validate(store, [target], tip)
+        validate_snapshots(store, [target], tip)
         body = f"\n\n{reason}" if reason else ""
         message = (
             f"revert({proc_id}): roll back to {target_version}{body}\n\n"
@@ -825,34 +267,10 @@ def rollback(
     return results[0]
 
 
-def _parse_version(text: str | semver.Version) -> semver.Version:
-    if isinstance(text, semver.Version):
-        return text
-    try:
-        return semver.Version.parse(text.strip().removeprefix("v"))
-    except ValueError as exc:
-        raise UsageError(f"{text!r} is not a version (expected X.Y.Z, e.g. 1.4.0)") from exc
-
-
 __all__ = [
     "BeforeTag",
-    "ChannelMove",
     "Progress",
-    "ReleasePlan",
     "ReleaseResult",
-    "Resolved",
-    "VersionInfo",
-    "channel_history",
-    "channels",
-    "check_base",
-    "current_channel",
-    "diff",
-    "history",
-    "latest_release",
-    "plan_release",
-    "promote",
     "release",
-    "render_markdown",
-    "resolve",
     "rollback",
 ]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pygit2
 from pydantic import BaseModel
 
+from registry.git.info import library_versions
 from registry.git.store import GitStore
 
 
@@ -96,14 +96,15 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
     if shutil.which("git"):
         out = subprocess.run(["git", "--version"], capture_output=True, text=True, check=False)
         git = out.stdout.strip().removeprefix("git version ") or None
+    versions = library_versions()
     return DoctorReport(
         layers=layers,
         index=index,
         spool=spool,
         spool_pending=pending,
         git=git,
-        libgit2=pygit2.LIBGIT2_VERSION,
-        pygit2=pygit2.__version__,
+        libgit2=versions.libgit2,
+        pygit2=versions.binding,
         python=platform.python_version(),
         sandbox_python=sandbox_python(),
     )

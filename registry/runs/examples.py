@@ -40,7 +40,7 @@ from registry.runs.execution import (
 if TYPE_CHECKING:
     from registry.git.store import GitStore
     from registry.index.contract import ExecutionRecord
-    from registry.releases.release import ReleasePlan
+    from registry.releases.plan import ReleasePlan
     from registry.sandbox import RunOutcome, Sandbox
 
 RELEASE_CALLER = "release"
@@ -136,9 +136,9 @@ async def check_examples(
     import anyio
 
     from registry.index.sync import worktree_config
-    from registry.releases import release as releases
+    from registry.releases import history
 
-    resolved = releases.resolve(store, proc_id, spec)
+    resolved = history.resolve(store, proc_id, spec)
     meta, invalid = validated_metadata(store, resolved)
     if meta is None:
         from registry.errors import ValidationFailed

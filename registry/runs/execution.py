@@ -1,6 +1,6 @@
 """Run orchestration: the exact code of a version, validated again, run in the sandbox, recorded.
 
-A run resolves ``ID[@SPEC]`` to a version (:func:`registry.releases.release.resolve`: an
+A run resolves ``ID[@SPEC]`` to a version (:func:`registry.releases.history.resolve`: an
 exact version, a range, a channel, ``HEAD``; by default the latest release, else
 the branch tip), reads that version's files from git objects (never a working tree
 that may have drifted), validates them again with the config committed alongside,
@@ -51,7 +51,7 @@ from registry.runs.recorder import RunRecorder, spool_dir
 
 if TYPE_CHECKING:
     from registry.git.store import GitStore
-    from registry.releases.release import Resolved
+    from registry.releases.history import Resolved
     from registry.sandbox import RunOutcome, Sandbox
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,10 @@ def default_caller() -> str:
 
 
 def resolve(store: GitStore, proc_id: str, spec: str | None = None) -> Resolved:
-    """What ``ID@SPEC`` names (see :func:`registry.releases.release.resolve`)."""
-    from registry.releases import release as releases
+    """What ``ID@SPEC`` names (see :func:`registry.releases.history.resolve`)."""
+    from registry.releases import history
 
-    return releases.resolve(store, proc_id, spec)
+    return history.resolve(store, proc_id, spec)
 
 
 def declared_metadata(resolved: Resolved) -> Metadata | None:
@@ -280,7 +280,7 @@ async def run(
     import anyio
 
     from registry.index.sync import worktree_config
-    from registry.releases import release as releases
+    from registry.releases import history
 
     if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
         raise UsageError(f"--timeout must be a positive number of seconds, got {timeout_s}")
@@ -289,7 +289,7 @@ async def run(
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     if resolved is None:
-        resolved = releases.resolve(store, proc_id, spec)
+        resolved = history.resolve(store, proc_id, spec)
     meta, invalid = validated_metadata(store, resolved)
     if meta is None:
         result = RunResult(

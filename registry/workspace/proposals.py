@@ -75,7 +75,7 @@ def propose(
     """Validate the files and commit them on a new ``proposals/<id>/<n>`` branch off ``ref``."""
     from registry.core.validation import validate_snapshot
     from registry.index.sync import config_at
-    from registry.releases import release as releases
+    from registry.releases import plan as planning
 
     check_id(proc_id)
     base = store.resolve(ref)
@@ -106,7 +106,7 @@ def propose(
     else:
         raise ConflictError(f"could not create a proposal branch for {proc_id}; try again")
     commit = store.write({proc_id: files}, body, branch=ref_name, expected_tip=base)
-    plans = releases.plan_release(store, [proc_id], ref=commit)
+    plans = planning.plan_release(store, [proc_id], ref=commit)
     plan = plans[0] if plans else None
     return Proposal(
         id=proc_id,

@@ -18,7 +18,8 @@ from registry.core.model import Example, Metadata, Parameter, Returns
 from registry.core.problems import Problem
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, PROCEDURES_DIR, Snapshot
 from registry.errors import NotFoundError, UsageError
-from registry.git.store import GitStore, read_worktree_folder
+from registry.git.checkout import read_worktree_folder
+from registry.git.store import GitStore
 
 if TYPE_CHECKING:
     from registry.config import Config
@@ -285,7 +286,7 @@ class ShownProcedure(BaseModel):
 def show_procedure(store: GitStore, ref_spec: str, *, ref: str | None = None) -> ShownProcedure:
     """``ID`` (latest release, else HEAD), ``ID@SPEC``, or ``ID`` at a git ``ref``."""
     from registry.core.specs import split_ref
-    from registry.releases import release as releases
+    from registry.releases import history
 
     proc_id, spec = split_ref(ref_spec)
     if ref is not None:
@@ -294,7 +295,7 @@ def show_procedure(store: GitStore, ref_spec: str, *, ref: str | None = None) ->
         snap = store.read(proc_id, ref)
         version = None
     else:
-        resolved = releases.resolve(store, proc_id, spec)
+        resolved = history.resolve(store, proc_id, spec)
         snap, version = resolved.snapshot, resolved.version
     return ShownProcedure(
         id=proc_id,

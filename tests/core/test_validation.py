@@ -24,7 +24,7 @@ from registry.core.snapshot import (
     FileEntry,
     Snapshot,
 )
-from registry.core.validation import RULES, ValidationResult, check_id, validate_snapshot
+from registry.core.validation import RULES, ValidationResult, id_problems, validate_snapshot
 from tests.helpers import REPO_ROOT
 
 META = """\
@@ -778,7 +778,7 @@ def test_valid_procedure_passes_with_helpers_docs_and_data() -> None:
 def test_numeric_id_and_default_demo_are_valid() -> None:
     result = validate_snapshot(make({"metadata.json": META.replace('"demo"', '"42"')}, "42"))
     assert result.ok, [p.format() for p in result.problems]
-    assert check_id("42", "procedures/42") == []
+    assert id_problems("42", "procedures/42") == []
 
 
 def test_lenient_annotations_pass() -> None:
@@ -901,8 +901,8 @@ def test_mismatch_messages_name_both_files() -> None:
         ("_x", "must start"),
     ],
 )
-def test_check_id_explains_why(value: str, reason: str) -> None:
-    [problem] = check_id(value, f"procedures/{value}")
+def test_id_problems_explain_why(value: str, reason: str) -> None:
+    [problem] = id_problems(value, f"procedures/{value}")
     assert problem.rule == "id-invalid" and reason in problem.message
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from registry.core.snapshot import MODE_EXECUTABLE, MODE_SYMLINK, FileEntry
 from registry.errors import ConflictError, GitError, LockedError, NotFoundError
-from registry.git.store import GitStore, read_worktree_folder
+from registry.git.checkout import read_worktree_folder
+from registry.git.store import GitStore
 from tests.helpers import REPO_ROOT, git, hold_open
 
 MAIN = b"def main(text: str) -> str:\n    return text\n"

@@ -18,7 +18,7 @@ from registry.core.model import Parameter
 from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord, IndexBackend
 from registry.index.sync import open_backend
-from registry.releases import release as releases
+from registry.releases import channels
 from registry.releases.health import ChannelState, apply_policy, evaluate, health_moves
 from registry.runs import execution
 from registry.sandbox import Sandbox
@@ -184,8 +184,8 @@ async def add_runs(backend: IndexBackend, version: str, ok: int, bad: int) -> No
 def test_apply_policy_moves_stable_back_with_the_reason_in_the_tag(tmp_path: Path) -> None:
     root = two_releases(tmp_path)
     store = GitStore.open(root)
-    releases.promote(store, "flaky", "1.0.0", "stable")
-    releases.promote(store, "flaky", "1.0.1", "stable")
+    channels.promote(store, "flaky", "1.0.0", "stable")
+    channels.promote(store, "flaky", "1.0.1", "stable")
 
     async def go():
         async with await open_backend(store) as backend:
@@ -195,7 +195,7 @@ def test_apply_policy_moves_stable_back_with_the_reason_in_the_tag(tmp_path: Pat
 
     (action,) = asyncio.run(go())
     assert action.applied and action.to_version == "1.0.0"
-    assert str(releases.current_channel(store, "flaky", "stable")) == "1.0.0"
+    assert str(channels.current_channel(store, "flaky", "stable")) == "1.0.0"
     message = git(root, "tag", "-l", "--format=%(contents)", action.tag or "")
     assert "success rate 0.70 over the last 20 runs of 1.0.1 is below 0.90" in message
     (move,) = health_moves(store, "flaky")
@@ -205,7 +205,7 @@ def test_apply_policy_moves_stable_back_with_the_reason_in_the_tag(tmp_path: Pat
 def test_apply_policy_does_nothing_when_switched_off(tmp_path: Path) -> None:
     root = two_releases(tmp_path)
     store = GitStore.open(root)
-    releases.promote(store, "flaky", "1.0.1", "stable")
+    channels.promote(store, "flaky", "1.0.1", "stable")
     off = Config(health=HealthSection(enabled=False))
 
     async def go():
@@ -215,7 +215,7 @@ def test_apply_policy_does_nothing_when_switched_off(tmp_path: Path) -> None:
             return await apply_policy(store, backend, "flaky", off)
 
     assert asyncio.run(go()) == []
-    assert str(releases.current_channel(store, "flaky", "stable")) == "1.0.1"
+    assert str(channels.current_channel(store, "flaky", "stable")) == "1.0.1"
 
 
 def test_failing_runs_move_stable_back_automatically(tmp_path: Path) -> None:
@@ -223,7 +223,7 @@ def test_failing_runs_move_stable_back_automatically(tmp_path: Path) -> None:
     root = two_releases(tmp_path)
     (root / "procreg.toml").write_text("[health]\nwindow = 10\nmin_runs = 5\n")
     store = GitStore.open(root)
-    releases.promote(store, "flaky", "1.0.0", "stable")
+    channels.promote(store, "flaky", "1.0.0", "stable")
 
     async def go():
         recorder = execution.open_recorder(store, batch_size=1)
@@ -234,7 +234,7 @@ def test_failing_runs_move_stable_back_automatically(tmp_path: Path) -> None:
                         store, recorder, "flaky", "stable", {"fail": False}, sandbox=box
                     )
                     assert r.ok and r.version == "1.0.0"
-                releases.promote(store, "flaky", "1.0.1", "stable")
+                channels.promote(store, "flaky", "1.0.1", "stable")
                 results = []
                 for i in range(6):
                     results.append(
@@ -251,7 +251,7 @@ def test_failing_runs_move_stable_back_automatically(tmp_path: Path) -> None:
     assert results[0].error.type == "RuntimeError"
     # after the fifth run of 1.0.1 (3 failures of 5) the policy moved stable back
     assert results[-1].version == "1.0.0" and results[-1].ok
-    assert str(releases.current_channel(store, "flaky", "stable")) == "1.0.0"
+    assert str(channels.current_channel(store, "flaky", "stable")) == "1.0.0"
     assert any(getattr(e, "applied", False) for e in events)
 
     with contextlib.redirect_stdout(io.StringIO()) as out:
@@ -265,8 +265,8 @@ def test_failing_runs_move_stable_back_automatically(tmp_path: Path) -> None:
 def test_cli_health_apply(tmp_path: Path, capsys) -> None:
     root = two_releases(tmp_path)
     store = GitStore.open(root)
-    releases.promote(store, "flaky", "1.0.0", "stable")
-    releases.promote(store, "flaky", "1.0.1", "stable")
+    channels.promote(store, "flaky", "1.0.0", "stable")
+    channels.promote(store, "flaky", "1.0.1", "stable")
 
     async def seed():
         async with await open_backend(store) as backend:
@@ -278,6 +278,6 @@ def test_cli_health_apply(tmp_path: Path, capsys) -> None:
     assert listed.code == 0 and "no channel moves" in listed.out
     applied = run_cli(capsys, "-C", str(root), "health", "--apply")
     assert applied.code == 0 and "moved flaky stable" in applied.out
-    assert str(releases.current_channel(store, "flaky", "stable")) == "1.0.0"
+    assert str(channels.current_channel(store, "flaky", "stable")) == "1.0.0"
     again = run_cli(capsys, "-C", str(root), "health", "--json").json()
     assert [m["version"] for m in again["moves"]] == ["1.0.0"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from registry.git.store import GitStore
-from registry.releases import history
+from registry.releases import history, tagged
 from registry.releases import release as releases
 from tests.helpers import git, proc_files
 
@@ -64,7 +64,7 @@ def test_resolve(built: GitStore, spec: str | None, version: str) -> None:
 
 
 def test_latest_with_build_metadata_is_the_same_in_history_and_releases(built: GitStore) -> None:
-    latest = releases.latest_release(built, "echo")
+    latest = tagged.latest_release(built, "echo")
     assert latest is not None and str(latest[0]) == "2.0.0-rc.1"  # highest precedence
     versions = [v.version for v in history.history(built, "echo")]
     assert versions == ["2.0.0-rc.1", "1.2.3+b", "1.2.3+a", "1.0.0"]

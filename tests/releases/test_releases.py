@@ -11,6 +11,8 @@ import semver
 
 from registry.errors import ConflictError, NotFoundError, UsageError, ValidationFailed
 from registry.git.store import GitStore
+from registry.releases import channels, history, tagged
+from registry.releases import plan as planning
 from registry.releases import release as releases
 from tests.helpers import git, invalid_files, proc_files
 
@@ -77,7 +79,7 @@ def test_nothing_changed_releases_nothing(store: GitStore) -> None:
     assert [r.id for r in releases.release(store)] == ["echo", "upper"]
 
     assert releases.release(store) == []
-    assert releases.plan_release(store, ["echo"]) == []
+    assert planning.plan_release(store, ["echo"]) == []
 
     # a change to one procedure releases that one only
     store.write({"upper": proc_files("upper", body="return text.upper()")}, "fix: upper")
@@ -196,7 +198,7 @@ def test_a_tag_made_meanwhile_is_never_overwritten(store: GitStore) -> None:
     tip = store.write({"echo": proc_files("echo")}, "feat: echo")
     repo = repo_of(store)
 
-    def other_process_wins(plan: releases.ReleasePlan, _snap: object) -> None:
+    def other_process_wins(plan: planning.ReleasePlan, _snap: object) -> None:
         git(repo, "tag", "-a", "-m", "made by someone else", plan.tag, tip)
 
     (result,) = releases.release(store, before_tag=other_process_wins)
@@ -209,7 +211,7 @@ def test_a_tag_made_meanwhile_is_never_overwritten(store: GitStore) -> None:
 def test_before_tag_can_refuse_a_release(store: GitStore) -> None:
     store.write({"a": proc_files("a"), "b": proc_files("b")}, "feat: two")
 
-    def refuse_b(plan: releases.ReleasePlan, snap: object) -> None:
+    def refuse_b(plan: planning.ReleasePlan, snap: object) -> None:
         if plan.id == "b":
             raise UsageError("b's examples fail")
 
@@ -234,7 +236,7 @@ def _promote_worker(repo: str, version: str, barrier: object, queue: object) -> 
     store = GitStore.open(repo)
     barrier.wait()  # type: ignore[attr-defined]
     try:
-        move = releases.promote(store, "echo", version, "stable", reason=f"to {version}")
+        move = channels.promote(store, "echo", version, "stable", reason=f"to {version}")
         queue.put(("ok", (move.seq, move.created)))  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001 - reported to the test instead of hanging it
         queue.put(("error", repr(exc)))  # type: ignore[attr-defined]
@@ -290,7 +292,7 @@ def test_concurrent_promotions_each_get_their_own_move(store: GitStore) -> None:
     for p in procs:
         p.join(timeout=60)
     assert all(kind == "ok" for kind, _ in outcomes), outcomes
-    moves = releases.channel_history(store, "echo", "stable")
+    moves = channels.channel_history(store, "echo", "stable")
     # no move was lost or overwritten: each recorded move is one that a process made
     created = [seq for _, (seq, made) in outcomes if made]
     assert [m.seq for m in moves] == list(range(len(moves), 0, -1))
@@ -317,7 +319,7 @@ def released(store: GitStore) -> GitStore:
 
 
 def test_history_lists_every_release_newest_first(released: GitStore) -> None:
-    hist = releases.history(released, "echo")
+    hist = history.history(released, "echo")
 
     assert [h.version for h in hist] == ["2.0.0", "1.1.0", "1.0.1", "1.0.0"]
     assert [h.bump for h in hist] == ["major", "minor", "patch", "initial"]
@@ -333,8 +335,8 @@ def test_history_lists_every_release_newest_first(released: GitStore) -> None:
     # another id sharing the tag prefix does not leak in
     released.write({"echo-v2": proc_files("echo-v2")}, "feat: echo-v2")
     releases.release(released, ["echo-v2"])
-    assert len(releases.history(released, "echo")) == 4
-    assert [h.version for h in releases.history(released, "echo-v2")] == ["1.0.0"]
+    assert len(history.history(released, "echo")) == 4
+    assert [h.version for h in history.history(released, "echo-v2")] == ["1.0.0"]
 
 
 @pytest.mark.parametrize(
@@ -351,7 +353,7 @@ def test_history_lists_every_release_newest_first(released: GitStore) -> None:
     ],
 )
 def test_resolve_a_version_spec(released: GitStore, spec: str | None, version: str) -> None:
-    r = releases.resolve(released, "echo", spec)
+    r = history.resolve(released, "echo", spec)
 
     assert r.version == version and r.source == "release"
     repo = repo_of(released)
@@ -365,37 +367,37 @@ def test_resolve_a_version_spec(released: GitStore, spec: str | None, version: s
 
 
 def test_resolve_head_channel_and_unreleased(released: GitStore) -> None:
-    head = releases.resolve(released, "echo", "HEAD")
+    head = history.resolve(released, "echo", "HEAD")
     assert (head.source, head.version) == ("head", "2.0.0")  # the tip equals 2.0.0's tree
 
     tip = released.write({"echo": proc_files("echo", params=("text", "mode"), doc="Hi.")}, "docs")
-    head = releases.resolve(released, "echo", "HEAD")
+    head = history.resolve(released, "echo", "HEAD")
     assert (head.version, head.commit) == (None, tip)
 
-    releases.promote(released, "echo", "1.1.0", "stable", reason="known good")
-    stable = releases.resolve(released, "echo", "stable")
+    channels.promote(released, "echo", "1.1.0", "stable", reason="known good")
+    stable = history.resolve(released, "echo", "stable")
     assert (stable.version, stable.source, stable.channel) == ("1.1.0", "channel", "stable")
 
     with pytest.raises(NotFoundError, match="3"):
-        releases.resolve(released, "echo", "^3")
+        history.resolve(released, "echo", "^3")
     with pytest.raises(NotFoundError):
-        releases.resolve(released, "echo", "beta")
+        history.resolve(released, "echo", "beta")
 
     released.write({"fresh": proc_files("fresh")}, "feat: fresh")
-    fresh = releases.resolve(released, "fresh")
+    fresh = history.resolve(released, "fresh")
     assert (fresh.version, fresh.source, fresh.fallback_to_head) == (None, "head", True)
     with pytest.raises(NotFoundError, match="no release"):
-        releases.resolve(released, "fresh", "1.0.0")
+        history.resolve(released, "fresh", "1.0.0")
 
 
 def test_diff_between_two_versions(released: GitStore) -> None:
-    text = releases.diff(released, "echo", "1.0.0", "1.0.1")
+    text = history.diff(released, "echo", "1.0.0", "1.0.1")
 
     assert "--- a/procedures/echo/main.py" in text
     assert "+++ b/procedures/echo/main.py" in text
     assert "-    return text\n" in text and "+    return text.strip()\n" in text
     assert "metadata.json" not in text
-    assert releases.diff(released, "echo", "2.0.0", "HEAD") == ""
+    assert history.diff(released, "echo", "2.0.0", "HEAD") == ""
 
 
 # --- rollback --------------------------------------------------------------------------
@@ -450,24 +452,24 @@ def test_rollback_to_a_compatible_version_is_not_breaking(store: GitStore) -> No
 
     result = releases.rollback(store, "echo", "1.0.0")
     assert (result.version, result.bump) == ("1.0.2", "patch")
-    latest = releases.resolve(store, "echo")
-    assert latest.snapshot.files == releases.resolve(store, "echo", "1.0.0").snapshot.files
-    assert releases.diff(store, "echo", "1.0.0", "1.0.2") == ""
+    latest = history.resolve(store, "echo")
+    assert latest.snapshot.files == history.resolve(store, "echo", "1.0.0").snapshot.files
+    assert history.diff(store, "echo", "1.0.0", "1.0.2") == ""
 
 
 # --- channels --------------------------------------------------------------------------
 
 
 def test_promote_keeps_the_channel_history(released: GitStore) -> None:
-    first = releases.promote(released, "echo", "1.0.1", "stable", reason="first stable")
-    releases.promote(released, "echo", "2.0.0", "stable", reason="new major")
-    back = releases.promote(
+    first = channels.promote(released, "echo", "1.0.1", "stable", reason="first stable")
+    channels.promote(released, "echo", "2.0.0", "stable", reason="new major")
+    back = channels.promote(
         released, "echo", "1.1.0", "stable", reason="2.0.0 fails", action="rollback"
     )
-    releases.promote(released, "echo", "2.0.0", "beta")
+    channels.promote(released, "echo", "2.0.0", "beta")
 
     assert first.seq == 1 and first.tag == "channel/echo/stable/000001"
-    hist = releases.channel_history(released, "echo", "stable")
+    hist = channels.channel_history(released, "echo", "stable")
     assert [(m.seq, m.version, m.action) for m in hist] == [
         (3, "1.1.0", "rollback"),
         (2, "2.0.0", "promote"),
@@ -475,18 +477,18 @@ def test_promote_keeps_the_channel_history(released: GitStore) -> None:
     ]
     assert hist[0].reason == "2.0.0 fails" and hist[0].by_email == "release@example.com"
     assert back.created and back.commit == released.resolve("procedure-echo-v1.1.0")
-    assert releases.current_channel(released, "echo", "stable") == semver.Version.parse("1.1.0")
-    assert releases.current_channel(released, "echo", "canary") is None
-    assert releases.channels(released, "echo") == {
+    assert channels.current_channel(released, "echo", "stable") == semver.Version.parse("1.1.0")
+    assert channels.current_channel(released, "echo", "canary") is None
+    assert channels.channels(released, "echo") == {
         "stable": semver.Version.parse("1.1.0"),
         "beta": semver.Version.parse("2.0.0"),
     }
-    assert len(releases.channel_history(released, "echo")) == 4
+    assert len(channels.channel_history(released, "echo")) == 4
 
-    again = releases.promote(released, "echo", "1.1.0", "stable")
+    again = channels.promote(released, "echo", "1.1.0", "stable")
     assert not again.created and again.seq == 3
     with pytest.raises(NotFoundError, match=r"no release 7\.0\.0"):
-        releases.promote(released, "echo", "7.0.0", "stable")
+        channels.promote(released, "echo", "7.0.0", "stable")
     assert sorted(t for t in tag_names(repo_of(released)) if t.startswith("channel/")) == [
         "channel/echo/beta/000001",
         "channel/echo/stable/000001",
@@ -509,18 +511,18 @@ def test_check_base_reports_the_bump_a_merge_would_release(store: GitStore) -> N
     # main moves on meanwhile: a pull request does not report main's own changes
     store.write({"other": proc_files("other", body="return text * 3")}, "fix: other")
 
-    plans = releases.check_base(store, "main", "feature")
+    plans = planning.check_base(store, "main", "feature")
 
     assert [(p.id, p.previous, p.version, p.bump) for p in plans] == [
         ("echo", "1.0.0", "1.1.0", "minor"),
         ("newbie", None, "1.0.0", "initial"),
     ]
-    text = releases.render_markdown(plans)
+    text = planning.render_markdown(plans)
     assert "| `echo` | 1.0.0 | **1.1.0** | minor |" in text
     assert "| `newbie` | — | **1.0.0** | initial |" in text
     assert "sep" in text
     assert tag_names(repo) == ["procedure-echo-v1.0.0", "procedure-other-v1.0.0"]
-    assert "No procedure" in releases.render_markdown(releases.check_base(store, "main", "main"))
+    assert "No procedure" in planning.render_markdown(planning.check_base(store, "main", "main"))
 
 
 # --- releasing many procedures at once -------------------------------------------------
@@ -549,11 +551,11 @@ def test_release_all_changed_reads_commit_messages_across_branches_and_merges(
     assert [r.tag for r in releases.release(store, ["c"])] == ["procedure-c-v1.0.1"]
     _commit_on(store, "refs/heads/main", "c", "return text.casefold()", "feat: casefold c")
 
-    plans = {p.id: p for p in releases.plan_release(store, all_changed=True)}
+    plans = {p.id: p for p in planning.plan_release(store, all_changed=True)}
     assert sorted(plans) == ["a", "b", "c"]  # d never changed
     head = store.resolve("HEAD")
     for pid, plan in plans.items():
-        latest = releases.latest_release(store, pid)
+        latest = tagged.latest_release(store, pid)
         assert latest is not None
         expected = [
             c.message.splitlines()[0]
@@ -578,7 +580,7 @@ def test_release_from_a_release_on_an_unmerged_branch(store: GitStore) -> None:
     (first,) = releases.release(store, ["a"], ref=branch_tip)
     assert first.version == "1.0.0"
     _commit_on(store, "refs/heads/main", "a", "return text.strip()", "fix: strip")
-    (plan,) = releases.plan_release(store, ["a"])
+    (plan,) = planning.plan_release(store, ["a"])
     head = store.resolve("HEAD")
     expected = [c.message for c in store.folder_commits("a", until=head, since=branch_tip)]
     assert [r.split('"')[1] for r in plan.reasons if r.startswith("commit ")] == [
@@ -594,9 +596,9 @@ def test_hand_made_tags_without_trailers_are_compared_by_tree(store: GitStore) -
     git(repo, "tag", "-a", "-m", "by hand", "procedure-a-v1.0.0", tip)
     # a message copied from another release names another version: not trusted either
     git(repo, "tag", "-a", "-m", "Release b 0.9.0\n\nTree: " + "0" * 40, "procedure-b-v1.0.0", tip)
-    assert releases.plan_release(store, all_changed=True) == []
+    assert planning.plan_release(store, all_changed=True) == []
     store.write({"b": proc_files("b", body="return text.strip()")}, "fix: strip b")
-    assert [(p.id, p.version) for p in releases.plan_release(store, all_changed=True)] == [
+    assert [(p.id, p.version) for p in planning.plan_release(store, all_changed=True)] == [
         ("b", "1.0.1")
     ]
 
@@ -609,10 +611,10 @@ def test_many_procedures_release_only_what_changed(store: GitStore) -> None:
     base = store.resolve("HEAD")
     changed = ["p007", "p050", "p099"]
     store.write({pid: proc_files(pid, optional=("suffix",)) for pid in changed}, "feat: suffixes")
-    everything = releases.plan_release(store, all_changed=True)
-    by_id = releases.plan_release(store, changed)
+    everything = planning.plan_release(store, all_changed=True)
+    by_id = planning.plan_release(store, changed)
     assert [p.model_dump() for p in everything] == [p.model_dump() for p in by_id]
     assert [(p.id, p.version, p.bump) for p in everything] == [
         (pid, "1.1.0", "minor") for pid in changed
     ]
-    assert [p.id for p in releases.check_base(store, base)] == changed
+    assert [p.id for p in planning.check_base(store, base)] == changed

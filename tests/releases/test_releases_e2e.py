@@ -19,6 +19,7 @@ import pytest
 import registry
 from registry.errors import NotFoundError
 from registry.git.store import GitStore
+from registry.releases import channels, history
 from registry.releases import release as releases
 from tests.helpers import commit_all, git, invalid_files, make_repo, proc_files, write_files
 
@@ -52,7 +53,7 @@ def test_a_no_ff_merged_feature_branch_releases_only_what_it_changed(repo: Path)
     git(repo, "merge", "-q", "--no-ff", "-m", "Merge branch 'feature/sep'", "feature/sep")
 
     assert released(repo) == [("echo", "1.1.0", "minor")]
-    (latest, *_) = releases.history(GitStore.open(repo), "echo")
+    (latest, *_) = history.history(GitStore.open(repo), "echo")
     assert latest.commit == git(repo, "rev-parse", "HEAD").strip()  # the merge commit
     assert any("optional separator" in r for r in latest.reasons)
     assert released(repo) == []
@@ -69,7 +70,7 @@ def test_a_squash_merge_is_released_as_its_one_commit_says(repo: Path) -> None:
     commit_all(repo, "fix(upper): handle empty text (#12)")
 
     assert released(repo) == [("upper", "1.0.1", "patch")]
-    hist = releases.history(GitStore.open(repo), "upper")
+    hist = history.history(GitStore.open(repo), "upper")
     assert any("handle empty text" in r for r in hist[0].reasons)
     assert not any("wip" in r for r in hist[0].reasons)  # the branch's commits are not on main
 
@@ -128,8 +129,8 @@ def test_a_deleted_procedure_keeps_its_releases_and_is_not_released(repo: Path) 
     assert released(repo) == []
     with pytest.raises(NotFoundError, match="upper"):
         releases.release(store, ["upper"])
-    assert releases.resolve(store, "upper").version == "1.0.0"  # still served from its tag
-    assert [h.version for h in releases.history(store, "upper")] == ["1.0.0"]
+    assert history.resolve(store, "upper").version == "1.0.0"  # still served from its tag
+    assert [h.version for h in history.history(store, "upper")] == ["1.0.0"]
 
     # brought back with a different signature: compared with its last release
     write_files(repo, "upper", proc_files("upper", params=("text", "locale")))
@@ -202,7 +203,7 @@ def test_the_server_refuses_tag_rewrites_and_invalid_procedures(
     store = GitStore.open(clone)
     releases.release(store)
     assert push(clone, "procedure-echo-v1.0.0").returncode == 0
-    releases.promote(store, "echo", "1.0.0", "stable", reason="first")
+    channels.promote(store, "echo", "1.0.0", "stable", reason="first")
     assert push(clone, "channel/echo/stable/000001").returncode == 0
 
     write_files(clone, "echo", proc_files("echo", body="return text * 2"))

@@ -16,6 +16,7 @@ from registry.core.model import Example, Metadata, Parameter
 from registry.errors import ExamplesFailed, NotFoundError
 from registry.git.store import GitStore
 from registry.index.sync import open_backend
+from registry.releases import channels, tagged
 from registry.releases import release as releases
 from registry.runs import execution
 from registry.runs.examples import examples_gate
@@ -186,7 +187,7 @@ def test_run_picks_the_version_the_spec_names(repo: Path, sandbox: Sandbox) -> N
     )
     commit_all(repo, "fix: shout")
     assert release(repo, "echo") == "1.0.1"
-    releases.promote(GitStore.open(repo), "echo", "1.0.0", "stable")
+    channels.promote(GitStore.open(repo), "echo", "1.0.0", "stable")
     expect = {None: "hi!", "1.0.0": "hi", "^1.0": "hi!", "stable": "hi", "HEAD": "hi!"}
     for spec, want in expect.items():
         result, _ = asyncio.run(run_once(repo, "echo", spec, sandbox=sandbox, text="hi"))
@@ -306,7 +307,7 @@ def test_release_refuses_a_version_whose_examples_fail(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "wrong on purpose" in message and '{"text": "b"}' in message
     assert 'expected "b"' in message and 'got "B"' in message
-    assert releases.latest_release(store, "shout") is None  # no tag was made
+    assert tagged.latest_release(store, "shout") is None  # no tag was made
 
 
 def test_release_passes_when_examples_hold(tmp_path: Path) -> None:

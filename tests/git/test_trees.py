@@ -1,0 +1,53 @@
+"""changed_procedures: the raw tree diff gives the answer of comparing every folder's id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from registry.git.store import GitStore
+from tests.helpers import git
+
+
+def naive(store: GitStore, old: str | None, new: str) -> dict[str, tuple[str | None, str | None]]:
+    before = store.tree_ids(old) if old else {}
+    after = store.tree_ids(new)
+    return {
+        pid: (before.get(pid), after.get(pid))
+        for pid in before.keys() | after.keys()
+        if before.get(pid) != after.get(pid)
+    }
+
+
+def meta(pid: str) -> bytes:
+    return f'{{"id": "{pid}", "name": "{pid}"}}\n'.encode()
+
+
+def test_no_old_commit_no_folder_and_a_folder_that_is_a_file(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    store = GitStore.init(repo)
+    (repo / "README").write_text("hi\n")
+    git(repo, "add", "README")
+    git(repo, "commit", "-qm", "docs")
+    bare = store.resolve("HEAD")  # no procedures/ at all
+    first = store.write({"a": {"metadata.json": meta("a")}}, "feat: a")
+    second = store.write({"b": {"metadata.json": meta("b")}, "a": None}, "feat: b, drop a")
+    third = store.write({"a": {"metadata.json": meta("a")}}, "feat: a again")
+    pairs = [
+        (None, first),
+        (bare, first),
+        (first, bare),
+        (first, second),
+        (second, third),
+        (first, third),
+        (third, third),
+    ]
+    for old, new in pairs:
+        assert store.changed_procedures(old, new) == naive(store, old, new), (old, new)
+    git(repo, "checkout", "-q", "-f", "main")
+    git(repo, "rm", "-rq", "procedures")
+    (repo / "procedures").write_text("not a folder\n")
+    git(repo, "add", "procedures")
+    git(repo, "commit", "-qm", "procedures is a file")
+    file_commit = store.resolve("HEAD")
+    assert store.changed_procedures(third, file_commit) == naive(store, third, file_commit)
+    assert store.changed_procedures(file_commit, third) == naive(store, file_commit, third)
