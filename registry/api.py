@@ -47,12 +47,14 @@ import anyio.from_thread
 import semver
 from pydantic import BaseModel, Field, ValidationError
 
+from registry.config import tracked_ref
 from registry.core import specs
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
 from registry.core.tags import check_id
 from registry.errors import NotFoundError, RegistryError, RegistryTimeout
 from registry.git.store import GitStore
+from registry.index.connect import open_backend
 from registry.index.contract import (
     IndexBackend,
     Metrics,
@@ -61,7 +63,7 @@ from registry.index.contract import (
     VersionRecord,
     construct_trusted,
 )
-from registry.index.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
+from registry.index.sync import Drift, SyncReport, sync, verify
 from registry.runs import execution
 from registry.runs.execution import RunResult
 from registry.workspace import proposals

@@ -13,7 +13,7 @@ import pytest
 from registry.api import AsyncRegistry, Registry
 from registry.errors import NotFoundError, RegistryTimeout
 from registry.git.store import GitStore
-from registry.index.sync import open_backend
+from registry.index.connect import open_backend
 from tests.conftest import git
 from tests.test_sync import commit_all, make_repo, tag_channel, tag_release, write_proc
 

@@ -13,7 +13,7 @@ import pytest
 from registry.core.model import Example, Limits, Metadata, Parameter, Returns
 from registry.errors import ExamplesFailed, NotFoundError
 from registry.git.store import GitStore
-from registry.index.sync import open_backend
+from registry.index.connect import open_backend
 from registry.releases import release as releases
 from registry.runs import execution
 from registry.runs.execution import (

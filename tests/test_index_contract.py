@@ -22,6 +22,7 @@ import pytest
 import semver
 
 from registry.errors import ConflictError, IndexRejected, IndexUnavailable
+from registry.index.connect import connect_index
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
@@ -33,7 +34,6 @@ from registry.index.contract import (
     ProcedureRecord,
     VersionRecord,
     column_list,
-    connect_index,
     fts5_query,
     row_values,
     semver_key,
@@ -932,7 +932,7 @@ def test_both_backends_agree_exactly(tmp_path: Path, pg_url: str) -> None:
 
 HOLDER = """
 import asyncio, sys
-from registry.index.contract import connect_index
+from registry.index.connect import connect_index
 
 async def main():
     async with await connect_index(sys.argv[1]) as index, index.sync_lock():
@@ -1032,8 +1032,8 @@ def test_unopenable_sqlite_is_index_unavailable(tmp_path: Path) -> None:
 def test_a_corrupt_sqlite_index_is_set_aside_and_the_runs_stay(tmp_path: Path) -> None:
     from registry.errors import IndexCorrupt
     from registry.git.store import GitStore
+    from registry.index.connect import default_index_path, open_backend
     from registry.index.sqlite import runs_path
-    from registry.index.sync import default_index_path, open_backend
 
     store = GitStore.init(tmp_path / "repo")
     path = default_index_path(store)

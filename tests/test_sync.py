@@ -18,8 +18,9 @@ import pytest
 
 from registry.core.model import Example, Metadata, Parameter, Returns
 from registry.git.store import GitStore
+from registry.index.connect import open_backend
 from registry.index.contract import ChangeSet, IndexBackend
-from registry.index.sync import open_backend, sync, verify
+from registry.index.sync import sync, verify
 from tests.conftest import git
 
 T = TypeVar("T")
@@ -331,7 +332,8 @@ CRASH_SCRIPT = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
     from registry.git.store import GitStore
-    from registry.index.sync import open_backend, sync
+    from registry.index.connect import open_backend
+    from registry.index.sync import sync
 
     async def main():
         store = GitStore.open(sys.argv[2])

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _config(store: GitStore) -> Config:
-    from registry.index.sync import worktree_config
+    from registry.config import worktree_config
 
     return worktree_config(store)
 
@@ -196,8 +196,8 @@ def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
     """Run statistics of a procedure: runs, success rate, p50/p95, errors, callers, per version."""
     from registry.core.specs import split_ref
     from registry.errors import NotFoundError
+    from registry.index.connect import open_backend
     from registry.index.contract import Metrics
-    from registry.index.sync import open_backend
     from registry.runs.recorder import RunRecorder, spool_dir
 
     proc_id, _ = split_ref(proc_id)
@@ -254,7 +254,7 @@ def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
 @pass_ctx
 def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -> None:
     """List the channel moves the health policy made; --apply evaluates it now."""
-    from registry.index.sync import open_backend
+    from registry.index.connect import open_backend
     from registry.releases import health as health_mod
 
     store = ctx.store()

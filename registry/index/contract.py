@@ -396,22 +396,6 @@ class IndexBackend(Protocol):
         ...
 
 
-def is_postgres_url(target: str | Path) -> bool:
-    """Whether ``target`` names a PostgreSQL database rather than a SQLite file."""
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
-async def connect_index(target: str | Path) -> IndexBackend:
-    """Open the backend ``target`` names: a ``postgresql://`` URL, else a SQLite file path."""
-    if is_postgres_url(target):
-        from registry.index.postgres import PostgresIndex
-
-        return await PostgresIndex.connect(target)
-    from registry.index.sqlite import SqliteIndex
-
-    return await SqliteIndex.connect(target)
-
-
 # ---------------------------------------------------------------------------
 # semver ordering stored as columns
 

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from registry.config import CONFIG_FILE, Config, parse_config
+from registry.config import Config, config_at, tracked_ref, worktree_config
 from registry.core.snapshot import Snapshot
 from registry.core.tags import (
     CHANNEL_TAG_PREFIX,
@@ -54,7 +54,7 @@ from registry.core.tags import (
     release_tag_prefix,
 )
 from registry.core.validation import ValidationResult, validate_snapshot
-from registry.errors import ConfigError, GitError, NotFoundError, UsageError
+from registry.errors import GitError, NotFoundError
 from registry.git.store import GitStore, TagInfo
 from registry.git.trees import changed_procedures
 from registry.index.contract import (
@@ -65,17 +65,10 @@ from registry.index.contract import (
     SyncState,
     VersionRecord,
     canonical_snapshot,
-    connect_index,
-    is_postgres_url,
+    placeholder,
 )
 
 log = logging.getLogger(__name__)
-
-DATABASE_URL_ENV = "PROCREG_DATABASE_URL"
-"""Environment variable naming a PostgreSQL index (``postgresql://...``)."""
-
-INDEX_FILE = Path("procreg") / "index.sqlite3"
-"""Where the SQLite index lives, relative to the repository's ``.git`` folder."""
 
 OFF_LOOP_ABOVE = 32
 """Above this many changed folders, an incremental sync validates in a worker thread."""
@@ -138,95 +131,7 @@ class Drift(BaseModel):
         return f"{self.table} {self.key}: {self.kind}{extra}"
 
 
-# --------------------------------------------------------------------------- backends
-
-
-def default_index_path(store: GitStore) -> Path:
-    """The SQLite index file: ``.git/procreg/index.sqlite3`` (inside .git, never committed)."""
-    return store.git_dir / INDEX_FILE
-
-
-def index_target(store: GitStore, database_url: str | None = None) -> str | Path:
-    """What :func:`open_backend` connects to: a PostgreSQL URL or the SQLite file path.
-
-    ``database_url`` wins, then ``$PROCREG_DATABASE_URL``, then the SQLite file in
-    ``.git``. ``sqlite:///abs/path`` names another SQLite file.
-    """
-    url = database_url or os.environ.get(DATABASE_URL_ENV) or None
-    if url is None:
-        return default_index_path(store)
-    if is_postgres_url(url):
-        return url
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite://") :])
-    raise UsageError(
-        f"database URL {url!r} is not postgresql://... or sqlite:///path; fix --database-url "
-        f"or ${DATABASE_URL_ENV}"
-    )
-
-
-async def open_backend(
-    store: GitStore, database_url: str | None = None, *, set_aside_corrupt: bool = False
-) -> IndexBackend:
-    """Connect the index for ``store`` (SQLite in ``.git`` unless a PostgreSQL URL is given).
-
-    With ``set_aside_corrupt`` (what ``reindex`` asks for), a corrupt SQLite index
-    file is moved aside and a new one is created, to be rebuilt from git; the run
-    history is in its own file and is kept.
-    """
-    target = index_target(store, database_url)
-    if isinstance(target, Path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-    if not set_aside_corrupt or not isinstance(target, Path):
-        return await connect_index(target)
-    from registry.index import sqlite as index_sqlite
-
-    try:
-        return await connect_index(target)
-    except index_sqlite.IndexCorrupt as exc:
-        aside = index_sqlite.set_aside_corrupt(target)
-        log.warning("procreg: %s; moved it to %s and rebuilding it from git", exc, aside.name)
-        return await connect_index(target)
-
-
 # --------------------------------------------------------------------------- git side
-
-
-def tracked_ref(store: GitStore, config: Config | None = None) -> str:
-    """The full ref the index follows: ``[registry] branch``, else HEAD's branch.
-
-    A detached HEAD with no configured branch tracks ``HEAD`` itself.
-    """
-    if config is None:
-        config = worktree_config(store)
-    if config.registry.branch:
-        return store.branch_ref(config.registry.branch)
-    return store.current_branch() or "HEAD"
-
-
-def worktree_config(store: GitStore) -> Config:
-    """``procreg.toml`` from the working tree (or HEAD in a bare repo); defaults if absent."""
-    if store.workdir is not None:
-        path = store.workdir / CONFIG_FILE
-        return parse_config(path.read_bytes() if path.is_file() else None)
-    return config_at(store, "HEAD")
-
-
-def config_at(store: GitStore, commit: str | None) -> Config:
-    """``procreg.toml`` as committed at ``commit``; defaults when absent or unreadable.
-
-    A broken config in one commit must not stop sync: it falls back to the
-    defaults and logs why.
-    """
-    if commit is None:
-        return Config()
-    try:
-        return parse_config(store.read_path(CONFIG_FILE, commit), f"{CONFIG_FILE}@{commit[:12]}")
-    except ConfigError as exc:
-        log.warning("%s; using the default config for this commit", exc)
-        return Config()
-    except NotFoundError:
-        return Config()
 
 
 def _ref_targets(store: GitStore) -> dict[str, str]:
@@ -752,8 +657,6 @@ async def verify(
     else:
         targets = _ref_targets(store)
         changes = _full_changes(store, ref, commit, config or config_at(store, commit), targets)
-        from registry.index.contract import placeholder
-
         records = list(changes.upsert) + [placeholder(i, e, commit) for i, e in changes.invalid]
         state = SyncState(
             ref=ref, commit=commit, tags_digest=changes.tags_digest, synced_at=datetime.now(UTC)

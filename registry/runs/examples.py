@@ -146,7 +146,7 @@ async def check_examples(
     """Run the examples of ``proc_id`` at ``spec`` (never recorded as runs)."""
     import anyio
 
-    from registry.index.sync import worktree_config
+    from registry.config import worktree_config
     from registry.releases import release as releases
 
     resolved = releases.resolve(store, proc_id, spec)
@@ -300,7 +300,7 @@ def examples_gate(
     if store is None:
         return ExamplesGate(config=config)
     if config is None:
-        from registry.index.sync import worktree_config
+        from registry.config import worktree_config
 
         config = worktree_config(store)
     records: list[ExecutionRecord] = []
