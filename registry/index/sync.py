@@ -67,6 +67,7 @@ from registry.index.contract import (
     canonical_snapshot,
     placeholder,
 )
+from registry.index.plan import SyncInputs, plan_sync
 
 log = logging.getLogger(__name__)
 
@@ -505,52 +506,71 @@ async def sync(
         report = SyncReport(ref=ref, commit=commit, previous=previous)
         if commit is None:
             if store.try_resolve(ref) is None and not store.is_unborn() and ref != "HEAD":
-                raise GitError(f"{store.name}: the tracked ref {ref} does not exist")
+                raise GitError(
+                    f"{store.name}: the tracked ref {ref} does not exist", path=store.name, ref=ref
+                )
             log.info("%s has no commits yet; nothing to index", ref)
             return report
         digest, listed = current_tags_digest(store)
         new_config = config or config_at(store, commit)
         old_config = config or config_at(store, previous)
-        rebuild = (
-            full
-            or previous is None
-            or not store.is_ancestor(previous, commit)
-            or new_config.validation != old_config.validation
+        plan = plan_sync(
+            SyncInputs(
+                state=state,
+                commit=commit,
+                tags_digest=digest,
+                descends=None if previous is None else store.is_ancestor(previous, commit),
+                rules_before=old_config.validation,
+                rules_now=new_config.validation,
+                full=full,
+            )
         )
-        if rebuild:
+        log.debug("sync %s: %s (%s)", ref, plan.kind, plan.reason)
+        if plan.kind == "noop":
+            report.duration_ms = (time.perf_counter() - started) * 1000
+            return report
+        if plan.kind == "rebuild":
             targets = listed if listed is not None else _ref_targets(store)
             changes = await _rebuild(store, backend, ref, commit, new_config, targets, report)
         else:
-            if previous == commit and state is not None and state.tags_digest == digest:
-                report.duration_ms = (time.perf_counter() - started) * 1000
-                return report
             assert previous is not None
             changes = ChangeSet(ref=ref, commit=commit, tags_digest=digest)
-            changed = changed_procedures(store, previous, commit)
-            if len(changed) > OFF_LOOP_ABOVE:
-                await asyncio.to_thread(
-                    _procedure_changes,
-                    _fresh_store(store),
-                    commit,
-                    changed,
-                    new_config,
-                    changes,
-                    report,
-                )
-            else:
-                _procedure_changes(store, commit, changed, new_config, changes, report)
-            if state is None or state.tags_digest != digest:
+            await _incremental(store, previous, commit, new_config, changes, report)
+            if plan.tags_changed:
                 targets = listed if listed is not None else _ref_targets(store)
                 await _tag_changes(store, backend, targets, changes, report)
         await backend.apply(changes)
-        if rebuild:
+        if plan.kind == "rebuild":
             del changes
             await _release_memory()
     report.duration_ms = (time.perf_counter() - started) * 1000
+    _log_report(report)
+    return report
+
+
+async def _incremental(
+    store: GitStore,
+    previous: str,
+    commit: str,
+    config: Config,
+    changes: ChangeSet,
+    report: SyncReport,
+) -> None:
+    """The procedure rows that changed between ``previous`` and ``commit``, into ``changes``."""
+    changed = changed_procedures(store, previous, commit)
+    if len(changed) > OFF_LOOP_ABOVE:
+        await asyncio.to_thread(
+            _procedure_changes, _fresh_store(store), commit, changed, config, changes, report
+        )
+    else:
+        _procedure_changes(store, commit, changed, config, changes, report)
+
+
+def _log_report(report: SyncReport) -> None:
     log.info(
         "synced %s to %s: +%d ~%d -%d invalid %d, tags +%d -%d%s in %.1f ms",
-        ref,
-        commit[:12],
+        report.ref,
+        (report.commit or "")[:12],
         len(report.added),
         len(report.updated),
         len(report.deleted),
@@ -560,7 +580,6 @@ async def sync(
         " (rebuilt)" if report.rebuilt else "",
         report.duration_ms,
     )
-    return report
 
 
 async def _rebuild(
