@@ -60,6 +60,7 @@ from registry.index.contract import (
     Metrics,
     Order,
     ProcedureRow,
+    SearchQuery,
     VersionRecord,
     construct_trusted,
 )
@@ -372,20 +373,7 @@ class AsyncRegistry:
         only procedures whose recorded runs succeed at least that often.
         """
         order: Order = sort or ("relevance" if text and text.strip() else "name")
-        lean = getattr(self.backend, "search_summaries", None)
-        if lean is not None:
-            hits = await lean(
-                text=text,
-                category=category,
-                tags=tuple(tags),
-                status=status,
-                valid=valid,
-                limit=limit,
-                order=order,
-                min_success_rate=min_success_rate,
-            )
-            return [_trusted_summary(h) for h in hits]
-        rows = await self.backend.search(
+        query = SearchQuery(
             text=text,
             category=category,
             tags=tuple(tags),
@@ -395,7 +383,10 @@ class AsyncRegistry:
             order=order,
             min_success_rate=min_success_rate,
         )
-        return [_summary(r) for r in rows]
+        lean = getattr(self.backend, "search_summaries", None)
+        if lean is not None:
+            return [_trusted_summary(h) for h in await lean(query)]
+        return [_summary(r) for r in await self.backend.search(query)]
 
     async def _row(self, proc_id: str) -> ProcedureRow | None:
         return await self.backend.get_procedure(check_id(proc_id))

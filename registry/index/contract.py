@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
@@ -243,6 +244,29 @@ class ChangeSet(_Row):
     channels_delete: list[str] = Field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SearchQuery:
+    """What a search asks for: every given filter must hold (see :meth:`IndexBackend.search`).
+
+    ``text`` is full-text over name, id, description, tags, parameters and docstring
+    (blank: no text filter); ``tags`` must all be present; ``min_success_rate`` keeps
+    procedures whose runs succeed at least that often; ``limit`` rows at most, in
+    ``order`` (``relevance`` falls back to ``name`` without text).
+    """
+
+    text: str | None = None
+    category: str | None = None
+    tags: Sequence[str] = ()
+    status: str | None = None
+    valid: bool | None = None
+    limit: int = 50
+    order: Order = "relevance"
+    min_success_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+
 class VersionMetrics(_Row):
     """Run statistics of one version (or of all runs, in :class:`Metrics`)."""
 
@@ -298,31 +322,11 @@ class IndexBackend(Protocol):
         """Hold the one-syncer-at-a-time lock; ``wait=False`` raises ConflictError if taken."""
         ...
 
-    async def search(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[ProcedureRow]:
-        """Procedures matching every given filter; ``text`` is full-text, never a syntax error."""
+    async def search(self, query: SearchQuery) -> list[ProcedureRow]:
+        """Procedures matching every filter of ``query``; its text is never a syntax error."""
         ...
 
-    async def search_summaries(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[dict[str, Any]]:
+    async def search_summaries(self, query: SearchQuery) -> list[dict[str, Any]]:
         """:meth:`search`, each hit only its :data:`SUMMARY_COLUMNS` plus ``latest_version``,
         ``runs`` and ``success_rate`` as a dict (a list of all 10,000 needs no metadata)."""
         ...

@@ -26,28 +26,23 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from registry.errors import ConflictError, IndexRejected, IndexUnavailable
+from registry.index.base import Query, SqlIndex
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
-    SUMMARY_COLUMNS,
     SYNC_CHANNEL,
-    SYNC_STATE_COLUMNS,
     UNKNOWN_ERROR,
     UNVERSIONED,
     VERSION_COLUMNS,
     VERSION_SORT_COLUMNS,
     ChangeSet,
-    ChannelMove,
     ExecutionRecord,
     Metrics,
-    Order,
     ProcedureRecord,
     ProcedureRow,
-    SyncState,
     VersionMetrics,
     VersionRecord,
-    canonical_snapshot,
     column_list,
     placeholder,
     row_values,
@@ -59,6 +54,14 @@ from registry.index.contract import (
     tsquery,
     upsert_sql,
     version_values,
+)
+from registry.index.sql import (
+    HEALTH_JOIN,
+    LATEST_VERSION,
+    SUCCESS_RATE,
+    Dialect,
+    dollars,
+    statements,
 )
 
 POOL_MIN = 1
@@ -245,10 +248,6 @@ INSERT_MIGRATION = (
 )
 
 
-def _dollars(n: int) -> list[str]:
-    return [f"${i}" for i in range(1, n + 1)]
-
-
 DELETE_ALL_DERIVED = (
     "DELETE FROM procedures; DELETE FROM versions; DELETE FROM channels; DELETE FROM sync_state"
 )
@@ -265,14 +264,13 @@ UPSERT_PROCEDURE = upsert_sql(
     "procedures",
     (*PROCEDURE_COLUMNS, "search"),
     "id",
-    [*_dollars(14), _SEARCH_VECTOR.format(*_dollars(19)[14:])],
+    [*dollars(14), _SEARCH_VECTOR.format(*dollars(19)[14:])],
 )
 # the placeholder is only inserted when the id is new; a known row keeps its content
 UPSERT_INVALID = (
     UPSERT_PROCEDURE.split(" ON CONFLICT ")[0]
     + ' ON CONFLICT ("id") DO UPDATE SET valid = false, errors = excluded.errors'
 )
-DELETE_VERSION = "DELETE FROM versions WHERE tag = $1"
 _VERSION_ALL = VERSION_COLUMNS + VERSION_SORT_COLUMNS
 
 # Bulk upserts: one INSERT ... SELECT FROM unnest(...) per chunk instead of a statement a
@@ -321,73 +319,18 @@ BULK_UPSERT_PROCEDURES = _unnest_upsert(
 BULK_UPSERT_VERSIONS = _unnest_upsert(
     "versions", _VERSION_ALL, "tag", _VERSION_ALL, [_unnest_value(c) for c in _VERSION_ALL]
 )
-DELETE_CHANNEL = "DELETE FROM channels WHERE tag = $1"
-UPSERT_CHANNEL = upsert_sql("channels", CHANNEL_COLUMNS, "tag", _dollars(len(CHANNEL_COLUMNS)))
-UPSERT_SYNC_STATE = upsert_sql("sync_state", SYNC_STATE_COLUMNS, "ref", [*_dollars(3), "now()"])
-SELECT_SYNC_STATE = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state WHERE ref = $1"
-SELECT_ALL_SYNC_STATES = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state"
 
-# Procedure queries run in two steps: the inner query filters, ranks, orders and limits
-# on narrow columns; only the rows it returns get their latest version and full columns.
-# Sort keys travel out of the inner query as sort_* so both levels order identically.
-HEALTH_JOIN = "LEFT JOIN procedure_health h ON h.id = p.id"
-# a procedure without runs has no success rate, so it can never pass min_success_rate
-HEALTH_INNER_JOIN = "JOIN procedure_health h ON h.id = p.id"
-SUCCESS_RATE = "h.successes::float8 / NULLIF(h.runs, 0)"
-SELECT_PAGE = """SELECT p.id AS sort_id, {rank} AS sort_rank, lower(p.name) AS sort_name{health}
-FROM procedures p {joins} {where} ORDER BY {order} LIMIT {limit}"""
-PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
-_SELECT_ROWS = """SELECT {columns},
-    (SELECT v.version FROM versions v WHERE v.id = p.id
-     ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
-     LIMIT 1) AS latest_version,
-    coalesce(h.runs, 0) AS runs, {success_rate} AS success_rate
-FROM ({{page}}) s JOIN procedures p ON p.id = s.sort_id {health_join}
-ORDER BY {{order}}"""
-SELECT_PROCEDURES = _SELECT_ROWS.format(
-    columns=column_list(PROCEDURE_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
-)
-SELECT_SUMMARIES = _SELECT_ROWS.format(
-    columns=column_list(SUMMARY_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
-)
-RANK_TEXT = "ts_rank_cd(p.search, to_tsquery('simple', {}))"
-RANK_NONE = "NULL::real"
-WHERE_TEXT = "p.search @@ to_tsquery('simple', {})"
-WHERE_CATEGORY = "p.category = {}"
-WHERE_STATUS = "p.status = {}"
-WHERE_VALID = "p.valid = {}"
-WHERE_ID = "p.id = {}"
-WHERE_TAGS = "p.tags @> {}::jsonb"
-WHERE_MIN_SUCCESS = f"{SUCCESS_RATE} >= {{}}"
-ORDER_BY: dict[str, str] = {
-    "relevance": "sort_rank DESC, sort_name, sort_id",
-    "name": "sort_name, sort_id",
-    "health": "sort_rate DESC NULLS LAST, sort_runs DESC, sort_name, sort_id",
-}
-
-SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = $1
-ORDER BY major, minor, patch, is_release, pre_key, tag"""
-SELECT_ALL_VERSIONS = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
 # get's two questions in one round trip: the procedure row (NULLs when absent) and its
-# releases as a JSON array in SELECT_VERSIONS order
-SELECT_PROCEDURE_AND_VERSIONS = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")},
-    (SELECT v.version FROM versions v WHERE v.id = p.id
-     ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
-     LIMIT 1) AS latest_version,
+# releases as a JSON array in select_versions order
+SELECT_PROCEDURE_AND_VERSIONS = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")}, {LATEST_VERSION},
     coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate,
     (SELECT coalesce(json_agg(v ORDER BY v.major, v.minor, v.patch, v.is_release, v.pre_key,
         v.tag), '[]'::json)::text
      FROM (SELECT {column_list(VERSION_COLUMNS + VERSION_SORT_COLUMNS)} FROM versions
            WHERE id = q.id) v) AS versions_json
-FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {HEALTH_JOIN}"""
-SELECT_VERSION_TAGS = "SELECT tag FROM versions"
-SELECT_PROCEDURE_TREES = "SELECT id, tree_id FROM procedures"
-SELECT_CHANNEL_TAGS = "SELECT tag FROM channels"
-SELECT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS)} FROM channels WHERE id = $1
-ORDER BY channel, seq"""
-SELECT_ALL_CHANNELS = f"SELECT {column_list(CHANNEL_COLUMNS)} FROM channels"
-SELECT_CURRENT_CHANNELS = f"""SELECT DISTINCT ON (channel) {column_list(CHANNEL_COLUMNS)}
-FROM channels WHERE id = $1 ORDER BY channel, seq DESC"""
+FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {HEALTH_JOIN}""".replace(
+    "{runs}", ""
+)
 
 _UNNEST_TYPES = {
     "started_at": "timestamptz",
@@ -403,10 +346,6 @@ INSERT_EXECUTIONS = (
     )
     + ") ON CONFLICT (run_id) DO NOTHING"
 )
-SELECT_EXECUTIONS = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM executions
-WHERE id = $1 AND ($2::text IS NULL OR version = $2)
-ORDER BY started_at DESC, run_id DESC LIMIT $3"""
-COUNT_EXECUTIONS = "SELECT count(*) FROM executions WHERE ($1::text IS NULL OR id = $1)"
 SELECT_METRICS = """SELECT GROUPING(version) = 1 AS overall, version, count(*) AS runs,
     count(*) FILTER (WHERE outcome = 'success') AS successes,
     percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50,
@@ -418,9 +357,6 @@ SELECT_ERROR_COUNTS = """SELECT version, error_type, count(*) AS n FROM executio
 WHERE id = $1 AND outcome = 'failure' GROUP BY version, error_type"""
 SELECT_CALLER_COUNTS = """SELECT version, caller, count(*) AS n FROM executions
 WHERE id = $1 GROUP BY version, caller"""
-SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM executions
-WHERE id = $1 AND ($2::text IS NULL OR version = $2)
-ORDER BY started_at DESC, run_id DESC LIMIT $3"""
 NOTIFY = "SELECT pg_notify($1, $2)"
 ADVISORY_LOCK = "SELECT pg_advisory_lock($1)"
 ADVISORY_TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
@@ -471,14 +407,6 @@ def _execution_columns(records: Sequence[ExecutionRecord]) -> list[list[Any]]:
     return [[getattr(e, c) for e in records] for c in EXECUTION_COLUMNS]
 
 
-def _procedure_row(row: asyncpg.Record) -> ProcedureRow:
-    return trusted_procedure_row(dict(row))
-
-
-def _procedure_row_values(values: dict[str, Any]) -> ProcedureRow:
-    return trusted_procedure_row(values)
-
-
 def _last_by(rows: Sequence[Any], key: str) -> list[Any]:
     """``rows`` without earlier duplicates of ``key``: one statement may not upsert a key twice,
     and the last one is what a row-by-row upsert would have kept."""
@@ -498,19 +426,26 @@ def _chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield rows[start : start + INGEST_CHUNK]
 
 
-class _Params:
-    """Numbers ``$n`` placeholders in the order values are added."""
+POSTGRES = Dialect(
+    name="postgresql",
+    numbered="${}",
+    runs="",
+    page_key="id",
+    sync_time="now()",
+    unlimited=None,
+    text_query=tsquery,
+    text_source="procedures p",
+    text_match="p.search @@ to_tsquery('simple', {})",
+    text_rank="ts_rank_cd(p.search, to_tsquery('simple', {}))",
+    tags_match="p.tags @> CAST(CAST({} AS TEXT) AS jsonb)",
+)
+SQL = statements(POSTGRES)
 
-    def __init__(self) -> None:
-        self.values: list[Any] = []
 
-    def add(self, fragment: str, value: Any) -> str:
-        self.values.append(value)
-        return fragment.format(f"${len(self.values)}")
-
-
-class PostgresIndex:
+class PostgresIndex(SqlIndex):
     """The index in a PostgreSQL database; see the module docstring for the design."""
+
+    dialect = POSTGRES
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
         self.url = url
@@ -642,30 +577,28 @@ class PostgresIndex:
                         ],
                     )
                 if changes.versions_delete:
-                    await conn.executemany(DELETE_VERSION, [(t,) for t in changes.versions_delete])
+                    await conn.executemany(
+                        SQL.delete_version, [(t,) for t in changes.versions_delete]
+                    )
                 for chunk in _chunks(_last_by(changes.versions_upsert, "tag")):
                     await conn.execute(
                         BULK_UPSERT_VERSIONS,
                         *_columns([version_values(v) for v in chunk], _VERSION_ALL),
                     )
                 if changes.channels_delete:
-                    await conn.executemany(DELETE_CHANNEL, [(t,) for t in changes.channels_delete])
+                    await conn.executemany(
+                        SQL.delete_channel, [(t,) for t in changes.channels_delete]
+                    )
                 if changes.channels_upsert:
                     await conn.executemany(
-                        UPSERT_CHANNEL,
+                        SQL.upsert_channel,
                         [row_values(c, CHANNEL_COLUMNS) for c in changes.channels_upsert],
                     )
                 await conn.execute(
-                    UPSERT_SYNC_STATE, changes.ref, changes.commit, changes.tags_digest
+                    SQL.upsert_sync_state, changes.ref, changes.commit, changes.tags_digest
                 )
                 if changes.full:
                     await conn.execute(ANALYZE_DERIVED)
-
-    async def sync_state(self, ref: str) -> SyncState | None:
-        """What was last indexed for ``ref``."""
-        with self._errors():
-            row = await self._pool.fetchrow(SELECT_SYNC_STATE, ref)
-        return None if row is None else SyncState.model_validate(dict(row))
 
     @contextlib.asynccontextmanager
     async def sync_lock(self, wait: bool = True) -> AsyncIterator[None]:
@@ -727,119 +660,25 @@ class PostgresIndex:
         with self._errors():
             await self._pool.execute(NOTIFY, SYNC_CHANNEL, payload)
 
-    # -- queries -----------------------------------------------------------
+    # -- reads (the queries are shared: see registry.index.base) -------------
 
-    async def _select_procedures(
-        self,
-        params: _Params,
-        where: Sequence[str],
-        rank: str = RANK_NONE,
-        order: Order = "name",
-        limit: int | None = None,
-        min_success: bool = False,
-        summary: bool = False,
-    ) -> list[Any]:
-        if order == "relevance" and rank == RANK_NONE:
-            order = "name"
-        # health is joined before the limit only when the filter or the order needs it
-        joins = HEALTH_INNER_JOIN if min_success else HEALTH_JOIN if order == "health" else ""
-        page = SELECT_PAGE.format(
-            rank=rank,
-            health=PAGE_HEALTH if joins else "",
-            joins=joins,
-            where=("WHERE " + " AND ".join(where)) if where else "",
-            order=ORDER_BY[order],
-            limit=params.add("{}", limit),
-        )
-        template = SELECT_SUMMARIES if summary else SELECT_PROCEDURES
-        sql = template.format(page=page, order=ORDER_BY[order])
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
         with self._errors():
-            rows = await self._pool.fetch(sql, *params.values)
-        if summary:
-            return [dict(r) for r in rows]
-        return [_procedure_row(r) for r in rows]
+            return await self._pool.fetch(sql, *params)
 
-    async def search(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[ProcedureRow]:
-        """Procedures matching every filter; blank ``text`` means no text filter."""
-        return await self._search(
-            text, category, tags, status, valid, limit, order, min_success_rate
-        )
+    async def _fetch_together(self, queries: Sequence[Query]) -> list[Sequence[Any]]:
+        with self._errors():
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return [await conn.fetch(sql, *params) for sql, params in queries]
 
-    async def search_summaries(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """:meth:`search` with only the summary columns (a list of 10,000 stays fast)."""
-        return await self._search(
-            text, category, tags, status, valid, limit, order, min_success_rate, summary=True
-        )
+    def _decode(self, row: asyncpg.Record) -> dict[str, Any]:
+        return dict(row)
 
-    async def _search(
-        self,
-        text: str | None,
-        category: str | None,
-        tags: Sequence[str],
-        status: str | None,
-        valid: bool | None,
-        limit: int,
-        order: Order,
-        min_success_rate: float | None,
-        summary: bool = False,
-    ) -> list[Any]:
-        if limit <= 0:
-            return []
-        params = _Params()
-        where: list[str] = []
-        rank = RANK_NONE
-        if text is not None and text.strip():
-            query = tsquery(text)
-            if query is None:  # only punctuation: nothing can match
-                return []
-            query_param = params.add("{}", query)
-            rank = RANK_TEXT.format(query_param)
-            where.append(WHERE_TEXT.format(query_param))
-        if category is not None:
-            where.append(params.add(WHERE_CATEGORY, category))
-        if tags:
-            where.append(params.add(WHERE_TAGS, list(tags)))
-        if status is not None:
-            where.append(params.add(WHERE_STATUS, status))
-        if valid is not None:
-            where.append(params.add(WHERE_VALID, valid))
-        if min_success_rate is not None:
-            where.append(params.add(WHERE_MIN_SUCCESS, min_success_rate))
-        return await self._select_procedures(
-            params,
-            where,
-            rank,
-            order,
-            limit,
-            min_success=min_success_rate is not None,
-            summary=summary,
-        )
-
-    async def get_procedure(self, id: str) -> ProcedureRow | None:
-        """One procedure, or None."""
-        params = _Params()
-        rows = await self._select_procedures(params, [params.add(WHERE_ID, id)])
-        return rows[0] if rows else None
+    async def _summaries(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._fetch(sql, params)]
 
     async def procedure_and_versions(
         self, id: str
@@ -855,44 +694,7 @@ class PostgresIndex:
             for column in VERSION_SORT_COLUMNS:
                 del v[column]
             versions.append(trusted_version(v))
-        return (None if values["id"] is None else _procedure_row_values(values)), versions
-
-    async def list_procedures(self) -> list[ProcedureRow]:
-        """Every procedure, by id."""
-        return sorted(await self._select_procedures(_Params(), []), key=lambda r: r.id)
-
-    async def procedure_trees(self) -> dict[str, str]:
-        """``{id: tree id}`` of every procedure (what a rebuild compares, without the rows)."""
-        with self._errors():
-            return {r[0]: r[1] for r in await self._pool.fetch(SELECT_PROCEDURE_TREES)}
-
-    async def versions(self, id: str) -> list[VersionRecord]:
-        """Releases of ``id``, ascending semver."""
-        with self._errors():
-            rows = await self._pool.fetch(SELECT_VERSIONS, id)
-        return [trusted_version(dict(r)) for r in rows]
-
-    async def all_version_tags(self) -> set[str]:
-        """Every release tag held."""
-        with self._errors():
-            return {r[0] for r in await self._pool.fetch(SELECT_VERSION_TAGS)}
-
-    async def all_channel_tags(self) -> set[str]:
-        """Every channel move tag held."""
-        with self._errors():
-            return {r[0] for r in await self._pool.fetch(SELECT_CHANNEL_TAGS)}
-
-    async def channels(self, id: str) -> list[ChannelMove]:
-        """Channel history of ``id``."""
-        with self._errors():
-            rows = await self._pool.fetch(SELECT_CHANNELS, id)
-        return [ChannelMove.model_validate(dict(r)) for r in rows]
-
-    async def current_channels(self, id: str) -> dict[str, ChannelMove]:
-        """Each channel of ``id`` at its highest seq."""
-        with self._errors():
-            rows = await self._pool.fetch(SELECT_CURRENT_CHANNELS, id)
-        return {r["channel"]: ChannelMove.model_validate(dict(r)) for r in rows}
+        return (None if values["id"] is None else trusted_procedure_row(values)), versions
 
     # -- executions --------------------------------------------------------
 
@@ -908,21 +710,6 @@ class PostgresIndex:
                     status = await conn.execute(INSERT_EXECUTIONS, *_execution_columns(chunk))
                     new += int(status.rsplit(" ", 1)[-1])
         return new
-
-    async def executions(
-        self, id: str, version: str | None = None, limit: int | None = None
-    ) -> list[ExecutionRecord]:
-        """Runs of ``id``, newest first (``limit`` None: all)."""
-        if limit is not None and limit <= 0:
-            return []
-        with self._errors():
-            rows = await self._pool.fetch(SELECT_EXECUTIONS, id, version, limit)
-        return [ExecutionRecord.model_validate(dict(r)) for r in rows]
-
-    async def count_executions(self, id: str | None = None) -> int:
-        """How many runs are recorded."""
-        with self._errors():
-            return int(await self._pool.fetchval(COUNT_EXECUTIONS, id))
 
     async def metrics(self, id: str) -> Metrics:
         """Run statistics of ``id``: percentile_cont in SQL, grouped overall and per version."""
@@ -952,37 +739,6 @@ class PostgresIndex:
         if not overall.runs:
             return Metrics()
         return Metrics(**overall.model_dump(), versions=dict(sorted(versions.items())))
-
-    async def recent_outcomes(self, id: str, version: str | None, n: int) -> list[bool]:
-        """Success flags of the last ``n`` runs, newest first."""
-        if n <= 0:
-            return []
-        with self._errors():
-            rows = await self._pool.fetch(SELECT_RECENT_OUTCOMES, id, version, n)
-        return [bool(r[0]) for r in rows]
-
-    async def snapshot(self) -> dict[str, Any]:
-        """Canonical dump of the derived tables (see ``contract.canonical_snapshot``)."""
-        with self._errors():
-            async with (
-                self._pool.acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                page = SELECT_PAGE.format(
-                    rank=RANK_NONE, health="", joins="", where="", order="sort_id", limit="ALL"
-                )
-                sql = SELECT_PROCEDURES.format(page=page, order="sort_id")
-                procedures = [_procedure_row(r) for r in await conn.fetch(sql)]
-                versions = [trusted_version(dict(r)) for r in await conn.fetch(SELECT_ALL_VERSIONS)]
-                channels = [
-                    ChannelMove.model_validate(dict(r))
-                    for r in await conn.fetch(SELECT_ALL_CHANNELS)
-                ]
-                states = [
-                    SyncState.model_validate(dict(r))
-                    for r in await conn.fetch(SELECT_ALL_SYNC_STATES)
-                ]
-        return canonical_snapshot(procedures, versions, channels, states)
 
 
 def _counts_by_group(

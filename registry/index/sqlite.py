@@ -37,25 +37,19 @@ from typing import Any, Self, TypeVar
 from pydantic import BaseModel
 
 from registry.errors import ConflictError, IndexCorrupt, IndexRejected, IndexUnavailable
+from registry.index.base import Query, SqlIndex
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
     SUMMARY_COLUMNS,
-    SYNC_STATE_COLUMNS,
     VERSION_COLUMNS,
     VERSION_SORT_COLUMNS,
     ChangeSet,
-    ChannelMove,
     ExecutionRecord,
     Metrics,
-    Order,
     ProcedureRecord,
-    ProcedureRow,
     RunFact,
-    SyncState,
-    VersionRecord,
-    canonical_snapshot,
     column_list,
     compute_metrics,
     fts5_query,
@@ -63,12 +57,11 @@ from registry.index.contract import (
     row_values,
     search_document,
     semver_key,
-    trusted_procedure_row,
-    trusted_version,
     upsert_sql,
     utc,
     version_values,
 )
+from registry.index.sql import Dialect, statements
 
 BUSY_TIMEOUT_MS = 5000
 LOCK_POLL_S = 0.05
@@ -129,10 +122,6 @@ def _json(text: str) -> Any:
 
 def _decoded(row: sqlite3.Row) -> dict[str, Any]:
     return {k: _json(v) if k in JSON_COLUMNS else v for k, v in zip(row.keys(), row, strict=True)}
-
-
-def _procedure_row(row: sqlite3.Row) -> ProcedureRow:
-    return trusted_procedure_row(_decoded(row))
 
 
 _SUMMARY_KEYS = (*SUMMARY_COLUMNS, "latest_version", "runs", "success_rate")
@@ -442,83 +431,36 @@ INSERT_PROCEDURE_FTS = """INSERT INTO procedures_fts
 VALUES (?, ?, ?, ?, ?, ?)"""
 PROCEDURE_EXISTS = "SELECT 1 FROM procedures WHERE id = ?"
 MARK_INVALID = "UPDATE procedures SET valid = 0, errors = ? WHERE id = ?"
-DELETE_VERSION = "DELETE FROM versions WHERE tag = ?"
 _VERSION_ALL = VERSION_COLUMNS + VERSION_SORT_COLUMNS
 UPSERT_VERSION = upsert_sql("versions", _VERSION_ALL, "tag", ["?"] * len(_VERSION_ALL))
-DELETE_CHANNEL = "DELETE FROM channels WHERE tag = ?"
-UPSERT_CHANNEL = upsert_sql("channels", CHANNEL_COLUMNS, "tag", ["?"] * len(CHANNEL_COLUMNS))
-UPSERT_SYNC_STATE = upsert_sql("sync_state", SYNC_STATE_COLUMNS, "ref", ["?"] * 4)
-SELECT_SYNC_STATE = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state WHERE ref = ?"
-SELECT_ALL_SYNC_STATES = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state"
-
-# Procedure queries run in two steps: the inner query filters, ranks, orders and limits
-# on narrow columns; only the rows it returns get their latest version and full columns.
-# Sort keys travel out of the inner query as sort_* so both levels order identically.
-HEALTH_JOIN = "LEFT JOIN runs.procedure_health h ON h.id = p.id"
-# a procedure without runs has no success rate, so it can never pass min_success_rate
-HEALTH_INNER_JOIN = "JOIN runs.procedure_health h ON h.id = p.id"
-SUCCESS_RATE = "CAST(h.successes AS REAL) / h.runs"
-SELECT_PAGE = """SELECT p.fts_rowid AS sort_key, {rank} AS sort_rank,
-    lower(p.name) AS sort_name, p.id AS sort_id{health}
-FROM {source} {joins} {where} ORDER BY {order} LIMIT ?"""
-PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
-FTS_SOURCE = "procedures_fts JOIN procedures p ON p.fts_rowid = procedures_fts.rowid"
-FTS_RANK = "bm25(procedures_fts, 10.0, 4.0, 4.0, 2.0, 1.0)"
-WHERE_FTS = "procedures_fts MATCH ?"
-_SELECT_ROWS = """SELECT {columns},
-    (SELECT v.version FROM versions v WHERE v.id = p.id
-     ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
-     LIMIT 1) AS latest_version,
-    coalesce(h.runs, 0) AS runs, {success_rate} AS success_rate
-FROM ({{page}}) s JOIN procedures p ON p.fts_rowid = s.sort_key {health_join}
-ORDER BY {{order}}"""
-SELECT_PROCEDURES = _SELECT_ROWS.format(
-    columns=column_list(PROCEDURE_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
-)
-SELECT_SUMMARIES = _SELECT_ROWS.format(
-    columns=column_list(SUMMARY_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
-)
-WHERE_CATEGORY = "p.category = ?"
-WHERE_STATUS = "p.status = ?"
-WHERE_VALID = "p.valid = ?"
-WHERE_ID = "p.id = ?"
-WHERE_TAGS = """NOT EXISTS (SELECT 1 FROM json_each(?) t
-    WHERE t.value NOT IN (SELECT j.value FROM json_each(p.tags) j))"""
-WHERE_MIN_SUCCESS = f"{SUCCESS_RATE} >= ?"
-ORDER_BY: dict[str, str] = {
-    "relevance": "sort_rank ASC, sort_name, sort_id",
-    "name": "sort_name, sort_id",
-    "health": "sort_rate DESC NULLS LAST, sort_runs DESC, sort_name, sort_id",
-}
-
-SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = ?
-ORDER BY major, minor, patch, is_release, pre_key, tag"""
-SELECT_ALL_VERSIONS = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
-SELECT_VERSION_TAGS = "SELECT tag FROM versions"
-SELECT_PROCEDURE_TREES = "SELECT id, tree_id FROM procedures"
-SELECT_CHANNEL_TAGS = "SELECT tag FROM channels"
-SELECT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS)} FROM channels WHERE id = ?
-ORDER BY channel, seq"""
-SELECT_ALL_CHANNELS = f"SELECT {column_list(CHANNEL_COLUMNS)} FROM channels"
-SELECT_CURRENT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS, "c")} FROM channels c
-WHERE c.id = ? AND c.seq = (SELECT max(c2.seq) FROM channels c2
-    WHERE c2.id = c.id AND c2.channel = c.channel)
-ORDER BY c.channel"""
-
 INSERT_EXECUTION = f"""INSERT OR IGNORE INTO runs.executions ({column_list(EXECUTION_COLUMNS)})
 VALUES ({", ".join(["?"] * len(EXECUTION_COLUMNS))})"""
-SELECT_EXECUTIONS = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM runs.executions
-WHERE id = ? AND (? IS NULL OR version = ?)
-ORDER BY started_at DESC, run_id DESC LIMIT ?"""
-COUNT_EXECUTIONS = "SELECT count(*) FROM runs.executions WHERE (? IS NULL OR id = ?)"
 SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_at, caller
 FROM runs.executions WHERE id = ?"""
-SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM runs.executions
-WHERE id = ? AND (? IS NULL OR version = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?"""
+
+SQLITE = Dialect(
+    name="sqlite",
+    numbered="?{}",
+    runs=f"{RUNS_SCHEMA}.",
+    # procedures are keyed by the integer rowid they share with their FTS row
+    page_key="fts_rowid",
+    sync_time="$4",
+    unlimited=-1,
+    text_query=fts5_query,
+    text_source="procedures_fts JOIN procedures p ON p.fts_rowid = procedures_fts.rowid",
+    text_match="procedures_fts MATCH {}",
+    # bm25 is lower for a better match
+    text_rank="-bm25(procedures_fts, 10.0, 4.0, 4.0, 2.0, 1.0)",
+    tags_match="""NOT EXISTS (SELECT 1 FROM json_each({}) t
+    WHERE t.value NOT IN (SELECT j.value FROM json_each(p.tags) j))""",
+)
+SQL = statements(SQLITE)
 
 
-class SqliteIndex:
+class SqliteIndex(SqlIndex):
     """The index in one SQLite file; see the module docstring for the design."""
+
+    dialect = SQLITE
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
@@ -683,25 +625,19 @@ class SqliteIndex:
                     c.execute(MARK_INVALID, (json.dumps(errors), id))
                 else:
                     _put_procedure(c, placeholder(id, errors, changes.commit))
-            c.executemany(DELETE_VERSION, [(t,) for t in changes.versions_delete])
+            c.executemany(SQL.delete_version, [(t,) for t in changes.versions_delete])
             c.executemany(
                 UPSERT_VERSION, [_params(version_values(v)) for v in changes.versions_upsert]
             )
-            c.executemany(DELETE_CHANNEL, [(t,) for t in changes.channels_delete])
+            c.executemany(SQL.delete_channel, [(t,) for t in changes.channels_delete])
             c.executemany(
-                UPSERT_CHANNEL,
+                SQL.upsert_channel,
                 [_params(row_values(m, CHANNEL_COLUMNS)) for m in changes.channels_upsert],
             )
             c.execute(
-                UPSERT_SYNC_STATE,
+                SQL.upsert_sync_state,
                 (changes.ref, changes.commit, changes.tags_digest, _ts(datetime.now(UTC))),
             )
-
-    async def sync_state(self, ref: str) -> SyncState | None:
-        """What was last indexed for ``ref``."""
-        with self._errors():
-            row = self._conn.execute(SELECT_SYNC_STATE, (ref,)).fetchone()
-        return None if row is None else _model(SyncState, row)
 
     @contextlib.asynccontextmanager
     async def sync_lock(self, wait: bool = True) -> AsyncIterator[None]:
@@ -732,158 +668,24 @@ class SqliteIndex:
     async def notify(self, payload: str) -> None:
         """No listeners on an embedded file: a no-op."""
 
-    # -- queries -----------------------------------------------------------
+    # -- reads (the queries are shared: see registry.index.base) -------------
 
-    def _select_procedures(
-        self,
-        where: Sequence[tuple[str, Any]],
-        fts: str | None = None,
-        order: Order = "name",
-        limit: int | None = None,
-        min_success_rate: float | None = None,
-        summary: bool = False,
-    ) -> list[Any]:
-        params: list[Any] = []
-        conditions = [cond for cond, _ in where]
-        if fts:
-            conditions.insert(0, WHERE_FTS)
-            params.append(fts)
-        params.extend(value for _, value in where)
-        if order == "relevance" and not fts:
-            order = "name"
-        # health is joined before the limit only when the filter or the order needs it
-        joins = ""
-        if min_success_rate is not None:
-            joins = HEALTH_INNER_JOIN
-            conditions.append(WHERE_MIN_SUCCESS)
-            params.append(min_success_rate)
-        elif order == "health":
-            joins = HEALTH_JOIN
-        page = SELECT_PAGE.format(
-            rank=FTS_RANK if fts else "NULL",
-            health=PAGE_HEALTH if joins else "",
-            source=FTS_SOURCE if fts else "procedures p",
-            joins=joins,
-            where=("WHERE " + " AND ".join(conditions)) if conditions else "",
-            order=ORDER_BY[order],
-        )
-        params.append(-1 if limit is None else limit)
-        if summary:
-            sql = SELECT_SUMMARIES.format(page=page, order=ORDER_BY[order])
-            with self._errors():
-                cursor = self._conn.cursor()
-                cursor.row_factory = None
-                return _summaries(cursor.execute(sql, params))
-        sql = SELECT_PROCEDURES.format(page=page, order=ORDER_BY[order])
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
         with self._errors():
-            return [_procedure_row(r) for r in self._conn.execute(sql, params)]
+            return self._conn.execute(sql, tuple(params)).fetchall()
 
-    async def search(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[ProcedureRow]:
-        """Procedures matching every filter; blank ``text`` means no text filter."""
-        return self._search(text, category, tags, status, valid, limit, order, min_success_rate)
+    async def _fetch_together(self, queries: Sequence[Query]) -> list[Sequence[Any]]:
+        with self._errors(), self._tx("DEFERRED") as c:
+            return [c.execute(sql, tuple(params)).fetchall() for sql, params in queries]
 
-    async def search_summaries(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """:meth:`search` with only the summary columns (a list of 10,000 stays fast)."""
-        return self._search(
-            text, category, tags, status, valid, limit, order, min_success_rate, summary=True
-        )
+    def _decode(self, row: sqlite3.Row) -> dict[str, Any]:
+        return _decoded(row)
 
-    def _search(
-        self,
-        text: str | None,
-        category: str | None,
-        tags: Sequence[str],
-        status: str | None,
-        valid: bool | None,
-        limit: int,
-        order: Order,
-        min_success_rate: float | None,
-        summary: bool = False,
-    ) -> list[Any]:
-        if limit <= 0:
-            return []
-        fts = None
-        if text is not None and text.strip():
-            fts = fts5_query(text)
-            if fts is None:  # only punctuation: nothing can match
-                return []
-        where: list[tuple[str, Any]] = []
-        if category is not None:
-            where.append((WHERE_CATEGORY, category))
-        if tags:
-            where.append((WHERE_TAGS, json.dumps(list(tags))))
-        if status is not None:
-            where.append((WHERE_STATUS, status))
-        if valid is not None:
-            where.append((WHERE_VALID, int(valid)))
-        return self._select_procedures(where, fts, order, limit, min_success_rate, summary)
-
-    async def get_procedure(self, id: str) -> ProcedureRow | None:
-        """One procedure, or None."""
-        rows = self._select_procedures([(WHERE_ID, id)])
-        return rows[0] if rows else None
-
-    async def procedure_and_versions(
-        self, id: str
-    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
-        """:meth:`get_procedure` and :meth:`versions` together (what ``get`` needs)."""
-        return await self.get_procedure(id), await self.versions(id)
-
-    async def list_procedures(self) -> list[ProcedureRow]:
-        """Every procedure, by id."""
-        return sorted(self._select_procedures([]), key=lambda r: r.id)
-
-    async def procedure_trees(self) -> dict[str, str]:
-        """``{id: tree id}`` of every procedure (what a rebuild compares, without the rows)."""
+    async def _summaries(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         with self._errors():
-            return dict(self._conn.execute(SELECT_PROCEDURE_TREES).fetchall())
-
-    async def versions(self, id: str) -> list[VersionRecord]:
-        """Releases of ``id``, ascending semver."""
-        with self._errors():
-            rows = self._conn.execute(SELECT_VERSIONS, (id,)).fetchall()
-        return [trusted_version(_decoded(r)) for r in rows]
-
-    async def all_version_tags(self) -> set[str]:
-        """Every release tag held."""
-        with self._errors():
-            return {r[0] for r in self._conn.execute(SELECT_VERSION_TAGS)}
-
-    async def all_channel_tags(self) -> set[str]:
-        """Every channel move tag held."""
-        with self._errors():
-            return {r[0] for r in self._conn.execute(SELECT_CHANNEL_TAGS)}
-
-    async def channels(self, id: str) -> list[ChannelMove]:
-        """Channel history of ``id``."""
-        with self._errors():
-            return [_model(ChannelMove, r) for r in self._conn.execute(SELECT_CHANNELS, (id,))]
-
-    async def current_channels(self, id: str) -> dict[str, ChannelMove]:
-        """Each channel of ``id`` at its highest seq."""
-        with self._errors():
-            rows = self._conn.execute(SELECT_CURRENT_CHANNELS, (id,)).fetchall()
-        return {r["channel"]: _model(ChannelMove, r) for r in rows}
+            cursor = self._conn.cursor()
+            cursor.row_factory = None
+            return _summaries(cursor.execute(sql, tuple(params)))
 
     # -- executions --------------------------------------------------------
 
@@ -897,23 +699,6 @@ class SqliteIndex:
                 INSERT_EXECUTION, [_params(row_values(e, EXECUTION_COLUMNS)) for e in records]
             )
             return cursor.rowcount
-
-    async def executions(
-        self, id: str, version: str | None = None, limit: int | None = None
-    ) -> list[ExecutionRecord]:
-        """Runs of ``id``, newest first (``limit`` None: all)."""
-        if limit is not None and limit <= 0:
-            return []
-        params = (id, version, version, -1 if limit is None else limit)
-        with self._errors():
-            return [
-                _model(ExecutionRecord, r) for r in self._conn.execute(SELECT_EXECUTIONS, params)
-            ]
-
-    async def count_executions(self, id: str | None = None) -> int:
-        """How many runs are recorded."""
-        with self._errors():
-            return int(self._conn.execute(COUNT_EXECUTIONS, (id, id)).fetchone()[0])
 
     async def metrics(self, id: str) -> Metrics:
         """Run statistics of ``id`` (percentiles as PostgreSQL's percentile_cont)."""
@@ -930,23 +715,6 @@ class SqliteIndex:
             )
             for r in rows
         )
-
-    async def recent_outcomes(self, id: str, version: str | None, n: int) -> list[bool]:
-        """Success flags of the last ``n`` runs, newest first."""
-        if n <= 0:
-            return []
-        with self._errors():
-            rows = self._conn.execute(SELECT_RECENT_OUTCOMES, (id, version, version, n))
-            return [bool(r[0]) for r in rows]
-
-    async def snapshot(self) -> dict[str, Any]:
-        """Canonical dump of the derived tables (see ``contract.canonical_snapshot``)."""
-        with self._errors(), self._tx("DEFERRED") as c:
-            procedures = self._select_procedures([])
-            versions = [trusted_version(_decoded(r)) for r in c.execute(SELECT_ALL_VERSIONS)]
-            channels = [_model(ChannelMove, r) for r in c.execute(SELECT_ALL_CHANNELS)]
-            states = [_model(SyncState, r) for r in c.execute(SELECT_ALL_SYNC_STATES)]
-        return canonical_snapshot(procedures, versions, channels, states)
 
 
 def set_aside_corrupt(path: Path) -> Path:
