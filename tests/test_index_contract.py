@@ -34,13 +34,13 @@ from registry.index.contract import (
     ProcedureRecord,
     SearchQuery,
     VersionRecord,
-    column_list,
     fts5_query,
     row_values,
     semver_key,
     tsquery,
     version_values,
 )
+from registry.index.sql import column_list
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REF = "refs/heads/main"
@@ -235,12 +235,13 @@ async def _write_v1_index(target: str) -> None:
     runs = [runrec("slugify", i, outcome="failure" if i == 0 else "success") for i in range(4)]
     if target.startswith("postgresql://"):
         from registry.index import postgres as pg
+        from registry.index import postgres_migrations as pgm
 
         pool = await asyncpg.create_pool(target, min_size=1, max_size=1, init=pg._init_connection)
         async with pool.acquire() as conn:
-            await conn.execute(pg.CREATE_MIGRATIONS_TABLE)
-            await conn.execute(pg.MIGRATIONS[0][2])
-            await conn.execute(pg.INSERT_MIGRATION, 1, pg.MIGRATIONS[0][1])
+            await conn.execute(pgm.CREATE_MIGRATIONS_TABLE)
+            await conn.execute(pgm.MIGRATIONS[0][2])
+            await conn.execute(pgm.INSERT_MIGRATION, 1, pgm.MIGRATIONS[0][1])
         # migration 2 leaves procedures and versions alone, so today's writes fit version 1
         v1 = pg.PostgresIndex(target, pool)
         await v1.apply(changes)
@@ -253,14 +254,17 @@ async def _write_v1_index(target: str) -> None:
         await pool.close()
         return
     from registry.index import sqlite as sq
+    from registry.index import sqlite_migrations as sqm
 
     Path(target).parent.mkdir(parents=True)
     conn = sqlite3.connect(target, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    conn.execute(sq.CREATE_MIGRATIONS_TABLE.format(schema="main"))
-    for statement in sq.MIGRATIONS[0][2]:
+    conn.execute(sqm.CREATE_MIGRATIONS_TABLE.format(schema="main"))
+    for statement in sqm.MIGRATIONS[0][2]:
         conn.execute(str(statement))
-    conn.execute(sq.INSERT_MIGRATION.format(schema="main"), (1, sq.MIGRATIONS[0][1], "2026-01-01"))
+    conn.execute(
+        sqm.INSERT_MIGRATION.format(schema="main"), (1, sqm.MIGRATIONS[0][1], "2026-01-01")
+    )
     # version 1 kept the id as an UNINDEXED first FTS column; rows are written as it did
     for record in changes.upsert:
         conn.execute(
@@ -271,7 +275,7 @@ async def _write_v1_index(target: str) -> None:
         conn.execute(
             "INSERT INTO procedures_fts (id, name, description, tags, params, docstring) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (record.id, *sq._fts_params(record)),
+            (record.id, *sqm.fts_params(record)),
         )
     for v in changes.versions_upsert:
         conn.execute(sq.UPSERT_VERSION, sq._params(version_values(v)))

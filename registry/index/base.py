@@ -11,10 +11,12 @@ metrics.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Self
 
+from registry.errors import IndexRejected, IndexUnavailable
 from registry.index.contract import (
     ChannelMove,
     ExecutionRecord,
@@ -43,6 +45,14 @@ class SqlIndex(ABC):
     """The reads of :class:`registry.index.contract.IndexBackend`, shared by both backends."""
 
     dialect: ClassVar[Dialect]
+    _rejected: ClassVar[tuple[type[Exception], ...]]
+    """Driver errors that mean the data broke a constraint (:class:`IndexRejected`)."""
+    _failed: ClassVar[tuple[type[Exception], ...]]
+    """Driver errors that mean the index failed (:class:`IndexUnavailable`)."""
+    _advice: ClassVar[str]
+    """What to do when the index failed, after its reason."""
+    label: str
+    """``the SQLite index <path>``: the index, for messages."""
 
     @property
     def sql(self) -> Statements:
@@ -50,6 +60,14 @@ class SqlIndex(ABC):
         return statements(self.dialect)
 
     # -- what a backend implements ---------------------------------------------
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; the object is unusable afterwards."""
+
+    def _reason(self, exc: BaseException) -> str:
+        """Why a driver call failed, in words."""
+        return str(exc)
 
     @abstractmethod
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
@@ -66,6 +84,29 @@ class SqlIndex(ABC):
     @abstractmethod
     async def _summaries(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         """The rows of a summary query as dicts (a list of 10,000 is mostly this)."""
+
+    # -- lifecycle and errors ----------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Driver errors inside become :class:`IndexRejected` or :class:`IndexUnavailable`."""
+        try:
+            yield
+        except self._rejected as exc:
+            raise IndexRejected(
+                f"{self.label} refused the change ({exc}); nothing was written. "
+                "The data breaks an index constraint: fix its source and sync again"
+            ) from exc
+        except self._failed as exc:
+            raise IndexUnavailable(
+                f"{self.label} failed: {self._reason(exc)}{self._advice}"
+            ) from exc
 
     # -- reads -------------------------------------------------------------------
 

@@ -452,7 +452,8 @@ def _identifier_keys(dotted: str | None) -> list[str]:
 
 # ---------------------------------------------------------------------------
 # columns: INSERT and SELECT lists come from the row models, so they cannot drift apart
-# (the CREATE TABLE statements in the migrations stay literal: a migration never changes)
+# (registry.index.sql writes them; the CREATE TABLE statements in the migrations stay
+# literal: a migration never changes)
 
 PROCEDURE_COLUMNS = tuple(ProcedureRecord.model_fields)
 VERSION_COLUMNS = tuple(VersionRecord.model_fields)
@@ -460,21 +461,8 @@ VERSION_SORT_COLUMNS = tuple(SemverKey.model_fields)
 CHANNEL_COLUMNS = tuple(ChannelMove.model_fields)
 EXECUTION_COLUMNS = tuple(ExecutionRecord.model_fields)
 SYNC_STATE_COLUMNS = tuple(SyncState.model_fields)
-
-
-def column_list(columns: Sequence[str], alias: str = "") -> str:
-    """``"a", "b"`` (quoted: ``commit`` is a keyword), optionally as ``alias."a"``."""
-    prefix = f"{alias}." if alias else ""
-    return ", ".join(f'{prefix}"{c}"' for c in columns)
-
-
-def upsert_sql(table: str, columns: Sequence[str], key: str, values: Sequence[str]) -> str:
-    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column, for both dialects."""
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != key)
-    return (
-        f"INSERT INTO {table} ({column_list(columns)}) VALUES ({', '.join(values)}) "
-        f'ON CONFLICT ("{key}") DO UPDATE SET {updates}'
-    )
+VERSION_ROW_COLUMNS = VERSION_COLUMNS + VERSION_SORT_COLUMNS
+"""The columns of a version row as stored: :func:`version_values` gives them in this order."""
 
 
 def row_values(record: BaseModel, columns: Sequence[str]) -> list[Any]:

@@ -18,14 +18,14 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from registry.errors import ConflictError, IndexRejected, IndexUnavailable
+from registry.errors import ConflictError, IndexUnavailable
 from registry.index.base import Query, SqlIndex
 from registry.index.contract import (
     CHANNEL_COLUMNS,
@@ -34,7 +34,7 @@ from registry.index.contract import (
     SYNC_CHANNEL,
     UNKNOWN_ERROR,
     UNVERSIONED,
-    VERSION_COLUMNS,
+    VERSION_ROW_COLUMNS,
     VERSION_SORT_COLUMNS,
     ChangeSet,
     ExecutionRecord,
@@ -43,25 +43,32 @@ from registry.index.contract import (
     ProcedureRow,
     VersionMetrics,
     VersionRecord,
-    column_list,
     placeholder,
     row_values,
     search_document,
-    semver_key,
     success_rate,
     trusted_procedure_row,
     trusted_version,
     tsquery,
-    upsert_sql,
     version_values,
+)
+from registry.index.postgres_migrations import (
+    CREATE_MIGRATIONS_TABLE,
+    INSERT_MIGRATION,
+    LOCK_MIGRATIONS,
+    MIGRATION_LOCK_KEY,
+    MIGRATIONS,
+    SELECT_MIGRATIONS,
 )
 from registry.index.sql import (
     HEALTH_JOIN,
     LATEST_VERSION,
     SUCCESS_RATE,
     Dialect,
+    column_list,
     dollars,
     statements,
+    upsert_sql,
 )
 
 POOL_MIN = 1
@@ -83,169 +90,8 @@ CONNECT_TIMEOUT_S = _seconds("PROCREG_PG_CONNECT_TIMEOUT", 10.0)
 COMMAND_TIMEOUT_S = _seconds("PROCREG_PG_COMMAND_TIMEOUT", 60.0)
 """Seconds any one statement may take (``$PROCREG_PG_COMMAND_TIMEOUT``)."""
 INGEST_CHUNK = 5000
-# pg_advisory_lock keys (bigint): "procsync" and "procmigr" as ASCII
+# the pg_advisory_lock key (bigint) of syncing: "procsync" as ASCII
 SYNC_LOCK_KEY = 0x70726F6373796E63
-MIGRATION_LOCK_KEY = 0x70726F636D696772
-
-
-async def _rekey_versions(conn: asyncpg.Connection) -> None:
-    rows = await conn.fetch("SELECT tag, version FROM versions")
-    await conn.executemany(
-        "UPDATE versions SET pre_key = $2 WHERE tag = $1",
-        [(r["tag"], semver_key(r["version"]).pre_key) for r in rows],
-    )
-
-
-# (number, name, step): a step is SQL, or an async function of the connection where
-# SQL cannot say it (sort keys computed in Python)
-MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable[None]]], ...] = (
-    (
-        1,
-        "initial schema",
-        """
-        CREATE TABLE procedures (
-            id text COLLATE "C" PRIMARY KEY,
-            name text COLLATE "C" NOT NULL,
-            description text NOT NULL,
-            category text NOT NULL,
-            tags jsonb NOT NULL,
-            status text NOT NULL,
-            entry_point text NOT NULL,
-            parameters jsonb NOT NULL,
-            docstring text,
-            metadata jsonb NOT NULL,
-            tree_id text NOT NULL,
-            "commit" text NOT NULL,
-            valid boolean NOT NULL,
-            errors jsonb NOT NULL,
-            search tsvector NOT NULL
-        );
-        CREATE INDEX procedures_search ON procedures USING gin (search);
-        CREATE INDEX procedures_tags ON procedures USING gin (tags jsonb_path_ops);
-        CREATE INDEX procedures_category ON procedures (category);
-        CREATE TABLE versions (
-            tag text COLLATE "C" PRIMARY KEY,
-            id text COLLATE "C" NOT NULL,
-            version text COLLATE "C" NOT NULL,
-            "commit" text NOT NULL,
-            tree_id text,
-            tagger_name text,
-            tagger_email text,
-            tagged_at timestamptz,
-            bump text,
-            breaking boolean,
-            lines_added integer CHECK (lines_added >= 0),
-            lines_removed integer CHECK (lines_removed >= 0),
-            reasons jsonb NOT NULL,
-            message text NOT NULL,
-            major bigint NOT NULL,
-            minor bigint NOT NULL,
-            patch bigint NOT NULL,
-            is_release smallint NOT NULL,
-            pre_key text COLLATE "C" NOT NULL,
-            UNIQUE (id, version)
-        );
-        CREATE INDEX versions_order ON versions (id, major, minor, patch, is_release, pre_key);
-        CREATE TABLE channels (
-            tag text COLLATE "C" PRIMARY KEY,
-            id text COLLATE "C" NOT NULL,
-            channel text COLLATE "C" NOT NULL,
-            seq integer NOT NULL CHECK (seq >= 0),
-            version text NOT NULL,
-            "commit" text NOT NULL,
-            moved_by text,
-            moved_at timestamptz,
-            action text,
-            reason text,
-            UNIQUE (id, channel, seq)
-        );
-        CREATE TABLE executions (
-            run_id text COLLATE "C" PRIMARY KEY,
-            id text COLLATE "C" NOT NULL,
-            version text,
-            "commit" text,
-            tree_id text,
-            python_version text,
-            caller text,
-            started_at timestamptz NOT NULL,
-            duration_ms double precision NOT NULL CHECK (duration_ms >= 0),
-            outcome text NOT NULL CHECK (outcome IN ('success', 'failure')),
-            error_type text,
-            error_message text,
-            cpu_ms double precision,
-            max_rss_kb bigint,
-            imported boolean NOT NULL
-        );
-        CREATE INDEX executions_by_id ON executions (id, started_at);
-        CREATE INDEX executions_by_version ON executions (id, version, started_at);
-        CREATE TABLE sync_state (
-            ref text COLLATE "C" PRIMARY KEY,
-            "commit" text,
-            tags_digest text,
-            synced_at timestamptz NOT NULL
-        );
-        """,
-    ),
-    (
-        2,
-        "name-ordered indexes; health per procedure",
-        # A GIN pending list is scanned linearly by every search until vacuum merges it:
-        # after a reindex that is 10,000 rows, so entries go straight into the index.
-        # ORDER BY lower(name), id LIMIT n reads the first n index entries instead of sorting.
-        # Health is kept by a statement trigger so every insert path counts; its transition
-        # table holds only rows really inserted (ON CONFLICT DO NOTHING skips duplicates),
-        # and ids are upserted in order so concurrent ingests lock rows in the same order.
-        """
-        ALTER INDEX procedures_search SET (fastupdate = off);
-        SELECT gin_clean_pending_list('procedures_search');
-        DROP INDEX procedures_category;
-        CREATE INDEX procedures_category ON procedures (category, lower(name), id);
-        CREATE INDEX procedures_name ON procedures (lower(name), id);
-        CREATE TABLE procedure_health (
-            id text COLLATE "C" PRIMARY KEY,
-            runs bigint NOT NULL CHECK (runs >= 0),
-            successes bigint NOT NULL CHECK (successes >= 0)
-        );
-        INSERT INTO procedure_health (id, runs, successes)
-        SELECT id, count(*), count(*) FILTER (WHERE outcome = 'success')
-        FROM executions GROUP BY id;
-        CREATE FUNCTION procreg_count_runs() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            INSERT INTO procedure_health AS h (id, runs, successes)
-            SELECT id, count(*), count(*) FILTER (WHERE outcome = 'success')
-            FROM new_runs GROUP BY id ORDER BY id
-            ON CONFLICT (id) DO UPDATE
-                SET runs = h.runs + excluded.runs, successes = h.successes + excluded.successes;
-            RETURN NULL;
-        END
-        $$;
-        CREATE TRIGGER executions_count_runs AFTER INSERT ON executions
-            REFERENCING NEW TABLE AS new_runs
-            FOR EACH STATEMENT EXECUTE FUNCTION procreg_count_runs();
-        """,
-    ),
-    (
-        3,
-        "runs record how they were isolated",
-        # executions and procedure_health are run history, not derived data: a reindex
-        # (DELETE_ALL_DERIVED) never touches them.
-        "ALTER TABLE executions ADD COLUMN isolation text;",
-    ),
-    (
-        4,
-        "versions order their build metadata (pre_key recomputed)",
-        _rekey_versions,
-    ),
-)
-
-LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"
-# The bookkeeping table itself is the one thing created before migrations can be read.
-CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
-    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"""
-SELECT_MIGRATIONS = "SELECT version FROM schema_migrations ORDER BY version"
-INSERT_MIGRATION = (
-    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())"
-)
 
 
 DELETE_ALL_DERIVED = (
@@ -271,7 +117,6 @@ UPSERT_INVALID = (
     UPSERT_PROCEDURE.split(" ON CONFLICT ")[0]
     + ' ON CONFLICT ("id") DO UPDATE SET valid = false, errors = excluded.errors'
 )
-_VERSION_ALL = VERSION_COLUMNS + VERSION_SORT_COLUMNS
 
 # Bulk upserts: one INSERT ... SELECT FROM unnest(...) per chunk instead of a statement a
 # row. Every input is an array parameter; JSON travels as text and is cast in SQL.
@@ -317,7 +162,11 @@ BULK_UPSERT_PROCEDURES = _unnest_upsert(
     ],
 )
 BULK_UPSERT_VERSIONS = _unnest_upsert(
-    "versions", _VERSION_ALL, "tag", _VERSION_ALL, [_unnest_value(c) for c in _VERSION_ALL]
+    "versions",
+    VERSION_ROW_COLUMNS,
+    "tag",
+    VERSION_ROW_COLUMNS,
+    [_unnest_value(c) for c in VERSION_ROW_COLUMNS],
 )
 
 # get's two questions in one round trip: the procedure row (NULLs when absent) and its
@@ -326,7 +175,7 @@ SELECT_PROCEDURE_AND_VERSIONS = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")}
     coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate,
     (SELECT coalesce(json_agg(v ORDER BY v.major, v.minor, v.patch, v.is_release, v.pre_key,
         v.tag), '[]'::json)::text
-     FROM (SELECT {column_list(VERSION_COLUMNS + VERSION_SORT_COLUMNS)} FROM versions
+     FROM (SELECT {column_list(VERSION_ROW_COLUMNS)} FROM versions
            WHERE id = q.id) v) AS versions_json
 FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {HEALTH_JOIN}""".replace(
     "{runs}", ""
@@ -446,10 +295,14 @@ class PostgresIndex(SqlIndex):
     """The index in a PostgreSQL database; see the module docstring for the design."""
 
     dialect = POSTGRES
+    _rejected = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+    _failed = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    _advice = ". Check that the server is up and reachable, then retry"
 
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
         self.url = url
         self.where = describe_url(url)
+        self.label = f"the PostgreSQL index at {self.where}"
         self._pool = pool
         self.applied_migrations: list[int] = []
         # the sync lock's session, kept between syncs: a new connection costs ~7 ms
@@ -524,26 +377,8 @@ class PostgresIndex(SqlIndex):
         finally:
             await self._pool.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
-            raise IndexRejected(
-                f"the PostgreSQL index at {self.where} refused the change ({exc}); nothing "
-                "was written. The data breaks an index constraint: fix its source and sync again"
-            ) from exc
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise IndexUnavailable(
-                f"the PostgreSQL index at {self.where} failed: {_reason(exc)}. "
-                "Check that the server is up and reachable, then retry"
-            ) from exc
+    def _reason(self, exc: BaseException) -> str:
+        return _reason(exc)
 
     async def schema_migrations(self) -> list[int]:
         """Numbers of the applied migrations, ascending."""
@@ -583,7 +418,7 @@ class PostgresIndex(SqlIndex):
                 for chunk in _chunks(_last_by(changes.versions_upsert, "tag")):
                     await conn.execute(
                         BULK_UPSERT_VERSIONS,
-                        *_columns([version_values(v) for v in chunk], _VERSION_ALL),
+                        *_columns([version_values(v) for v in chunk], VERSION_ROW_COLUMNS),
                     )
                 if changes.channels_delete:
                     await conn.executemany(

@@ -31,11 +31,24 @@ from registry.index.contract import (
     SYNC_STATE_COLUMNS,
     VERSION_COLUMNS,
     SearchQuery,
-    column_list,
-    upsert_sql,
 )
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def column_list(columns: Sequence[str], alias: str = "") -> str:
+    """``"a", "b"`` (quoted: ``commit`` is a keyword), optionally as ``alias."a"``."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{c}"' for c in columns)
+
+
+def upsert_sql(table: str, columns: Sequence[str], key: str, values: Sequence[str]) -> str:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column, for both dialects."""
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != key)
+    return (
+        f"INSERT INTO {table} ({column_list(columns)}) VALUES ({', '.join(values)}) "
+        f'ON CONFLICT ("{key}") DO UPDATE SET {updates}'
+    )
 
 
 def dollars(n: int, start: int = 1) -> list[str]:

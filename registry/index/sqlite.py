@@ -29,39 +29,47 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-from pydantic import BaseModel
-
-from registry.errors import ConflictError, IndexCorrupt, IndexRejected, IndexUnavailable
+from registry.errors import ConflictError, IndexCorrupt, IndexUnavailable
 from registry.index.base import Query, SqlIndex
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
     SUMMARY_COLUMNS,
-    VERSION_COLUMNS,
-    VERSION_SORT_COLUMNS,
+    VERSION_ROW_COLUMNS,
     ChangeSet,
     ExecutionRecord,
     Metrics,
     ProcedureRecord,
     RunFact,
-    column_list,
     compute_metrics,
     fts5_query,
     placeholder,
     row_values,
-    search_document,
-    semver_key,
-    upsert_sql,
     utc,
     version_values,
 )
-from registry.index.sql import Dialect, statements
+from registry.index.sql import Dialect, column_list, statements, upsert_sql
+from registry.index.sqlite_migrations import (
+    ATTACH_RUNS,
+    ATTACHED_FROM,
+    CHECK_READABLE,
+    CREATE_MIGRATIONS_TABLE,
+    INSERT_MIGRATION,
+    INSERT_PROCEDURE_FTS,
+    JSON_COLUMNS,
+    MIGRATIONS,
+    RUNS_MIGRATIONS,
+    RUNS_SCHEMA,
+    SELECT_MIGRATIONS,
+    MigrationStep,
+    fts_params,
+)
 
 BUSY_TIMEOUT_MS = 5000
 LOCK_POLL_S = 0.05
@@ -71,18 +79,12 @@ PRAGMAS = (
     "PRAGMA foreign_keys = ON",
 )
 
-RUNS_SCHEMA = "runs"
-
 
 def runs_path(index_path: Path) -> Path:
     """The run-history file that goes with the index file ``index_path``."""
     if index_path.name == "index.sqlite3":
         return index_path.with_name("runs.sqlite3")
     return index_path.with_name(f"{index_path.stem}-runs{index_path.suffix or '.sqlite3'}")
-
-
-M = TypeVar("M", bound=BaseModel)
-JSON_COLUMNS = frozenset({"tags", "parameters", "metadata", "errors", "reasons"})
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -103,17 +105,6 @@ def _sql(value: Any) -> Any:
 
 def _params(values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(_sql(v) for v in values)
-
-
-def _fts_params(r: ProcedureRecord) -> tuple[str, ...]:
-    doc = search_document(r)
-    return (doc["name"], doc["description"], doc["tags"], doc["params"], doc["docstring"])
-
-
-def _model(model: type[M], row: sqlite3.Row | dict[str, Any]) -> M:
-    """A row as ``model``; pydantic parses the ISO times and 0/1 booleans back."""
-    values = {k: json.loads(v) if k in JSON_COLUMNS else v for k, v in dict(row).items()}
-    return model.model_validate(values)
 
 
 def _json(text: str) -> Any:
@@ -156,262 +147,8 @@ def _put_procedure(c: sqlite3.Connection, record: ProcedureRecord) -> None:
         UPSERT_PROCEDURE, _params(row_values(record, PROCEDURE_COLUMNS))
     ).fetchall()
     c.execute(DELETE_PROCEDURE_FTS, (rowid,))
-    c.execute(INSERT_PROCEDURE_FTS, (rowid, *_fts_params(record)))
+    c.execute(INSERT_PROCEDURE_FTS, (rowid, *fts_params(record)))
 
-
-def _fill_fts(conn: sqlite3.Connection) -> None:
-    """Migration step: write every procedure's FTS row under its ``fts_rowid``."""
-    columns = column_list(PROCEDURE_COLUMNS)
-    rows = []
-    for row in conn.execute(f"SELECT fts_rowid, {columns} FROM procedures"):
-        values = dict(row)
-        rowid = values.pop("fts_rowid")
-        rows.append((rowid, *_fts_params(_model(ProcedureRecord, values))))
-    conn.executemany(INSERT_PROCEDURE_FTS, rows)
-
-
-# Migrations 1 and 2 ran before the run file existed; they run with it detached.
-ATTACHED_FROM = 3
-_OLD_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
-_COPY_OLD_RUNS = (
-    f"INSERT OR IGNORE INTO runs.executions ({column_list(_OLD_RUN_COLUMNS)}) "
-    f"SELECT {column_list(_OLD_RUN_COLUMNS)} FROM main.executions"
-)
-
-
-def _copy_old_runs(conn: sqlite3.Connection) -> None:
-    """Migration step: the runs an older index held go to the run file (health follows)."""
-    conn.execute(_COPY_OLD_RUNS)
-
-
-def _rekey_versions(conn: sqlite3.Connection) -> None:
-    rows = conn.execute("SELECT tag, version FROM versions").fetchall()
-    conn.executemany(
-        "UPDATE versions SET pre_key = ? WHERE tag = ?",
-        [(semver_key(version).pre_key, tag) for tag, version in rows],
-    )
-
-
-# (number, name, steps): applied in order, each in one transaction with its record;
-# a step is SQL, or a function of the connection where SQL cannot say it (FTS text)
-MigrationStep = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
-    (
-        1,
-        "initial schema",
-        (
-            """CREATE TABLE procedures (
-                id TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                description TEXT NOT NULL,
-                category TEXT NOT NULL,
-                tags TEXT NOT NULL,
-                status TEXT NOT NULL,
-                entry_point TEXT NOT NULL,
-                parameters TEXT NOT NULL,
-                docstring TEXT,
-                metadata TEXT NOT NULL,
-                tree_id TEXT NOT NULL,
-                "commit" TEXT NOT NULL,
-                valid INTEGER NOT NULL CHECK (valid IN (0, 1)),
-                errors TEXT NOT NULL
-            )""",
-            "CREATE INDEX procedures_category ON procedures (category)",
-            """CREATE VIRTUAL TABLE procedures_fts USING fts5 (
-                id UNINDEXED, name, description, tags, params, docstring,
-                tokenize = 'unicode61 remove_diacritics 0'
-            )""",
-            """CREATE TABLE versions (
-                tag TEXT PRIMARY KEY,
-                id TEXT NOT NULL,
-                version TEXT NOT NULL,
-                "commit" TEXT NOT NULL,
-                tree_id TEXT,
-                tagger_name TEXT,
-                tagger_email TEXT,
-                tagged_at TEXT,
-                bump TEXT,
-                breaking INTEGER,
-                lines_added INTEGER CHECK (lines_added >= 0),
-                lines_removed INTEGER CHECK (lines_removed >= 0),
-                reasons TEXT NOT NULL,
-                message TEXT NOT NULL,
-                major INTEGER NOT NULL,
-                minor INTEGER NOT NULL,
-                patch INTEGER NOT NULL,
-                is_release INTEGER NOT NULL,
-                pre_key TEXT NOT NULL,
-                UNIQUE (id, version)
-            )""",
-            "CREATE INDEX versions_order ON versions"
-            " (id, major, minor, patch, is_release, pre_key)",
-            """CREATE TABLE channels (
-                tag TEXT PRIMARY KEY,
-                id TEXT NOT NULL,
-                channel TEXT NOT NULL,
-                seq INTEGER NOT NULL CHECK (seq >= 0),
-                version TEXT NOT NULL,
-                "commit" TEXT NOT NULL,
-                moved_by TEXT,
-                moved_at TEXT,
-                action TEXT,
-                reason TEXT,
-                UNIQUE (id, channel, seq)
-            )""",
-            """CREATE TABLE executions (
-                run_id TEXT PRIMARY KEY,
-                id TEXT NOT NULL,
-                version TEXT,
-                "commit" TEXT,
-                tree_id TEXT,
-                python_version TEXT,
-                caller TEXT,
-                started_at TEXT NOT NULL,
-                duration_ms REAL NOT NULL CHECK (duration_ms >= 0),
-                outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
-                error_type TEXT,
-                error_message TEXT,
-                cpu_ms REAL,
-                max_rss_kb INTEGER,
-                imported INTEGER NOT NULL
-            )""",
-            "CREATE INDEX executions_by_id ON executions (id, started_at)",
-            "CREATE INDEX executions_by_version ON executions (id, version, started_at)",
-            """CREATE TABLE sync_state (
-                ref TEXT PRIMARY KEY,
-                "commit" TEXT,
-                tags_digest TEXT,
-                synced_at TEXT NOT NULL
-            )""",
-        ),
-    ),
-    (
-        2,
-        "procedures keyed by an integer rowid shared with their FTS row; health per procedure",
-        (
-            # an FTS5 delete by an UNINDEXED id scans the whole table; by rowid it is a lookup.
-            # The key is an explicit INTEGER PRIMARY KEY so VACUUM cannot renumber it.
-            """CREATE TABLE procedures_keyed (
-                fts_rowid INTEGER PRIMARY KEY,
-                id TEXT NOT NULL UNIQUE,
-                name TEXT NOT NULL,
-                description TEXT NOT NULL,
-                category TEXT NOT NULL,
-                tags TEXT NOT NULL,
-                status TEXT NOT NULL,
-                entry_point TEXT NOT NULL,
-                parameters TEXT NOT NULL,
-                docstring TEXT,
-                metadata TEXT NOT NULL,
-                tree_id TEXT NOT NULL,
-                "commit" TEXT NOT NULL,
-                valid INTEGER NOT NULL CHECK (valid IN (0, 1)),
-                errors TEXT NOT NULL
-            )""",
-            """INSERT INTO procedures_keyed (id, name, description, category, tags, status,
-                entry_point, parameters, docstring, metadata, tree_id, "commit", valid, errors)
-            SELECT id, name, description, category, tags, status, entry_point, parameters,
-                docstring, metadata, tree_id, "commit", valid, errors
-            FROM procedures ORDER BY id""",
-            "DROP TABLE procedures",
-            "ALTER TABLE procedures_keyed RENAME TO procedures",
-            # ORDER BY lower(name), id LIMIT n reads the first n entries instead of sorting
-            "CREATE INDEX procedures_category ON procedures (category, lower(name), id)",
-            "CREATE INDEX procedures_name ON procedures (lower(name), id)",
-            "DROP TABLE procedures_fts",
-            """CREATE VIRTUAL TABLE procedures_fts USING fts5 (
-                name, description, tags, params, docstring,
-                tokenize = 'unicode61 remove_diacritics 0'
-            )""",
-            _fill_fts,
-            # runs and successes per procedure, kept by a trigger so every insert path counts
-            # (INSERT OR IGNORE fires it only for rows really inserted)
-            """CREATE TABLE procedure_health (
-                id TEXT PRIMARY KEY,
-                runs INTEGER NOT NULL CHECK (runs >= 0),
-                successes INTEGER NOT NULL CHECK (successes >= 0)
-            )""",
-            """INSERT INTO procedure_health (id, runs, successes)
-            SELECT id, count(*), sum(outcome = 'success') FROM executions GROUP BY id""",
-            # two plain statements rather than an UPSERT: a trigger's statements take the
-            # firing statement's conflict policy (OR IGNORE), which would skip the update
-            """CREATE TRIGGER executions_count_runs AFTER INSERT ON executions BEGIN
-                INSERT OR IGNORE INTO procedure_health (id, runs, successes)
-                    VALUES (new.id, 0, 0);
-                UPDATE procedure_health
-                    SET runs = runs + 1, successes = successes + (new.outcome = 'success')
-                    WHERE id = new.id;
-            END""",
-        ),
-    ),
-    (
-        3,
-        "run history moves to its own file (runs.sqlite3), which reindex never touches",
-        (
-            _copy_old_runs,
-            "DROP TRIGGER main.executions_count_runs",
-            "DROP TABLE main.procedure_health",
-            "DROP TABLE main.executions",
-        ),
-    ),
-    (
-        4,
-        "versions order their build metadata (pre_key recomputed)",
-        (_rekey_versions,),
-    ),
-)
-
-# The run file's own migrations (recorded in runs.schema_migrations).
-RUNS_MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
-    (
-        1,
-        "run history: executions (with the isolation a run had) and health per procedure",
-        (
-            """CREATE TABLE runs.executions (
-                run_id TEXT PRIMARY KEY,
-                id TEXT NOT NULL,
-                version TEXT,
-                "commit" TEXT,
-                tree_id TEXT,
-                python_version TEXT,
-                caller TEXT,
-                started_at TEXT NOT NULL,
-                duration_ms REAL NOT NULL CHECK (duration_ms >= 0),
-                outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
-                error_type TEXT,
-                error_message TEXT,
-                cpu_ms REAL,
-                max_rss_kb INTEGER,
-                imported INTEGER NOT NULL,
-                isolation TEXT
-            )""",
-            "CREATE INDEX runs.executions_by_id ON executions (id, started_at)",
-            "CREATE INDEX runs.executions_by_version ON executions (id, version, started_at)",
-            """CREATE TABLE runs.procedure_health (
-                id TEXT PRIMARY KEY,
-                runs INTEGER NOT NULL CHECK (runs >= 0),
-                successes INTEGER NOT NULL CHECK (successes >= 0)
-            )""",
-            """CREATE TRIGGER runs.executions_count_runs AFTER INSERT ON executions BEGIN
-                INSERT OR IGNORE INTO procedure_health (id, runs, successes)
-                    VALUES (new.id, 0, 0);
-                UPDATE procedure_health
-                    SET runs = runs + 1, successes = successes + (new.outcome = 'success')
-                    WHERE id = new.id;
-            END""",
-        ),
-    ),
-)
-
-# The bookkeeping table itself is the one thing created before migrations can be read.
-CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
-    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"""
-SELECT_MIGRATIONS = "SELECT version FROM {schema}.schema_migrations ORDER BY version"
-INSERT_MIGRATION = (
-    "INSERT INTO {schema}.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
-)
-ATTACH_RUNS = f"ATTACH DATABASE ? AS {RUNS_SCHEMA}"
-CHECK_READABLE = "SELECT count(*) FROM {schema}.sqlite_master"
 
 DELETE_ALL_DERIVED = (
     "DELETE FROM procedures",
@@ -426,13 +163,11 @@ UPSERT_PROCEDURE = (
     upsert_sql("procedures", PROCEDURE_COLUMNS, "id", ["?"] * len(PROCEDURE_COLUMNS))
     + " RETURNING fts_rowid"
 )
-INSERT_PROCEDURE_FTS = """INSERT INTO procedures_fts
-    (rowid, name, description, tags, params, docstring)
-VALUES (?, ?, ?, ?, ?, ?)"""
 PROCEDURE_EXISTS = "SELECT 1 FROM procedures WHERE id = ?"
 MARK_INVALID = "UPDATE procedures SET valid = 0, errors = ? WHERE id = ?"
-_VERSION_ALL = VERSION_COLUMNS + VERSION_SORT_COLUMNS
-UPSERT_VERSION = upsert_sql("versions", _VERSION_ALL, "tag", ["?"] * len(_VERSION_ALL))
+UPSERT_VERSION = upsert_sql(
+    "versions", VERSION_ROW_COLUMNS, "tag", ["?"] * len(VERSION_ROW_COLUMNS)
+)
 INSERT_EXECUTION = f"""INSERT OR IGNORE INTO runs.executions ({column_list(EXECUTION_COLUMNS)})
 VALUES ({", ".join(["?"] * len(EXECUTION_COLUMNS))})"""
 SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_at, caller
@@ -461,9 +196,16 @@ class SqliteIndex(SqlIndex):
     """The index in one SQLite file; see the module docstring for the design."""
 
     dialect = SQLITE
+    _rejected = (sqlite3.IntegrityError,)
+    _failed = (sqlite3.Error,)
+    _advice = (
+        "; if another process holds it, retry; if the disk is full, free some space; "
+        "if it is corrupt, run `procreg reindex` (run records are kept apart)"
+    )
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
+        self.label = f"the SQLite index {path}"
         self._conn = conn
         self.applied_migrations: list[int] = []
 
@@ -561,28 +303,6 @@ class SqliteIndex(SqlIndex):
     async def close(self) -> None:
         """Close the connection."""
         self._conn.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.IntegrityError as exc:
-            raise IndexRejected(
-                f"the SQLite index {self.path} refused the change ({exc}); nothing was "
-                "written. The data breaks an index constraint: fix its source and sync again"
-            ) from exc
-        except sqlite3.Error as exc:
-            raise IndexUnavailable(
-                f"the SQLite index {self.path} failed: {exc}; if another process holds it, "
-                "retry; if the disk is full, free some space; if it is corrupt, run "
-                "`procreg reindex` (run records are kept apart)"
-            ) from exc
 
     @contextlib.contextmanager
     def _tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
