@@ -64,7 +64,8 @@ from registry.index.contract import (
     VersionRecord,
     construct_trusted,
 )
-from registry.index.sync import Drift, SyncReport, sync, verify
+from registry.index.drift import Drift
+from registry.index.sync import SyncReport, sync, verify
 from registry.runs import execution
 from registry.runs.execution import RunResult
 from registry.workspace import proposals

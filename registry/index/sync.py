@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -67,6 +67,7 @@ from registry.index.contract import (
     canonical_snapshot,
     placeholder,
 )
+from registry.index.drift import Drift, snapshot_drift
 from registry.index.plan import SyncInputs, plan_sync
 
 log = logging.getLogger(__name__)
@@ -109,27 +110,6 @@ class SyncReport(BaseModel):
             or self.tags_removed
             or self.commit != self.previous
         )
-
-
-DriftKind = Literal["missing", "extra", "different"]
-
-
-class Drift(BaseModel):
-    """One difference between the index and what git says it should hold.
-
-    ``missing``: git has it, the index does not; ``extra``: the reverse;
-    ``different``: both have it, ``fields`` differ.
-    """
-
-    table: str
-    key: str
-    kind: DriftKind
-    fields: list[str] = Field(default_factory=list)
-
-    def format(self) -> str:
-        """One line: ``procedures slugify: different (tags, description)``."""
-        extra = f" ({', '.join(self.fields)})" if self.fields else ""
-        return f"{self.table} {self.key}: {self.kind}{extra}"
 
 
 # --------------------------------------------------------------------------- git side
@@ -482,6 +462,14 @@ def _resolve(store: GitStore, ref: str) -> str | None:
     return store.try_resolve(ref)
 
 
+def _full_ref(store: GitStore, ref: str | None, config: Config | None) -> str:
+    """The full ref a sync follows: ``ref`` as a branch, else the tracked ref."""
+    wt_config = config or worktree_config(store)
+    return (
+        store.branch_ref(ref) if ref and ref != "HEAD" else (ref or tracked_ref(store, wt_config))
+    )
+
+
 async def sync(
     store: GitStore,
     backend: IndexBackend,
@@ -497,8 +485,7 @@ async def sync(
     syncer runs at a time. ``config`` overrides ``procreg.toml`` (tests).
     """
     started = time.perf_counter()
-    wt_config = config or worktree_config(store)
-    ref = store.branch_ref(ref) if ref and ref != "HEAD" else (ref or tracked_ref(store, wt_config))
+    ref = _full_ref(store, ref, config)
     async with backend.sync_lock():
         state = await backend.sync_state(ref)
         previous = state.commit if state else None
@@ -653,11 +640,6 @@ async def _tag_changes(
 # --------------------------------------------------------------------------- verify
 
 
-# ``commit`` of a procedure row says at which sync it was written, which git
-# cannot confirm; the tree id (compared) says what was indexed.
-_UNVERIFIABLE = frozenset({"commit"})
-
-
 async def verify(
     store: GitStore, backend: IndexBackend, ref: str | None = None, *, config: Config | None = None
 ) -> list[Drift]:
@@ -667,8 +649,7 @@ async def verify(
     validity and errors only (the content they keep is their last valid
     state, which depends on when syncs ran).
     """
-    wt_config = config or worktree_config(store)
-    ref = store.branch_ref(ref) if ref and ref != "HEAD" else (ref or tracked_ref(store, wt_config))
+    ref = _full_ref(store, ref, config)
     commit = _resolve(store, ref)
     actual = await backend.snapshot()
     if commit is None:
@@ -683,39 +664,4 @@ async def verify(
         expected = canonical_snapshot(
             records, changes.versions_upsert, changes.channels_upsert, [state]
         )
-    drifts: list[Drift] = []
-    drifts += _compare("procedures", "id", expected["procedures"], actual["procedures"])
-    drifts += _compare("versions", "tag", expected["versions"], actual["versions"])
-    drifts += _compare("channels", "tag", expected["channels"], actual["channels"])
-    drifts += _compare("sync_state", "ref", expected["sync_state"], actual["sync_state"])
-    return drifts
-
-
-def _compare(
-    table: str, key: str, expected: list[dict[str, Any]], actual: list[dict[str, Any]]
-) -> list[Drift]:
-    want = {row[key]: row for row in expected}
-    have = {row[key]: row for row in actual}
-    out: list[Drift] = []
-    for k in sorted(want.keys() | have.keys()):
-        a, b = want.get(k), have.get(k)
-        if b is None:
-            out.append(Drift(table=table, key=k, kind="missing"))
-        elif a is None:
-            out.append(Drift(table=table, key=k, kind="extra"))
-        else:
-            fields = _differing(table, a, b)
-            if fields:
-                out.append(Drift(table=table, key=k, kind="different", fields=fields))
-    return out
-
-
-def _differing(table: str, want: dict[str, Any], have: dict[str, Any]) -> list[str]:
-    if table == "procedures":
-        if not want.get("valid", True) or not have.get("valid", True):
-            names = ["valid", "errors"]
-        else:
-            names = [n for n in want.keys() | have.keys() if n not in _UNVERIFIABLE]
-    else:
-        names = list(want.keys() | have.keys())
-    return sorted(n for n in names if want.get(n) != have.get(n))
+    return snapshot_drift(expected, actual)
