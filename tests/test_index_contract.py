@@ -34,12 +34,11 @@ from registry.index.contract import (
     ProcedureRecord,
     SearchQuery,
     VersionRecord,
-    fts5_query,
     row_values,
     semver_key,
-    tsquery,
     version_values,
 )
+from registry.index.fulltext import fts5_query, tsquery
 from registry.index.sql import column_list
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

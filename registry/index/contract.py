@@ -5,14 +5,15 @@ append-only execution records, which git does not hold. Two backends implement t
 same contract and pass the same tests: :mod:`registry.index.sqlite` (stdlib, the
 embedded default) and :mod:`registry.index.postgres` (asyncpg, production).
 
-Everything here is pure: the semver sort key, the percentile both backends agree on,
-the conversion of user search text into a query that can never be a syntax error.
+Everything here is pure: the row models, the semver sort key, the column lists and
+the canonical snapshot. Beside it: :mod:`registry.index.sql` (the statements both
+backends share), :mod:`registry.index.fulltext` (user text into a query that can
+never be a syntax error), :mod:`registry.index.metrics` (the statistics both
+backends agree on) and :mod:`registry.index.connect` (which backend a target names).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -476,135 +477,10 @@ def version_values(record: VersionRecord) -> list[Any]:
     return row_values(record, VERSION_COLUMNS) + row_values(key, VERSION_SORT_COLUMNS)
 
 
-# ---------------------------------------------------------------------------
-# full-text query building: user text becomes words, never operators
-
-_WORD_RE = re.compile(r"[^\W_]+")
-
-
-def search_words(text: str | None) -> list[str]:
-    """The searchable words of ``text``, lowercased (letters and digits only)."""
-    if not text:
-        return []
-    return [w.lower() for w in _WORD_RE.findall(text)]
-
-
-def _prefix_last(text: str) -> bool:
-    # "csv" while typing matches "csvkit"; "csv " means the whole word
-    return not text[-1:].isspace()
-
-
-def fts5_query(text: str) -> str | None:
-    """An FTS5 MATCH string for ``text`` (every word required, last as prefix), or None."""
-    words = search_words(text)
-    if not words:
-        return None
-    quoted = [f'"{w}"' for w in words]
-    if _prefix_last(text):
-        quoted[-1] += "*"
-    return " ".join(quoted)
-
-
-def tsquery(text: str) -> str | None:
-    """A ``to_tsquery('simple', ...)`` string for ``text`` (same semantics as FTS5), or None."""
-    words = search_words(text)
-    if not words:
-        return None
-    quoted = [f"'{w}'" for w in words]
-    if _prefix_last(text):
-        quoted[-1] += ":*"
-    return " & ".join(quoted)
-
-
-def search_document(record: ProcedureRecord) -> dict[str, str]:
-    """The text of each full-text column of a procedure (both backends index the same)."""
-    return {
-        "name": f"{record.name} {record.id}",
-        "description": record.description,
-        "tags": " ".join(record.tags),
-        "params": " ".join(str(p.get("name", "")) for p in record.parameters),
-        "docstring": record.docstring or "",
-    }
-
-
 def placeholder(id: str, errors: list[str], commit: str) -> ProcedureRecord:
     """The row for an invalid procedure the index has never seen valid."""
     return ProcedureRecord(
         id=id, name=id, tree_id="", commit=commit, valid=False, errors=list(errors)
-    )
-
-
-# ---------------------------------------------------------------------------
-# metrics math shared by both backends
-
-
-def percentile_cont(sorted_values: Sequence[float], fraction: float) -> float | None:
-    """Linear-interpolated percentile, computed exactly as PostgreSQL's percentile_cont."""
-    if not sorted_values:
-        return None
-    position = fraction * (len(sorted_values) - 1)
-    first = math.floor(position)
-    second = math.ceil(position)
-    low = sorted_values[first]
-    if first == second:
-        return float(low)
-    high = sorted_values[second]
-    return float(low + (position - first) * (high - low))
-
-
-def success_rate(runs: int, successes: int) -> float | None:
-    """``successes / runs`` as a float, or None without runs."""
-    return successes / runs if runs else None
-
-
-class RunFact(BaseModel):
-    """The columns of one run that metrics need."""
-
-    version: str | None
-    duration_ms: float
-    outcome: Outcome
-    error_type: str | None
-    started_at: datetime
-    caller: str = ""
-
-    @field_validator("started_at")
-    @classmethod
-    def _started_at_utc(cls, value: datetime) -> datetime:
-        return utc(value)
-
-
-def version_metrics(facts: Iterable[RunFact]) -> VersionMetrics:
-    """Statistics of a group of runs (pure; SQLite uses it, PostgreSQL computes in SQL)."""
-    facts = list(facts)
-    durations = sorted(f.duration_ms for f in facts)
-    errors: dict[str, int] = {}
-    callers: dict[str, int] = {}
-    for f in facts:
-        callers[f.caller] = callers.get(f.caller, 0) + 1
-        if f.outcome == "failure":
-            key = f.error_type or UNKNOWN_ERROR
-            errors[key] = errors.get(key, 0) + 1
-    return VersionMetrics(
-        runs=len(facts),
-        success_rate=success_rate(len(facts), sum(f.outcome == "success" for f in facts)),
-        p50_ms=percentile_cont(durations, 0.5),
-        p95_ms=percentile_cont(durations, 0.95),
-        last_run=max((f.started_at for f in facts), default=None),
-        errors=dict(sorted(errors.items())),
-        callers=dict(sorted(callers.items())),
-    )
-
-
-def compute_metrics(facts: Iterable[RunFact]) -> Metrics:
-    """Statistics of all runs of a procedure, overall and per version."""
-    facts = list(facts)
-    groups: dict[str, list[RunFact]] = {}
-    for f in facts:
-        groups.setdefault(f.version or UNVERSIONED, []).append(f)
-    overall = version_metrics(facts)
-    return Metrics(
-        **overall.model_dump(),
-        versions={v: version_metrics(g) for v, g in sorted(groups.items())},
     )
 
 

@@ -45,13 +45,12 @@ from registry.index.contract import (
     VersionRecord,
     placeholder,
     row_values,
-    search_document,
-    success_rate,
     trusted_procedure_row,
     trusted_version,
-    tsquery,
     version_values,
 )
+from registry.index.fulltext import search_document, tsquery
+from registry.index.metrics import success_rate
 from registry.index.postgres_migrations import (
     CREATE_MIGRATIONS_TABLE,
     INSERT_MIGRATION,

@@ -17,7 +17,7 @@ The cost is that a write blocked by another *process* holds the loop for up to
 ``BUSY_TIMEOUT_MS``; the sync lock keeps that rare.
 
 Full-text search is an FTS5 table kept in step with ``procedures`` in the same
-transaction; user text becomes quoted words (:func:`registry.index.contract.fts5_query`).
+transaction; user text becomes quoted words (:func:`registry.index.fulltext.fts5_query`).
 Times are stored as fixed-width ISO 8601 UTC text, so they sort as text.
 """
 
@@ -46,14 +46,13 @@ from registry.index.contract import (
     ExecutionRecord,
     Metrics,
     ProcedureRecord,
-    RunFact,
-    compute_metrics,
-    fts5_query,
     placeholder,
     row_values,
     utc,
     version_values,
 )
+from registry.index.fulltext import fts5_query
+from registry.index.metrics import RunFact, compute_metrics
 from registry.index.sql import Dialect, column_list, statements, upsert_sql
 from registry.index.sqlite_migrations import (
     ATTACH_RUNS,

@@ -17,9 +17,9 @@ from registry.index.contract import (
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
     ProcedureRecord,
-    search_document,
     semver_key,
 )
+from registry.index.fulltext import search_document
 from registry.index.sql import column_list
 
 RUNS_SCHEMA = "runs"
