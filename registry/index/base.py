@@ -54,10 +54,12 @@ class SqlIndex(ABC):
     label: str
     """``the SQLite index <path>``: the index, for messages."""
 
-    @property
-    def sql(self) -> Statements:
-        """The shared statements in this backend's dialect."""
-        return statements(self.dialect)
+    sql: ClassVar[Statements]
+    """The shared statements in this backend's dialect (set from ``dialect``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.sql = statements(cls.dialect)
 
     # -- what a backend implements ---------------------------------------------
 
