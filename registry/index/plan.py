@@ -30,8 +30,9 @@ class SyncInputs:
     """What a sync compares: the index's state against git now.
 
     ``descends`` is whether the indexed commit is an ancestor of (or is) ``commit``;
-    ``None`` when the index holds no commit. ``rules_before`` and ``rules_now`` are
-    the ``[validation]`` sections at the indexed commit and at ``commit``.
+    ``None`` when the index holds no commit (or a full rebuild was asked for).
+    ``rules_before`` and ``rules_now`` are the ``[validation]`` sections at the
+    indexed commit and at ``commit``.
     """
 
     state: SyncState | None

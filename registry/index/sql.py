@@ -209,10 +209,12 @@ def procedure_query(
     """
     if query.limit <= 0:
         return None
+    text = None
+    if query.text is not None and query.text.strip():
+        text = dialect.text_query(query.text)
+        if text is None:  # only punctuation: nothing can match
+            return None
     params = Params()
-    text = dialect.text_query(query.text) if query.text and query.text.strip() else None
-    if query.text and query.text.strip() and text is None:
-        return None
     conditions: list[str] = []
     rank, source = NO_RANK, "procedures p"
     if text is not None:

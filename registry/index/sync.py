@@ -506,7 +506,8 @@ async def sync(
                 state=state,
                 commit=commit,
                 tags_digest=digest,
-                descends=None if previous is None else store.is_ancestor(previous, commit),
+                # (not asked when rebuilding anyway: across rewritten history it walks far)
+                descends=None if previous is None or full else store.is_ancestor(previous, commit),
                 rules_before=old_config.validation,
                 rules_now=new_config.validation,
                 full=full,
