@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,6 @@ from registry.index.plan import SyncInputs, plan_sync
 
 A = "a" * 40
 B = "b" * 40
-RULES = ValidationSection()
 STRICTER = ValidationSection(max_files=4)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -21,146 +21,39 @@ def state(commit: str | None, digest: str | None = "d1") -> SyncState:
     return SyncState(ref="refs/heads/main", commit=commit, tags_digest=digest, synced_at=NOW)
 
 
+def row(name: str, expect: tuple[str, str, bool], **inputs: Any) -> Any:
+    """One case: the index at A with digest d1 and git at A with d1 and the same rules,
+    but for ``inputs``; ``expect`` is (kind, a fragment of the reason, tags_changed)."""
+    given: dict[str, Any] = {
+        "state": state(A),
+        "commit": A,
+        "tags_digest": "d1",
+        "descends": True,
+        "rules_before": ValidationSection(),
+        "rules_now": ValidationSection(),
+        "full": False,
+    }
+    return pytest.param(SyncInputs(**(given | inputs)), expect, id=name)
+
+
 ROWS = [
-    # (name, stored state, commit, digest, descends, rules before, rules now, full)
-    #   -> (kind, reason fragment, tags_changed)
-    ("full asked", state(A), A, "d1", True, RULES, RULES, True, "rebuild", "full rebuild", False),
-    ("no state", None, A, "d1", None, RULES, RULES, False, "rebuild", "no commit yet", False),
-    (
-        "state without commit",
-        state(None),
-        A,
-        "d1",
-        None,
-        RULES,
-        RULES,
-        False,
-        "rebuild",
-        "no commit",
-        False,
-    ),
-    (
-        "rewritten",
-        state(A),
-        B,
-        "d1",
-        False,
-        RULES,
-        RULES,
-        False,
-        "rebuild",
-        "does not descend",
-        False,
-    ),
-    (
-        "rules changed",
-        state(A),
-        B,
-        "d1",
-        True,
-        RULES,
-        STRICTER,
-        False,
-        "rebuild",
-        "[validation]",
-        False,
-    ),
-    (
-        "rules changed, same commit",
-        state(A),
-        A,
-        "d1",
-        True,
-        STRICTER,
-        RULES,
-        False,
-        "rebuild",
-        "[validation]",
-        False,
-    ),
-    ("up to date", state(A), A, "d1", True, RULES, RULES, False, "noop", "as indexed", False),
-    (
-        "tags moved",
-        state(A),
-        A,
-        "d2",
-        True,
-        RULES,
-        RULES,
-        False,
-        "incremental",
-        "tags changed",
-        True,
-    ),
-    (
-        "never listed tags",
-        state(A, None),
-        A,
-        "d1",
-        True,
-        RULES,
-        RULES,
-        False,
-        "incremental",
-        "tags",
-        True,
-    ),
-    (
-        "new commit",
-        state(A),
-        B,
-        "d1",
-        True,
-        RULES,
-        RULES,
-        False,
-        "incremental",
-        "new commits",
-        False,
-    ),
-    (
-        "new commit and tags",
-        state(A),
-        B,
-        "d2",
-        True,
-        RULES,
-        RULES,
-        False,
-        "incremental",
-        "and the tags",
-        True,
-    ),
+    row("full asked", ("rebuild", "full rebuild", False), full=True, descends=None),
+    row("no state", ("rebuild", "no commit yet", False), state=None, descends=None),
+    row("state without commit", ("rebuild", "no commit", False), state=state(None), descends=None),
+    row("rewritten", ("rebuild", "does not descend", False), commit=B, descends=False),
+    row("rules changed", ("rebuild", "[validation]", False), commit=B, rules_now=STRICTER),
+    row("rules changed, same commit", ("rebuild", "[validation]", False), rules_before=STRICTER),
+    row("up to date", ("noop", "as indexed", False)),
+    row("tags moved", ("incremental", "tags changed", True), tags_digest="d2"),
+    row("tags never listed", ("incremental", "tags changed", True), state=state(A, None)),
+    row("new commit", ("incremental", "new commits", False), commit=B),
+    row("new commit and tags", ("incremental", "and the tags", True), commit=B, tags_digest="d2"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("stored", "commit", "digest", "descends", "before", "now", "full", "kind", "reason", "tags"),
-    [row[1:] for row in ROWS],
-    ids=[row[0] for row in ROWS],
-)
-def test_plan_sync(
-    stored: SyncState | None,
-    commit: str,
-    digest: str,
-    descends: bool | None,
-    before: ValidationSection,
-    now: ValidationSection,
-    full: bool,
-    kind: str,
-    reason: str,
-    tags: bool,
-) -> None:
-    plan = plan_sync(
-        SyncInputs(
-            state=stored,
-            commit=commit,
-            tags_digest=digest,
-            descends=descends,
-            rules_before=before,
-            rules_now=now,
-            full=full,
-        )
-    )
-    assert (plan.kind, plan.tags_changed) == (kind, tags)
+@pytest.mark.parametrize(("inputs", "expect"), ROWS)
+def test_plan_sync(inputs: SyncInputs, expect: tuple[str, str, bool]) -> None:
+    kind, reason, tags_changed = expect
+    plan = plan_sync(inputs)
+    assert (plan.kind, plan.tags_changed) == (kind, tags_changed)
     assert reason in plan.reason
