@@ -168,17 +168,31 @@ BULK_UPSERT_VERSIONS = _unnest_upsert(
     [_unnest_value(c) for c in VERSION_ROW_COLUMNS],
 )
 
+POSTGRES = Dialect(
+    name="postgresql",
+    numbered="${}",
+    runs="",
+    page_key="id",
+    sync_time="now()",
+    unlimited=None,
+    text_query=tsquery,
+    text_source="procedures p",
+    text_match="p.search @@ to_tsquery('simple', {})",
+    text_rank="ts_rank_cd(p.search, to_tsquery('simple', {}))",
+    tags_match="p.tags @> CAST(CAST({} AS TEXT) AS jsonb)",
+)
+SQL = statements(POSTGRES)
+
 # get's two questions in one round trip: the procedure row (NULLs when absent) and its
 # releases as a JSON array in select_versions order
-SELECT_PROCEDURE_AND_VERSIONS = f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")}, {LATEST_VERSION},
+SELECT_PROCEDURE_AND_VERSIONS = POSTGRES.render(f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")},
+    {LATEST_VERSION},
     coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate,
     (SELECT coalesce(json_agg(v ORDER BY v.major, v.minor, v.patch, v.is_release, v.pre_key,
         v.tag), '[]'::json)::text
      FROM (SELECT {column_list(VERSION_ROW_COLUMNS)} FROM versions
            WHERE id = q.id) v) AS versions_json
-FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {HEALTH_JOIN}""".replace(
-    "{runs}", ""
-)
+FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {HEALTH_JOIN}""")
 
 _UNNEST_TYPES = {
     "started_at": "timestamptz",
@@ -272,22 +286,6 @@ def _columns(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> list[list[A
 def _chunks(rows: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(rows), INGEST_CHUNK):
         yield rows[start : start + INGEST_CHUNK]
-
-
-POSTGRES = Dialect(
-    name="postgresql",
-    numbered="${}",
-    runs="",
-    page_key="id",
-    sync_time="now()",
-    unlimited=None,
-    text_query=tsquery,
-    text_source="procedures p",
-    text_match="p.search @@ to_tsquery('simple', {})",
-    text_rank="ts_rank_cd(p.search, to_tsquery('simple', {}))",
-    tags_match="p.tags @> CAST(CAST({} AS TEXT) AS jsonb)",
-)
-SQL = statements(POSTGRES)
 
 
 class PostgresIndex(SqlIndex):
