@@ -4,9 +4,11 @@
 four hooks a backend implements: run one query (:meth:`SqlIndex._fetch`), run
 several as one consistent read (:meth:`SqlIndex._fetch_together`), turn a
 driver row into model values (:meth:`SqlIndex._decode`) and return the lean rows
-of a summary list (:meth:`SqlIndex._summaries`). The backends keep what truly
-differs: connections and transactions, migrations, writes, full-text storage,
-metrics.
+of a summary list (:meth:`SqlIndex._summaries`). It also turns driver errors
+into :class:`~registry.errors.IndexRejected` (a constraint refused the data) or
+:class:`~registry.errors.IndexUnavailable` (the index failed), given which driver
+errors mean which. The backends keep what truly differs: connections and
+transactions, migrations, writes, full-text storage, metrics.
 """
 
 from __future__ import annotations
