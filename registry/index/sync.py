@@ -27,13 +27,9 @@ finds that last valid content in the folder's history.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import gc
 import hashlib
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -68,6 +64,7 @@ from registry.index.contract import (
     placeholder,
 )
 from registry.index.drift import Drift, snapshot_drift
+from registry.index.memory import release_memory
 from registry.index.plan import SyncInputs, plan_sync
 
 log = logging.getLogger(__name__)
@@ -415,32 +412,6 @@ async def _full_changes_off_loop(
     return await asyncio.to_thread(work)
 
 
-async def _release_memory() -> None:
-    """Give the memory of a rebuild back to the OS (a watcher lives on for days).
-
-    A rebuild allocates ~150 MB of short-lived rows at 10,000 procedures; once they
-    are freed, glibc keeps the pages unless asked. Yield first: the finished
-    worker future (and so the change set) is referenced until the loop turns.
-    """
-    await asyncio.sleep(0)
-    gc.collect()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def _libc_malloc_trim() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # musl has no malloc_trim
-        return None
-
-
-_MALLOC_TRIM = _libc_malloc_trim()
-
-
 async def _procedure_trees(backend: IndexBackend) -> dict[str, str]:
     getter = getattr(backend, "procedure_trees", None)
     if getter is not None:
@@ -530,7 +501,7 @@ async def sync(
         await backend.apply(changes)
         if plan.kind == "rebuild":
             del changes
-            await _release_memory()
+            await release_memory()
     report.duration_ms = (time.perf_counter() - started) * 1000
     _log_report(report)
     return report
