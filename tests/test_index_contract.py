@@ -28,7 +28,7 @@ from registry.index.contract import (
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
     ChangeSet,
-    ChannelMove,
+    ChannelMoveRecord,
     ExecutionRecord,
     IndexBackend,
     ProcedureRecord,
@@ -103,7 +103,7 @@ def version(id: str, v: str, **fields: Any) -> VersionRecord:
     return VersionRecord(**values)
 
 
-def move(id: str, channel: str, seq: int, v: str, **fields: Any) -> ChannelMove:
+def move(id: str, channel: str, seq: int, v: str, **fields: Any) -> ChannelMoveRecord:
     values: dict[str, Any] = {
         "id": id,
         "channel": channel,
@@ -117,7 +117,7 @@ def move(id: str, channel: str, seq: int, v: str, **fields: Any) -> ChannelMove:
         "reason": None,
     }
     values.update(fields)
-    return ChannelMove(**values)
+    return ChannelMoveRecord(**values)
 
 
 def runrec(id: str, i: int, **fields: Any) -> ExecutionRecord:

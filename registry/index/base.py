@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Self
 
 from registry.errors import IndexRejected, IndexUnavailable
 from registry.index.contract import (
-    ChannelMove,
+    ChannelMoveRecord,
     ExecutionRecord,
     ProcedureRow,
     SearchQuery,
@@ -166,15 +166,15 @@ class SqlIndex(ABC):
         """Every channel move tag held."""
         return {r[0] for r in await self._fetch(self.sql.select_channel_tags)}
 
-    async def channels(self, id: str) -> list[ChannelMove]:
+    async def channels(self, id: str) -> list[ChannelMoveRecord]:
         """Channel history of ``id``."""
         rows = await self._fetch(self.sql.select_channels, (id,))
-        return [ChannelMove.model_validate(self._decode(r)) for r in rows]
+        return [ChannelMoveRecord.model_validate(self._decode(r)) for r in rows]
 
-    async def current_channels(self, id: str) -> dict[str, ChannelMove]:
+    async def current_channels(self, id: str) -> dict[str, ChannelMoveRecord]:
         """Each channel of ``id`` at its highest seq."""
         rows = await self._fetch(self.sql.select_current_channels, (id,))
-        return {r["channel"]: ChannelMove.model_validate(self._decode(r)) for r in rows}
+        return {r["channel"]: ChannelMoveRecord.model_validate(self._decode(r)) for r in rows}
 
     async def executions(
         self, id: str, version: str | None = None, limit: int | None = None
@@ -212,6 +212,6 @@ class SqlIndex(ABC):
         return canonical_snapshot(
             [self._procedure_row(r) for r in procedures],
             [trusted_version(self._decode(r)) for r in versions],
-            [ChannelMove.model_validate(self._decode(r)) for r in channels],
+            [ChannelMoveRecord.model_validate(self._decode(r)) for r in channels],
             [SyncState.model_validate(self._decode(r)) for r in states],
         )

@@ -162,7 +162,7 @@ class VersionRecord(_Row):
         return _utc_or_none(value)
 
 
-class ChannelMove(_Row):
+class ChannelMoveRecord(_Row):
     """One channel move tag: channel ``channel`` of ``id`` points at ``version`` from ``seq`` on."""
 
     id: str
@@ -241,7 +241,7 @@ class ChangeSet(_Row):
     delete: list[str] = Field(default_factory=list)
     versions_upsert: list[VersionRecord] = Field(default_factory=list)
     versions_delete: list[str] = Field(default_factory=list)
-    channels_upsert: list[ChannelMove] = Field(default_factory=list)
+    channels_upsert: list[ChannelMoveRecord] = Field(default_factory=list)
     channels_delete: list[str] = Field(default_factory=list)
 
 
@@ -362,11 +362,11 @@ class IndexBackend(Protocol):
         """Every channel move tag the index holds."""
         ...
 
-    async def channels(self, id: str) -> list[ChannelMove]:
+    async def channels(self, id: str) -> list[ChannelMoveRecord]:
         """Channel history of ``id``, by channel then seq."""
         ...
 
-    async def current_channels(self, id: str) -> dict[str, ChannelMove]:
+    async def current_channels(self, id: str) -> dict[str, ChannelMoveRecord]:
         """Each channel of ``id`` at its highest seq."""
         ...
 
@@ -459,7 +459,7 @@ def _identifier_keys(dotted: str | None) -> list[str]:
 PROCEDURE_COLUMNS = tuple(ProcedureRecord.model_fields)
 VERSION_COLUMNS = tuple(VersionRecord.model_fields)
 VERSION_SORT_COLUMNS = tuple(SemverKey.model_fields)
-CHANNEL_COLUMNS = tuple(ChannelMove.model_fields)
+CHANNEL_COLUMNS = tuple(ChannelMoveRecord.model_fields)
 EXECUTION_COLUMNS = tuple(ExecutionRecord.model_fields)
 SYNC_STATE_COLUMNS = tuple(SyncState.model_fields)
 VERSION_ROW_COLUMNS = VERSION_COLUMNS + VERSION_SORT_COLUMNS
@@ -490,7 +490,7 @@ _RECORD_FIELDS = set(ProcedureRecord.model_fields)
 def canonical_snapshot(
     procedures: Iterable[ProcedureRecord],
     versions: Iterable[VersionRecord],
-    channels: Iterable[ChannelMove],
+    channels: Iterable[ChannelMoveRecord],
     states: Iterable[SyncState],
 ) -> dict[str, Any]:
     """The snapshot both backends return: sorted, JSON-ready, without sync times."""

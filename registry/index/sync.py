@@ -55,7 +55,7 @@ from registry.git.store import GitStore, TagInfo
 from registry.git.trees import changed_procedures
 from registry.index.contract import (
     ChangeSet,
-    ChannelMove,
+    ChannelMoveRecord,
     IndexBackend,
     ProcedureRecord,
     SyncState,
@@ -225,7 +225,7 @@ def version_record(info: TagInfo, proc_id: str, version: str, trees: _Trees) -> 
 
 def channel_move(
     store: GitStore, info: TagInfo, proc_id: str, channel: str, seq: int
-) -> ChannelMove | None:
+) -> ChannelMoveRecord | None:
     """The index row of one channel tag; ``None`` if its version cannot be told.
 
     The version is the ``Version:`` trailer; a hand-made tag without one points
@@ -245,7 +245,7 @@ def channel_move(
     moved_by = None
     if info.tagger is not None:
         moved_by = f"{info.tagger.name} <{info.tagger.email}>"
-    return ChannelMove(
+    return ChannelMoveRecord(
         id=proc_id,
         channel=channel,
         seq=seq,
@@ -264,14 +264,14 @@ def tag_rows(
     names: Iterable[str],
     trees: _Trees,
     targets: Mapping[str, str] | None = None,
-) -> tuple[list[VersionRecord], list[ChannelMove]]:
+) -> tuple[list[VersionRecord], list[ChannelMoveRecord]]:
     """Version and channel rows for the tags ``names`` (names that do not parse are skipped).
 
     ``targets`` (tag name -> object id, from one pass over the refs) saves a ref
     lookup per tag; a name missing from it is looked up.
     """
     versions: list[VersionRecord] = []
-    moves: list[ChannelMove] = []
+    moves: list[ChannelMoveRecord] = []
     for name in sorted(names):
         release = parse_release_tag(name)
         chan = parse_channel_tag(name) if release is None else None
