@@ -34,7 +34,8 @@ from benchmarks.common import (
 from benchmarks.synthetic import Spec, proc_id
 from registry.api import Registry
 from registry.git.store import GitStore
-from registry.index.sync import open_backend, sync
+from registry.index.connect import open_backend
+from registry.index.sync import sync
 
 WORDS = ["csv", "parse report", "invoice", "tax discount", "webhook", "hash"]
 

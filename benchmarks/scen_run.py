@@ -41,8 +41,8 @@ from benchmarks.common import (
 from registry.api import Registry
 from registry.core.model import Metadata
 from registry.git.store import GitStore
+from registry.index.connect import open_backend
 from registry.index.contract import ExecutionRecord
-from registry.index.sync import open_backend
 from registry.releases import release as releases
 from registry.runs import execution
 from registry.sandbox import RunRequest, Sandbox, sandbox_python

@@ -40,7 +40,7 @@ _EXPORTS: dict[str, str] = {
     "Proposal": "registry.workspace.proposals",
     "Metrics": "registry.index.contract",
     "SyncReport": "registry.index.sync",
-    "Drift": "registry.index.sync",
+    "Drift": "registry.index.drift",
     # building blocks
     "Config": "registry.config",
     "GitStore": "registry.git.store",
@@ -158,6 +158,7 @@ if TYPE_CHECKING:
     )
     from registry.git.store import GitStore
     from registry.index.contract import Metrics
-    from registry.index.sync import Drift, SyncReport
+    from registry.index.drift import Drift
+    from registry.index.sync import SyncReport
     from registry.runs.execution import RunResult
     from registry.workspace.proposals import Proposal

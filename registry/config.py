@@ -55,12 +55,16 @@ Every key has a default, so a repository without the file is a valid registry.
 
 from __future__ import annotations
 
+import logging
 import tomllib
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from registry.errors import ConfigError
+from registry.errors import ConfigError, NotFoundError
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "procreg.toml"
 
@@ -177,3 +181,56 @@ def parse_config(text: str | bytes | None, path: str = CONFIG_FILE) -> Config:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"{path}: {loc}: {err['msg']}") from None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class ConfigSource(Protocol):
+    """What loading the config reads from a repository (a :class:`registry.git.store.GitStore`)."""
+
+    @property
+    def workdir(self) -> Path | None: ...
+
+    def read_path(self, path: str, ref: str = "HEAD") -> bytes | None: ...
+
+    def current_branch(self) -> str | None: ...
+
+    def branch_ref(self, branch: str | None) -> str: ...
+
+
+def worktree_config(store: ConfigSource) -> Config:
+    """``procreg.toml`` from the working tree (or HEAD in a bare repo); defaults if absent."""
+    if store.workdir is not None:
+        path = store.workdir / CONFIG_FILE
+        return parse_config(path.read_bytes() if path.is_file() else None)
+    return config_at(store, "HEAD")
+
+
+def config_at(store: ConfigSource, commit: str | None) -> Config:
+    """``procreg.toml`` as committed at ``commit``; defaults when absent or unreadable.
+
+    A broken config in one commit must not stop sync: it falls back to the
+    defaults and logs why.
+    """
+    if commit is None:
+        return Config()
+    try:
+        return parse_config(store.read_path(CONFIG_FILE, commit), f"{CONFIG_FILE}@{commit[:12]}")
+    except ConfigError as exc:
+        log.warning("%s; using the default config for this commit", exc)
+        return Config()
+    except NotFoundError:
+        return Config()
+
+
+def tracked_ref(store: ConfigSource, config: Config | None = None) -> str:
+    """The full ref the index follows: ``[registry] branch``, else HEAD's branch.
+
+    A detached HEAD with no configured branch tracks ``HEAD`` itself.
+    """
+    if config is None:
+        config = worktree_config(store)
+    if config.registry.branch:
+        return store.branch_ref(config.registry.branch)
+    return store.current_branch() or "HEAD"

@@ -13,7 +13,8 @@ import pytest
 from registry.api import AsyncRegistry, Registry
 from registry.errors import NotFoundError, RegistryTimeout
 from registry.git.store import GitStore
-from registry.index.sync import open_backend
+from registry.index.connect import open_backend
+from registry.index.contract import SearchQuery
 from tests.helpers import commit_all, git, make_repo, tag_channel, tag_release, write_proc
 
 
@@ -197,7 +198,7 @@ def test_summaries_match_the_full_rows_and_the_loop_cannot_call_itself(
 
     with Registry.open(repo, db_url) as reg:
         hits = reg.search(None, limit=1000)
-        rows = reg.call(reg.core.backend.search, None, limit=1000, order="name")
+        rows = reg.call(reg.core.backend.search, SearchQuery(None, limit=1000, order="name"))
         assert [h.id for h in hits] == [r.id for r in rows]
         for hit, row in zip(hits, rows, strict=True):
             assert (hit.name, hit.tags, hit.version, hit.valid, hit.errors, hit.runs) == (

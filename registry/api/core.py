@@ -29,13 +29,23 @@ from registry.api.results import (
     version_info,
 )
 from registry.api.writes import WriteSide
+from registry.config import tracked_ref
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE
 from registry.core.tags import check_id
 from registry.errors import NotFoundError
 from registry.git.store import GitStore
-from registry.index.contract import IndexBackend, Metrics, Order, ProcedureRow, VersionRecord
-from registry.index.sync import Drift, SyncReport, open_backend, sync, tracked_ref, verify
+from registry.index.connect import open_backend
+from registry.index.contract import (
+    IndexBackend,
+    Metrics,
+    Order,
+    ProcedureRow,
+    SearchQuery,
+    VersionRecord,
+)
+from registry.index.drift import Drift
+from registry.index.sync import SyncReport, sync, verify
 from registry.releases import history as release_history
 from registry.runs import execution
 from registry.runs.execution import RunResult
@@ -199,20 +209,7 @@ class AsyncRegistry(WriteSide):
         only procedures whose recorded runs succeed at least that often.
         """
         order: Order = sort or ("relevance" if text and text.strip() else "name")
-        lean = getattr(self.backend, "search_summaries", None)
-        if lean is not None:
-            hits = await lean(
-                text=text,
-                category=category,
-                tags=tuple(tags),
-                status=status,
-                valid=valid,
-                limit=limit,
-                order=order,
-                min_success_rate=min_success_rate,
-            )
-            return [trusted_summary(h) for h in hits]
-        rows = await self.backend.search(
+        query = SearchQuery(
             text=text,
             category=category,
             tags=tuple(tags),
@@ -222,7 +219,10 @@ class AsyncRegistry(WriteSide):
             order=order,
             min_success_rate=min_success_rate,
         )
-        return [summary(r) for r in rows]
+        lean = getattr(self.backend, "search_summaries", None)
+        if lean is not None:
+            return [trusted_summary(h) for h in await lean(query)]
+        return [summary(r) for r in await self.backend.search(query)]
 
     async def _row(self, proc_id: str) -> ProcedureRow | None:
         return await self.backend.get_procedure(check_id(proc_id))

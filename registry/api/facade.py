@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     )
     from registry.config import Config
     from registry.index.contract import Metrics, Order
-    from registry.index.sync import Drift, SyncReport
+    from registry.index.drift import Drift
+    from registry.index.sync import SyncReport
     from registry.releases.channels import ChannelTag
     from registry.releases.health import HealthAction, HealthMove
     from registry.releases.release import Progress, ReleaseResult

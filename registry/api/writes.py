@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from registry.index.sync import worktree_config
+from registry.config import worktree_config
 from registry.releases import channels
 from registry.releases import health as health_policy
 from registry.releases import release as releases

@@ -68,7 +68,7 @@ def migrate(
     async def go(on_progress: Any) -> migration.MigrationReport:
         backend = None
         if not dry_run:
-            from registry.index.sync import open_backend
+            from registry.index.connect import open_backend
 
             backend = await open_backend(store, ctx.database_url)
         try:

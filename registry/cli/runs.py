@@ -72,9 +72,9 @@ def run(
     or when its record could be neither stored in the index nor spooled (a full
     or read-only disk; the result is still printed).
     """
+    from registry.config import worktree_config
     from registry.core.arguments import parse_cli_arguments
     from registry.core.specs import split_ref
-    from registry.index.sync import worktree_config
     from registry.runs import execution
     from registry.sandbox import Sandbox
 

@@ -5,16 +5,18 @@ append-only execution records, which git does not hold. Two backends implement t
 same contract and pass the same tests: :mod:`registry.index.sqlite` (stdlib, the
 embedded default) and :mod:`registry.index.postgres` (asyncpg, production).
 
-Everything here is pure: the semver sort key, the percentile both backends agree on,
-the conversion of user search text into a query that can never be a syntax error.
+Everything here is pure: the row models, the semver sort key, the column lists and
+the canonical snapshot. Beside it: :mod:`registry.index.sql` (the statements both
+backends share), :mod:`registry.index.fulltext` (user text into a query that can
+never be a syntax error), :mod:`registry.index.metrics` (the statistics both
+backends agree on) and :mod:`registry.index.connect` (which backend a target names).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
@@ -160,7 +162,7 @@ class VersionRecord(_Row):
         return _utc_or_none(value)
 
 
-class ChannelMove(_Row):
+class ChannelMoveRecord(_Row):
     """One channel move tag: channel ``channel`` of ``id`` points at ``version`` from ``seq`` on."""
 
     id: str
@@ -239,8 +241,31 @@ class ChangeSet(_Row):
     delete: list[str] = Field(default_factory=list)
     versions_upsert: list[VersionRecord] = Field(default_factory=list)
     versions_delete: list[str] = Field(default_factory=list)
-    channels_upsert: list[ChannelMove] = Field(default_factory=list)
+    channels_upsert: list[ChannelMoveRecord] = Field(default_factory=list)
     channels_delete: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What a search asks for: every given filter must hold (see :meth:`IndexBackend.search`).
+
+    ``text`` is full-text over name, id, description, tags, parameters and docstring
+    (blank: no text filter); ``tags`` must all be present; ``min_success_rate`` keeps
+    procedures whose runs succeed at least that often; ``limit`` rows at most, in
+    ``order`` (``relevance`` falls back to ``name`` without text).
+    """
+
+    text: str | None = None
+    category: str | None = None
+    tags: Sequence[str] = ()
+    status: str | None = None
+    valid: bool | None = None
+    limit: int = 50
+    order: Order = "relevance"
+    min_success_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", tuple(self.tags))
 
 
 class VersionMetrics(_Row):
@@ -298,31 +323,11 @@ class IndexBackend(Protocol):
         """Hold the one-syncer-at-a-time lock; ``wait=False`` raises ConflictError if taken."""
         ...
 
-    async def search(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[ProcedureRow]:
-        """Procedures matching every given filter; ``text`` is full-text, never a syntax error."""
+    async def search(self, query: SearchQuery) -> list[ProcedureRow]:
+        """Procedures matching every filter of ``query``; its text is never a syntax error."""
         ...
 
-    async def search_summaries(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[dict[str, Any]]:
+    async def search_summaries(self, query: SearchQuery) -> list[dict[str, Any]]:
         """:meth:`search`, each hit only its :data:`SUMMARY_COLUMNS` plus ``latest_version``,
         ``runs`` and ``success_rate`` as a dict (a list of all 10,000 needs no metadata)."""
         ...
@@ -357,11 +362,11 @@ class IndexBackend(Protocol):
         """Every channel move tag the index holds."""
         ...
 
-    async def channels(self, id: str) -> list[ChannelMove]:
+    async def channels(self, id: str) -> list[ChannelMoveRecord]:
         """Channel history of ``id``, by channel then seq."""
         ...
 
-    async def current_channels(self, id: str) -> dict[str, ChannelMove]:
+    async def current_channels(self, id: str) -> dict[str, ChannelMoveRecord]:
         """Each channel of ``id`` at its highest seq."""
         ...
 
@@ -394,22 +399,6 @@ class IndexBackend(Protocol):
     async def notify(self, payload: str) -> None:
         """Tell listeners a sync happened (PostgreSQL NOTIFY; a no-op on SQLite)."""
         ...
-
-
-def is_postgres_url(target: str | Path) -> bool:
-    """Whether ``target`` names a PostgreSQL database rather than a SQLite file."""
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
-async def connect_index(target: str | Path) -> IndexBackend:
-    """Open the backend ``target`` names: a ``postgresql://`` URL, else a SQLite file path."""
-    if is_postgres_url(target):
-        from registry.index.postgres import PostgresIndex
-
-        return await PostgresIndex.connect(target)
-    from registry.index.sqlite import SqliteIndex
-
-    return await SqliteIndex.connect(target)
 
 
 # ---------------------------------------------------------------------------
@@ -464,29 +453,17 @@ def _identifier_keys(dotted: str | None) -> list[str]:
 
 # ---------------------------------------------------------------------------
 # columns: INSERT and SELECT lists come from the row models, so they cannot drift apart
-# (the CREATE TABLE statements in the migrations stay literal: a migration never changes)
+# (registry.index.sql writes them; the CREATE TABLE statements in the migrations stay
+# literal: a migration never changes)
 
 PROCEDURE_COLUMNS = tuple(ProcedureRecord.model_fields)
 VERSION_COLUMNS = tuple(VersionRecord.model_fields)
 VERSION_SORT_COLUMNS = tuple(SemverKey.model_fields)
-CHANNEL_COLUMNS = tuple(ChannelMove.model_fields)
+CHANNEL_COLUMNS = tuple(ChannelMoveRecord.model_fields)
 EXECUTION_COLUMNS = tuple(ExecutionRecord.model_fields)
 SYNC_STATE_COLUMNS = tuple(SyncState.model_fields)
-
-
-def column_list(columns: Sequence[str], alias: str = "") -> str:
-    """``"a", "b"`` (quoted: ``commit`` is a keyword), optionally as ``alias."a"``."""
-    prefix = f"{alias}." if alias else ""
-    return ", ".join(f'{prefix}"{c}"' for c in columns)
-
-
-def upsert_sql(table: str, columns: Sequence[str], key: str, values: Sequence[str]) -> str:
-    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column, for both dialects."""
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != key)
-    return (
-        f"INSERT INTO {table} ({column_list(columns)}) VALUES ({', '.join(values)}) "
-        f'ON CONFLICT ("{key}") DO UPDATE SET {updates}'
-    )
+VERSION_ROW_COLUMNS = VERSION_COLUMNS + VERSION_SORT_COLUMNS
+"""The columns of a version row as stored: :func:`version_values` gives them in this order."""
 
 
 def row_values(record: BaseModel, columns: Sequence[str]) -> list[Any]:
@@ -500,135 +477,10 @@ def version_values(record: VersionRecord) -> list[Any]:
     return row_values(record, VERSION_COLUMNS) + row_values(key, VERSION_SORT_COLUMNS)
 
 
-# ---------------------------------------------------------------------------
-# full-text query building: user text becomes words, never operators
-
-_WORD_RE = re.compile(r"[^\W_]+")
-
-
-def search_words(text: str | None) -> list[str]:
-    """The searchable words of ``text``, lowercased (letters and digits only)."""
-    if not text:
-        return []
-    return [w.lower() for w in _WORD_RE.findall(text)]
-
-
-def _prefix_last(text: str) -> bool:
-    # "csv" while typing matches "csvkit"; "csv " means the whole word
-    return not text[-1:].isspace()
-
-
-def fts5_query(text: str) -> str | None:
-    """An FTS5 MATCH string for ``text`` (every word required, last as prefix), or None."""
-    words = search_words(text)
-    if not words:
-        return None
-    quoted = [f'"{w}"' for w in words]
-    if _prefix_last(text):
-        quoted[-1] += "*"
-    return " ".join(quoted)
-
-
-def tsquery(text: str) -> str | None:
-    """A ``to_tsquery('simple', ...)`` string for ``text`` (same semantics as FTS5), or None."""
-    words = search_words(text)
-    if not words:
-        return None
-    quoted = [f"'{w}'" for w in words]
-    if _prefix_last(text):
-        quoted[-1] += ":*"
-    return " & ".join(quoted)
-
-
-def search_document(record: ProcedureRecord) -> dict[str, str]:
-    """The text of each full-text column of a procedure (both backends index the same)."""
-    return {
-        "name": f"{record.name} {record.id}",
-        "description": record.description,
-        "tags": " ".join(record.tags),
-        "params": " ".join(str(p.get("name", "")) for p in record.parameters),
-        "docstring": record.docstring or "",
-    }
-
-
 def placeholder(id: str, errors: list[str], commit: str) -> ProcedureRecord:
     """The row for an invalid procedure the index has never seen valid."""
     return ProcedureRecord(
         id=id, name=id, tree_id="", commit=commit, valid=False, errors=list(errors)
-    )
-
-
-# ---------------------------------------------------------------------------
-# metrics math shared by both backends
-
-
-def percentile_cont(sorted_values: Sequence[float], fraction: float) -> float | None:
-    """Linear-interpolated percentile, computed exactly as PostgreSQL's percentile_cont."""
-    if not sorted_values:
-        return None
-    position = fraction * (len(sorted_values) - 1)
-    first = math.floor(position)
-    second = math.ceil(position)
-    low = sorted_values[first]
-    if first == second:
-        return float(low)
-    high = sorted_values[second]
-    return float(low + (position - first) * (high - low))
-
-
-def success_rate(runs: int, successes: int) -> float | None:
-    """``successes / runs`` as a float, or None without runs."""
-    return successes / runs if runs else None
-
-
-class RunFact(BaseModel):
-    """The columns of one run that metrics need."""
-
-    version: str | None
-    duration_ms: float
-    outcome: Outcome
-    error_type: str | None
-    started_at: datetime
-    caller: str = ""
-
-    @field_validator("started_at")
-    @classmethod
-    def _started_at_utc(cls, value: datetime) -> datetime:
-        return utc(value)
-
-
-def version_metrics(facts: Iterable[RunFact]) -> VersionMetrics:
-    """Statistics of a group of runs (pure; SQLite uses it, PostgreSQL computes in SQL)."""
-    facts = list(facts)
-    durations = sorted(f.duration_ms for f in facts)
-    errors: dict[str, int] = {}
-    callers: dict[str, int] = {}
-    for f in facts:
-        callers[f.caller] = callers.get(f.caller, 0) + 1
-        if f.outcome == "failure":
-            key = f.error_type or UNKNOWN_ERROR
-            errors[key] = errors.get(key, 0) + 1
-    return VersionMetrics(
-        runs=len(facts),
-        success_rate=success_rate(len(facts), sum(f.outcome == "success" for f in facts)),
-        p50_ms=percentile_cont(durations, 0.5),
-        p95_ms=percentile_cont(durations, 0.95),
-        last_run=max((f.started_at for f in facts), default=None),
-        errors=dict(sorted(errors.items())),
-        callers=dict(sorted(callers.items())),
-    )
-
-
-def compute_metrics(facts: Iterable[RunFact]) -> Metrics:
-    """Statistics of all runs of a procedure, overall and per version."""
-    facts = list(facts)
-    groups: dict[str, list[RunFact]] = {}
-    for f in facts:
-        groups.setdefault(f.version or UNVERSIONED, []).append(f)
-    overall = version_metrics(facts)
-    return Metrics(
-        **overall.model_dump(),
-        versions={v: version_metrics(g) for v, g in sorted(groups.items())},
     )
 
 
@@ -638,7 +490,7 @@ _RECORD_FIELDS = set(ProcedureRecord.model_fields)
 def canonical_snapshot(
     procedures: Iterable[ProcedureRecord],
     versions: Iterable[VersionRecord],
-    channels: Iterable[ChannelMove],
+    channels: Iterable[ChannelMoveRecord],
     states: Iterable[SyncState],
 ) -> dict[str, Any]:
     """The snapshot both backends return: sorted, JSON-ready, without sync times."""

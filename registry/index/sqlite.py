@@ -17,7 +17,7 @@ The cost is that a write blocked by another *process* holds the loop for up to
 ``BUSY_TIMEOUT_MS``; the sync lock keeps that rare.
 
 Full-text search is an FTS5 table kept in step with ``procedures`` in the same
-transaction; user text becomes quoted words (:func:`registry.index.contract.fts5_query`).
+transaction; user text becomes quoted words (:func:`registry.index.fulltext.fts5_query`).
 Times are stored as fixed-width ISO 8601 UTC text, so they sort as text.
 """
 
@@ -29,45 +29,45 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-from pydantic import BaseModel
-
-from registry.errors import ConflictError, IndexCorrupt, IndexRejected, IndexUnavailable
+from registry.errors import ConflictError, IndexCorrupt, IndexUnavailable
+from registry.index.base import Query, SqlIndex
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
     SUMMARY_COLUMNS,
-    SYNC_STATE_COLUMNS,
-    VERSION_COLUMNS,
-    VERSION_SORT_COLUMNS,
+    VERSION_ROW_COLUMNS,
     ChangeSet,
-    ChannelMove,
     ExecutionRecord,
     Metrics,
-    Order,
     ProcedureRecord,
-    ProcedureRow,
-    RunFact,
-    SyncState,
-    VersionRecord,
-    canonical_snapshot,
-    column_list,
-    compute_metrics,
-    fts5_query,
     placeholder,
     row_values,
-    search_document,
-    semver_key,
-    trusted_procedure_row,
-    trusted_version,
-    upsert_sql,
     utc,
     version_values,
+)
+from registry.index.fulltext import fts5_query
+from registry.index.metrics import RunFact, compute_metrics
+from registry.index.sql import Dialect, column_list, statements, upsert_sql
+from registry.index.sqlite_migrations import (
+    ATTACH_RUNS,
+    ATTACHED_FROM,
+    CHECK_READABLE,
+    CREATE_MIGRATIONS_TABLE,
+    INSERT_MIGRATION,
+    INSERT_PROCEDURE_FTS,
+    JSON_COLUMNS,
+    MIGRATIONS,
+    RUNS_MIGRATIONS,
+    RUNS_SCHEMA,
+    SELECT_MIGRATIONS,
+    MigrationStep,
+    fts_params,
 )
 
 BUSY_TIMEOUT_MS = 5000
@@ -78,18 +78,12 @@ PRAGMAS = (
     "PRAGMA foreign_keys = ON",
 )
 
-RUNS_SCHEMA = "runs"
-
 
 def runs_path(index_path: Path) -> Path:
     """The run-history file that goes with the index file ``index_path``."""
     if index_path.name == "index.sqlite3":
         return index_path.with_name("runs.sqlite3")
     return index_path.with_name(f"{index_path.stem}-runs{index_path.suffix or '.sqlite3'}")
-
-
-M = TypeVar("M", bound=BaseModel)
-JSON_COLUMNS = frozenset({"tags", "parameters", "metadata", "errors", "reasons"})
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -112,27 +106,12 @@ def _params(values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(_sql(v) for v in values)
 
 
-def _fts_params(r: ProcedureRecord) -> tuple[str, ...]:
-    doc = search_document(r)
-    return (doc["name"], doc["description"], doc["tags"], doc["params"], doc["docstring"])
-
-
-def _model(model: type[M], row: sqlite3.Row | dict[str, Any]) -> M:
-    """A row as ``model``; pydantic parses the ISO times and 0/1 booleans back."""
-    values = {k: json.loads(v) if k in JSON_COLUMNS else v for k, v in dict(row).items()}
-    return model.model_validate(values)
-
-
 def _json(text: str) -> Any:
     return [] if text == "[]" else json.loads(text)  # most tags and errors lists are empty
 
 
 def _decoded(row: sqlite3.Row) -> dict[str, Any]:
     return {k: _json(v) if k in JSON_COLUMNS else v for k, v in zip(row.keys(), row, strict=True)}
-
-
-def _procedure_row(row: sqlite3.Row) -> ProcedureRow:
-    return trusted_procedure_row(_decoded(row))
 
 
 _SUMMARY_KEYS = (*SUMMARY_COLUMNS, "latest_version", "runs", "success_rate")
@@ -167,262 +146,8 @@ def _put_procedure(c: sqlite3.Connection, record: ProcedureRecord) -> None:
         UPSERT_PROCEDURE, _params(row_values(record, PROCEDURE_COLUMNS))
     ).fetchall()
     c.execute(DELETE_PROCEDURE_FTS, (rowid,))
-    c.execute(INSERT_PROCEDURE_FTS, (rowid, *_fts_params(record)))
+    c.execute(INSERT_PROCEDURE_FTS, (rowid, *fts_params(record)))
 
-
-def _fill_fts(conn: sqlite3.Connection) -> None:
-    """Migration step: write every procedure's FTS row under its ``fts_rowid``."""
-    columns = column_list(PROCEDURE_COLUMNS)
-    rows = []
-    for row in conn.execute(f"SELECT fts_rowid, {columns} FROM procedures"):
-        values = dict(row)
-        rowid = values.pop("fts_rowid")
-        rows.append((rowid, *_fts_params(_model(ProcedureRecord, values))))
-    conn.executemany(INSERT_PROCEDURE_FTS, rows)
-
-
-# Migrations 1 and 2 ran before the run file existed; they run with it detached.
-ATTACHED_FROM = 3
-_OLD_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
-_COPY_OLD_RUNS = (
-    f"INSERT OR IGNORE INTO runs.executions ({column_list(_OLD_RUN_COLUMNS)}) "
-    f"SELECT {column_list(_OLD_RUN_COLUMNS)} FROM main.executions"
-)
-
-
-def _copy_old_runs(conn: sqlite3.Connection) -> None:
-    """Migration step: the runs an older index held go to the run file (health follows)."""
-    conn.execute(_COPY_OLD_RUNS)
-
-
-def _rekey_versions(conn: sqlite3.Connection) -> None:
-    rows = conn.execute("SELECT tag, version FROM versions").fetchall()
-    conn.executemany(
-        "UPDATE versions SET pre_key = ? WHERE tag = ?",
-        [(semver_key(version).pre_key, tag) for tag, version in rows],
-    )
-
-
-# (number, name, steps): applied in order, each in one transaction with its record;
-# a step is SQL, or a function of the connection where SQL cannot say it (FTS text)
-MigrationStep = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
-    (
-        1,
-        "initial schema",
-        (
-            """CREATE TABLE procedures (
-                id TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                description TEXT NOT NULL,
-                category TEXT NOT NULL,
-                tags TEXT NOT NULL,
-                status TEXT NOT NULL,
-                entry_point TEXT NOT NULL,
-                parameters TEXT NOT NULL,
-                docstring TEXT,
-                metadata TEXT NOT NULL,
-                tree_id TEXT NOT NULL,
-                "commit" TEXT NOT NULL,
-                valid INTEGER NOT NULL CHECK (valid IN (0, 1)),
-                errors TEXT NOT NULL
-            )""",
-            "CREATE INDEX procedures_category ON procedures (category)",
-            """CREATE VIRTUAL TABLE procedures_fts USING fts5 (
-                id UNINDEXED, name, description, tags, params, docstring,
-                tokenize = 'unicode61 remove_diacritics 0'
-            )""",
-            """CREATE TABLE versions (
-                tag TEXT PRIMARY KEY,
-                id TEXT NOT NULL,
-                version TEXT NOT NULL,
-                "commit" TEXT NOT NULL,
-                tree_id TEXT,
-                tagger_name TEXT,
-                tagger_email TEXT,
-                tagged_at TEXT,
-                bump TEXT,
-                breaking INTEGER,
-                lines_added INTEGER CHECK (lines_added >= 0),
-                lines_removed INTEGER CHECK (lines_removed >= 0),
-                reasons TEXT NOT NULL,
-                message TEXT NOT NULL,
-                major INTEGER NOT NULL,
-                minor INTEGER NOT NULL,
-                patch INTEGER NOT NULL,
-                is_release INTEGER NOT NULL,
-                pre_key TEXT NOT NULL,
-                UNIQUE (id, version)
-            )""",
-            "CREATE INDEX versions_order ON versions"
-            " (id, major, minor, patch, is_release, pre_key)",
-            """CREATE TABLE channels (
-                tag TEXT PRIMARY KEY,
-                id TEXT NOT NULL,
-                channel TEXT NOT NULL,
-                seq INTEGER NOT NULL CHECK (seq >= 0),
-                version TEXT NOT NULL,
-                "commit" TEXT NOT NULL,
-                moved_by TEXT,
-                moved_at TEXT,
-                action TEXT,
-                reason TEXT,
-                UNIQUE (id, channel, seq)
-            )""",
-            """CREATE TABLE executions (
-                run_id TEXT PRIMARY KEY,
-                id TEXT NOT NULL,
-                version TEXT,
-                "commit" TEXT,
-                tree_id TEXT,
-                python_version TEXT,
-                caller TEXT,
-                started_at TEXT NOT NULL,
-                duration_ms REAL NOT NULL CHECK (duration_ms >= 0),
-                outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
-                error_type TEXT,
-                error_message TEXT,
-                cpu_ms REAL,
-                max_rss_kb INTEGER,
-                imported INTEGER NOT NULL
-            )""",
-            "CREATE INDEX executions_by_id ON executions (id, started_at)",
-            "CREATE INDEX executions_by_version ON executions (id, version, started_at)",
-            """CREATE TABLE sync_state (
-                ref TEXT PRIMARY KEY,
-                "commit" TEXT,
-                tags_digest TEXT,
-                synced_at TEXT NOT NULL
-            )""",
-        ),
-    ),
-    (
-        2,
-        "procedures keyed by an integer rowid shared with their FTS row; health per procedure",
-        (
-            # an FTS5 delete by an UNINDEXED id scans the whole table; by rowid it is a lookup.
-            # The key is an explicit INTEGER PRIMARY KEY so VACUUM cannot renumber it.
-            """CREATE TABLE procedures_keyed (
-                fts_rowid INTEGER PRIMARY KEY,
-                id TEXT NOT NULL UNIQUE,
-                name TEXT NOT NULL,
-                description TEXT NOT NULL,
-                category TEXT NOT NULL,
-                tags TEXT NOT NULL,
-                status TEXT NOT NULL,
-                entry_point TEXT NOT NULL,
-                parameters TEXT NOT NULL,
-                docstring TEXT,
-                metadata TEXT NOT NULL,
-                tree_id TEXT NOT NULL,
-                "commit" TEXT NOT NULL,
-                valid INTEGER NOT NULL CHECK (valid IN (0, 1)),
-                errors TEXT NOT NULL
-            )""",
-            """INSERT INTO procedures_keyed (id, name, description, category, tags, status,
-                entry_point, parameters, docstring, metadata, tree_id, "commit", valid, errors)
-            SELECT id, name, description, category, tags, status, entry_point, parameters,
-                docstring, metadata, tree_id, "commit", valid, errors
-            FROM procedures ORDER BY id""",
-            "DROP TABLE procedures",
-            "ALTER TABLE procedures_keyed RENAME TO procedures",
-            # ORDER BY lower(name), id LIMIT n reads the first n entries instead of sorting
-            "CREATE INDEX procedures_category ON procedures (category, lower(name), id)",
-            "CREATE INDEX procedures_name ON procedures (lower(name), id)",
-            "DROP TABLE procedures_fts",
-            """CREATE VIRTUAL TABLE procedures_fts USING fts5 (
-                name, description, tags, params, docstring,
-                tokenize = 'unicode61 remove_diacritics 0'
-            )""",
-            _fill_fts,
-            # runs and successes per procedure, kept by a trigger so every insert path counts
-            # (INSERT OR IGNORE fires it only for rows really inserted)
-            """CREATE TABLE procedure_health (
-                id TEXT PRIMARY KEY,
-                runs INTEGER NOT NULL CHECK (runs >= 0),
-                successes INTEGER NOT NULL CHECK (successes >= 0)
-            )""",
-            """INSERT INTO procedure_health (id, runs, successes)
-            SELECT id, count(*), sum(outcome = 'success') FROM executions GROUP BY id""",
-            # two plain statements rather than an UPSERT: a trigger's statements take the
-            # firing statement's conflict policy (OR IGNORE), which would skip the update
-            """CREATE TRIGGER executions_count_runs AFTER INSERT ON executions BEGIN
-                INSERT OR IGNORE INTO procedure_health (id, runs, successes)
-                    VALUES (new.id, 0, 0);
-                UPDATE procedure_health
-                    SET runs = runs + 1, successes = successes + (new.outcome = 'success')
-                    WHERE id = new.id;
-            END""",
-        ),
-    ),
-    (
-        3,
-        "run history moves to its own file (runs.sqlite3), which reindex never touches",
-        (
-            _copy_old_runs,
-            "DROP TRIGGER main.executions_count_runs",
-            "DROP TABLE main.procedure_health",
-            "DROP TABLE main.executions",
-        ),
-    ),
-    (
-        4,
-        "versions order their build metadata (pre_key recomputed)",
-        (_rekey_versions,),
-    ),
-)
-
-# The run file's own migrations (recorded in runs.schema_migrations).
-RUNS_MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
-    (
-        1,
-        "run history: executions (with the isolation a run had) and health per procedure",
-        (
-            """CREATE TABLE runs.executions (
-                run_id TEXT PRIMARY KEY,
-                id TEXT NOT NULL,
-                version TEXT,
-                "commit" TEXT,
-                tree_id TEXT,
-                python_version TEXT,
-                caller TEXT,
-                started_at TEXT NOT NULL,
-                duration_ms REAL NOT NULL CHECK (duration_ms >= 0),
-                outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
-                error_type TEXT,
-                error_message TEXT,
-                cpu_ms REAL,
-                max_rss_kb INTEGER,
-                imported INTEGER NOT NULL,
-                isolation TEXT
-            )""",
-            "CREATE INDEX runs.executions_by_id ON executions (id, started_at)",
-            "CREATE INDEX runs.executions_by_version ON executions (id, version, started_at)",
-            """CREATE TABLE runs.procedure_health (
-                id TEXT PRIMARY KEY,
-                runs INTEGER NOT NULL CHECK (runs >= 0),
-                successes INTEGER NOT NULL CHECK (successes >= 0)
-            )""",
-            """CREATE TRIGGER runs.executions_count_runs AFTER INSERT ON executions BEGIN
-                INSERT OR IGNORE INTO procedure_health (id, runs, successes)
-                    VALUES (new.id, 0, 0);
-                UPDATE procedure_health
-                    SET runs = runs + 1, successes = successes + (new.outcome = 'success')
-                    WHERE id = new.id;
-            END""",
-        ),
-    ),
-)
-
-# The bookkeeping table itself is the one thing created before migrations can be read.
-CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
-    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"""
-SELECT_MIGRATIONS = "SELECT version FROM {schema}.schema_migrations ORDER BY version"
-INSERT_MIGRATION = (
-    "INSERT INTO {schema}.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
-)
-ATTACH_RUNS = f"ATTACH DATABASE ? AS {RUNS_SCHEMA}"
-CHECK_READABLE = "SELECT count(*) FROM {schema}.sqlite_master"
 
 DELETE_ALL_DERIVED = (
     "DELETE FROM procedures",
@@ -437,91 +162,49 @@ UPSERT_PROCEDURE = (
     upsert_sql("procedures", PROCEDURE_COLUMNS, "id", ["?"] * len(PROCEDURE_COLUMNS))
     + " RETURNING fts_rowid"
 )
-INSERT_PROCEDURE_FTS = """INSERT INTO procedures_fts
-    (rowid, name, description, tags, params, docstring)
-VALUES (?, ?, ?, ?, ?, ?)"""
 PROCEDURE_EXISTS = "SELECT 1 FROM procedures WHERE id = ?"
 MARK_INVALID = "UPDATE procedures SET valid = 0, errors = ? WHERE id = ?"
-DELETE_VERSION = "DELETE FROM versions WHERE tag = ?"
-_VERSION_ALL = VERSION_COLUMNS + VERSION_SORT_COLUMNS
-UPSERT_VERSION = upsert_sql("versions", _VERSION_ALL, "tag", ["?"] * len(_VERSION_ALL))
-DELETE_CHANNEL = "DELETE FROM channels WHERE tag = ?"
-UPSERT_CHANNEL = upsert_sql("channels", CHANNEL_COLUMNS, "tag", ["?"] * len(CHANNEL_COLUMNS))
-UPSERT_SYNC_STATE = upsert_sql("sync_state", SYNC_STATE_COLUMNS, "ref", ["?"] * 4)
-SELECT_SYNC_STATE = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state WHERE ref = ?"
-SELECT_ALL_SYNC_STATES = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state"
-
-# Procedure queries run in two steps: the inner query filters, ranks, orders and limits
-# on narrow columns; only the rows it returns get their latest version and full columns.
-# Sort keys travel out of the inner query as sort_* so both levels order identically.
-HEALTH_JOIN = "LEFT JOIN runs.procedure_health h ON h.id = p.id"
-# a procedure without runs has no success rate, so it can never pass min_success_rate
-HEALTH_INNER_JOIN = "JOIN runs.procedure_health h ON h.id = p.id"
-SUCCESS_RATE = "CAST(h.successes AS REAL) / h.runs"
-SELECT_PAGE = """SELECT p.fts_rowid AS sort_key, {rank} AS sort_rank,
-    lower(p.name) AS sort_name, p.id AS sort_id{health}
-FROM {source} {joins} {where} ORDER BY {order} LIMIT ?"""
-PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
-FTS_SOURCE = "procedures_fts JOIN procedures p ON p.fts_rowid = procedures_fts.rowid"
-FTS_RANK = "bm25(procedures_fts, 10.0, 4.0, 4.0, 2.0, 1.0)"
-WHERE_FTS = "procedures_fts MATCH ?"
-_SELECT_ROWS = """SELECT {columns},
-    (SELECT v.version FROM versions v WHERE v.id = p.id
-     ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
-     LIMIT 1) AS latest_version,
-    coalesce(h.runs, 0) AS runs, {success_rate} AS success_rate
-FROM ({{page}}) s JOIN procedures p ON p.fts_rowid = s.sort_key {health_join}
-ORDER BY {{order}}"""
-SELECT_PROCEDURES = _SELECT_ROWS.format(
-    columns=column_list(PROCEDURE_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
+UPSERT_VERSION = upsert_sql(
+    "versions", VERSION_ROW_COLUMNS, "tag", ["?"] * len(VERSION_ROW_COLUMNS)
 )
-SELECT_SUMMARIES = _SELECT_ROWS.format(
-    columns=column_list(SUMMARY_COLUMNS, "p"), success_rate=SUCCESS_RATE, health_join=HEALTH_JOIN
-)
-WHERE_CATEGORY = "p.category = ?"
-WHERE_STATUS = "p.status = ?"
-WHERE_VALID = "p.valid = ?"
-WHERE_ID = "p.id = ?"
-WHERE_TAGS = """NOT EXISTS (SELECT 1 FROM json_each(?) t
-    WHERE t.value NOT IN (SELECT j.value FROM json_each(p.tags) j))"""
-WHERE_MIN_SUCCESS = f"{SUCCESS_RATE} >= ?"
-ORDER_BY: dict[str, str] = {
-    "relevance": "sort_rank ASC, sort_name, sort_id",
-    "name": "sort_name, sort_id",
-    "health": "sort_rate DESC NULLS LAST, sort_runs DESC, sort_name, sort_id",
-}
-
-SELECT_VERSIONS = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = ?
-ORDER BY major, minor, patch, is_release, pre_key, tag"""
-SELECT_ALL_VERSIONS = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
-SELECT_VERSION_TAGS = "SELECT tag FROM versions"
-SELECT_PROCEDURE_TREES = "SELECT id, tree_id FROM procedures"
-SELECT_CHANNEL_TAGS = "SELECT tag FROM channels"
-SELECT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS)} FROM channels WHERE id = ?
-ORDER BY channel, seq"""
-SELECT_ALL_CHANNELS = f"SELECT {column_list(CHANNEL_COLUMNS)} FROM channels"
-SELECT_CURRENT_CHANNELS = f"""SELECT {column_list(CHANNEL_COLUMNS, "c")} FROM channels c
-WHERE c.id = ? AND c.seq = (SELECT max(c2.seq) FROM channels c2
-    WHERE c2.id = c.id AND c2.channel = c.channel)
-ORDER BY c.channel"""
-
 INSERT_EXECUTION = f"""INSERT OR IGNORE INTO runs.executions ({column_list(EXECUTION_COLUMNS)})
 VALUES ({", ".join(["?"] * len(EXECUTION_COLUMNS))})"""
-SELECT_EXECUTIONS = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM runs.executions
-WHERE id = ? AND (? IS NULL OR version = ?)
-ORDER BY started_at DESC, run_id DESC LIMIT ?"""
-COUNT_EXECUTIONS = "SELECT count(*) FROM runs.executions WHERE (? IS NULL OR id = ?)"
 SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_at, caller
 FROM runs.executions WHERE id = ?"""
-SELECT_RECENT_OUTCOMES = """SELECT outcome = 'success' FROM runs.executions
-WHERE id = ? AND (? IS NULL OR version = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?"""
+
+SQLITE = Dialect(
+    name="sqlite",
+    numbered="?{}",
+    runs=f"{RUNS_SCHEMA}.",
+    # procedures are keyed by the integer rowid they share with their FTS row
+    page_key="fts_rowid",
+    sync_time="$4",
+    unlimited=-1,
+    text_query=fts5_query,
+    text_source="procedures_fts JOIN procedures p ON p.fts_rowid = procedures_fts.rowid",
+    text_match="procedures_fts MATCH {}",
+    # bm25 is lower for a better match
+    text_rank="-bm25(procedures_fts, 10.0, 4.0, 4.0, 2.0, 1.0)",
+    tags_match="""NOT EXISTS (SELECT 1 FROM json_each({}) t
+    WHERE t.value NOT IN (SELECT j.value FROM json_each(p.tags) j))""",
+)
+SQL = statements(SQLITE)
 
 
-class SqliteIndex:
+class SqliteIndex(SqlIndex):
     """The index in one SQLite file; see the module docstring for the design."""
+
+    dialect = SQLITE
+    _rejected = (sqlite3.IntegrityError,)
+    _failed = (sqlite3.Error,)
+    _advice = (
+        "; if another process holds it, retry; if the disk is full, free some space; "
+        "if it is corrupt, run `procreg reindex` (run records are kept apart)"
+    )
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
+        self.label = f"the SQLite index {path}"
         self._conn = conn
         self.applied_migrations: list[int] = []
 
@@ -620,28 +303,6 @@ class SqliteIndex:
         """Close the connection."""
         self._conn.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.IntegrityError as exc:
-            raise IndexRejected(
-                f"the SQLite index {self.path} refused the change ({exc}); nothing was "
-                "written. The data breaks an index constraint: fix its source and sync again"
-            ) from exc
-        except sqlite3.Error as exc:
-            raise IndexUnavailable(
-                f"the SQLite index {self.path} failed: {exc}; if another process holds it, "
-                "retry; if the disk is full, free some space; if it is corrupt, run "
-                "`procreg reindex` (run records are kept apart)"
-            ) from exc
-
     @contextlib.contextmanager
     def _tx(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
         self._conn.execute(f"BEGIN {mode}")
@@ -683,25 +344,19 @@ class SqliteIndex:
                     c.execute(MARK_INVALID, (json.dumps(errors), id))
                 else:
                     _put_procedure(c, placeholder(id, errors, changes.commit))
-            c.executemany(DELETE_VERSION, [(t,) for t in changes.versions_delete])
+            c.executemany(SQL.delete_version, [(t,) for t in changes.versions_delete])
             c.executemany(
                 UPSERT_VERSION, [_params(version_values(v)) for v in changes.versions_upsert]
             )
-            c.executemany(DELETE_CHANNEL, [(t,) for t in changes.channels_delete])
+            c.executemany(SQL.delete_channel, [(t,) for t in changes.channels_delete])
             c.executemany(
-                UPSERT_CHANNEL,
+                SQL.upsert_channel,
                 [_params(row_values(m, CHANNEL_COLUMNS)) for m in changes.channels_upsert],
             )
             c.execute(
-                UPSERT_SYNC_STATE,
+                SQL.upsert_sync_state,
                 (changes.ref, changes.commit, changes.tags_digest, _ts(datetime.now(UTC))),
             )
-
-    async def sync_state(self, ref: str) -> SyncState | None:
-        """What was last indexed for ``ref``."""
-        with self._errors():
-            row = self._conn.execute(SELECT_SYNC_STATE, (ref,)).fetchone()
-        return None if row is None else _model(SyncState, row)
 
     @contextlib.asynccontextmanager
     async def sync_lock(self, wait: bool = True) -> AsyncIterator[None]:
@@ -732,158 +387,24 @@ class SqliteIndex:
     async def notify(self, payload: str) -> None:
         """No listeners on an embedded file: a no-op."""
 
-    # -- queries -----------------------------------------------------------
+    # -- reads (the queries are shared: see registry.index.base) -------------
 
-    def _select_procedures(
-        self,
-        where: Sequence[tuple[str, Any]],
-        fts: str | None = None,
-        order: Order = "name",
-        limit: int | None = None,
-        min_success_rate: float | None = None,
-        summary: bool = False,
-    ) -> list[Any]:
-        params: list[Any] = []
-        conditions = [cond for cond, _ in where]
-        if fts:
-            conditions.insert(0, WHERE_FTS)
-            params.append(fts)
-        params.extend(value for _, value in where)
-        if order == "relevance" and not fts:
-            order = "name"
-        # health is joined before the limit only when the filter or the order needs it
-        joins = ""
-        if min_success_rate is not None:
-            joins = HEALTH_INNER_JOIN
-            conditions.append(WHERE_MIN_SUCCESS)
-            params.append(min_success_rate)
-        elif order == "health":
-            joins = HEALTH_JOIN
-        page = SELECT_PAGE.format(
-            rank=FTS_RANK if fts else "NULL",
-            health=PAGE_HEALTH if joins else "",
-            source=FTS_SOURCE if fts else "procedures p",
-            joins=joins,
-            where=("WHERE " + " AND ".join(conditions)) if conditions else "",
-            order=ORDER_BY[order],
-        )
-        params.append(-1 if limit is None else limit)
-        if summary:
-            sql = SELECT_SUMMARIES.format(page=page, order=ORDER_BY[order])
-            with self._errors():
-                cursor = self._conn.cursor()
-                cursor.row_factory = None
-                return _summaries(cursor.execute(sql, params))
-        sql = SELECT_PROCEDURES.format(page=page, order=ORDER_BY[order])
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
         with self._errors():
-            return [_procedure_row(r) for r in self._conn.execute(sql, params)]
+            return self._conn.execute(sql, tuple(params)).fetchall()
 
-    async def search(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[ProcedureRow]:
-        """Procedures matching every filter; blank ``text`` means no text filter."""
-        return self._search(text, category, tags, status, valid, limit, order, min_success_rate)
+    async def _fetch_together(self, queries: Sequence[Query]) -> list[Sequence[Any]]:
+        with self._errors(), self._tx("DEFERRED") as c:
+            return [c.execute(sql, tuple(params)).fetchall() for sql, params in queries]
 
-    async def search_summaries(
-        self,
-        text: str | None = None,
-        category: str | None = None,
-        tags: Sequence[str] = (),
-        status: str | None = None,
-        valid: bool | None = None,
-        limit: int = 50,
-        order: Order = "relevance",
-        min_success_rate: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """:meth:`search` with only the summary columns (a list of 10,000 stays fast)."""
-        return self._search(
-            text, category, tags, status, valid, limit, order, min_success_rate, summary=True
-        )
+    def _decode(self, row: sqlite3.Row) -> dict[str, Any]:
+        return _decoded(row)
 
-    def _search(
-        self,
-        text: str | None,
-        category: str | None,
-        tags: Sequence[str],
-        status: str | None,
-        valid: bool | None,
-        limit: int,
-        order: Order,
-        min_success_rate: float | None,
-        summary: bool = False,
-    ) -> list[Any]:
-        if limit <= 0:
-            return []
-        fts = None
-        if text is not None and text.strip():
-            fts = fts5_query(text)
-            if fts is None:  # only punctuation: nothing can match
-                return []
-        where: list[tuple[str, Any]] = []
-        if category is not None:
-            where.append((WHERE_CATEGORY, category))
-        if tags:
-            where.append((WHERE_TAGS, json.dumps(list(tags))))
-        if status is not None:
-            where.append((WHERE_STATUS, status))
-        if valid is not None:
-            where.append((WHERE_VALID, int(valid)))
-        return self._select_procedures(where, fts, order, limit, min_success_rate, summary)
-
-    async def get_procedure(self, id: str) -> ProcedureRow | None:
-        """One procedure, or None."""
-        rows = self._select_procedures([(WHERE_ID, id)])
-        return rows[0] if rows else None
-
-    async def procedure_and_versions(
-        self, id: str
-    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
-        """:meth:`get_procedure` and :meth:`versions` together (what ``get`` needs)."""
-        return await self.get_procedure(id), await self.versions(id)
-
-    async def list_procedures(self) -> list[ProcedureRow]:
-        """Every procedure, by id."""
-        return sorted(self._select_procedures([]), key=lambda r: r.id)
-
-    async def procedure_trees(self) -> dict[str, str]:
-        """``{id: tree id}`` of every procedure (what a rebuild compares, without the rows)."""
+    async def _summaries(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         with self._errors():
-            return dict(self._conn.execute(SELECT_PROCEDURE_TREES).fetchall())
-
-    async def versions(self, id: str) -> list[VersionRecord]:
-        """Releases of ``id``, ascending semver."""
-        with self._errors():
-            rows = self._conn.execute(SELECT_VERSIONS, (id,)).fetchall()
-        return [trusted_version(_decoded(r)) for r in rows]
-
-    async def all_version_tags(self) -> set[str]:
-        """Every release tag held."""
-        with self._errors():
-            return {r[0] for r in self._conn.execute(SELECT_VERSION_TAGS)}
-
-    async def all_channel_tags(self) -> set[str]:
-        """Every channel move tag held."""
-        with self._errors():
-            return {r[0] for r in self._conn.execute(SELECT_CHANNEL_TAGS)}
-
-    async def channels(self, id: str) -> list[ChannelMove]:
-        """Channel history of ``id``."""
-        with self._errors():
-            return [_model(ChannelMove, r) for r in self._conn.execute(SELECT_CHANNELS, (id,))]
-
-    async def current_channels(self, id: str) -> dict[str, ChannelMove]:
-        """Each channel of ``id`` at its highest seq."""
-        with self._errors():
-            rows = self._conn.execute(SELECT_CURRENT_CHANNELS, (id,)).fetchall()
-        return {r["channel"]: _model(ChannelMove, r) for r in rows}
+            cursor = self._conn.cursor()
+            cursor.row_factory = None
+            return _summaries(cursor.execute(sql, tuple(params)))
 
     # -- executions --------------------------------------------------------
 
@@ -897,23 +418,6 @@ class SqliteIndex:
                 INSERT_EXECUTION, [_params(row_values(e, EXECUTION_COLUMNS)) for e in records]
             )
             return cursor.rowcount
-
-    async def executions(
-        self, id: str, version: str | None = None, limit: int | None = None
-    ) -> list[ExecutionRecord]:
-        """Runs of ``id``, newest first (``limit`` None: all)."""
-        if limit is not None and limit <= 0:
-            return []
-        params = (id, version, version, -1 if limit is None else limit)
-        with self._errors():
-            return [
-                _model(ExecutionRecord, r) for r in self._conn.execute(SELECT_EXECUTIONS, params)
-            ]
-
-    async def count_executions(self, id: str | None = None) -> int:
-        """How many runs are recorded."""
-        with self._errors():
-            return int(self._conn.execute(COUNT_EXECUTIONS, (id, id)).fetchone()[0])
 
     async def metrics(self, id: str) -> Metrics:
         """Run statistics of ``id`` (percentiles as PostgreSQL's percentile_cont)."""
@@ -930,23 +434,6 @@ class SqliteIndex:
             )
             for r in rows
         )
-
-    async def recent_outcomes(self, id: str, version: str | None, n: int) -> list[bool]:
-        """Success flags of the last ``n`` runs, newest first."""
-        if n <= 0:
-            return []
-        with self._errors():
-            rows = self._conn.execute(SELECT_RECENT_OUTCOMES, (id, version, version, n))
-            return [bool(r[0]) for r in rows]
-
-    async def snapshot(self) -> dict[str, Any]:
-        """Canonical dump of the derived tables (see ``contract.canonical_snapshot``)."""
-        with self._errors(), self._tx("DEFERRED") as c:
-            procedures = self._select_procedures([])
-            versions = [trusted_version(_decoded(r)) for r in c.execute(SELECT_ALL_VERSIONS)]
-            channels = [_model(ChannelMove, r) for r in c.execute(SELECT_ALL_CHANNELS)]
-            states = [_model(SyncState, r) for r in c.execute(SELECT_ALL_SYNC_STATES)]
-        return canonical_snapshot(procedures, versions, channels, states)
 
 
 def set_aside_corrupt(path: Path) -> Path:

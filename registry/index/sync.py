@@ -27,22 +27,16 @@ finds that last valid content in the folder's history.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import gc
 import hashlib
 import logging
-import os
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from registry.config import CONFIG_FILE, Config, parse_config
+from registry.config import Config, config_at, tracked_ref, worktree_config
 from registry.core.snapshot import Snapshot
 from registry.core.tags import (
     CHANNEL_TAG_PREFIX,
@@ -54,28 +48,24 @@ from registry.core.tags import (
     release_tag_prefix,
 )
 from registry.core.validation import ValidationResult, validate_snapshot
-from registry.errors import ConfigError, GitError, NotFoundError, UsageError
+from registry.errors import GitError, NotFoundError
 from registry.git.info import TagInfo
 from registry.git.store import GitStore
 from registry.index.contract import (
     ChangeSet,
-    ChannelMove,
+    ChannelMoveRecord,
     IndexBackend,
     ProcedureRecord,
     SyncState,
     VersionRecord,
     canonical_snapshot,
-    connect_index,
-    is_postgres_url,
+    placeholder,
 )
+from registry.index.drift import Drift, snapshot_drift
+from registry.index.memory import release_memory
+from registry.index.plan import SyncInputs, plan_sync
 
 log = logging.getLogger(__name__)
-
-DATABASE_URL_ENV = "PROCREG_DATABASE_URL"
-"""Environment variable naming a PostgreSQL index (``postgresql://...``)."""
-
-INDEX_FILE = Path("procreg") / "index.sqlite3"
-"""Where the SQLite index lives, relative to the repository's ``.git`` folder."""
 
 OFF_LOOP_ABOVE = 32
 """Above this many changed folders, an incremental sync validates in a worker thread."""
@@ -117,116 +107,7 @@ class SyncReport(BaseModel):
         )
 
 
-DriftKind = Literal["missing", "extra", "different"]
-
-
-class Drift(BaseModel):
-    """One difference between the index and what git says it should hold.
-
-    ``missing``: git has it, the index does not; ``extra``: the reverse;
-    ``different``: both have it, ``fields`` differ.
-    """
-
-    table: str
-    key: str
-    kind: DriftKind
-    fields: list[str] = Field(default_factory=list)
-
-    def format(self) -> str:
-        """One line: ``procedures slugify: different (tags, description)``."""
-        extra = f" ({', '.join(self.fields)})" if self.fields else ""
-        return f"{self.table} {self.key}: {self.kind}{extra}"
-
-
-# --------------------------------------------------------------------------- backends
-
-
-def default_index_path(store: GitStore) -> Path:
-    """The SQLite index file: ``.git/procreg/index.sqlite3`` (inside .git, never committed)."""
-    return store.git_dir / INDEX_FILE
-
-
-def index_target(store: GitStore, database_url: str | None = None) -> str | Path:
-    """What :func:`open_backend` connects to: a PostgreSQL URL or the SQLite file path.
-
-    ``database_url`` wins, then ``$PROCREG_DATABASE_URL``, then the SQLite file in
-    ``.git``. ``sqlite:///abs/path`` names another SQLite file.
-    """
-    url = database_url or os.environ.get(DATABASE_URL_ENV) or None
-    if url is None:
-        return default_index_path(store)
-    if is_postgres_url(url):
-        return url
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite://") :])
-    raise UsageError(
-        f"database URL {url!r} is not postgresql://... or sqlite:///path; fix --database-url "
-        f"or ${DATABASE_URL_ENV}"
-    )
-
-
-async def open_backend(
-    store: GitStore, database_url: str | None = None, *, set_aside_corrupt: bool = False
-) -> IndexBackend:
-    """Connect the index for ``store`` (SQLite in ``.git`` unless a PostgreSQL URL is given).
-
-    With ``set_aside_corrupt`` (what ``reindex`` asks for), a corrupt SQLite index
-    file is moved aside and a new one is created, to be rebuilt from git; the run
-    history is in its own file and is kept.
-    """
-    target = index_target(store, database_url)
-    if isinstance(target, Path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-    if not set_aside_corrupt or not isinstance(target, Path):
-        return await connect_index(target)
-    from registry.index import sqlite as index_sqlite
-
-    try:
-        return await connect_index(target)
-    except index_sqlite.IndexCorrupt as exc:
-        aside = index_sqlite.set_aside_corrupt(target)
-        log.warning("procreg: %s; moved it to %s and rebuilding it from git", exc, aside.name)
-        return await connect_index(target)
-
-
 # --------------------------------------------------------------------------- git side
-
-
-def tracked_ref(store: GitStore, config: Config | None = None) -> str:
-    """The full ref the index follows: ``[registry] branch``, else HEAD's branch.
-
-    A detached HEAD with no configured branch tracks ``HEAD`` itself.
-    """
-    if config is None:
-        config = worktree_config(store)
-    if config.registry.branch:
-        return store.branch_ref(config.registry.branch)
-    return store.current_branch() or "HEAD"
-
-
-def worktree_config(store: GitStore) -> Config:
-    """``procreg.toml`` from the working tree (or HEAD in a bare repo); defaults if absent."""
-    if store.workdir is not None:
-        path = store.workdir / CONFIG_FILE
-        return parse_config(path.read_bytes() if path.is_file() else None)
-    return config_at(store, "HEAD")
-
-
-def config_at(store: GitStore, commit: str | None) -> Config:
-    """``procreg.toml`` as committed at ``commit``; defaults when absent or unreadable.
-
-    A broken config in one commit must not stop sync: it falls back to the
-    defaults and logs why.
-    """
-    if commit is None:
-        return Config()
-    try:
-        return parse_config(store.read_path(CONFIG_FILE, commit), f"{CONFIG_FILE}@{commit[:12]}")
-    except ConfigError as exc:
-        log.warning("%s; using the default config for this commit", exc)
-        return Config()
-    except NotFoundError:
-        return Config()
 
 
 def _ref_targets(store: GitStore) -> dict[str, str]:
@@ -315,7 +196,7 @@ def version_record(info: TagInfo, proc_id: str, version: str, trees: _Trees) -> 
 
 def channel_move(
     store: GitStore, info: TagInfo, proc_id: str, channel: str, seq: int
-) -> ChannelMove | None:
+) -> ChannelMoveRecord | None:
     """The index row of one channel tag; ``None`` if its version cannot be told.
 
     The version is the ``Version:`` trailer; a hand-made tag without one points
@@ -335,7 +216,7 @@ def channel_move(
     moved_by = None
     if info.tagger is not None:
         moved_by = f"{info.tagger.name} <{info.tagger.email}>"
-    return ChannelMove(
+    return ChannelMoveRecord(
         id=proc_id,
         channel=channel,
         seq=seq,
@@ -354,14 +235,14 @@ def tag_rows(
     names: Iterable[str],
     trees: _Trees,
     targets: Mapping[str, str] | None = None,
-) -> tuple[list[VersionRecord], list[ChannelMove]]:
+) -> tuple[list[VersionRecord], list[ChannelMoveRecord]]:
     """Version and channel rows for the tags ``names`` (names that do not parse are skipped).
 
     ``targets`` (tag name -> object id, from one pass over the refs) saves a ref
     lookup per tag; a name missing from it is looked up.
     """
     versions: list[VersionRecord] = []
-    moves: list[ChannelMove] = []
+    moves: list[ChannelMoveRecord] = []
     for name in sorted(names):
         release = parse_release_tag(name)
         chan = parse_channel_tag(name) if release is None else None
@@ -502,32 +383,6 @@ async def _full_changes_off_loop(
     return await asyncio.to_thread(work)
 
 
-async def _release_memory() -> None:
-    """Give the memory of a rebuild back to the OS (a watcher lives on for days).
-
-    A rebuild allocates ~150 MB of short-lived rows at 10,000 procedures; once they
-    are freed, glibc keeps the pages unless asked. Yield first: the finished
-    worker future (and so the change set) is referenced until the loop turns.
-    """
-    await asyncio.sleep(0)
-    gc.collect()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def _libc_malloc_trim() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # musl has no malloc_trim
-        return None
-
-
-_MALLOC_TRIM = _libc_malloc_trim()
-
-
 async def _procedure_trees(backend: IndexBackend) -> dict[str, str]:
     getter = getattr(backend, "procedure_trees", None)
     if getter is not None:
@@ -549,6 +404,14 @@ def _resolve(store: GitStore, ref: str) -> str | None:
     return store.try_resolve(ref)
 
 
+def _full_ref(store: GitStore, ref: str | None, config: Config | None) -> str:
+    """The full ref a sync follows: ``ref`` as a branch, else the tracked ref."""
+    wt_config = config or worktree_config(store)
+    return (
+        store.branch_ref(ref) if ref and ref != "HEAD" else (ref or tracked_ref(store, wt_config))
+    )
+
+
 async def sync(
     store: GitStore,
     backend: IndexBackend,
@@ -564,8 +427,7 @@ async def sync(
     syncer runs at a time. ``config`` overrides ``procreg.toml`` (tests).
     """
     started = time.perf_counter()
-    wt_config = config or worktree_config(store)
-    ref = store.branch_ref(ref) if ref and ref != "HEAD" else (ref or tracked_ref(store, wt_config))
+    ref = _full_ref(store, ref, config)
     async with backend.sync_lock():
         state = await backend.sync_state(ref)
         previous = state.commit if state else None
@@ -573,52 +435,72 @@ async def sync(
         report = SyncReport(ref=ref, commit=commit, previous=previous)
         if commit is None:
             if store.try_resolve(ref) is None and not store.is_unborn() and ref != "HEAD":
-                raise GitError(f"{store.name}: the tracked ref {ref} does not exist")
+                raise GitError(
+                    f"{store.name}: the tracked ref {ref} does not exist", path=store.name, ref=ref
+                )
             log.info("%s has no commits yet; nothing to index", ref)
             return report
         digest, listed = current_tags_digest(store)
         new_config = config or config_at(store, commit)
         old_config = config or config_at(store, previous)
-        rebuild = (
-            full
-            or previous is None
-            or not store.is_ancestor(previous, commit)
-            or new_config.validation != old_config.validation
+        plan = plan_sync(
+            SyncInputs(
+                state=state,
+                commit=commit,
+                tags_digest=digest,
+                # (not asked when rebuilding anyway: across rewritten history it walks far)
+                descends=None if previous is None or full else store.is_ancestor(previous, commit),
+                rules_before=old_config.validation,
+                rules_now=new_config.validation,
+                full=full,
+            )
         )
-        if rebuild:
+        log.debug("sync %s: %s (%s)", ref, plan.kind, plan.reason)
+        if plan.kind == "noop":
+            report.duration_ms = (time.perf_counter() - started) * 1000
+            return report
+        if plan.kind == "rebuild":
             targets = listed if listed is not None else _ref_targets(store)
             changes = await _rebuild(store, backend, ref, commit, new_config, targets, report)
         else:
-            if previous == commit and state is not None and state.tags_digest == digest:
-                report.duration_ms = (time.perf_counter() - started) * 1000
-                return report
             assert previous is not None
             changes = ChangeSet(ref=ref, commit=commit, tags_digest=digest)
-            changed = store.changed_procedures(previous, commit)
-            if len(changed) > OFF_LOOP_ABOVE:
-                await asyncio.to_thread(
-                    _procedure_changes,
-                    _fresh_store(store),
-                    commit,
-                    changed,
-                    new_config,
-                    changes,
-                    report,
-                )
-            else:
-                _procedure_changes(store, commit, changed, new_config, changes, report)
-            if state is None or state.tags_digest != digest:
+            await _incremental(store, previous, commit, new_config, changes, report)
+            if plan.tags_changed:
                 targets = listed if listed is not None else _ref_targets(store)
                 await _tag_changes(store, backend, targets, changes, report)
         await backend.apply(changes)
-        if rebuild:
+        if plan.kind == "rebuild":
             del changes
-            await _release_memory()
+            await release_memory()
     report.duration_ms = (time.perf_counter() - started) * 1000
+    _log_report(report)
+    return report
+
+
+async def _incremental(
+    store: GitStore,
+    previous: str,
+    commit: str,
+    config: Config,
+    changes: ChangeSet,
+    report: SyncReport,
+) -> None:
+    """The procedure rows that changed between ``previous`` and ``commit``, into ``changes``."""
+    changed = store.changed_procedures(previous, commit)
+    if len(changed) > OFF_LOOP_ABOVE:
+        await asyncio.to_thread(
+            _procedure_changes, _fresh_store(store), commit, changed, config, changes, report
+        )
+    else:
+        _procedure_changes(store, commit, changed, config, changes, report)
+
+
+def _log_report(report: SyncReport) -> None:
     log.info(
         "synced %s to %s: +%d ~%d -%d invalid %d, tags +%d -%d%s in %.1f ms",
-        ref,
-        commit[:12],
+        report.ref,
+        (report.commit or "")[:12],
         len(report.added),
         len(report.updated),
         len(report.deleted),
@@ -628,7 +510,6 @@ async def sync(
         " (rebuilt)" if report.rebuilt else "",
         report.duration_ms,
     )
-    return report
 
 
 async def _rebuild(
@@ -702,11 +583,6 @@ async def _tag_changes(
 # --------------------------------------------------------------------------- verify
 
 
-# ``commit`` of a procedure row says at which sync it was written, which git
-# cannot confirm; the tree id (compared) says what was indexed.
-_UNVERIFIABLE = frozenset({"commit"})
-
-
 async def verify(
     store: GitStore, backend: IndexBackend, ref: str | None = None, *, config: Config | None = None
 ) -> list[Drift]:
@@ -716,8 +592,7 @@ async def verify(
     validity and errors only (the content they keep is their last valid
     state, which depends on when syncs ran).
     """
-    wt_config = config or worktree_config(store)
-    ref = store.branch_ref(ref) if ref and ref != "HEAD" else (ref or tracked_ref(store, wt_config))
+    ref = _full_ref(store, ref, config)
     commit = _resolve(store, ref)
     actual = await backend.snapshot()
     if commit is None:
@@ -725,8 +600,6 @@ async def verify(
     else:
         targets = _ref_targets(store)
         changes = _full_changes(store, ref, commit, config or config_at(store, commit), targets)
-        from registry.index.contract import placeholder
-
         records = list(changes.upsert) + [placeholder(i, e, commit) for i, e in changes.invalid]
         state = SyncState(
             ref=ref, commit=commit, tags_digest=changes.tags_digest, synced_at=datetime.now(UTC)
@@ -734,39 +607,4 @@ async def verify(
         expected = canonical_snapshot(
             records, changes.versions_upsert, changes.channels_upsert, [state]
         )
-    drifts: list[Drift] = []
-    drifts += _compare("procedures", "id", expected["procedures"], actual["procedures"])
-    drifts += _compare("versions", "tag", expected["versions"], actual["versions"])
-    drifts += _compare("channels", "tag", expected["channels"], actual["channels"])
-    drifts += _compare("sync_state", "ref", expected["sync_state"], actual["sync_state"])
-    return drifts
-
-
-def _compare(
-    table: str, key: str, expected: list[dict[str, Any]], actual: list[dict[str, Any]]
-) -> list[Drift]:
-    want = {row[key]: row for row in expected}
-    have = {row[key]: row for row in actual}
-    out: list[Drift] = []
-    for k in sorted(want.keys() | have.keys()):
-        a, b = want.get(k), have.get(k)
-        if b is None:
-            out.append(Drift(table=table, key=k, kind="missing"))
-        elif a is None:
-            out.append(Drift(table=table, key=k, kind="extra"))
-        else:
-            fields = _differing(table, a, b)
-            if fields:
-                out.append(Drift(table=table, key=k, kind="different", fields=fields))
-    return out
-
-
-def _differing(table: str, want: dict[str, Any], have: dict[str, Any]) -> list[str]:
-    if table == "procedures":
-        if not want.get("valid", True) or not have.get("valid", True):
-            names = ["valid", "errors"]
-        else:
-            names = [n for n in want.keys() | have.keys() if n not in _UNVERIFIABLE]
-    else:
-        names = list(want.keys() | have.keys())
-    return sorted(n for n in names if want.get(n) != have.get(n))
+    return snapshot_drift(expected, actual)

@@ -38,8 +38,9 @@ from watchfiles import Change, awatch
 
 from registry.errors import ConflictError, IndexUnavailable, RegistryError
 from registry.git.store import GitStore
+from registry.index.connect import open_backend
 from registry.index.contract import IndexBackend
-from registry.index.sync import SyncReport, open_backend, sync
+from registry.index.sync import SyncReport, sync
 
 log = logging.getLogger(__name__)
 

@@ -51,8 +51,9 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
     import shutil
     import subprocess
 
+    from registry.config import worktree_config
     from registry.errors import RegistryError
-    from registry.index.sync import index_target, open_backend, worktree_config
+    from registry.index.connect import index_target, open_backend
     from registry.runs.recorder import spool_dir, spooled_records
     from registry.sandbox import probe_layers, sandbox_python
 

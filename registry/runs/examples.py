@@ -135,7 +135,7 @@ async def check_examples(
     """Run the examples of ``proc_id`` at ``spec`` (never recorded as runs)."""
     import anyio
 
-    from registry.index.sync import worktree_config
+    from registry.config import worktree_config
     from registry.releases import history
 
     resolved = history.resolve(store, proc_id, spec)
@@ -283,7 +283,7 @@ def examples_gate(
     if store is None:
         return ExamplesGate(config=config)
     if config is None:
-        from registry.index.sync import worktree_config
+        from registry.config import worktree_config
 
         config = worktree_config(store)
     records: list[ExecutionRecord] = []

@@ -131,8 +131,8 @@ def validated_metadata(store: GitStore, resolved: Resolved) -> tuple[Metadata | 
     answer is a pure function of the version's tree and that config, so it is
     kept (bounded) for the next run of the same tree under the same rules.
     """
+    from registry.config import config_at
     from registry.core.validation import validate_snapshot
-    from registry.index.sync import config_at
 
     rules = config_at(store, resolved.commit).validation
     key = (resolved.tree_id, rules.model_dump_json()) if resolved.tree_id else None
@@ -279,7 +279,7 @@ async def run(
     """
     import anyio
 
-    from registry.index.sync import worktree_config
+    from registry.config import worktree_config
     from registry.releases import history
 
     if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
@@ -358,7 +358,7 @@ async def deliver_records(
     store: GitStore, records: list[ExecutionRecord], database_url: str | None = None
 ) -> None:
     """Deliver ``records`` to ``store``'s index now (spooled if it is unreachable)."""
-    from registry.index.sync import open_backend
+    from registry.index.connect import open_backend
 
     recorder = RunRecorder(
         spool_dir(store.git_dir),
@@ -389,7 +389,8 @@ def open_recorder(
     ``$PROCREG_DATABASE_URL``, else the SQLite index in ``.git``) when it first
     flushes, and reconnects after the index was unreachable.
     """
-    from registry.index.sync import open_backend, worktree_config
+    from registry.config import worktree_config
+    from registry.index.connect import open_backend
     from registry.releases import health as health_mod
 
     cfg = config or worktree_config(store)
@@ -450,7 +451,7 @@ class Runner:
         self._recorder: RunRecorder | None = None
 
     def _ensure(self) -> tuple[Sandbox, RunRecorder, Config]:
-        from registry.index.sync import worktree_config
+        from registry.config import worktree_config
         from registry.sandbox import Sandbox
 
         if self.config is None:

@@ -149,8 +149,8 @@ def build_app(
     config: Config | None = None,
 ) -> Starlette:
     """The ASGI app: ``/mcp`` (streamable HTTP, tokens required) and ``/healthz``."""
+    from registry.config import worktree_config
     from registry.git.store import GitStore
-    from registry.index.sync import worktree_config
 
     config = config or worktree_config(GitStore.open(repo))
     table = load_tokens(repo, config)

@@ -42,7 +42,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 from registry.api import AsyncRegistry
-from registry.config import Config
+from registry.config import Config, worktree_config
 from registry.core.model import Metadata
 from registry.core.tags import check_channel
 from registry.errors import (
@@ -52,7 +52,8 @@ from registry.errors import (
     UsageError,
     ValidationFailed,
 )
-from registry.index.sync import SyncReport, open_backend, worktree_config
+from registry.index.connect import open_backend
+from registry.index.sync import SyncReport
 from registry.runs.execution import RunResult
 from registry.serve import tools as tooldefs
 from registry.serve.catalog import Fallback, ServedTool, served_tools, touched_ids

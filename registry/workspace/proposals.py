@@ -73,8 +73,8 @@ def propose(
     proposer: str | None = None,
 ) -> Proposal:
     """Validate the files and commit them on a new ``proposals/<id>/<n>`` branch off ``ref``."""
+    from registry.config import config_at
     from registry.core.validation import validate_snapshot
-    from registry.index.sync import config_at
     from registry.releases import plan as planning
 
     check_id(proc_id)

@@ -22,24 +22,24 @@ import pytest
 import semver
 
 from registry.errors import ConflictError, IndexRejected, IndexUnavailable
+from registry.index.connect import connect_index
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
     ChangeSet,
-    ChannelMove,
+    ChannelMoveRecord,
     ExecutionRecord,
     IndexBackend,
     ProcedureRecord,
+    SearchQuery,
     VersionRecord,
-    column_list,
-    connect_index,
-    fts5_query,
     row_values,
     semver_key,
-    tsquery,
     version_values,
 )
+from registry.index.fulltext import fts5_query, tsquery
+from registry.index.sql import column_list
 from tests.helpers import REPO_ROOT
 
 REF = "refs/heads/main"
@@ -103,7 +103,7 @@ def version(id: str, v: str, **fields: Any) -> VersionRecord:
     return VersionRecord(**values)
 
 
-def move(id: str, channel: str, seq: int, v: str, **fields: Any) -> ChannelMove:
+def move(id: str, channel: str, seq: int, v: str, **fields: Any) -> ChannelMoveRecord:
     values: dict[str, Any] = {
         "id": id,
         "channel": channel,
@@ -117,7 +117,7 @@ def move(id: str, channel: str, seq: int, v: str, **fields: Any) -> ChannelMove:
         "reason": None,
     }
     values.update(fields)
-    return ChannelMove(**values)
+    return ChannelMoveRecord(**values)
 
 
 def runrec(id: str, i: int, **fields: Any) -> ExecutionRecord:
@@ -234,12 +234,13 @@ async def _write_v1_index(target: str) -> None:
     runs = [runrec("slugify", i, outcome="failure" if i == 0 else "success") for i in range(4)]
     if target.startswith("postgresql://"):
         from registry.index import postgres as pg
+        from registry.index import postgres_migrations as pgm
 
         pool = await asyncpg.create_pool(target, min_size=1, max_size=1, init=pg._init_connection)
         async with pool.acquire() as conn:
-            await conn.execute(pg.CREATE_MIGRATIONS_TABLE)
-            await conn.execute(pg.MIGRATIONS[0][2])
-            await conn.execute(pg.INSERT_MIGRATION, 1, pg.MIGRATIONS[0][1])
+            await conn.execute(pgm.CREATE_MIGRATIONS_TABLE)
+            await conn.execute(pgm.MIGRATIONS[0][2])
+            await conn.execute(pgm.INSERT_MIGRATION, 1, pgm.MIGRATIONS[0][1])
         # migration 2 leaves procedures and versions alone, so today's writes fit version 1
         v1 = pg.PostgresIndex(target, pool)
         await v1.apply(changes)
@@ -252,14 +253,17 @@ async def _write_v1_index(target: str) -> None:
         await pool.close()
         return
     from registry.index import sqlite as sq
+    from registry.index import sqlite_migrations as sqm
 
     Path(target).parent.mkdir(parents=True)
     conn = sqlite3.connect(target, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    conn.execute(sq.CREATE_MIGRATIONS_TABLE.format(schema="main"))
-    for statement in sq.MIGRATIONS[0][2]:
+    conn.execute(sqm.CREATE_MIGRATIONS_TABLE.format(schema="main"))
+    for statement in sqm.MIGRATIONS[0][2]:
         conn.execute(str(statement))
-    conn.execute(sq.INSERT_MIGRATION.format(schema="main"), (1, sq.MIGRATIONS[0][1], "2026-01-01"))
+    conn.execute(
+        sqm.INSERT_MIGRATION.format(schema="main"), (1, sqm.MIGRATIONS[0][1], "2026-01-01")
+    )
     # version 1 kept the id as an UNINDEXED first FTS column; rows are written as it did
     for record in changes.upsert:
         conn.execute(
@@ -270,13 +274,13 @@ async def _write_v1_index(target: str) -> None:
         conn.execute(
             "INSERT INTO procedures_fts (id, name, description, tags, params, docstring) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (record.id, *sq._fts_params(record)),
+            (record.id, *sqm.fts_params(record)),
         )
     for v in changes.versions_upsert:
         conn.execute(sq.UPSERT_VERSION, sq._params(version_values(v)))
     for m in changes.channels_upsert:
-        conn.execute(sq.UPSERT_CHANNEL, sq._params(row_values(m, CHANNEL_COLUMNS)))
-    conn.execute(sq.UPSERT_SYNC_STATE, (REF, "c1", "digest-1", "2026-01-01"))
+        conn.execute(sq.SQL.upsert_channel, sq._params(row_values(m, CHANNEL_COLUMNS)))
+    conn.execute(sq.SQL.upsert_sync_state, (REF, "c1", "digest-1", "2026-01-01"))
     conn.executemany(
         f"INSERT INTO executions ({column_list(V1_RUN_COLUMNS)}) "
         f"VALUES ({', '.join('?' * len(V1_RUN_COLUMNS))})",
@@ -315,8 +319,14 @@ def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> 
     async def answers(index: IndexBackend) -> Any:
         return (
             await index.snapshot(),
-            {t: [r.id for r in await index.search(t)] for t in ("csv", "json", "slug", "reader")},
-            [(r.id, r.runs, r.success_rate) for r in await index.search(order="health")],
+            {
+                t: [r.id for r in await index.search(SearchQuery(t))]
+                for t in ("csv", "json", "slug", "reader")
+            },
+            [
+                (r.id, r.runs, r.success_rate)
+                for r in await index.search(SearchQuery(order="health"))
+            ],
             (await index.get_procedure("csv-to-json")).latest_version,  # type: ignore[union-attr]
         )
 
@@ -343,10 +353,10 @@ def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> 
             )
             await index.record_executions([runrec("slugify", 9)])
             after = (
-                [r.id for r in await index.search("permalink")],
-                [r.id for r in await index.search("turn")],
-                [r.id for r in await index.search("disk")],
-                [(r.id, r.runs) for r in await index.search("slugify")],
+                [r.id for r in await index.search(SearchQuery("permalink"))],
+                [r.id for r in await index.search(SearchQuery("turn"))],
+                [r.id for r in await index.search(SearchQuery("disk"))],
+                [(r.id, r.runs) for r in await index.search(SearchQuery("slugify"))],
             )
             return before, after
 
@@ -395,7 +405,7 @@ def test_delete_removes_procedure_but_keeps_its_versions(target: str) -> None:
             ChangeSet(ref=REF, commit="c2", tags_digest="digest-1", delete=["csv-to-json"])
         )
         assert await index.get_procedure("csv-to-json") is None
-        assert await index.search("csv") == []
+        assert await index.search(SearchQuery("csv")) == []
         assert [v.version for v in await index.versions("csv-to-json")] == ["1.0.0"]
 
     run(target, body)
@@ -420,12 +430,15 @@ def test_invalid_keeps_last_valid_content_or_inserts_placeholder(target: str) ->
         assert not slug.valid
         assert slug.errors == ["procedures/slugify/main.py:3: syntax: invalid syntax"]
         assert (slug.description, slug.commit) == ("Turn a title into a URL slug", "c1")
-        assert [r.id for r in await index.search("slug")] == ["slugify"]
+        assert [r.id for r in await index.search(SearchQuery("slug"))] == ["slugify"]
 
         new = await index.get_procedure("brand-new")
         assert new is not None
         assert (new.valid, new.name) == (False, "brand-new")
-        assert [r.id for r in await index.search(valid=False)] == ["brand-new", "slugify"]
+        assert [r.id for r in await index.search(SearchQuery(valid=False))] == [
+            "brand-new",
+            "slugify",
+        ]
 
         await index.apply(
             ChangeSet(ref=REF, commit="c3", tags_digest="digest-1", upsert=[CATALOG[1]])
@@ -510,7 +523,7 @@ def test_search_follows_updates_deletes_and_re_adds(target: str) -> None:
     async def body(index: IndexBackend) -> None:
         await index.apply(initial_changes())
         ids = lambda rows: [r.id for r in rows]  # noqa: E731
-        assert ids(await index.search("turn")) == ["slugify"]
+        assert ids(await index.search(SearchQuery("turn"))) == ["slugify"]
         update = ChangeSet(
             ref=REF,
             commit="c2",
@@ -519,19 +532,22 @@ def test_search_follows_updates_deletes_and_re_adds(target: str) -> None:
         )
         await index.apply(update)
         await index.apply(update)
-        assert ids(await index.search("turn")) == []
-        assert ids(await index.search("permalink")) == ["slugify"]
+        assert ids(await index.search(SearchQuery("turn"))) == []
+        assert ids(await index.search(SearchQuery("permalink"))) == ["slugify"]
         gone = ChangeSet(ref=REF, commit="c3", tags_digest="digest-1", delete=["slugify"])
         await index.apply(gone)
-        assert ids(await index.search("permalink")) == []
+        assert ids(await index.search(SearchQuery("permalink"))) == []
         await index.apply(update.model_copy(update={"commit": "c4"}))
-        assert ids(await index.search("permalink")) == ["slugify"]
+        assert ids(await index.search(SearchQuery("permalink"))) == ["slugify"]
         # the other procedures' search rows were never disturbed
-        assert ids(await index.search("json", order="name")) == ["csv-to-json", "disk-report"]
+        assert ids(await index.search(SearchQuery("json", order="name"))) == [
+            "csv-to-json",
+            "disk-report",
+        ]
         full = initial_changes(full=True)
         await index.apply(full)
-        assert ids(await index.search("permalink")) == []
-        assert ids(await index.search("turn")) == ["slugify"]
+        assert ids(await index.search(SearchQuery("permalink"))) == []
+        assert ids(await index.search(SearchQuery("turn"))) == ["slugify"]
 
     run(target, body)
 
@@ -557,8 +573,8 @@ def test_a_key_upserted_twice_in_one_change_keeps_the_last(target: str) -> None:
         assert row is not None
         assert (row.description, row.latest_version) == ("second", "1.0.0")
         assert [v.message for v in await index.versions("slugify")] == ["second"]
-        assert [r.id for r in await index.search("second")] == ["slugify"]
-        assert await index.search("first") == []
+        assert [r.id for r in await index.search(SearchQuery("second"))] == ["slugify"]
+        assert await index.search(SearchQuery("first")) == []
 
     run(target, body)
 
@@ -584,7 +600,7 @@ def test_a_key_upserted_twice_in_one_change_keeps_the_last(target: str) -> None:
 def test_search_by_text(target: str, text: str, expected: list[str]) -> None:
     async def body(index: IndexBackend) -> list[str]:
         await index.apply(initial_changes())
-        return sorted(r.id for r in await index.search(text))
+        return sorted(r.id for r in await index.search(SearchQuery(text)))
 
     assert run(target, body) == expected
 
@@ -618,7 +634,7 @@ HOSTILE = [
 def test_hostile_search_text_never_raises(target: str) -> None:
     async def body(index: IndexBackend) -> dict[str, list[str]]:
         await index.apply(initial_changes())
-        return {text: [r.id for r in await index.search(text)] for text in HOSTILE}
+        return {text: [r.id for r in await index.search(SearchQuery(text))] for text in HOSTILE}
 
     results = run(target, body)
     assert results["-csv"] == ["csv-to-json"]  # punctuation is not an operator
@@ -640,26 +656,30 @@ def test_search_filters_and_orders(target: str) -> None:
     async def body(index: IndexBackend) -> None:
         await index.apply(initial_changes())
         ids = lambda rows: [r.id for r in rows]  # noqa: E731
-        assert ids(await index.search(category="text")) == ["slugify"]
-        assert ids(await index.search(tags=["json"])) == ["csv-to-json", "disk-report"]
-        assert ids(await index.search(tags=["json", "ops"])) == ["disk-report"]
-        assert ids(await index.search(tags=["json", "absent"])) == []
-        assert ids(await index.search(status="deprecated")) == ["disk-report"]
-        assert ids(await index.search(text="json", category="ops")) == ["disk-report"]
-        assert ids(await index.search(order="name")) == ["csv-to-json", "disk-report", "slugify"]
-        assert len(await index.search(limit=2)) == 2
+        assert ids(await index.search(SearchQuery(category="text"))) == ["slugify"]
+        assert ids(await index.search(SearchQuery(tags=["json"]))) == ["csv-to-json", "disk-report"]
+        assert ids(await index.search(SearchQuery(tags=["json", "ops"]))) == ["disk-report"]
+        assert ids(await index.search(SearchQuery(tags=["json", "absent"]))) == []
+        assert ids(await index.search(SearchQuery(status="deprecated"))) == ["disk-report"]
+        assert ids(await index.search(SearchQuery(text="json", category="ops"))) == ["disk-report"]
+        assert ids(await index.search(SearchQuery(order="name"))) == [
+            "csv-to-json",
+            "disk-report",
+            "slugify",
+        ]
+        assert len(await index.search(SearchQuery(limit=2))) == 2
         # a name match outranks a mere tag match
-        assert ids(await index.search("json"))[0] == "csv-to-json"
+        assert ids(await index.search(SearchQuery("json")))[0] == "csv-to-json"
 
         await index.record_executions(
             [runrec("slugify", i) for i in range(4)]
             + [runrec("disk-report", i, outcome="failure") for i in range(3)]
             + [runrec("disk-report", 10)]
         )
-        health = await index.search(order="health")
+        health = await index.search(SearchQuery(order="health"))
         assert ids(health) == ["slugify", "disk-report", "csv-to-json"]
         assert [(r.runs, r.success_rate) for r in health] == [(4, 1.0), (4, 0.25), (0, None)]
-        assert ids(await index.search(min_success_rate=0.5)) == ["slugify"]
+        assert ids(await index.search(SearchQuery(min_success_rate=0.5))) == ["slugify"]
 
     run(target, body)
 
@@ -792,17 +812,22 @@ def test_health_counts_each_run_once_and_filters_at_the_threshold(target: str) -
         assert slug is not None
         assert (slug.runs, slug.success_rate) == (8, 0.75)
         ids = lambda rows: [r.id for r in rows]  # noqa: E731
-        assert ids(await index.search(min_success_rate=0.75, order="name")) == [
+        assert ids(await index.search(SearchQuery(min_success_rate=0.75, order="name"))) == [
             "csv-to-json",
             "slugify",
         ]
-        assert ids(await index.search(min_success_rate=0.76)) == ["csv-to-json"]
-        assert ids(await index.search("json", min_success_rate=0.5)) == ["csv-to-json"]
-        assert ids(await index.search("url", min_success_rate=0.5, order="health")) == ["slugify"]
-        assert ids(await index.search(min_success_rate=0.0, limit=1, order="health")) == [
-            "csv-to-json"
+        assert ids(await index.search(SearchQuery(min_success_rate=0.76))) == ["csv-to-json"]
+        assert ids(await index.search(SearchQuery("json", min_success_rate=0.5))) == ["csv-to-json"]
+        assert ids(
+            await index.search(SearchQuery("url", min_success_rate=0.5, order="health"))
+        ) == ["slugify"]
+        assert ids(
+            await index.search(SearchQuery(min_success_rate=0.0, limit=1, order="health"))
+        ) == ["csv-to-json"]
+        assert ids(await index.search(SearchQuery(order="health", limit=2))) == [
+            "csv-to-json",
+            "slugify",
         ]
-        assert ids(await index.search(order="health", limit=2)) == ["csv-to-json", "slugify"]
 
     run(target, body)
 
@@ -919,8 +944,8 @@ def test_both_backends_agree_exactly(tmp_path: Path, pg_url: str) -> None:
         return (
             await index.metrics("csv-to-json"),
             await index.snapshot(),
-            [r.model_dump() for r in await index.search("json", order="name")],
-            [r.model_dump() for r in await index.search(order="health")],
+            [r.model_dump() for r in await index.search(SearchQuery("json", order="name"))],
+            [r.model_dump() for r in await index.search(SearchQuery(order="health"))],
         )
 
     sqlite_result = run(str(tmp_path / "index.sqlite3"), body)
@@ -932,7 +957,7 @@ def test_both_backends_agree_exactly(tmp_path: Path, pg_url: str) -> None:
 
 HOLDER = """
 import asyncio, sys
-from registry.index.contract import connect_index
+from registry.index.connect import connect_index
 
 async def main():
     async with await connect_index(sys.argv[1]) as index, index.sync_lock():
@@ -1032,8 +1057,8 @@ def test_unopenable_sqlite_is_index_unavailable(tmp_path: Path) -> None:
 def test_a_corrupt_sqlite_index_is_set_aside_and_the_runs_stay(tmp_path: Path) -> None:
     from registry.errors import IndexCorrupt
     from registry.git.store import GitStore
+    from registry.index.connect import default_index_path, open_backend
     from registry.index.sqlite import runs_path
-    from registry.index.sync import default_index_path, open_backend
 
     store = GitStore.init(tmp_path / "repo")
     path = default_index_path(store)

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import pytest
 
 from registry.git.store import GitStore
-from registry.index.contract import ChangeSet, IndexBackend
-from registry.index.sync import open_backend, sync, verify
+from registry.index.connect import open_backend
+from registry.index.contract import ChangeSet, IndexBackend, SearchQuery
+from registry.index.sync import sync, verify
 from tests.helpers import (
     REPO_ROOT,
     commit_all,
@@ -90,7 +91,7 @@ def test_incremental_sync_reads_only_changed_folders(
             assert not report.rebuilt
             assert report.updated == ["beta"] and report.added == ["delta"]
             assert sorted(reads) == ["beta", "delta"]
-            hits = await backend.search("invoices")
+            hits = await backend.search(SearchQuery("invoices"))
             assert [h.id for h in hits] == ["beta"]
             assert await verify(store, backend) == []
 
@@ -111,7 +112,7 @@ def test_force_push_rebuilds(repo: Path, db_url: str | None) -> None:
             assert report.rebuilt
             assert report.deleted == ["delta"] and report.updated == ["alpha"]
             assert await backend.get_procedure("delta") is None
-            assert await backend.search("zebras") == []
+            assert await backend.search(SearchQuery("zebras")) == []
             assert await verify(store, backend) == []
 
     run(body())
@@ -169,7 +170,7 @@ def test_deleted_procedure_leaves_current_table_but_keeps_versions(
             report = await sync(store, backend)
             assert report.deleted == ["gamma"]
             assert await backend.get_procedure("gamma") is None
-            assert [h.id for h in await backend.search()] == ["alpha", "beta"]
+            assert [h.id for h in await backend.search(SearchQuery())] == ["alpha", "beta"]
             assert [v.version for v in await backend.versions("gamma")] == ["1.0.0"]
             assert await verify(store, backend) == []
 
@@ -190,7 +191,7 @@ def test_invalid_procedure_keeps_last_valid_state(repo: Path, db_url: str | None
             assert alpha is not None and not alpha.valid
             assert any("procedures/alpha/main.py" in e for e in alpha.errors)
             assert alpha.description == "The alpha procedure."  # the last valid content
-            assert [h.id for h in await backend.search("walruses")] == ["beta"]
+            assert [h.id for h in await backend.search(SearchQuery("walruses"))] == ["beta"]
             assert await verify(store, backend) == []
             # a rebuild from git alone finds the same last valid state in history
             rebuilt = await sync(store, backend, full=True)
@@ -269,7 +270,8 @@ CRASH_SCRIPT = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
     from registry.git.store import GitStore
-    from registry.index.sync import open_backend, sync
+    from registry.index.connect import open_backend
+    from registry.index.sync import sync
 
     async def main():
         store = GitStore.open(sys.argv[2])
@@ -321,7 +323,7 @@ def test_sync_killed_midway_converges(
         async with backend:
             report = await sync(store, backend)
             assert report.commit == store.resolve("HEAD")
-            assert len(await backend.search(limit=1000)) == 303
+            assert len(await backend.search(SearchQuery(limit=1000))) == 303
             assert await verify(store, backend) == []
 
     run(after())
@@ -391,8 +393,8 @@ def test_lean_search_and_get_agree_with_the_full_rows(repo: Path, db_url: str | 
         store, backend = await _open(repo, db_url)
         async with backend:
             await sync(store, backend)
-            full = await backend.search(None, limit=100)
-            lean = await backend.search_summaries(None, limit=100)
+            full = await backend.search(SearchQuery(None, limit=100))
+            lean = await backend.search_summaries(SearchQuery(None, limit=100))
             assert [h["id"] for h in lean] == [r.id for r in full]
             for hit, row in zip(lean, full, strict=True):
                 assert hit == {k: getattr(row, k) for k in hit}

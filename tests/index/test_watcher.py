@@ -31,7 +31,7 @@ WATCH_SCRIPT = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
     from registry.git.store import GitStore
-    from registry.index.sync import open_backend
+    from registry.index.connect import open_backend
     from registry.index.watcher import watch
 
     repo, url, marker, log_path = sys.argv[2], sys.argv[3] or None, sys.argv[4], sys.argv[5]
@@ -249,7 +249,7 @@ def _down_postgres_url() -> str:
 def test_while_postgres_is_down_each_error_is_said_once_without_traceback(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from registry.index.sync import open_backend
+    from registry.index.connect import open_backend
     from registry.index.watcher import _Watcher
 
     repo = make_repo(tmp_path)

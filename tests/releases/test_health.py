@@ -16,8 +16,8 @@ from registry.cli import main
 from registry.config import Config, HealthSection
 from registry.core.model import Parameter
 from registry.git.store import GitStore
+from registry.index.connect import open_backend
 from registry.index.contract import ExecutionRecord, IndexBackend
-from registry.index.sync import open_backend
 from registry.releases import channels
 from registry.releases.health import ChannelState, apply_policy, evaluate, health_moves
 from registry.runs import execution

@@ -15,7 +15,7 @@ from registry.core.jsonvalue import json_equal
 from registry.core.model import Example, Metadata, Parameter
 from registry.errors import ExamplesFailed, NotFoundError
 from registry.git.store import GitStore
-from registry.index.sync import open_backend
+from registry.index.connect import open_backend
 from registry.releases import channels, tagged
 from registry.releases import release as releases
 from registry.runs import execution

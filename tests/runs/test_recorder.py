@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from registry.errors import IndexUnavailable
-from registry.index.contract import ExecutionRecord, IndexBackend, connect_index
+from registry.index.connect import connect_index
+from registry.index.contract import ExecutionRecord, IndexBackend
 from registry.runs.recorder import RunRecorder, spooled_records
 
 

@@ -39,7 +39,7 @@ import pytest
 
 from registry.core.model import Limits, Parameter
 from registry.git.store import GitStore
-from registry.index.sync import open_backend
+from registry.index.connect import open_backend
 from registry.runs import execution
 from registry.sandbox import Sandbox
 from tests.helpers import HOSTILE, REPO_ROOT, commit_all, make_repo, release, write_code

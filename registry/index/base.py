@@ -1,0 +1,217 @@
+"""What both SQL backends do alike: every read of the index, over a small driver interface.
+
+:class:`SqlIndex` runs the shared statements of :mod:`registry.index.sql` through
+four hooks a backend implements: run one query (:meth:`SqlIndex._fetch`), run
+several as one consistent read (:meth:`SqlIndex._fetch_together`), turn a
+driver row into model values (:meth:`SqlIndex._decode`) and return the lean rows
+of a summary list (:meth:`SqlIndex._summaries`). It also turns driver errors
+into :class:`~registry.errors.IndexRejected` (a constraint refused the data) or
+:class:`~registry.errors.IndexUnavailable` (the index failed), given which driver
+errors mean which. The backends keep what truly differs: connections and
+transactions, migrations, writes, full-text storage, metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Self
+
+from registry.errors import IndexRejected, IndexUnavailable
+from registry.index.contract import (
+    ChannelMoveRecord,
+    ExecutionRecord,
+    ProcedureRow,
+    SearchQuery,
+    SyncState,
+    VersionRecord,
+    canonical_snapshot,
+    trusted_procedure_row,
+    trusted_version,
+)
+from registry.index.sql import (
+    Dialect,
+    Statements,
+    all_procedures,
+    procedure_by_id,
+    procedure_query,
+    statements,
+)
+
+Query = tuple[str, Sequence[Any]]
+"""A statement and its parameters."""
+
+
+class SqlIndex(ABC):
+    """The reads of :class:`registry.index.contract.IndexBackend`, shared by both backends."""
+
+    dialect: ClassVar[Dialect]
+    _rejected: ClassVar[tuple[type[Exception], ...]]
+    """Driver errors that mean the data broke a constraint (:class:`IndexRejected`)."""
+    _failed: ClassVar[tuple[type[Exception], ...]]
+    """Driver errors that mean the index failed (:class:`IndexUnavailable`)."""
+    _advice: ClassVar[str]
+    """What to do when the index failed, after its reason."""
+    label: str
+    """``the SQLite index <path>``: the index, for messages."""
+
+    sql: ClassVar[Statements]
+    """The shared statements in this backend's dialect (set from ``dialect``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.sql = statements(cls.dialect)
+
+    # -- what a backend implements ---------------------------------------------
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; the object is unusable afterwards."""
+
+    def _reason(self, exc: BaseException) -> str:
+        """Why a driver call failed, in words."""
+        return str(exc)
+
+    @abstractmethod
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any]:
+        """The rows of one query (indexable by position and by column name)."""
+
+    @abstractmethod
+    async def _fetch_together(self, queries: Sequence[Query]) -> list[Sequence[Any]]:
+        """The rows of each query, all read from one consistent state of the index."""
+
+    @abstractmethod
+    def _decode(self, row: Any) -> dict[str, Any]:
+        """A driver row as the values of its model (JSON columns decoded)."""
+
+    @abstractmethod
+    async def _summaries(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows of a summary query as dicts (a list of 10,000 is mostly this)."""
+
+    # -- lifecycle and errors ----------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Driver errors inside become :class:`IndexRejected` or :class:`IndexUnavailable`."""
+        try:
+            yield
+        except self._rejected as exc:
+            raise IndexRejected(
+                f"{self.label} refused the change ({exc}); nothing was written. "
+                "The data breaks an index constraint: fix its source and sync again"
+            ) from exc
+        except self._failed as exc:
+            raise IndexUnavailable(
+                f"{self.label} failed: {self._reason(exc)}{self._advice}"
+            ) from exc
+
+    # -- reads -------------------------------------------------------------------
+
+    def _procedure_row(self, row: Any) -> ProcedureRow:
+        return trusted_procedure_row(self._decode(row))
+
+    async def sync_state(self, ref: str) -> SyncState | None:
+        """What was last indexed for ``ref``."""
+        rows = await self._fetch(self.sql.select_sync_state, (ref,))
+        return SyncState.model_validate(self._decode(rows[0])) if rows else None
+
+    async def search(self, query: SearchQuery) -> list[ProcedureRow]:
+        """Procedures matching every filter; blank text means no text filter."""
+        built = procedure_query(self.dialect, query)
+        if built is None:
+            return []
+        return [self._procedure_row(r) for r in await self._fetch(*built)]
+
+    async def search_summaries(self, query: SearchQuery) -> list[dict[str, Any]]:
+        """:meth:`search` with only the summary columns (a list of 10,000 stays fast)."""
+        built = procedure_query(self.dialect, query, summary=True)
+        return [] if built is None else await self._summaries(*built)
+
+    async def get_procedure(self, id: str) -> ProcedureRow | None:
+        """One procedure, or None."""
+        rows = await self._fetch(*procedure_by_id(self.dialect, id))
+        return self._procedure_row(rows[0]) if rows else None
+
+    async def procedure_and_versions(
+        self, id: str
+    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
+        """:meth:`get_procedure` and :meth:`versions` together (what ``get`` needs)."""
+        return await self.get_procedure(id), await self.versions(id)
+
+    async def list_procedures(self) -> list[ProcedureRow]:
+        """Every procedure, by id."""
+        return [self._procedure_row(r) for r in await self._fetch(*all_procedures(self.dialect))]
+
+    async def procedure_trees(self) -> dict[str, str]:
+        """``{id: tree id}`` of every procedure (what a rebuild compares, without the rows)."""
+        return {r[0]: r[1] for r in await self._fetch(self.sql.select_procedure_trees)}
+
+    async def versions(self, id: str) -> list[VersionRecord]:
+        """Releases of ``id``, ascending semver."""
+        rows = await self._fetch(self.sql.select_versions, (id,))
+        return [trusted_version(self._decode(r)) for r in rows]
+
+    async def all_version_tags(self) -> set[str]:
+        """Every release tag held."""
+        return {r[0] for r in await self._fetch(self.sql.select_version_tags)}
+
+    async def all_channel_tags(self) -> set[str]:
+        """Every channel move tag held."""
+        return {r[0] for r in await self._fetch(self.sql.select_channel_tags)}
+
+    async def channels(self, id: str) -> list[ChannelMoveRecord]:
+        """Channel history of ``id``."""
+        rows = await self._fetch(self.sql.select_channels, (id,))
+        return [ChannelMoveRecord.model_validate(self._decode(r)) for r in rows]
+
+    async def current_channels(self, id: str) -> dict[str, ChannelMoveRecord]:
+        """Each channel of ``id`` at its highest seq."""
+        rows = await self._fetch(self.sql.select_current_channels, (id,))
+        return {r["channel"]: ChannelMoveRecord.model_validate(self._decode(r)) for r in rows}
+
+    async def executions(
+        self, id: str, version: str | None = None, limit: int | None = None
+    ) -> list[ExecutionRecord]:
+        """Runs of ``id``, newest first (``limit`` None: all)."""
+        if limit is not None and limit <= 0:
+            return []
+        limit = self.dialect.unlimited if limit is None else limit
+        rows = await self._fetch(self.sql.select_executions, (id, version, limit))
+        return [ExecutionRecord.model_validate(self._decode(r)) for r in rows]
+
+    async def count_executions(self, id: str | None = None) -> int:
+        """How many runs are recorded."""
+        rows = await self._fetch(self.sql.count_executions, (id,))
+        return int(rows[0][0])
+
+    async def recent_outcomes(self, id: str, version: str | None, n: int) -> list[bool]:
+        """Success flags of the last ``n`` runs, newest first."""
+        if n <= 0:
+            return []
+        rows = await self._fetch(self.sql.select_recent_outcomes, (id, version, n))
+        return [bool(r[0]) for r in rows]
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Canonical dump of the derived tables (see ``contract.canonical_snapshot``)."""
+        sql = self.sql
+        procedures, versions, channels, states = await self._fetch_together(
+            [
+                all_procedures(self.dialect),
+                (sql.select_all_versions, ()),
+                (sql.select_all_channels, ()),
+                (sql.select_all_sync_states, ()),
+            ]
+        )
+        return canonical_snapshot(
+            [self._procedure_row(r) for r in procedures],
+            [trusted_version(self._decode(r)) for r in versions],
+            [ChannelMoveRecord.model_validate(self._decode(r)) for r in channels],
+            [SyncState.model_validate(self._decode(r)) for r in states],
+        )

@@ -1,0 +1,178 @@
+"""The PostgreSQL index's schema: its numbered migrations.
+
+A migration never changes once released, so its statements stay literal here
+(the queries of today's schema are in :mod:`registry.index.sql` and
+:mod:`registry.index.postgres`). Connections that migrate at once take
+``pg_advisory_xact_lock(MIGRATION_LOCK_KEY)``: one migrates, the others wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from registry.index.contract import semver_key
+
+MIGRATION_LOCK_KEY = 0x70726F636D696772
+"""The pg_advisory_lock key (bigint) of migrating: "procmigr" as ASCII."""
+
+
+async def _rekey_versions(conn: asyncpg.Connection) -> None:
+    rows = await conn.fetch("SELECT tag, version FROM versions")
+    await conn.executemany(
+        "UPDATE versions SET pre_key = $2 WHERE tag = $1",
+        [(r["tag"], semver_key(r["version"]).pre_key) for r in rows],
+    )
+
+
+# (number, name, step): a step is SQL, or an async function of the connection where
+# SQL cannot say it (sort keys computed in Python)
+MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable[None]]], ...] = (
+    (
+        1,
+        "initial schema",
+        """
+        CREATE TABLE procedures (
+            id text COLLATE "C" PRIMARY KEY,
+            name text COLLATE "C" NOT NULL,
+            description text NOT NULL,
+            category text NOT NULL,
+            tags jsonb NOT NULL,
+            status text NOT NULL,
+            entry_point text NOT NULL,
+            parameters jsonb NOT NULL,
+            docstring text,
+            metadata jsonb NOT NULL,
+            tree_id text NOT NULL,
+            "commit" text NOT NULL,
+            valid boolean NOT NULL,
+            errors jsonb NOT NULL,
+            search tsvector NOT NULL
+        );
+        CREATE INDEX procedures_search ON procedures USING gin (search);
+        CREATE INDEX procedures_tags ON procedures USING gin (tags jsonb_path_ops);
+        CREATE INDEX procedures_category ON procedures (category);
+        CREATE TABLE versions (
+            tag text COLLATE "C" PRIMARY KEY,
+            id text COLLATE "C" NOT NULL,
+            version text COLLATE "C" NOT NULL,
+            "commit" text NOT NULL,
+            tree_id text,
+            tagger_name text,
+            tagger_email text,
+            tagged_at timestamptz,
+            bump text,
+            breaking boolean,
+            lines_added integer CHECK (lines_added >= 0),
+            lines_removed integer CHECK (lines_removed >= 0),
+            reasons jsonb NOT NULL,
+            message text NOT NULL,
+            major bigint NOT NULL,
+            minor bigint NOT NULL,
+            patch bigint NOT NULL,
+            is_release smallint NOT NULL,
+            pre_key text COLLATE "C" NOT NULL,
+            UNIQUE (id, version)
+        );
+        CREATE INDEX versions_order ON versions (id, major, minor, patch, is_release, pre_key);
+        CREATE TABLE channels (
+            tag text COLLATE "C" PRIMARY KEY,
+            id text COLLATE "C" NOT NULL,
+            channel text COLLATE "C" NOT NULL,
+            seq integer NOT NULL CHECK (seq >= 0),
+            version text NOT NULL,
+            "commit" text NOT NULL,
+            moved_by text,
+            moved_at timestamptz,
+            action text,
+            reason text,
+            UNIQUE (id, channel, seq)
+        );
+        CREATE TABLE executions (
+            run_id text COLLATE "C" PRIMARY KEY,
+            id text COLLATE "C" NOT NULL,
+            version text,
+            "commit" text,
+            tree_id text,
+            python_version text,
+            caller text,
+            started_at timestamptz NOT NULL,
+            duration_ms double precision NOT NULL CHECK (duration_ms >= 0),
+            outcome text NOT NULL CHECK (outcome IN ('success', 'failure')),
+            error_type text,
+            error_message text,
+            cpu_ms double precision,
+            max_rss_kb bigint,
+            imported boolean NOT NULL
+        );
+        CREATE INDEX executions_by_id ON executions (id, started_at);
+        CREATE INDEX executions_by_version ON executions (id, version, started_at);
+        CREATE TABLE sync_state (
+            ref text COLLATE "C" PRIMARY KEY,
+            "commit" text,
+            tags_digest text,
+            synced_at timestamptz NOT NULL
+        );
+        """,
+    ),
+    (
+        2,
+        "name-ordered indexes; health per procedure",
+        # A GIN pending list is scanned linearly by every search until vacuum merges it:
+        # after a reindex that is 10,000 rows, so entries go straight into the index.
+        # ORDER BY lower(name), id LIMIT n reads the first n index entries instead of sorting.
+        # Health is kept by a statement trigger so every insert path counts; its transition
+        # table holds only rows really inserted (ON CONFLICT DO NOTHING skips duplicates),
+        # and ids are upserted in order so concurrent ingests lock rows in the same order.
+        """
+        ALTER INDEX procedures_search SET (fastupdate = off);
+        SELECT gin_clean_pending_list('procedures_search');
+        DROP INDEX procedures_category;
+        CREATE INDEX procedures_category ON procedures (category, lower(name), id);
+        CREATE INDEX procedures_name ON procedures (lower(name), id);
+        CREATE TABLE procedure_health (
+            id text COLLATE "C" PRIMARY KEY,
+            runs bigint NOT NULL CHECK (runs >= 0),
+            successes bigint NOT NULL CHECK (successes >= 0)
+        );
+        INSERT INTO procedure_health (id, runs, successes)
+        SELECT id, count(*), count(*) FILTER (WHERE outcome = 'success')
+        FROM executions GROUP BY id;
+        CREATE FUNCTION procreg_count_runs() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO procedure_health AS h (id, runs, successes)
+            SELECT id, count(*), count(*) FILTER (WHERE outcome = 'success')
+            FROM new_runs GROUP BY id ORDER BY id
+            ON CONFLICT (id) DO UPDATE
+                SET runs = h.runs + excluded.runs, successes = h.successes + excluded.successes;
+            RETURN NULL;
+        END
+        $$;
+        CREATE TRIGGER executions_count_runs AFTER INSERT ON executions
+            REFERENCING NEW TABLE AS new_runs
+            FOR EACH STATEMENT EXECUTE FUNCTION procreg_count_runs();
+        """,
+    ),
+    (
+        3,
+        "runs record how they were isolated",
+        # executions and procedure_health are run history, not derived data: a reindex
+        # (DELETE_ALL_DERIVED) never touches them.
+        "ALTER TABLE executions ADD COLUMN isolation text;",
+    ),
+    (
+        4,
+        "versions order their build metadata (pre_key recomputed)",
+        _rekey_versions,
+    ),
+)
+
+LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"
+# The bookkeeping table itself is the one thing created before migrations can be read.
+CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"""
+SELECT_MIGRATIONS = "SELECT version FROM schema_migrations ORDER BY version"
+INSERT_MIGRATION = (
+    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())"
+)
