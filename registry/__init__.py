@@ -37,6 +37,13 @@ _EXPORTS: dict[str, str] = {
     "HistoryEntry": "registry.api",
     "ProcedureDiff": "registry.api",
     "RunResult": "registry.runs.execution",
+    "ReleasePlan": "registry.releases.plan",
+    "ReleaseResult": "registry.releases.release",
+    "ChannelTag": "registry.releases.channels",
+    "HealthAction": "registry.releases.health",
+    "HealthMove": "registry.releases.health",
+    "ExamplesReport": "registry.runs.examples",
+    "ExampleResult": "registry.runs.examples",
     "Proposal": "registry.workspace.proposals",
     "Metrics": "registry.index.contract",
     "SyncReport": "registry.index.sync",
@@ -62,16 +69,21 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "AsyncRegistry",
     "BumpDecision",
+    "ChannelTag",
     "Config",
     "ConfigError",
     "ConflictError",
     "DiffStats",
     "Drift",
+    "ExampleResult",
     "ExamplesFailed",
+    "ExamplesReport",
     "ExecutionError",
     "FileEntry",
     "GitError",
     "GitStore",
+    "HealthAction",
+    "HealthMove",
     "HistoryEntry",
     "HistoryIncomplete",
     "IndexCorrupt",
@@ -93,6 +105,8 @@ __all__ = [
     "Registry",
     "RegistryError",
     "RegistryTimeout",
+    "ReleasePlan",
+    "ReleaseResult",
     "RunResult",
     "Snapshot",
     "SyncReport",
@@ -160,5 +174,10 @@ if TYPE_CHECKING:
     from registry.index.contract import Metrics
     from registry.index.drift import Drift
     from registry.index.sync import SyncReport
+    from registry.releases.channels import ChannelTag
+    from registry.releases.health import HealthAction, HealthMove
+    from registry.releases.plan import ReleasePlan
+    from registry.releases.release import ReleaseResult
+    from registry.runs.examples import ExampleResult, ExamplesReport
     from registry.runs.execution import RunResult
     from registry.workspace.proposals import Proposal

@@ -14,23 +14,23 @@
     async with await AsyncRegistry.open("path/to/repo") as reg:
         hits = await reg.search("csv")
 
-The whole public API is here: queries and runs (:mod:`registry.api.core`), the
-write side (:mod:`registry.api.writes`), what queries return
-(:mod:`registry.api.results`) and the blocking facade (:mod:`registry.api.facade`).
+The whole public API is here, and only here: its private modules hold queries and
+runs (``_core``), the write side (``_writes``), what queries return (``_results``) and
+the blocking facade (``_facade``); import from ``registry.api`` (or ``registry``).
 """
 
 from __future__ import annotations
 
-from registry.api.core import AsyncRegistry
-from registry.api.facade import DEFAULT_TIMEOUT, Registry
-from registry.api.results import (
+from registry.api._core import AsyncRegistry
+from registry.api._facade import DEFAULT_TIMEOUT, Registry
+from registry.api._results import (
     HistoryEntry,
     ProcedureDetail,
     ProcedureDiff,
     ProcedureSummary,
     VersionInfo,
 )
-from registry.errors import RegistryTimeout
+from registry.errors import RegistryTimeout  # noqa: F401 - importable here, as it always was
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -40,6 +40,5 @@ __all__ = [
     "ProcedureDiff",
     "ProcedureSummary",
     "Registry",
-    "RegistryTimeout",
     "VersionInfo",
 ]

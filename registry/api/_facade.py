@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 import anyio.from_thread
 
-from registry.api.core import AsyncRegistry
+from registry.api._core import AsyncRegistry
 from registry.errors import RegistryError, RegistryTimeout
 
 if TYPE_CHECKING:
-    from registry.api.results import (
+    from registry.api._results import (
         HistoryEntry,
         ProcedureDetail,
         ProcedureDiff,

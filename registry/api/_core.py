@@ -5,7 +5,7 @@ are fast; source code is read from git objects by tree id, never from the
 working tree. The index follows git through :func:`registry.index.sync.sync`: run
 by ``open`` (``auto_sync=True``, an incremental sync that costs milliseconds
 once the index exists), by :meth:`AsyncRegistry.sync`, by ``procreg watch``
-or by git hooks. The write side is :class:`registry.api.writes.WriteSide`.
+or by git hooks. The write side is :class:`registry.api._writes.WriteSide`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Self
 
 import semver
 
-from registry.api.results import (
+from registry.api._results import (
     HistoryEntry,
     ProcedureDetail,
     ProcedureDiff,
@@ -28,7 +28,7 @@ from registry.api.results import (
     trusted_summary,
     version_info,
 )
-from registry.api.writes import WriteSide
+from registry.api._writes import WriteSide
 from registry.config import tracked_ref
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE
@@ -60,7 +60,7 @@ class AsyncRegistry(WriteSide):
     One object owns one index connection (pool) and one git store; it is not
     meant to be shared between event loops (use :class:`Registry` for that).
     Queries, runs and metrics are here; the write side (release, rollback,
-    promote, health, test) comes from :class:`~registry.api.writes.WriteSide`.
+    promote, health, test) comes from :class:`~registry.api._writes.WriteSide`.
     All use :attr:`store`, :attr:`backend` and :attr:`ref`.
     """
 
