@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import semver
 
@@ -33,9 +33,9 @@ from registry.config import tracked_ref
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE
 from registry.core.tags import check_id
-from registry.errors import NotFoundError
+from registry.errors import IndexUnavailable, NotFoundError
 from registry.git.store import GitStore
-from registry.index.connect import open_backend
+from registry.index.connect import OfflineIndex, open_backend
 from registry.index.contract import (
     IndexBackend,
     Metrics,
@@ -79,6 +79,7 @@ class AsyncRegistry(WriteSide):
         *,
         auto_sync: bool = True,
         set_aside_corrupt: bool = False,
+        index_optional: bool = False,
     ) -> Self:
         """Open the registry at ``repo_path`` and its index.
 
@@ -88,9 +89,16 @@ class AsyncRegistry(WriteSide):
         a full build (seconds for thousands of procedures) the first time.
         ``set_aside_corrupt`` moves a corrupt SQLite index aside and starts a new
         one (``reindex`` then rebuilds it); run records live apart and are kept.
+        ``index_optional`` (for the write side: release, rollback, promote, test)
+        goes on without an index that cannot be opened; run records are spooled.
         """
         store = GitStore.open(repo_path)
-        backend = await open_backend(store, database_url, set_aside_corrupt=set_aside_corrupt)
+        try:
+            backend = await open_backend(store, database_url, set_aside_corrupt=set_aside_corrupt)
+        except IndexUnavailable as exc:
+            if not index_optional or auto_sync:
+                raise
+            backend = cast("IndexBackend", OfflineIndex(exc))
         try:
             self = cls(store, backend, tracked_ref(store))
             if auto_sync:

@@ -72,13 +72,21 @@ def with_registry(
     *,
     auto_sync: bool = False,
     set_aside_corrupt: bool = False,
+    index_optional: bool = False,
 ) -> T:
-    """``await use(reg)`` on an :class:`AsyncRegistry` of this repo's index, then close it."""
+    """``await use(reg)`` on an :class:`AsyncRegistry` of this repo's index, then close it.
+
+    ``index_optional``: the command works without the index (see ``AsyncRegistry.open``).
+    """
     from registry.api import AsyncRegistry
 
     async def go() -> T:
         reg = await AsyncRegistry.open(
-            ctx.path, ctx.database_url, auto_sync=auto_sync, set_aside_corrupt=set_aside_corrupt
+            ctx.path,
+            ctx.database_url,
+            auto_sync=auto_sync,
+            set_aside_corrupt=set_aside_corrupt,
+            index_optional=index_optional,
         )
         async with reg:
             return await use(reg)

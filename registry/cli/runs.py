@@ -168,7 +168,9 @@ def test(ctx: Context, ref_spec: str, timeout_s: float | None, as_json: bool) ->
     from registry.core.specs import split_ref
 
     proc_id, spec = split_ref(ref_spec)
-    report = with_registry(ctx, lambda reg: reg.test(proc_id, spec, timeout_s=timeout_s))
+    report = with_registry(
+        ctx, lambda reg: reg.test(proc_id, spec, timeout_s=timeout_s), index_optional=True
+    )
     if as_json:
         emit_json(report)
     else:

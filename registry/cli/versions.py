@@ -50,6 +50,7 @@ def release(
                 run_examples=not skip_examples,
                 on_progress=on_progress,
             ),
+            index_optional=True,
         )
     if as_json:
         emit_json(results)
@@ -123,6 +124,7 @@ def rollback(
         lambda reg: reg.rollback(
             proc_id, to_version, branch=branch, reason=reason, on_left_alone=say_left_alone
         ),
+        index_optional=True,
     )
     if as_json:
         emit_json(result)
@@ -144,7 +146,11 @@ def promote(
     ctx: Context, proc_id: str, version: str, channel: str, reason: str | None, as_json: bool
 ) -> None:
     """Point channel NAME of ID at VERSION (a new tag; the move history is kept)."""
-    move = with_registry(ctx, lambda reg: reg.promote(proc_id, version, channel, reason=reason))
+    move = with_registry(
+        ctx,
+        lambda reg: reg.promote(proc_id, version, channel, reason=reason),
+        index_optional=True,
+    )
     if as_json:
         emit_json(move)
         return

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from registry.errors import IndexCorrupt, UsageError
+from registry.errors import IndexCorrupt, IndexUnavailable, UsageError
 from registry.index.contract import IndexBackend
 
 if TYPE_CHECKING:
@@ -91,3 +91,25 @@ async def open_backend(
         aside = move_aside(target)
         log.warning("procreg: %s; moved it to %s and rebuilding it from git", exc, aside.name)
         return await connect_index(target)
+
+
+class OfflineIndex:
+    """Stands in for an index that could not be opened, for work that only records runs.
+
+    Releasing, rolling back, promoting and testing examples need git and the sandbox,
+    not the index: with this in its place every index call raises the error opening it
+    raised, so the run records those commands make are spooled (delivered by a later
+    command), as they were before the index was ever involved.
+    """
+
+    def __init__(self, error: IndexUnavailable) -> None:
+        self.error = error
+
+    async def close(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        async def unavailable(*args: object, **kwargs: object) -> Any:
+            raise self.error
+
+        return unavailable
