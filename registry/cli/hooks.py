@@ -1,4 +1,4 @@
-"""``procreg hooks install`` and ``procreg hook ...``: the git hooks and what they call.
+"""``procreg hooks install|uninstall`` and ``procreg hook ...``: the git hooks and what they call.
 
 Heavy modules are imported inside the commands so that ``procreg --version`` stays fast.
 """
@@ -30,6 +30,21 @@ def hooks_install(ctx: Context, server: bool) -> None:
     for hook in hooks_mod.install(ctx.store(), server=server):
         kept = f" (kept your hook as {Path(hook.kept_existing).name})" if hook.kept_existing else ""
         click.echo(f"installed {hook.path}{kept}")
+
+
+@hooks.command("uninstall")
+@click.option("--server", is_flag=True, help="Remove the pre-receive hook instead.")
+@pass_ctx
+def hooks_uninstall(ctx: Context, server: bool) -> None:
+    """Remove procreg's own git hooks (a hook it kept as .local is put back)."""
+    from registry.workspace import hooks as hooks_mod
+
+    removed = hooks_mod.uninstall(ctx.store(), server=server)
+    for hook in removed:
+        back = f" (put back your {Path(hook.path).name})" if hook.restored else ""
+        click.echo(f"removed {hook.path}{back}")
+    if not removed:
+        click.echo("no procreg hook is installed here")
 
 
 @click.group()

@@ -130,3 +130,16 @@ def test_check_ignores_the_gitkeep_init_writes(
     every = run_cli(capsys, "-C", str(repo), "check", *files)
     assert every.code == 0, every.out + every.err
     assert "checked 1 procedure" in every.out + every.err
+
+
+def test_the_cli_uninstalls_procregs_hooks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "reg"
+    assert run_cli(capsys, "init", str(repo)).code == 0
+    done = run_cli(capsys, "-C", str(repo), "hooks", "uninstall")
+    assert done.code == 0
+    assert done.out.count("removed ") == 3
+    assert not (repo / ".git/hooks/pre-commit").exists()
+    again = run_cli(capsys, "-C", str(repo), "hooks", "uninstall")
+    assert "no procreg hook is installed here" in again.out
