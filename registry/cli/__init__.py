@@ -62,11 +62,25 @@ class _Group(click.Group):
     help="PostgreSQL URL for the index (default: SQLite inside .git).",
 )
 @click.option("--traceback", is_flag=True, help="Show the full traceback of internal errors.")
+@click.option(
+    "--allow-shallow",
+    is_flag=True,
+    help="Go on in a shallow or tagless clone (release history and tags may be missing).",
+)
 @click.version_option(None, "--version", package_name="procedure-registry", prog_name="procreg")
 @click.pass_context
-def cli(ctx: click.Context, path: Path, database_url: str | None, traceback: bool) -> None:
+def cli(
+    ctx: click.Context, path: Path, database_url: str | None, traceback: bool, allow_shallow: bool
+) -> None:
     """A git-native registry of executable procedures."""
-    ctx.obj = Context(path, database_url)
+    ctx.obj = Context(path, database_url, allow_shallow=allow_shallow)
+    ctx.obj.needs_history = ctx.invoked_subcommand not in NO_HISTORY
+
+
+NO_HISTORY = frozenset(
+    {"init", "new", "check", "schema", "hooks", "hook", "doctor", "help", "migrate"}
+)
+"""Commands that read no release history (``check`` does with ``--base``: it asks itself)."""
 
 
 @cli.command("help")
@@ -96,7 +110,7 @@ for _family in (procedures, versions, index, migrate, hooks, runs, agents):
 # -- entry point ------------------------------------------------------------------------
 
 GLOBAL_WITH_VALUE = ("-C", "--database-url")
-GLOBAL_FLAGS = ("--traceback",)
+GLOBAL_FLAGS = ("--traceback", "--allow-shallow")
 
 
 def hoist_global_options(args: list[str]) -> list[str]:

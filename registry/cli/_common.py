@@ -38,16 +38,48 @@ json_option = click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 
 
 class Context:
-    """What the global options say, shared by every command."""
+    """What the global options say, shared by every command.
 
-    def __init__(self, path: Path, database_url: str | None) -> None:
+    ``needs_history``: the command reads release history or tags, so the repository
+    is checked once (a shallow or tagless clone stops it, unless ``allow_shallow``).
+    """
+
+    def __init__(self, path: Path, database_url: str | None, allow_shallow: bool = False) -> None:
         self.path = path
         self.database_url = database_url
+        self.allow_shallow = allow_shallow
+        self.needs_history = False
+        self._history_checked = False
 
     def store(self) -> GitStore:
         from registry.git.store import GitStore
 
-        return GitStore.open(self.path)
+        store = GitStore.open(self.path)
+        if self.needs_history:
+            self.check_history(store)
+        return store
+
+    def check_history(self, store: GitStore | None = None, *, compare_remote: bool = False) -> None:
+        """Stop when this clone is shallow or lacks the remote's release tags (once a command).
+
+        ``compare_remote`` (before releasing) asks the remote for its release tags even
+        when this clone has some. ``--allow-shallow`` skips the check.
+        """
+        if self.allow_shallow or self._history_checked:
+            return
+        from registry.core.tags import RELEASE_TAG_PREFIX
+        from registry.git import remotes
+        from registry.git.store import GitStore
+
+        self._history_checked = True
+        store = store or GitStore.open(self.path)
+        branch = store.current_branch()
+        remotes.check_history(
+            store,
+            RELEASE_TAG_PREFIX,
+            branch=branch.removeprefix("refs/heads/") if branch else None,
+            compare_remote=compare_remote,
+        )
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -79,6 +111,9 @@ def with_registry(
     ``index_optional``: the command works without the index (see ``AsyncRegistry.open``).
     """
     from registry.api import AsyncRegistry
+
+    if ctx.needs_history:
+        ctx.check_history()
 
     async def go() -> T:
         reg = await AsyncRegistry.open(

@@ -101,6 +101,7 @@ def check(
     if base is not None:
         from registry.releases.plan import check_base
 
+        ctx.check_history(store)
         plans = check_base(store, base)
     if as_json:
         data = report.model_dump(mode="json")
@@ -115,18 +116,18 @@ def check(
 
 
 def _say_checked(report: CheckReport, plans: list[ReleasePlan] | None, fmt: str) -> None:
+    if fmt == "markdown":  # a pull-request comment: the table and the problems, nothing else
+        from registry.releases.plan import render_markdown
+
+        click.echo(render_markdown(plans, report.problems), nl=False)
+        return
     for problem in report.problems:
         click.echo(problem.format())
     if plans is not None:
-        if fmt == "markdown":
-            from registry.releases.plan import render_markdown
-
-            click.echo(render_markdown(plans))
-        else:
-            for plan in plans:
-                click.echo(f"{plan.id}: {plan.previous or '-'} -> {plan.version} ({plan.bump})")
-                for reason in plan.reasons:
-                    click.echo(f"  - {reason}")
+        for plan in plans:
+            click.echo(f"{plan.id}: {plan.previous or '-'} -> {plan.version} ({plan.bump})")
+            for reason in plan.reasons:
+                click.echo(f"  - {reason}")
     bad = sum(not p.ok for p in report.procedures)
     summary = (
         f"checked {report.checked} procedure{'s' * (report.checked != 1)}: "

@@ -6,6 +6,8 @@ imported inside the commands so that ``procreg --version`` stays fast.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from registry.cli._common import (
@@ -17,6 +19,11 @@ from registry.cli._common import (
     say_left_alone,
     with_registry,
 )
+from registry.cli._publish import check_branch, from_branch_option, publish, push_option
+
+if TYPE_CHECKING:
+    from registry.git.store import GitStore
+    from registry.releases.release import ReleaseResult
 
 
 @click.command()
@@ -28,6 +35,8 @@ from registry.cli._common import (
 @click.option("--dry-run", is_flag=True, help="Show what would be tagged; tag nothing.")
 @json_option
 @click.option("--skip-examples", is_flag=True, help="Do not run the examples before tagging.")
+@push_option
+@from_branch_option
 @pass_ctx
 def release(
     ctx: Context,
@@ -37,8 +46,15 @@ def release(
     dry_run: bool,
     as_json: bool,
     skip_examples: bool,
+    push_to: str | None,
+    from_branch: bool,
 ) -> None:
     """Tag each changed procedure procedure-<id>-vX.Y.Z with a computed bump."""
+    ctx.check_history(compare_remote=True)
+    store = ctx.store()
+    ids, push_to = _push_or_id(store, ids, push_to)
+    if not dry_run:
+        check_branch(store, ref, from_branch)
     with progress("releasing", enabled=not as_json) as on_progress:
         results = with_registry(
             ctx,
@@ -54,7 +70,14 @@ def release(
         )
     if as_json:
         emit_json(results)
-        return
+    else:
+        _say_released(results, dry_run)
+    if not dry_run:
+        made = [f"refs/tags/{r.tag}" for r in results if r.created and not r.existing]
+        publish(store, made, push_to, as_json=as_json)
+
+
+def _say_released(results: list[ReleaseResult], dry_run: bool) -> None:
     if not results:
         click.echo("nothing to release: no procedure changed since its last release")
     for r in results:
@@ -65,6 +88,19 @@ def release(
         click.echo(f"{verb} {r.tag} ({r.bump}, +{r.lines_added} -{r.lines_removed})")
         for reason in r.reasons:
             click.echo(f"  - {reason}")
+
+
+def _push_or_id(
+    store: GitStore, ids: tuple[str, ...], push_to: str | None
+) -> tuple[tuple[str, ...], str | None]:
+    """``release --push greet``: "greet" is a procedure, not a remote; push to the default."""
+    from registry.git.remotes import remote_names
+
+    if not push_to or "/" in push_to or ":" in push_to or push_to in remote_names(store):
+        return ids, push_to
+    if push_to in store.list_procedures():
+        return (*ids, push_to), ""
+    return ids, push_to
 
 
 @click.command()
@@ -109,6 +145,7 @@ def diff(ctx: Context, proc_id: str, a: str, b: str) -> None:
 @click.option("--reason", help="Why; recorded in the release.")
 @click.option("--branch", help="Branch to commit on (default: the current one).")
 @json_option
+@push_option
 @pass_ctx
 def rollback(
     ctx: Context,
@@ -117,6 +154,7 @@ def rollback(
     reason: str | None,
     branch: str | None,
     as_json: bool,
+    push_to: str | None,
 ) -> None:
     """Restore VERSION's folder in a new commit and release it (history is never rewritten)."""
     result = with_registry(
@@ -128,11 +166,13 @@ def rollback(
     )
     if as_json:
         emit_json(result)
-        return
-    click.echo(
-        f"rolled {proc_id} back to {to_version}'s code: tagged {result.tag} "
-        f"({result.bump}) on {result.commit[:12]}"
-    )
+    else:
+        click.echo(
+            f"rolled {proc_id} back to {to_version}'s code: tagged {result.tag} "
+            f"({result.bump}) on {result.commit[:12]}"
+        )
+    store = ctx.store()
+    publish(store, [store.branch_ref(branch), f"refs/tags/{result.tag}"], push_to, as_json=as_json)
 
 
 @click.command()
@@ -141,9 +181,16 @@ def rollback(
 @click.option("--channel", required=True, help="Channel name, e.g. stable.")
 @click.option("--reason", help="Why; recorded in the channel tag.")
 @json_option
+@push_option
 @pass_ctx
 def promote(
-    ctx: Context, proc_id: str, version: str, channel: str, reason: str | None, as_json: bool
+    ctx: Context,
+    proc_id: str,
+    version: str,
+    channel: str,
+    reason: str | None,
+    as_json: bool,
+    push_to: str | None,
 ) -> None:
     """Point channel NAME of ID at VERSION (a new tag; the move history is kept)."""
     move = with_registry(
@@ -153,9 +200,11 @@ def promote(
     )
     if as_json:
         emit_json(move)
-        return
-    what = "moved" if move.created else "already at"
-    click.echo(f"{proc_id}@{channel} {what} {move.version} ({move.tag})")
+    else:
+        what = "moved" if move.created else "already at"
+        click.echo(f"{proc_id}@{channel} {what} {move.version} ({move.tag})")
+    if move.created:
+        publish(ctx.store(), [f"refs/tags/{move.tag}"], push_to, as_json=as_json)
 
 
 COMMANDS = (release, log, diff, rollback, promote)

@@ -18,7 +18,7 @@ from registry.errors import GitError, HistoryIncomplete, UsageError
 from registry.git.store import GitStore
 
 FETCH_HINT = "git fetch --unshallow --tags"
-LS_REMOTE_TIMEOUT_S = 30.0
+LS_REMOTE_TIMEOUT_S = 10.0
 PUSH_TIMEOUT_S = 300.0
 
 
@@ -59,7 +59,9 @@ def _git(store: GitStore, args: Sequence[str], timeout: float) -> subprocess.Com
     git = shutil.which("git")
     if git is None:
         raise GitError("the `git` program is not on PATH; install git to talk to remotes")
+    # never wait for a password or a host-key question: a command is not a login
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     try:
         return subprocess.run(
             [git, "--git-dir", str(store.git_dir), *args],

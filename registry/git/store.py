@@ -178,6 +178,14 @@ class GitStore:
         except NotFoundError:
             return None
 
+    def symbolic_target(self, name: str) -> str | None:
+        """Where a symbolic ref (``refs/remotes/origin/HEAD``) points, or None."""
+        try:
+            target = self.repo.lookup_reference(name).target
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return target if isinstance(target, str) else None
+
     def is_unborn(self) -> bool:
         return bool(self.repo.head_is_unborn)
 

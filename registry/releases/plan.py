@@ -18,6 +18,7 @@ import semver
 from pydantic import BaseModel, ConfigDict
 
 from registry.core import tags
+from registry.core.problems import Problem
 from registry.core.snapshot import Snapshot
 from registry.errors import NotFoundError, ValidationFailed
 from registry.git.info import TagInfo
@@ -239,7 +240,6 @@ def _candidates(
 
 
 def validate_snapshots(store: GitStore, snapshots: Iterable[Snapshot], commit: str) -> None:
-    from registry.core.problems import Problem
     from registry.core.validation import validate_snapshot
 
     config = _validation_config(store, commit)
@@ -332,10 +332,25 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(plans: Sequence[ReleasePlan]) -> str:
-    """A pull-request comment: the bump each changed procedure would get, and why."""
+def render_markdown(plans: Sequence[ReleasePlan] | None, problems: Sequence[Problem] = ()) -> str:
+    """A pull-request comment: the bump each changed procedure would get and why, then
+    the validation problems. Only those: no summary line (the exit code says it).
+    """
+    lines: list[str] = []
+    if plans is not None:
+        lines += _plans_markdown(plans)
+    if problems:
+        lines += ["" if lines else "### procreg", *([""] if lines else [])]
+        lines += ["#### Validation problems", ""]
+        for p in problems:
+            where = f"{p.path}:{p.line}" if p.line is not None else p.path
+            lines.append(f"- `{_code(where)}` **{p.rule}**: {_cell(p.message)}")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _plans_markdown(plans: Sequence[ReleasePlan]) -> list[str]:
     if not plans:
-        return "### procreg\n\nNo procedure would be released by this change.\n"
+        return ["### procreg", "", "No procedure would be released by this change."]
     lines = [
         "### procreg: releases this change would make",
         "",
@@ -351,7 +366,11 @@ def render_markdown(plans: Sequence[ReleasePlan]) -> str:
     for p in plans:
         lines += ["", f"**`{p.id}`** {p.previous or 'new'} → {p.version}:", ""]
         lines += [f"- {_cell(reason)}" for reason in p.reasons] or ["- (no reason recorded)"]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _code(text: str) -> str:
+    return text.replace("`", "'").replace("\n", " ")
 
 
 __all__ = [
