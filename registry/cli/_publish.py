@@ -44,19 +44,26 @@ def from_branch_option(command: F) -> F:
 
 
 def check_branch(store: GitStore, ref: str, from_branch: bool) -> None:
-    """Refuse to release off the tracked branch unless ``--from-branch``; then only warn."""
+    """Refuse to release off the tracked branch unless ``--from-branch``; then only warn.
+
+    A branch whose commit the tracked branch already holds releases the tracked
+    branch's code: a warning, no refusal.
+    """
     from registry.errors import UsageError
     from registry.releases.branches import off_branch
 
-    why = off_branch(store, ref)
-    if why is None:
+    off = off_branch(store, ref)
+    if off is None:
+        return
+    if off.merged:
+        click.echo(f"warning: {off.reason}", err=True)
         return
     if not from_branch:
         raise UsageError(
-            f"not releasing: {why}; switch to it (git switch), or pass --from-branch "
+            f"not releasing: {off.reason}; switch to it (git switch), or pass --from-branch "
             "to release from here anyway"
         )
-    click.echo(f"warning: releasing anyway (--from-branch): {why}", err=True)
+    click.echo(f"warning: releasing anyway (--from-branch): {off.reason}", err=True)
 
 
 def publish(store: GitStore, refs: Sequence[str], push_to: str | None, *, as_json: bool) -> None:

@@ -7,6 +7,8 @@ in one line, and the CLI asks for ``--from-branch`` before going on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from registry.config import worktree_config
 from registry.git import remotes
 from registry.git.store import GitStore
@@ -33,29 +35,49 @@ def release_branch(store: GitStore) -> str | None:
     return None
 
 
-def off_branch(store: GitStore, ref: str = "HEAD") -> str | None:
-    """Why releasing ``ref`` would not be releasing the tracked branch, or None when it is.
+@dataclass(frozen=True)
+class OffBranch:
+    """Why a release would not be cut from the tracked branch.
 
-    ``HEAD`` must be the tracked branch checked out; another ref must name a commit
-    the tracked branch already holds.
+    ``merged``: the commit is already on the tracked branch (a linked worktree's branch
+    at main's commit, say), so the release is main's own and only worth a warning.
+    """
+
+    reason: str
+    merged: bool
+
+
+def off_branch(store: GitStore, ref: str = "HEAD") -> OffBranch | None:
+    """Whether releasing ``ref`` would not be releasing the tracked branch (None: it would).
+
+    ``HEAD`` must be the tracked branch checked out, or a branch whose commit the tracked
+    branch already holds; a detached HEAD never is. Another ref must name a commit the
+    tracked branch holds.
     """
     tracked = release_branch(store)
     if tracked is None:
         return None
     name = _short(tracked)
-    if ref == "HEAD":
-        current = store.current_branch()
-        if current is None:
-            return f"HEAD is detached, not on {name}, the branch releases come from"
-        if current != tracked:
-            here = _short(current)
-            return f"the checked-out branch is {here}, not {name}, which releases come from"
-        return None
     commit = store.try_resolve(ref)
     tip = store.try_resolve(tracked)
-    if commit is None or tip is None or store.is_ancestor(commit, tip):
+    merged = commit is not None and tip is not None and store.is_ancestor(commit, tip)
+    if ref != "HEAD":
+        return (
+            None
+            if merged
+            else OffBranch(f"{ref} is not on {name}, the branch releases come from", False)
+        )
+    current = store.current_branch()
+    if current is None:
+        return OffBranch(f"HEAD is detached, not on {name}, the branch releases come from", False)
+    if current == tracked:
         return None
-    return f"{ref} is not on {name}, the branch releases come from"
+    here = _short(current)
+    if merged:
+        return OffBranch(f"releasing from {here}, whose commit {name} already holds", True)
+    return OffBranch(
+        f"the checked-out branch is {here}, not {name}, which releases come from", False
+    )
 
 
 def _short(ref: str | None) -> str | None:

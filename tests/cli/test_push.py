@@ -104,6 +104,10 @@ def test_releasing_off_the_tracked_branch_needs_from_branch(
     clone: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     git(clone, "switch", "-q", "-c", "feature")
+    merged = run_cli(capsys, "-C", str(clone), "release", "--dry-run")
+    assert merged.code == 0
+    write_proc(clone, "echo", description="only on the branch")
+    git(clone, "commit", "-qam", "fix: not merged")
     refused = run_cli(capsys, "-C", str(clone), "release")
     assert refused.code != 0
     assert "the checked-out branch is feature, not main" in refused.err
@@ -141,3 +145,14 @@ def test_shallow_and_tagless_clones_stop_unless_allowed(
     assert stopped.code == 1
     assert "release tag of remote 'origin' is missing here" in stopped.err
     assert "procedure-greet-v1.0.0" in stopped.err
+
+
+def test_a_branch_at_the_tracked_commit_releases_with_a_warning(
+    clone: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A linked worktree's branch at main's commit releases main's own code."""
+    git(clone, "switch", "-q", "-c", "feature")
+    done = run_cli(capsys, "-C", str(clone), "release")
+    assert done.code == 0, done.err
+    assert "tagged procedure-echo-v1.0.0" in done.out
+    assert "warning: releasing from feature, whose commit main already holds" in done.err
