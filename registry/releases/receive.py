@@ -345,9 +345,10 @@ def run(git_dir: str, lines: Sequence[str], environ: dict[str, str] | None = Non
     """:func:`pre_receive` for a server repository and the hook's stdin lines."""
     env = os.environ if environ is None else environ
     store = GitStore.open(git_dir)
-    # Pushed objects wait in a quarantine directory until the hook accepts them.
-    quarantine = env.get("GIT_QUARANTINE_PATH")
-    if quarantine:
+    # Pushed objects wait in a quarantine directory until the hook accepts them: git
+    # names it in both variables, GitLab's Gitaly in GIT_OBJECT_DIRECTORY only.
+    quarantines = {env.get("GIT_QUARANTINE_PATH"), env.get("GIT_OBJECT_DIRECTORY")}
+    for quarantine in sorted(q for q in quarantines if q):
         store.add_alternate(quarantine)
     updates: list[Update] = []
     for line in lines:

@@ -250,3 +250,18 @@ def test_a_tag_of_unchanged_code_is_refused(clone: Path, server: Path) -> None:
         f"the procedure at {head[:7]} is unchanged since procedure-greet-v1.0.0; nothing to release"
     )
     assert "procedure-greet-v1.0.1" not in server_tags(server)
+
+
+def test_a_tag_whose_tree_trailer_lies_is_refused(clone: Path, server: Path) -> None:
+    write_files(clone, "greet", proc_files("greet", body="return text.strip()"))
+    commit_all(clone, "fix: greet strips")
+    wrong = git(clone, "rev-parse", "HEAD~1:procedures/greet").strip()
+    message = f"Release greet 1.0.1\n\nBump: patch\nTree: {wrong}\nReason: by hand\n"
+    git(clone, "tag", "-a", "-m", message, "procedure-greet-v1.0.1")
+
+    refused = push(clone, "main", "procedure-greet-v1.0.1")
+    assert refused.returncode != 0
+    assert refusal(refused, "procedure-greet-v1.0.1").startswith(
+        f"its Tree: trailer says {wrong[:12]} but the folder there is "
+    )
+    assert "procedure-greet-v1.0.1" not in server_tags(server)
