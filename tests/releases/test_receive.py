@@ -10,6 +10,7 @@ there, at exactly the version procreg computes from the previous release.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,28 @@ def test_a_tag_whose_tree_trailer_lies_is_refused(clone: Path, server: Path) -> 
         f"its Tree: trailer says {wrong[:12]} but the folder there is "
     )
     assert "procedure-greet-v1.0.1" not in server_tags(server)
+
+
+def test_the_check_reads_a_quarantine_named_only_by_git_object_directory(
+    clone: Path, server: Path
+) -> None:
+    # Gitaly (GitLab) names the push's quarantine in GIT_OBJECT_DIRECTORY only
+    hook = server / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\nunset GIT_QUARANTINE_PATH\n"
+        f'exec "{sys.executable}" -m registry.releases.receive pre-receive\n'
+    )
+    write_files(clone, "shout", proc_files("shout", body="return text.upper()"))
+    head = commit_all(clone, "feat: shout")
+    tag_release(clone, "shout", "2.0.0")
+    refused = push(clone, "main", "procedure-shout-v2.0.0")
+    assert refused.returncode != 0
+    assert refusal(refused, "procedure-shout-v2.0.0").startswith(
+        "procreg computes 1.0.0 for a first release"
+    )
+
+    git(clone, "tag", "-d", "procedure-shout-v2.0.0")
+    tag_release(clone, "shout", "1.0.0")
+    pushed = push(clone, "main", "procedure-shout-v1.0.0")
+    assert pushed.returncode == 0, pushed.stderr
+    assert git(server, "rev-parse", "procedure-shout-v1.0.0^{commit}").strip() == head
