@@ -291,3 +291,39 @@ def test_the_check_reads_a_quarantine_named_only_by_git_object_directory(
     pushed = push(clone, "main", "procedure-shout-v1.0.0")
     assert pushed.returncode == 0, pushed.stderr
     assert git(server, "rev-parse", "procedure-shout-v1.0.0^{commit}").strip() == head
+
+
+def test_a_rollback_pushed_with_its_commit_is_accepted(clone: Path, server: Path) -> None:
+    write_files(clone, "greet", proc_files("greet", body="return text * 2"))
+    commit_all(clone, "fix: twice")
+    assert release(clone, "greet") == "1.0.1"
+    assert push(clone, "main", "procedure-greet-v1.0.1").returncode == 0
+
+    rolled = releases.rollback(GitStore.open(clone), "greet", "1.0.0", reason="twice was wrong")
+    pushed = push(clone, "--atomic", "main", rolled.tag)
+    assert pushed.returncode == 0, pushed.stderr
+    assert rolled.tag in server_tags(server)
+    assert git(server, "rev-parse", "main").strip() == rolled.commit
+
+
+def test_the_tracked_branch_is_the_one_the_server_head_names(tmp_path: Path) -> None:
+    server = tmp_path / "trunk.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "trunk", str(server))
+    assert run_process("hooks", "install", "--server", cwd=server).code == 0
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(server), str(clone))
+    git(clone, "switch", "-q", "-c", "trunk")
+    write_files(clone, "greet", proc_files("greet"))
+    commit_all(clone, "feat: greet")
+    git(clone, "switch", "-q", "-c", "main")  # a main that the server does not track
+    write_files(clone, "greet", proc_files("greet", body="return text.strip()"))
+    on_main = commit_all(clone, "fix: greet strips")
+    tag_release(clone, "greet", "1.0.0")
+
+    refused = push(clone, "trunk", "main", "procedure-greet-v1.0.0")
+    assert refused.returncode != 0
+    assert refusal(refused, "procedure-greet-v1.0.0") == (
+        f"points to {on_main[:7]}, which is not on trunk (nor on the trunk this push makes); "
+        "merge it first"
+    )
+    assert server_tags(server) == set()
