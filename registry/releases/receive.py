@@ -154,11 +154,6 @@ class _Push:
     def on_branch(self, commit: str) -> bool:
         return any(self.store.is_ancestor(commit, tip) for tip in self.tips)
 
-    def previous(self, proc_id: str) -> tuple[semver.Version, TagInfo] | None:
-        if proc_id in self.made:
-            return self.made[proc_id]
-        return latest_release(self.store, proc_id)
-
 
 class _PushView(_View):
     """The planner's view of the previous release, when that release is in this push."""
@@ -225,8 +220,9 @@ def _nothing_to_release(
 
 def _wrong_version(push: _Push, rel: _NewRelease, tree: str) -> str | None:
     """Why ``rel``'s version is not the one procreg computes (None: it is)."""
-    store, previous = push.store, push.previous(rel.proc_id)
-    view = _PushView(store, previous) if rel.proc_id in push.made and previous else None
+    store, made = push.store, push.made.get(rel.proc_id)
+    view = _PushView(store, made) if made is not None else None
+    previous = made or latest_release(store, rel.proc_id)
     try:
         planned = plan_one(store, rel.proc_id, rel.info.commit, tree, view)
     except RegistryError as exc:
