@@ -55,7 +55,7 @@ def hook() -> None:
 @hook.command("pre-receive")
 @pass_ctx
 def hook_pre_receive(ctx: Context) -> None:
-    """Refuse pushes that move or delete release tags or break procedures on main."""
+    """Refuse pushes of release tags procreg would not make, moved tags, or broken main."""
     from registry.releases import receive as server_hook
 
     code = server_hook.hook_main(["pre-receive"])
