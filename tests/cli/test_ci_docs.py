@@ -55,13 +55,15 @@ def _shell(cwd: Path, command: str, tmp_path: Path) -> subprocess.CompletedProce
 
 @pytest.fixture
 def server(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    """A bare remote whose main holds ``greet``, released 1.0.0 (tag pushed)."""
+    """A bare remote with the pre-receive hook whose main holds ``greet`` 1.0.0 (tag pushed)."""
     write_proc(repo, "greet", examples=[Example(input={"text": "hi"}, output="hi")])
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "feat: greet")
     assert run_cli(capsys, "-C", str(repo), "release").code == 0
     bare = tmp_path / "server.git"
     git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    # The server enforces releases: the pushes below go through procreg's own check.
+    assert run_cli(capsys, "-C", str(bare), "hooks", "install", "--server").code == 0
     return bare
 
 
