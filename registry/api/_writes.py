@@ -54,15 +54,18 @@ class WriteSide:
 
         ``ids`` (default: every procedure changed since its last release, as
         with ``all_changed``) as in :func:`registry.releases.release.release`.
-        Unless ``dry_run`` or not ``run_examples``, every planned version's
-        examples run first in the sandbox and a failing one refuses the release
-        (:class:`ExamplesFailed`, nothing tagged); those runs are recorded with
-        the caller ``release``. ``on_progress(done, total, id)`` follows the tags.
+        Unless not ``run_examples``, every planned version's examples run first
+        in the sandbox (on a ``dry_run`` too). A version whose examples fail is
+        not tagged: its result has ``refused`` set (the failing example and a
+        one-line message) and ``created=False``; the others are tagged all the
+        same. The example runs of a real release are recorded with the caller
+        ``release`` (a dry run records nothing). ``on_progress(done, total, id)``
+        follows the tags.
         """
         records: list[ExecutionRecord] = []
         gate = None
-        if run_examples and not dry_run:
-            gate = ExamplesGate(config=self.config, record=records.append)
+        if run_examples:
+            gate = ExamplesGate(config=self.config, record=None if dry_run else records.append)
         try:
             return await asyncio.to_thread(
                 releases.release,

@@ -6,9 +6,13 @@ imported inside the commands so that ``procreg --version`` stays fast.
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import click
 
 from registry.cli._common import (
+    EXIT_PROBLEM,
     Context,
     emit_json,
     json_option,
@@ -17,6 +21,9 @@ from registry.cli._common import (
     say_left_alone,
     with_registry,
 )
+
+if TYPE_CHECKING:
+    from registry.releases.release import Refusal, ReleaseResult
 
 
 @click.command()
@@ -39,6 +46,12 @@ def release(
     skip_examples: bool,
 ) -> None:
     """Tag each changed procedure procedure-<id>-vX.Y.Z with a computed bump."""
+    if skip_examples:
+        click.echo(
+            "procreg: examples not run (--skip-examples): "
+            f"{'the plan' if dry_run else 'every version'} is unchecked by its contract tests",
+            err=True,
+        )
     with progress("releasing", enabled=not as_json) as on_progress:
         results = with_registry(
             ctx,
@@ -54,10 +67,40 @@ def release(
         )
     if as_json:
         emit_json(results)
-        return
+    else:
+        _say_released(results, dry_run)
+    refused = [r for r in results if r.refused is not None]
+    if refused:
+        if not as_json:
+            verb = "would be refused" if dry_run else "refused"
+            click.echo(
+                f"procreg: error: {len(refused)} of {len(results)} "
+                f"release{'s' * (len(results) != 1)} {verb} "
+                f"({', '.join(r.id for r in refused)}): their examples fail; fix the code or "
+                "the example, then `procreg release` again",
+                err=True,
+            )
+        sys.exit(EXIT_PROBLEM)
+
+
+def _failure(refusal: Refusal) -> str:
+    """The failing example in one line (description, input, expected, got), and how many more."""
+    from registry.runs.examples import ExampleResult, describe_failure
+
+    if refusal.example is None:
+        return refusal.message
+    more = f" ({refusal.failing - 1} more failing)" if refusal.failing > 1 else ""
+    return describe_failure(ExampleResult.model_validate(refusal.example)) + more
+
+
+def _say_released(results: list[ReleaseResult], dry_run: bool) -> None:
     if not results:
         click.echo("nothing to release: no procedure changed since its last release")
     for r in results:
+        if r.refused is not None:
+            verb = "would refuse" if dry_run else "refused"
+            click.echo(f"procreg: {verb} {r.tag}: {_failure(r.refused)}", err=True)
+            continue
         if r.existing:
             click.echo(f"already tagged {r.tag} (released by another process meanwhile)")
             continue
