@@ -260,11 +260,17 @@ class AsyncRegistry(WriteSide):
         if parsed.kind == "head":
             return await self._head(proc_id, row, versions, spec)
         channels: dict[str, semver.Version] = {}
+        closed: dict[str, str] = {}
         if parsed.kind == "channel":
-            current = await self.backend.current_channels(proc_id)
-            channels = {name: semver.Version.parse(m.version) for name, m in current.items()}
+            for name, m in (await self.backend.current_channels(proc_id)).items():
+                if m.out_of_service:
+                    closed[name] = release_history.out_of_service_message(
+                        proc_id, name, m.version, m.moved_at, m.reason
+                    )
+                else:
+                    channels[name] = semver.Version.parse(m.version)
         released = [(semver.Version.parse(v.version), v) for v in versions]
-        _, record = release_history.pick_release(proc_id, spec, parsed, released, channels)
+        _, record = release_history.pick_release(proc_id, spec, parsed, released, channels, closed)
         tree_id = record.tree_id or self.store.read(proc_id, record.commit).tree_id
         assert tree_id is not None
         snap = self.store.read_tree(proc_id, tree_id, record.commit)
@@ -331,7 +337,8 @@ class AsyncRegistry(WriteSide):
         current = await self.backend.current_channels(proc_id)
         by_version: dict[str, list[str]] = {}
         for name, move in current.items():
-            by_version.setdefault(move.version, []).append(name)
+            if not move.out_of_service:
+                by_version.setdefault(move.version, []).append(name)
         return [version_info(v, by_version.get(v.version, [])) for v in records]
 
     async def history(self, proc_id: str) -> list[HistoryEntry]:

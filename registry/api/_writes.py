@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from registry.config import worktree_config
-from registry.releases import channels
+from registry.core.tags import check_id
+from registry.errors import NotFoundError
+from registry.releases import channels, tagged
 from registry.releases import health as health_policy
 from registry.releases import release as releases
 from registry.runs import execution
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from registry.config import Config
     from registry.git.store import GitStore
     from registry.index.contract import ExecutionRecord, IndexBackend
-    from registry.releases.channels import ChannelTag
+    from registry.releases.channels import ChannelReport, ChannelTag
     from registry.releases.health import HealthAction, HealthMove
     from registry.releases.release import Progress, ReleaseResult
     from registry.runs.examples import ExamplesReport
@@ -140,6 +142,30 @@ class WriteSide:
         return await asyncio.to_thread(
             channels.promote, self.store, proc_id, version, channel, reason=reason
         )
+
+    async def channels(self, proc_id: str | None = None) -> list[ChannelReport]:
+        """Every channel of ``proc_id`` (default: of every procedure) and its full move history.
+
+        Each says where the channel points now (``version``; None and ``status``
+        ``out-of-service`` while out of service) and every move, newest first:
+        who, when, why, and whether the health policy made it. Read from the
+        channel tags. An id with no folder and no release is a :class:`NotFoundError`.
+        """
+        return await asyncio.to_thread(self._channels, proc_id)
+
+    def _channels(self, proc_id: str | None) -> list[ChannelReport]:
+        if proc_id is not None:
+            check_id(proc_id)
+            known = proc_id in self.store.list_procedures() or bool(
+                tagged.releases(self.store, proc_id)
+            )
+            if not known:
+                raise NotFoundError(
+                    f"no procedure {proc_id!r} in {self.store.name}; `procreg list` shows them",
+                    kind="procedure",
+                    name=proc_id,
+                )
+        return channels.channel_reports(self.store, proc_id)
 
     def _targets(self, ids: Sequence[str] | None) -> list[str]:
         return list(ids or ()) or self.store.list_procedures()

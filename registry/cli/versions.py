@@ -1,4 +1,4 @@
-"""``procreg release``, ``log``, ``diff``, ``rollback`` and ``promote``: versions and channels.
+"""``procreg release``, ``log``, ``diff``, ``rollback``, ``promote``, ``channels``: versions.
 
 The write commands call :class:`registry.api.AsyncRegistry`. Heavy modules are
 imported inside the commands so that ``procreg --version`` stays fast.
@@ -19,10 +19,12 @@ from registry.cli._common import (
     pass_ctx,
     progress,
     say_left_alone,
+    table,
     with_registry,
 )
 
 if TYPE_CHECKING:
+    from registry.releases.channels import ChannelReport
     from registry.releases.release import Refusal, ReleaseResult
 
 
@@ -201,5 +203,53 @@ def promote(
     click.echo(f"{proc_id}@{channel} {what} {move.version} ({move.tag})")
 
 
-COMMANDS = (release, log, diff, rollback, promote)
+@click.command()
+@click.argument("proc_id", metavar="[ID]", required=False)
+@json_option
+@pass_ctx
+def channels(ctx: Context, proc_id: str | None, as_json: bool) -> None:
+    """Every channel (of ID, or of every procedure): its version now and every move."""
+    reports = with_registry(ctx, lambda reg: reg.channels(proc_id), index_optional=True)
+    if as_json:
+        emit_json(reports)
+        return
+    if not reports:
+        where = proc_id or "any procedure"
+        click.echo(
+            f"no channels for {where} yet "
+            f"(`procreg promote {proc_id or 'ID'} VERSION --channel stable` makes one)"
+        )
+    for n, report in enumerate(reports):
+        if n:
+            click.echo()
+        _say_channel(report)
+
+
+def _say_channel(report: ChannelReport) -> None:
+    current = report.moves[0]
+    if report.status == "out-of-service":
+        when = current.date.strftime("%Y-%m-%d %H:%M") if current.date else "-"
+        click.echo(
+            f"{report.id}@{report.channel}: OUT OF SERVICE since {when} (was {current.version}); "
+            f"`procreg promote {report.id} VERSION --channel {report.channel}` restores it"
+        )
+    else:
+        click.echo(f"{report.id}@{report.channel}: {report.version}")
+    table(
+        ["seq", "version", "when", "by", "how", "reason"],
+        [
+            [
+                str(m.seq),
+                f"out of service (was {m.version})" if m.out_of_service else m.version or "-",
+                m.date.strftime("%Y-%m-%d %H:%M") if m.date else "-",
+                m.tagger or "-",
+                "health policy" if m.by_health else m.action,
+                m.reason or "-",
+            ]
+            for m in report.moves
+        ],
+    )
+
+
+COMMANDS = (release, log, diff, rollback, promote, channels)
 """What :mod:`registry.cli` registers."""
