@@ -215,6 +215,7 @@ class AsyncRegistry(WriteSide):
         ``relevance`` (the default with text), ``name`` (without) or
         ``health`` (highest success rate first); ``min_success_rate`` keeps
         only procedures whose recorded runs succeed at least that often.
+        Each hit carries its channels and their versions now (one more query).
         """
         order: Order = sort or ("relevance" if text and text.strip() else "name")
         query = SearchQuery(
@@ -229,8 +230,14 @@ class AsyncRegistry(WriteSide):
         )
         lean = getattr(self.backend, "search_summaries", None)
         if lean is not None:
-            return [trusted_summary(h) for h in await lean(query)]
-        return [summary(r) for r in await self.backend.search(query)]
+            hits = [trusted_summary(h) for h in await lean(query)]
+        else:
+            hits = [summary(r) for r in await self.backend.search(query)]
+        if hits:
+            current = await self.backend.current_channel_versions()
+            for hit in hits:
+                hit.channels = current.get(hit.id, {})
+        return hits
 
     async def _row(self, proc_id: str) -> ProcedureRow | None:
         return await self.backend.get_procedure(check_id(proc_id))

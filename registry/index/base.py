@@ -176,6 +176,15 @@ class SqlIndex(ABC):
         rows = await self._fetch(self.sql.select_current_channels, (id,))
         return {r["channel"]: ChannelMoveRecord.model_validate(self._decode(r)) for r in rows}
 
+    async def current_channel_versions(self) -> dict[str, dict[str, str | None]]:
+        """``{id: {channel: version now, or None while out of service}}`` in one query."""
+        out: dict[str, dict[str, str | None]] = {}
+        for id_, channel, version, closed in await self._fetch(
+            self.sql.select_all_current_channels
+        ):
+            out.setdefault(id_, {})[channel] = None if closed else version
+        return out
+
     async def executions(
         self, id: str, version: str | None = None, limit: int | None = None
     ) -> list[ExecutionRecord]:

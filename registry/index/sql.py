@@ -152,6 +152,10 @@ WHERE id = $1 ORDER BY channel, seq"""
 WHERE c.id = $1 AND c.seq = (SELECT max(c2.seq) FROM channels c2
     WHERE c2.id = c.id AND c2.channel = c.channel)
 ORDER BY c.channel"""
+    select_all_current_channels: str = """SELECT c.id, c.channel, c.version, c.out_of_service
+FROM channels c WHERE c.seq = (SELECT max(c2.seq) FROM channels c2
+    WHERE c2.id = c.id AND c2.channel = c.channel)
+ORDER BY c.id, c.channel"""
     select_executions: str = f"""SELECT {column_list(EXECUTION_COLUMNS)} FROM {{runs}}executions
 WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR version = $2) {_RECENT} $3"""
     count_executions: str = (
