@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry.api import Registry
+from registry.core import tags
 from registry.core.model import Parameter
 from registry.errors import NotFoundError
 from registry.git.store import GitStore
@@ -101,6 +102,10 @@ def test_health_takes_stable_out_of_service_instead_of_crossing_a_major(
         assert got.value.kind == "channel"
         assert reg.get("flaky", "1.0.0").version == "1.0.0"  # versions stay callable
         assert all(v.channels == [] for v in reg.versions("flaky"))
+        (report,) = reg.channels("flaky")
+        assert (report.status, report.version) == ("out-of-service", None)
+        assert report.moves[0].by_health and report.moves[0].out_of_service
+        assert reg.search("flaky")[0].channels == {"stable": None}
 
     # promote brings it back, even to the version it left
     back = run_cli(capsys, *base, "promote", "flaky", "2.0.0", "--channel", "stable")
@@ -133,3 +138,16 @@ def test_health_still_moves_back_within_a_major(
     applied = run_cli(capsys, "-C", str(root), "health", "--apply")
     assert "moved flaky stable" in applied.out
     assert str(channels.current_channel(store, "flaky", "stable")) == "1.0.0"
+
+
+def test_out_of_service_round_trips_through_the_tag_message() -> None:
+    message = tags.format_channel_message(
+        "flaky", "stable", "2.0.0", "all failing", "health", out_of_service=True
+    )
+    assert message.startswith("Take flaky stable out of service (was 2.0.0)\n")
+    read = tags.parse_channel_message(message)
+    assert (read.out_of_service, str(read.version), read.action) == (True, "2.0.0", "health")
+    plain = tags.parse_channel_message(
+        tags.format_channel_message("flaky", "stable", "2.0.0", "ok", "promote")
+    )
+    assert plain.out_of_service is False and "Out-Of-Service" not in message.split("Reason")[0]
