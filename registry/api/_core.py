@@ -234,7 +234,7 @@ class AsyncRegistry(WriteSide):
         else:
             hits = [summary(r) for r in await self.backend.search(query)]
         if hits:
-            current = await self.backend.current_channel_versions()
+            current = await self.backend.current_channel_versions([h.id for h in hits])
             for hit in hits:
                 hit.channels = current.get(hit.id, {})
         return hits

@@ -378,9 +378,11 @@ class IndexBackend(Protocol):
         """Each channel of ``id`` at its highest seq."""
         ...
 
-    async def current_channel_versions(self) -> dict[str, dict[str, str | None]]:
-        """``{id: {channel: version now, or None while out of service}}`` for every procedure
-        with a channel, in one query (the channel column of a search)."""
+    async def current_channel_versions(
+        self, ids: Sequence[str] | None = None
+    ) -> dict[str, dict[str, str | None]]:
+        """``{id: {channel: version now, or None while out of service}}`` for ``ids`` (default:
+        every procedure with a channel), in one query (the channel column of a search)."""
         ...
 
     async def record_executions(self, records: Sequence[ExecutionRecord]) -> int:

@@ -790,6 +790,28 @@ def test_channel_history_and_current(target: str) -> None:
     run(target, body)
 
 
+def test_current_channel_versions_and_out_of_service(target: str) -> None:
+    """One query gives the channel column of a search; a channel out of service names None."""
+
+    async def body(index: IndexBackend) -> None:
+        moves = [
+            move("csv-to-json", "stable", 1, "1.0.0"),
+            move("csv-to-json", "stable", 2, "1.0.0", action="health", out_of_service=True),
+            move("csv-to-json", "beta", 1, "1.1.0"),
+            move("slugify", "stable", 1, "1.0.0"),
+        ]
+        await index.apply(initial_changes().model_copy(update={"channels_upsert": moves}))
+        both = {"csv-to-json": {"beta": "1.1.0", "stable": None}, "slugify": {"stable": "1.0.0"}}
+        assert await index.current_channel_versions() == both
+        assert await index.current_channel_versions(["slugify", "nope"]) == {
+            "slugify": {"stable": "1.0.0"}
+        }
+        assert (await index.current_channels("csv-to-json"))["stable"].out_of_service is True
+        assert (await index.channels("csv-to-json"))[1].out_of_service is False
+
+    run(target, body)
+
+
 # --- executions -----------------------------------------------------------------
 
 
