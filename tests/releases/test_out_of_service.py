@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.api import Registry
+from registry.api import AsyncRegistry, Registry
 from registry.core import tags
 from registry.core.model import Parameter
 from registry.errors import NotFoundError
@@ -15,6 +15,7 @@ from registry.git.store import GitStore
 from registry.index.connect import open_backend
 from registry.releases import channels
 from registry.releases.history import resolve
+from registry.serve.catalog import served_tools
 from tests.helpers import commit_all, git, make_repo, release, run_cli, write_code
 from tests.releases.test_health import add_runs
 
@@ -106,6 +107,8 @@ def test_health_takes_stable_out_of_service_instead_of_crossing_a_major(
         assert (report.status, report.version) == ("out-of-service", None)
         assert report.moves[0].by_health and report.moves[0].out_of_service
         assert reg.search("flaky")[0].channels == {"stable": None}
+    # the MCP server serves nothing for it on stable (not some other version)
+    assert served_ids(root, db_url) == []
 
     # promote brings it back, even to the version it left
     back = run_cli(capsys, *base, "promote", "flaky", "2.0.0", "--channel", "stable")
@@ -113,6 +116,17 @@ def test_health_takes_stable_out_of_service_instead_of_crossing_a_major(
     with Registry.open(root, db_url) as reg:
         assert reg.get("flaky", "stable").version == "2.0.0"
     assert resolve(store, "flaky", "stable").version == "2.0.0"
+    assert served_ids(root, db_url) == ["flaky"]
+
+
+def served_ids(root: Path, db_url: str | None) -> list[str]:
+    """The procedures the MCP server would serve on ``stable``."""
+
+    async def go() -> list[str]:
+        async with await AsyncRegistry.open(root, db_url) as reg:
+            return sorted(await served_tools(reg, "stable"))
+
+    return asyncio.run(go())
 
 
 def test_health_still_moves_back_within_a_major(
