@@ -176,8 +176,11 @@ class WriteSide:
         """Apply the health policy of ``procreg.toml`` ``[health]`` now, for ``ids`` (default: all).
 
         A channel whose version's recent runs fail too often is moved back to
-        the last healthy compatible release; ``dry_run`` says what would move.
-        Nothing happens when the policy is disabled.
+        the last healthy release its callers can still call, or, when every
+        healthy earlier release is beyond a breaking change, taken out of
+        service (``kind="out-of-service"``: ``ID@channel`` then fails until a
+        promote); ``dry_run`` says what would happen. Nothing happens when the
+        policy is disabled.
         """
         config = self.config
         actions: list[HealthAction] = []
