@@ -11,7 +11,7 @@ import pytest
 
 from registry.api import AsyncRegistry, Registry
 from registry.core.model import Example
-from registry.errors import ExamplesFailed, IndexUnavailable, NotFoundError
+from registry.errors import IndexUnavailable, NotFoundError
 from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord, IndexBackend
 from registry.runs.execution import spool_path
@@ -60,8 +60,11 @@ def test_release_refused_by_a_failing_example_tags_nothing(repo: Path) -> None:
     shout(repo, UPPER, WRONG)
     commit_all(repo, "test: a wrong example")
     with Registry.open(repo, auto_sync=False) as reg:
-        with pytest.raises(ExamplesFailed, match="wrong on purpose"):
-            reg.release(["shout"])
+        (refused,) = reg.release(["shout"])
+        assert refused.refused is not None and not refused.created
+        assert "wrong on purpose" in refused.refused.message
+        assert refused.refused.example is not None
+        assert refused.refused.example["got"] == "B"
         assert tags(repo) == []
         assert reg.metrics("shout").runs == 2  # both example runs are recorded anyway
         (made,) = reg.release(["shout"], run_examples=False)

@@ -215,6 +215,7 @@ class AsyncRegistry(WriteSide):
         ``relevance`` (the default with text), ``name`` (without) or
         ``health`` (highest success rate first); ``min_success_rate`` keeps
         only procedures whose recorded runs succeed at least that often.
+        Each hit carries its channels and their versions now (one more query).
         """
         order: Order = sort or ("relevance" if text and text.strip() else "name")
         query = SearchQuery(
@@ -229,8 +230,14 @@ class AsyncRegistry(WriteSide):
         )
         lean = getattr(self.backend, "search_summaries", None)
         if lean is not None:
-            return [trusted_summary(h) for h in await lean(query)]
-        return [summary(r) for r in await self.backend.search(query)]
+            hits = [trusted_summary(h) for h in await lean(query)]
+        else:
+            hits = [summary(r) for r in await self.backend.search(query)]
+        if hits:
+            current = await self.backend.current_channel_versions([h.id for h in hits])
+            for hit in hits:
+                hit.channels = current.get(hit.id, {})
+        return hits
 
     async def _row(self, proc_id: str) -> ProcedureRow | None:
         return await self.backend.get_procedure(check_id(proc_id))
@@ -260,11 +267,17 @@ class AsyncRegistry(WriteSide):
         if parsed.kind == "head":
             return await self._head(proc_id, row, versions, spec)
         channels: dict[str, semver.Version] = {}
+        closed: dict[str, str] = {}
         if parsed.kind == "channel":
-            current = await self.backend.current_channels(proc_id)
-            channels = {name: semver.Version.parse(m.version) for name, m in current.items()}
+            for name, m in (await self.backend.current_channels(proc_id)).items():
+                if m.out_of_service:
+                    closed[name] = release_history.out_of_service_message(
+                        proc_id, name, m.version, m.moved_at, m.reason
+                    )
+                else:
+                    channels[name] = semver.Version.parse(m.version)
         released = [(semver.Version.parse(v.version), v) for v in versions]
-        _, record = release_history.pick_release(proc_id, spec, parsed, released, channels)
+        _, record = release_history.pick_release(proc_id, spec, parsed, released, channels, closed)
         tree_id = record.tree_id or self.store.read(proc_id, record.commit).tree_id
         assert tree_id is not None
         snap = self.store.read_tree(proc_id, tree_id, record.commit)
@@ -331,7 +344,8 @@ class AsyncRegistry(WriteSide):
         current = await self.backend.current_channels(proc_id)
         by_version: dict[str, list[str]] = {}
         for name, move in current.items():
-            by_version.setdefault(move.version, []).append(name)
+            if not move.out_of_service:
+                by_version.setdefault(move.version, []).append(name)
         return [version_info(v, by_version.get(v.version, [])) for v in records]
 
     async def history(self, proc_id: str) -> list[HistoryEntry]:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from registry.index.contract import Metrics, Order
     from registry.index.drift import Drift
     from registry.index.sync import SyncReport
-    from registry.releases.channels import ChannelTag
+    from registry.releases.channels import ChannelReport, ChannelTag
     from registry.releases.health import HealthAction, HealthMove
     from registry.releases.release import Progress, ReleaseResult
     from registry.runs.examples import ExamplesReport
@@ -323,6 +323,12 @@ class Registry:
         return self._run_write(
             lambda: self._core.promote(proc_id, version, channel, reason=reason), timeout
         )
+
+    def channels(
+        self, proc_id: str | None = None, *, timeout: float | None = None
+    ) -> list[ChannelReport]:
+        """See :meth:`AsyncRegistry.channels`."""
+        return self._run(lambda: self._core.channels(proc_id), timeout)
 
     def health(
         self,

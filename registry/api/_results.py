@@ -30,6 +30,10 @@ class ProcedureSummary(BaseModel):
     errors: list[str] = Field(default_factory=list)
     runs: int = 0
     success_rate: float | None = None
+    channels: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Each channel and the version it points at now (None: out of service).",
+    )
 
 
 class ProcedureDetail(BaseModel):
@@ -126,6 +130,7 @@ def trusted_summary(hit: dict[str, Any]) -> ProcedureSummary:
             "errors": hit["errors"],
             "runs": hit["runs"],
             "success_rate": hit["success_rate"],
+            "channels": {},
         },
     )
 

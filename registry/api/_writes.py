@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from registry.config import worktree_config
-from registry.releases import channels
+from registry.core.tags import check_id
+from registry.errors import NotFoundError
+from registry.releases import channels, tagged
 from registry.releases import health as health_policy
 from registry.releases import release as releases
 from registry.runs import execution
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from registry.config import Config
     from registry.git.store import GitStore
     from registry.index.contract import ExecutionRecord, IndexBackend
-    from registry.releases.channels import ChannelTag
+    from registry.releases.channels import ChannelReport, ChannelTag
     from registry.releases.health import HealthAction, HealthMove
     from registry.releases.release import Progress, ReleaseResult
     from registry.runs.examples import ExamplesReport
@@ -54,15 +56,18 @@ class WriteSide:
 
         ``ids`` (default: every procedure changed since its last release, as
         with ``all_changed``) as in :func:`registry.releases.release.release`.
-        Unless ``dry_run`` or not ``run_examples``, every planned version's
-        examples run first in the sandbox and a failing one refuses the release
-        (:class:`ExamplesFailed`, nothing tagged); those runs are recorded with
-        the caller ``release``. ``on_progress(done, total, id)`` follows the tags.
+        Unless not ``run_examples``, every planned version's examples run first
+        in the sandbox (on a ``dry_run`` too). A version whose examples fail is
+        not tagged: its result has ``refused`` set (the failing example and a
+        one-line message) and ``created=False``; the others are tagged all the
+        same. The example runs of a real release are recorded with the caller
+        ``release`` (a dry run records nothing). ``on_progress(done, total, id)``
+        follows the tags.
         """
         records: list[ExecutionRecord] = []
         gate = None
-        if run_examples and not dry_run:
-            gate = ExamplesGate(config=self.config, record=records.append)
+        if run_examples:
+            gate = ExamplesGate(config=self.config, record=None if dry_run else records.append)
         try:
             return await asyncio.to_thread(
                 releases.release,
@@ -138,6 +143,30 @@ class WriteSide:
             channels.promote, self.store, proc_id, version, channel, reason=reason
         )
 
+    async def channels(self, proc_id: str | None = None) -> list[ChannelReport]:
+        """Every channel of ``proc_id`` (default: of every procedure) and its full move history.
+
+        Each says where the channel points now (``version``; None and ``status``
+        ``out-of-service`` while out of service) and every move, newest first:
+        who, when, why, and whether the health policy made it. Read from the
+        channel tags. An id with no folder and no release is a :class:`NotFoundError`.
+        """
+        return await asyncio.to_thread(self._channels, proc_id)
+
+    def _channels(self, proc_id: str | None) -> list[ChannelReport]:
+        if proc_id is not None:
+            check_id(proc_id)
+            known = proc_id in self.store.list_procedures() or bool(
+                tagged.releases(self.store, proc_id)
+            )
+            if not known:
+                raise NotFoundError(
+                    f"no procedure {proc_id!r} in {self.store.name}; `procreg list` shows them",
+                    kind="procedure",
+                    name=proc_id,
+                )
+        return channels.channel_reports(self.store, proc_id)
+
     def _targets(self, ids: Sequence[str] | None) -> list[str]:
         return list(ids or ()) or self.store.list_procedures()
 
@@ -147,8 +176,11 @@ class WriteSide:
         """Apply the health policy of ``procreg.toml`` ``[health]`` now, for ``ids`` (default: all).
 
         A channel whose version's recent runs fail too often is moved back to
-        the last healthy compatible release; ``dry_run`` says what would move.
-        Nothing happens when the policy is disabled.
+        the last healthy release its callers can still call, or, when every
+        healthy earlier release is beyond a breaking change, taken out of
+        service (``kind="out-of-service"``: ``ID@channel`` then fails until a
+        promote); ``dry_run`` says what would happen. Nothing happens when the
+        policy is disabled.
         """
         config = self.config
         actions: list[HealthAction] = []

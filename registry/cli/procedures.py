@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -146,16 +147,35 @@ def _under(base: Path, path: Path) -> Path:
 @pass_ctx
 def list_(ctx: Context, ref: str, as_json: bool) -> None:
     """List the procedures at REF with their latest release."""
+    from registry.releases.channels import current_channel_versions
     from registry.workspace.scaffold import list_procedures
 
-    rows = list_procedures(ctx.store(), ref)
+    store = ctx.store()
+    rows = list_procedures(store, ref)
+    current = current_channel_versions(store) if rows else {}
     if as_json:
-        emit_json(rows)
+        emit_json([{**plain(r), "channels": current.get(r.id, {})} for r in rows])
         return
     table(
-        ["id", "version", "category", "valid", "name"],
-        [[r.id, r.version or "-", r.category, "yes" if r.valid else "NO", r.name] for r in rows],
+        ["id", "version", "channels", "category", "valid", "name"],
+        [
+            [
+                r.id,
+                r.version or "-",
+                channel_cell(current.get(r.id, {})),
+                r.category,
+                "yes" if r.valid else "NO",
+                r.name,
+            ]
+            for r in rows
+        ],
     )
+
+
+def channel_cell(channels: Mapping[str, str | None]) -> str:
+    """``stable=1.2.0 beta=1.3.0`` (``stable=out-of-service`` while out of service), or ``-``."""
+    cells = [f"{name}={version or 'out-of-service'}" for name, version in sorted(channels.items())]
+    return " ".join(cells) or "-"
 
 
 @click.command()
@@ -166,25 +186,30 @@ def list_(ctx: Context, ref: str, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, ref_spec: str, ref: str | None, source: bool, as_json: bool) -> None:
     """Show a procedure: latest release, ID@SPEC (version, range, channel, HEAD) or --ref."""
+    from registry.releases.channels import current_channel_versions
     from registry.workspace.scaffold import show_procedure
 
-    detail = show_procedure(ctx.store(), ref_spec, ref=ref)
+    store = ctx.store()
+    detail = show_procedure(store, ref_spec, ref=ref)
+    chans = current_channel_versions(store, [detail.id]).get(detail.id, {})
     if as_json:
         data = plain(detail)
         if not source:
             data.pop("source", None)
+        data["channels"] = chans
         emit_json(data)
         return
     if source:
         click.echo(detail.source, nl=False)
         return
-    _say_shown(detail)
+    _say_shown(detail, chans)
 
 
-def _say_shown(detail: ShownProcedure) -> None:
+def _say_shown(detail: ShownProcedure, channels: Mapping[str, str | None]) -> None:
     meta = detail.metadata
     click.echo(f"{meta.id} {detail.version or '(unreleased)'}  {meta.name}")
     click.echo(f"  commit:   {detail.commit}")
+    click.echo(f"  channels: {channel_cell(channels)}")
     click.echo(
         f"  category: {meta.category}   status: {meta.status}   tags: {', '.join(meta.tags) or '-'}"
     )
@@ -244,11 +269,12 @@ def search(
         emit_json(hits)
         return
     table(
-        ["id", "version", "category", "valid", "runs", "ok%", "description"],
+        ["id", "version", "channels", "category", "valid", "runs", "ok%", "description"],
         [
             [
                 h.id,
                 h.version or "-",
+                channel_cell(h.channels),
                 h.category,
                 "yes" if h.valid else "NO",
                 str(h.runs),

@@ -275,6 +275,10 @@ def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -
     )
     if apply_now:
         for a in actions:
+            if a.kind == "out-of-service":
+                did = "took" if a.applied else "left"
+                click.echo(f"{did} {a.id} {a.channel} out of service: {a.reason}")
+                continue
             did = "moved" if a.applied else ("left" if a.kind == "stay" else "would move")
             click.echo(f"{did} {a.id} {a.channel}: {a.reason}")
         if not actions:
@@ -288,7 +292,7 @@ def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -
             [
                 m.id,
                 m.channel,
-                m.version or "-",
+                f"OUT OF SERVICE (was {m.version})" if m.out_of_service else m.version or "-",
                 m.date.isoformat(timespec="seconds") if m.date else "-",
                 m.reason or "-",
             ]

@@ -1,4 +1,4 @@
-"""``procreg release``, ``log``, ``diff``, ``rollback`` and ``promote``: versions and channels.
+"""``procreg release``, ``log``, ``diff``, ``rollback``, ``promote``, ``channels``: versions.
 
 The write commands call :class:`registry.api.AsyncRegistry`. Heavy modules are
 imported inside the commands so that ``procreg --version`` stays fast.
@@ -6,24 +6,28 @@ imported inside the commands so that ``procreg --version`` stays fast.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import click
 
 from registry.cli._common import (
+    EXIT_PROBLEM,
     Context,
     emit_json,
     json_option,
     pass_ctx,
     progress,
     say_left_alone,
+    table,
     with_registry,
 )
 from registry.cli._publish import check_branch, from_branch_option, publish, push_option
 
 if TYPE_CHECKING:
     from registry.git.store import GitStore
-    from registry.releases.release import ReleaseResult
+    from registry.releases.channels import ChannelReport
+    from registry.releases.release import Refusal, ReleaseResult
 
 
 @click.command()
@@ -32,7 +36,9 @@ if TYPE_CHECKING:
     "--all-changed", is_flag=True, help="Release every procedure changed since its last release."
 )
 @click.option("--ref", default="HEAD", show_default=True, help="The commit to release.")
-@click.option("--dry-run", is_flag=True, help="Show what would be tagged; tag nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be tagged (examples run too); tag nothing."
+)
 @json_option
 @click.option("--skip-examples", is_flag=True, help="Do not run the examples before tagging.")
 @push_option
@@ -55,6 +61,12 @@ def release(
     ids, push_to = _push_or_id(store, ids, push_to)
     if not dry_run:
         check_branch(store, ref, from_branch)
+    if skip_examples:
+        click.echo(
+            "procreg: examples not run (--skip-examples): "
+            f"{'the plan' if dry_run else 'every version'} is unchecked by its contract tests",
+            err=True,
+        )
     with progress("releasing", enabled=not as_json) as on_progress:
         results = with_registry(
             ctx,
@@ -73,14 +85,44 @@ def release(
     else:
         _say_released(results, dry_run)
     if not dry_run:
-        made = [f"refs/tags/{r.tag}" for r in results if r.created and not r.existing]
+        made = [
+            f"refs/tags/{r.tag}"
+            for r in results
+            if r.created and not r.existing and r.refused is None
+        ]
         publish(store, made, push_to, as_json=as_json)
+    refused = [r for r in results if r.refused is not None]
+    if refused:
+        if not as_json:
+            verb = "would be refused" if dry_run else "refused"
+            click.echo(
+                f"procreg: error: {len(refused)} of {len(results)} "
+                f"release{'s' * (len(results) != 1)} {verb} "
+                f"({', '.join(r.id for r in refused)}): their examples fail; fix the code or "
+                "the example, then `procreg release` again",
+                err=True,
+            )
+        sys.exit(EXIT_PROBLEM)
+
+
+def _failure(refusal: Refusal) -> str:
+    """The failing example in one line (description, input, expected, got), and how many more."""
+    from registry.runs.examples import ExampleResult, describe_failure
+
+    if refusal.example is None:
+        return refusal.message
+    more = f" ({refusal.failing - 1} more failing)" if refusal.failing > 1 else ""
+    return describe_failure(ExampleResult.model_validate(refusal.example)) + more
 
 
 def _say_released(results: list[ReleaseResult], dry_run: bool) -> None:
     if not results:
         click.echo("nothing to release: no procedure changed since its last release")
     for r in results:
+        if r.refused is not None:
+            verb = "would refuse" if dry_run else "refused"
+            click.echo(f"procreg: {verb} {r.tag}: {_failure(r.refused)}", err=True)
+            continue
         if r.existing:
             click.echo(f"already tagged {r.tag} (released by another process meanwhile)")
             continue
@@ -207,5 +249,53 @@ def promote(
         publish(ctx.store(), [f"refs/tags/{move.tag}"], push_to, as_json=as_json)
 
 
-COMMANDS = (release, log, diff, rollback, promote)
+@click.command()
+@click.argument("proc_id", metavar="[ID]", required=False)
+@json_option
+@pass_ctx
+def channels(ctx: Context, proc_id: str | None, as_json: bool) -> None:
+    """Every channel (of ID, or of every procedure): its version now and every move."""
+    reports = with_registry(ctx, lambda reg: reg.channels(proc_id), index_optional=True)
+    if as_json:
+        emit_json(reports)
+        return
+    if not reports:
+        where = proc_id or "any procedure"
+        click.echo(
+            f"no channels for {where} yet "
+            f"(`procreg promote {proc_id or 'ID'} VERSION --channel stable` makes one)"
+        )
+    for n, report in enumerate(reports):
+        if n:
+            click.echo()
+        _say_channel(report)
+
+
+def _say_channel(report: ChannelReport) -> None:
+    current = report.moves[0]
+    if report.status == "out-of-service":
+        when = current.date.strftime("%Y-%m-%d %H:%M") if current.date else "-"
+        click.echo(
+            f"{report.id}@{report.channel}: OUT OF SERVICE since {when} (was {current.version}); "
+            f"`procreg promote {report.id} VERSION --channel {report.channel}` restores it"
+        )
+    else:
+        click.echo(f"{report.id}@{report.channel}: {report.version}")
+    table(
+        ["seq", "version", "when", "by", "how", "reason"],
+        [
+            [
+                str(m.seq),
+                f"out of service (was {m.version})" if m.out_of_service else m.version or "-",
+                m.date.strftime("%Y-%m-%d %H:%M") if m.date else "-",
+                m.tagger or "-",
+                "health policy" if m.by_health else m.action,
+                m.reason or "-",
+            ]
+            for m in report.moves
+        ],
+    )
+
+
+COMMANDS = (release, log, diff, rollback, promote, channels)
 """What :mod:`registry.cli` registers."""

@@ -283,6 +283,9 @@ _SUBJECTS: dict[str, str] = {
     "rollback": "Roll back {id} {channel} to {version}",
     "health": "Move {id} {channel} to {version} (health policy)",
 }
+_OUT_OF_SERVICE_SUBJECT = "Take {id} {channel} out of service (was {version})"
+OUT_OF_SERVICE_TRAILER = "Out-Of-Service"
+"""The trailer of a channel move that takes the channel out of service."""
 
 
 def format_channel_message(
@@ -291,16 +294,25 @@ def format_channel_message(
     version: semver.Version | str,
     reason: str,
     action: ChannelAction,
+    *,
+    out_of_service: bool = False,
 ) -> str:
     """The annotated message of a channel tag: a subject and ``Procedure``,
     ``Channel``, ``Version``, ``Action`` (promote, rollback or health) and
-    ``Reason`` trailers."""
+    ``Reason`` trailers.
+
+    ``out_of_service``: the move takes the channel out of service (it resolves to
+    nothing until the next move); ``Version`` is the version it was taken from,
+    and an ``Out-Of-Service: yes`` trailer says so.
+    """
     if action not in CHANNEL_ACTIONS:
         raise UsageError(
             f"invalid channel action {action!r}: use one of {', '.join(CHANNEL_ACTIONS)}"
         )
     ident, name, ver = check_id(procedure_id), check_channel(channel), _as_version(version)
-    subject = _SUBJECTS[action].format(id=ident, channel=name, version=ver)
+    subject = (_OUT_OF_SERVICE_SUBJECT if out_of_service else _SUBJECTS[action]).format(
+        id=ident, channel=name, version=ver
+    )
     lines = [
         subject,
         "",
@@ -310,6 +322,8 @@ def format_channel_message(
         f"Action: {action}",
         f"Reason: {_one_line(reason) or 'none given'}",
     ]
+    if out_of_service:
+        lines.append(f"{OUT_OF_SERVICE_TRAILER}: yes")
     return "\n".join(lines) + "\n"
 
 
@@ -385,6 +399,7 @@ class ChannelInfo(BaseModel):
     version: semver.Version | None = None
     action: ChannelAction | None = None
     reason: str | None = None
+    out_of_service: bool = False
 
 
 def _first(trailers: list[tuple[str, str]], key: str) -> str | None:
@@ -472,4 +487,5 @@ def parse_channel_message(message: str) -> ChannelInfo:
         version=_version(_first(trailers, "Version")),
         action=next((a for a in CHANNEL_ACTIONS if a == action), None),
         reason=_first(trailers, "Reason"),
+        out_of_service=(_first(trailers, OUT_OF_SERVICE_TRAILER) or "").lower() in ("yes", "true"),
     )

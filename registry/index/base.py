@@ -34,6 +34,7 @@ from registry.index.sql import (
     Dialect,
     Statements,
     all_procedures,
+    current_channels_of,
     procedure_by_id,
     procedure_query,
     statements,
@@ -175,6 +176,20 @@ class SqlIndex(ABC):
         """Each channel of ``id`` at its highest seq."""
         rows = await self._fetch(self.sql.select_current_channels, (id,))
         return {r["channel"]: ChannelMoveRecord.model_validate(self._decode(r)) for r in rows}
+
+    async def current_channel_versions(
+        self, ids: Sequence[str] | None = None
+    ) -> dict[str, dict[str, str | None]]:
+        """``{id: {channel: version now, or None while out of service}}`` in one query.
+
+        Of ``ids`` (default: every procedure with a channel).
+        """
+        out: dict[str, dict[str, str | None]] = {}
+        for id_, channel, version, closed in await self._fetch(
+            *current_channels_of(self.dialect, ids)
+        ):
+            out.setdefault(id_, {})[channel] = None if closed else version
+        return out
 
     async def executions(
         self, id: str, version: str | None = None, limit: int | None = None

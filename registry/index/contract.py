@@ -175,6 +175,14 @@ class ChannelMoveRecord(_Row):
     moved_at: datetime | None = None
     action: str | None = None
     reason: str | None = None
+    out_of_service: bool = False
+    """The move took the channel out of service: it names no version from then on
+    (``version`` is the one it left)."""
+
+    @field_validator("out_of_service", mode="before")
+    @classmethod
+    def _null_is_in_service(cls, value: object) -> object:
+        return False if value is None else value  # rows indexed before the column existed
 
     @field_validator("moved_at")
     @classmethod
@@ -368,6 +376,13 @@ class IndexBackend(Protocol):
 
     async def current_channels(self, id: str) -> dict[str, ChannelMoveRecord]:
         """Each channel of ``id`` at its highest seq."""
+        ...
+
+    async def current_channel_versions(
+        self, ids: Sequence[str] | None = None
+    ) -> dict[str, dict[str, str | None]]:
+        """``{id: {channel: version now, or None while out of service}}`` for ``ids`` (default:
+        every procedure with a channel), in one query (the channel column of a search)."""
         ...
 
     async def record_executions(self, records: Sequence[ExecutionRecord]) -> int:

@@ -166,6 +166,11 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable
         "versions order their build metadata (pre_key recomputed)",
         _rekey_versions,
     ),
+    (
+        5,
+        "channel moves say when they took the channel out of service",
+        "ALTER TABLE channels ADD COLUMN out_of_service boolean;",
+    ),
 )
 
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"

@@ -271,6 +271,23 @@ def procedure_rows(
     return dialect.render(sql)
 
 
+CURRENT_CHANNELS = """SELECT c.id, c.channel, c.version, c.out_of_service
+FROM channels c WHERE {where}c.seq = (SELECT max(c2.seq) FROM channels c2
+    WHERE c2.id = c.id AND c2.channel = c.channel)
+ORDER BY c.id, c.channel"""
+# more ids than this read every current channel instead (no statement of thousands of
+# parameters: SQLite's limit is 32,766, and old builds allowed 999)
+CHANNEL_IDS_MAX = 500
+
+
+def current_channels_of(dialect: Dialect, ids: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """The current move of every channel of ``ids`` (None or many: of every procedure)."""
+    if ids is None or len(ids) > CHANNEL_IDS_MAX or not ids:
+        return dialect.render(CURRENT_CHANNELS.format(where="")), []
+    where = f"c.id IN ({', '.join(dollars(len(ids)))}) AND "
+    return dialect.render(CURRENT_CHANNELS.format(where=where)), list(ids)
+
+
 def procedure_by_id(dialect: Dialect, id: str) -> tuple[str, list[Any]]:
     """The query of one procedure row."""
     params = Params()

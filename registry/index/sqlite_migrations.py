@@ -243,6 +243,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
         "versions order their build metadata (pre_key recomputed)",
         (_rekey_versions,),
     ),
+    (
+        5,
+        "channel moves say when they took the channel out of service",
+        ("ALTER TABLE channels ADD COLUMN out_of_service INTEGER",),
+    ),
 )
 
 # The run file's own migrations (recorded in runs.schema_migrations).

@@ -227,6 +227,7 @@ def channel_move(
         moved_at=info.tagger.when if info.tagger else None,
         action=msg.action,
         reason=msg.reason,
+        out_of_service=msg.out_of_service,
     )
 
 

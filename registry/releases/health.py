@@ -18,8 +18,12 @@ A move never crosses a breaking change: callers of the current version must
 still be able to call the one the channel moves to, so the candidate must have
 the same major version and no release after it, up to the current one, may
 have been breaking (``Breaking: true`` in its tag; before 1.0.0 a breaking
-change bumps only the minor version). A healthy release beyond a breaking
-change is named in the ``stay`` action's reason instead.
+change bumps only the minor version). When the only proven healthy earlier
+releases are beyond a breaking change, the channel is taken *out of service*
+instead (:func:`registry.releases.channels.take_out_of_service`): ``ID@channel``
+then fails with a clear error until someone promotes a version to it, rather
+than silently handing callers another signature. (With no proven healthy
+earlier release at all, nothing is known to be better: the channel stays.)
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ from pydantic import BaseModel, Field
 from registry.config import Config, HealthSection
 from registry.git.store import GitStore
 from registry.index.contract import IndexBackend
-from registry.releases.channels import channel_history, current_channel, promote
+from registry.releases.channels import (
+    channel_history,
+    current_channel,
+    promote,
+    take_out_of_service,
+)
 from registry.releases.history import history
 
 log = logging.getLogger(__name__)
@@ -60,8 +69,10 @@ class HealthAction(BaseModel):
 
     id: str
     channel: str
-    kind: Literal["move", "stay"]
-    """``move``: the channel goes to ``to_version``; ``stay``: no healthy earlier release."""
+    kind: Literal["move", "stay", "out-of-service"]
+    """``move``: the channel goes to ``to_version``; ``stay``: no healthy earlier release;
+    ``out-of-service``: the healthy earlier releases are all beyond a breaking change, so
+    the channel is taken out of service (``to_version`` is None)."""
     from_version: str
     to_version: str | None
     success_rate: float
@@ -80,6 +91,8 @@ class HealthMove(BaseModel):
     tag: str
     reason: str | None
     date: datetime | None
+    out_of_service: bool = False
+    """The move took the channel out of service (``version`` is the one it left)."""
 
 
 def rate(outcomes: Sequence[bool]) -> float | None:
@@ -127,7 +140,7 @@ def evaluate(
             continue
         crossed = _breaking_between(candidate, current_v, breaking)
         if crossed is not None:
-            beyond = beyond or f"; {candidate} is healthy but {crossed} after it"
+            beyond = beyond or f"{candidate} is healthy but {crossed} after it"
             continue
         return [
             HealthAction(
@@ -142,6 +155,21 @@ def evaluate(
                 f"that callers of {current} can still call",
             )
         ]
+    if beyond is not None:
+        return [
+            HealthAction(
+                id=state.id,
+                channel=state.channel,
+                kind="out-of-service",
+                from_version=current,
+                to_version=None,
+                success_rate=value,
+                runs=len(window),
+                reason=f"{reason}, and the healthy earlier releases cannot be called by callers "
+                f"of {current} ({beyond}), so {state.channel} is out of service rather than "
+                "moved to another signature",
+            )
+        ]
     return [
         HealthAction(
             id=state.id,
@@ -152,8 +180,8 @@ def evaluate(
             success_rate=value,
             runs=len(window),
             reason=f"{reason}; no earlier release that callers of {current} can still call "
-            f"has {config.min_runs} or more recent runs at {config.threshold:.2f} or better"
-            f"{beyond or ''}, so {state.channel} stays on {current}",
+            f"has {config.min_runs} or more recent runs at {config.threshold:.2f} or better, "
+            f"so {state.channel} stays on {current}",
         )
     ]
 
@@ -203,7 +231,14 @@ async def apply_policy(
     if dry_run:
         return actions
     for action in actions:
-        if action.kind == "move" and action.to_version is not None:
+        if action.kind == "out-of-service":
+            taken = take_out_of_service(
+                store, proc_id, action.channel, action.reason, action=HEALTH_ACTION
+            )
+            action.applied = taken.created
+            action.tag = taken.tag
+            log.warning("health: %s %s out of service: %s", proc_id, action.channel, action.reason)
+        elif action.kind == "move" and action.to_version is not None:
             move = promote(
                 store,
                 proc_id,
@@ -224,7 +259,13 @@ def health_moves(store: GitStore, proc_id: str, channel: str | None = None) -> l
     """Every channel move the policy made for ``proc_id``, newest first (read from tags)."""
     return [
         HealthMove(
-            id=m.id, channel=m.channel, version=m.version, tag=m.tag, reason=m.reason, date=m.date
+            id=m.id,
+            channel=m.channel,
+            version=m.version,
+            tag=m.tag,
+            reason=m.reason,
+            date=m.date,
+            out_of_service=m.out_of_service,
         )
         for m in channel_history(store, proc_id, channel)
         if m.action == HEALTH_ACTION

@@ -13,7 +13,7 @@ with its error messages: :func:`resolve` applies them to the tags, and
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import semver
@@ -150,11 +150,18 @@ def resolve(store: GitStore, proc_id: str, spec: str | None = None, ref: str = "
     if parsed.kind == "head":
         return _head(store, proc_id, ref)
     chans: dict[str, semver.Version] = {}
+    closed: dict[str, str] = {}
     if parsed.kind == "channel":
-        from registry.releases.channels import channels
+        from registry.releases.channels import current_moves
 
-        chans = channels(store, proc_id)
-    version, info = pick_release(proc_id, spec, parsed, found, chans)
+        for name, move in current_moves(store, proc_id).items():
+            if move.out_of_service:
+                closed[name] = out_of_service_message(
+                    proc_id, name, move.version, move.date, move.reason
+                )
+            elif move.version is not None:
+                chans[name] = semver.Version.parse(move.version)
+    version, info = pick_release(proc_id, spec, parsed, found, chans, closed)
     resolved = _at_release(store, proc_id, info, version)
     if parsed.kind == "channel":
         return resolved.model_copy(update={"source": "channel", "channel": parsed.channel})
@@ -188,14 +195,22 @@ def pick_release(
     parsed: Spec,
     released: Sequence[tuple[semver.Version, T]],
     channels: Mapping[str, semver.Version],
+    out_of_service: Mapping[str, str] | None = None,
 ) -> tuple[semver.Version, T]:
     """The release ``parsed`` (not ``HEAD``) picks among ``released`` and ``channels``.
 
     ``released`` pairs each version with what the caller keeps of it (a tag, an
     index row); the pair picked is returned. Raises :class:`NotFoundError`
     naming the spec and what exists (see :func:`registry.core.specs.resolve`).
+    ``out_of_service`` maps each channel out of service to what to say when it is
+    asked for (:func:`out_of_service_message`): a :class:`NotFoundError` of kind
+    ``channel``.
     """
     from registry.core import specs
+
+    closed = (out_of_service or {}).get(parsed.channel or "") if parsed.kind == "channel" else None
+    if closed is not None:
+        raise NotFoundError(closed, kind="channel", name=f"{proc_id}@{parsed.channel}")
 
     # Keyed by text: semver's == and hash ignore build metadata, so 1.2.3+a
     # and 1.2.3+b would share one key.
@@ -210,6 +225,28 @@ def pick_release(
             name=f"{proc_id}@{version}",
         )
     return version, found[1]
+
+
+def out_of_service_message(
+    proc_id: str,
+    channel: str,
+    version: str | None,
+    since: datetime | None,
+    reason: str | None,
+) -> str:
+    """What asking for ``proc_id@channel`` says while the channel is out of service.
+
+    One line: since when, because of what, and how to bring it back (the part
+    before the first ``"; "`` is the message, the rest the hint).
+    """
+    when = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if since else "an unknown time"
+    why = " ".join((reason or "no reason recorded").replace("; ", ", ").split())
+    was = f" (it was on {version})" if version else ""
+    return (
+        f"{proc_id}@{channel} is out of service since {when}{was} because {why}; "
+        f"restore it with `procreg promote {proc_id} VERSION --channel {channel}` "
+        f"(`procreg channels {proc_id}` shows its history), or ask for a version"
+    )
 
 
 def diff(store: GitStore, proc_id: str, a: str | None, b: str | None = "HEAD") -> str:

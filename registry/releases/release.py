@@ -24,12 +24,14 @@ This module builds on the first two and imports neither of the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import semver
+from pydantic import BaseModel
 
 from registry.core import tags
 from registry.core.snapshot import Snapshot
-from registry.errors import ConflictError, LockedError, UsageError
+from registry.errors import ConflictError, ExamplesFailed, LockedError, UsageError
 from registry.git.store import GitStore
 from registry.releases.plan import (
     PREFIX_LOOKUPS,
@@ -47,21 +49,39 @@ from registry.releases.tagged import (
 )
 
 
+class Refusal(BaseModel):
+    """Why one planned version was not tagged: its examples fail.
+
+    ``message`` is the one line a person reads (it names the first failing
+    example: description, input, expected, got); ``example`` is that example
+    as JSON (``index``, ``description``, ``input``, ``expected``, ``got``,
+    ``error``); ``failing`` counts the failing examples.
+    """
+
+    message: str
+    example: dict[str, Any] | None = None
+    failing: int = 1
+
+
 class ReleaseResult(ReleasePlan):
-    """A release made (or, on a dry run, the one that would be made).
+    """A release made (or, on a dry run, the one that would be made), or refused.
 
     ``existing``: another process released this folder while this call waited
     for the release lock; ``tag`` and ``version`` are that release (``created``
-    is False).
+    is False). ``refused``: the version's examples fail, so it was not tagged
+    (``created`` is False; ``tag`` and ``version`` are what it would have been).
     """
 
     created: bool = True
     tag_id: str | None = None
     existing: bool = False
+    refused: Refusal | None = None
 
 
 BeforeTag = Callable[[ReleasePlan, Snapshot], None]
-"""Called for every plan before any tag is made; raise a RegistryError to refuse the release."""
+"""Called for every plan before its tag is made. Raising :class:`ExamplesFailed`
+refuses that plan alone (it is reported with ``refused``; the others are tagged);
+raising any other error refuses the whole release before any tag is made."""
 
 Progress = Callable[[int, int, str], None]
 """``(done, total, procedure id)`` after each tag."""
@@ -100,8 +120,11 @@ def release(
     Candidates and validation as in :func:`plan_release`; nothing changed gives
     ``[]``. Each tag is an annotated ``procedure-<id>-vX.Y.Z`` on the ref's
     commit whose message carries the bump, the reasons and the line counts as
-    trailers. ``before_tag`` sees every plan before the first tag is made and
-    may raise to refuse the release (the execution layer runs examples there).
+    trailers. ``before_tag`` sees every plan before the first tag is made (on a
+    dry run too; the execution layer runs examples there): a plan it refuses
+    with :class:`ExamplesFailed` is returned with ``refused`` set and not
+    tagged, and the others are tagged as if it were not there; any other error
+    it raises refuses the whole release. Results follow the plans' order.
     ``extra_reasons`` adds reasons per id (a rollback says what it restores).
     Tags are made under the release lock after re-planning with the tags as
     they are then: if another process released the same folder meanwhile, its
@@ -115,26 +138,52 @@ def release(
         (plan.model_copy(update={"reasons": [*extra.get(plan.id, ()), *plan.reasons]}), snap)
         for plan, snap in planned
     ]
-    if dry_run:
-        return [ReleaseResult(**plan.model_dump(), created=False) for plan, _ in planned]
+    refused: dict[str, ReleaseResult] = {}
     if before_tag is not None:
         for plan, snap in planned:
-            before_tag(plan, snap)
-    results: list[ReleaseResult] = []
-    if not planned:
-        return results
-    with store.release_lock():
-        latest_now = _latest_tag_names(store, [plan.id for plan, _ in planned])
-        for done, (plan, snap) in enumerate(planned, start=1):
-            reasons = extra.get(plan.id, ())
-            if latest_now.get(plan.id) == plan.previous_tag:
-                # nobody released it since it was planned: the plan still holds
-                results.append(_tag_or_replan(store, plan, snap, before_tag, reasons))
-            else:
-                results.append(_create(store, plan, snap, before_tag, reasons))
-            if on_progress is not None:
-                on_progress(done, len(planned), plan.id)
-    return results
+            refusal = _gate(before_tag, plan, snap)
+            if refusal is not None:
+                refused[plan.id] = _refused(plan, refusal)
+    if dry_run:
+        return [
+            refused.get(plan.id) or ReleaseResult(**plan.model_dump(), created=False)
+            for plan, _ in planned
+        ]
+    to_tag = [(plan, snap) for plan, snap in planned if plan.id not in refused]
+    made: dict[str, ReleaseResult] = {}
+    if to_tag:
+        with store.release_lock():
+            latest_now = _latest_tag_names(store, [plan.id for plan, _ in to_tag])
+            for done, (plan, snap) in enumerate(to_tag, start=1):
+                reasons = extra.get(plan.id, ())
+                if latest_now.get(plan.id) == plan.previous_tag:
+                    # nobody released it since it was planned: the plan still holds
+                    made[plan.id] = _tag_or_replan(store, plan, snap, before_tag, reasons)
+                else:
+                    made[plan.id] = _create(store, plan, snap, before_tag, reasons)
+                if on_progress is not None:
+                    on_progress(done, len(to_tag), plan.id)
+    return [refused.get(plan.id) or made[plan.id] for plan, _ in planned]
+
+
+def _gate(before_tag: BeforeTag, plan: ReleasePlan, snap: Snapshot) -> Refusal | None:
+    """Run ``before_tag`` on one plan: None if it may be tagged, else why not."""
+    try:
+        before_tag(plan, snap)
+    except ExamplesFailed as exc:
+        return _refusal(exc)
+    return None
+
+
+def _refusal(exc: ExamplesFailed) -> Refusal:
+    report = exc.report
+    dumped = report.model_dump(mode="json") if isinstance(report, BaseModel) else {}
+    failed = [e for e in dumped.get("examples", []) if not e.get("ok")]
+    return Refusal(message=str(exc), example=failed[0] if failed else None, failing=len(failed))
+
+
+def _refused(plan: ReleasePlan, refusal: Refusal) -> ReleaseResult:
+    return ReleaseResult(**plan.model_dump(), created=False, refused=refusal)
 
 
 def _latest_tag_names(store: GitStore, ids: Sequence[str]) -> dict[str, str]:
@@ -189,7 +238,9 @@ def _create(
     if fresh.version != plan.version or fresh.previous_tag != plan.previous_tag:
         plan = fresh.model_copy(update={"reasons": [*extra, *fresh.reasons]})
         if before_tag is not None:
-            before_tag(plan, fresh_snap)
+            refusal = _gate(before_tag, plan, fresh_snap)
+            if refusal is not None:
+                return _refused(plan, refusal)
     info = store.create_tag(plan.tag, plan.commit, _message(plan))
     return ReleaseResult(**plan.model_dump(), created=True, tag_id=info.tag_id)
 
@@ -270,6 +321,7 @@ def rollback(
 __all__ = [
     "BeforeTag",
     "Progress",
+    "Refusal",
     "ReleaseResult",
     "release",
     "rollback",

@@ -5,7 +5,8 @@ are run the way a real run is (the exact files of the version, the metadata's
 limits, the sandbox). ``procreg run --examples`` reports them
 (:func:`check_examples`, not recorded: a person asked to look); ``procreg
 release`` refuses a version whose examples fail (:class:`ExamplesGate`, the
-``before_tag`` of :func:`registry.releases.release.release`), and records each of those
+``before_tag`` of :func:`registry.releases.release.release`: that version alone is
+not tagged, the others are), and records each of those
 runs with the caller ``release``: they run the version's code in the sandbox
 like any run. Results are compared as JSON values
 (:func:`registry.core.jsonvalue.json_equal`).
@@ -175,11 +176,13 @@ class ExamplesGate:
     """A ``before_tag`` for ``releases.release.release``: refuse versions whose examples fail.
 
     ``release(store, ids, before_tag=ExamplesGate())`` runs every example of each
-    planned version in a sandbox and raises :class:`ExamplesFailed` naming the first
-    failing example before any tag is made. Without a ``sandbox`` each call uses a
-    cold one of its own (no pool, nothing left running). Each example run is
-    passed to ``record`` as the run record it is (caller ``release``);
-    :func:`examples_gate` delivers them to the index when the gate is closed.
+    planned version in a sandbox; for a version whose examples fail the gate raises
+    :class:`ExamplesFailed` naming the first failing example, and ``release`` does not
+    tag that version but reports it with ``refused`` (the other versions are tagged).
+    Without a ``sandbox`` each call uses a cold one of its own (no pool, nothing
+    left running). Each example run is passed to ``record`` as the run record it
+    is (caller ``release``); :func:`examples_gate` delivers them to the index
+    when the gate is closed.
     """
 
     def __init__(

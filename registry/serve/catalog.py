@@ -68,6 +68,8 @@ async def _served(
         return None  # never released: not served
     current = await reg.backend.current_channels(row.id)
     move = current.get(channel)
+    if move is not None and move.out_of_service:
+        return None  # out of service: callers of the channel get nothing, not another version
     chosen = choose_version(move.version if move else None, versions[-1].version, fallback)
     if chosen is None:
         return None

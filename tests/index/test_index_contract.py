@@ -44,7 +44,7 @@ from tests.helpers import REPO_ROOT
 
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
-ALL_MIGRATIONS = [1, 2, 3, 4]
+ALL_MIGRATIONS = [1, 2, 3, 4, 5]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -243,8 +243,13 @@ async def _write_v1_index(target: str) -> None:
             await conn.execute(pgm.INSERT_MIGRATION, 1, pgm.MIGRATIONS[0][1])
         # migration 2 leaves procedures and versions alone, so today's writes fit version 1
         v1 = pg.PostgresIndex(target, pool)
-        await v1.apply(changes)
-        async with pool.acquire() as conn:  # runs as version 1 stored them (no isolation)
+        await v1.apply(changes.model_copy(update={"channels_upsert": []}))
+        async with pool.acquire() as conn:  # channels and runs as version 1 stored them
+            await conn.executemany(
+                f"INSERT INTO channels ({column_list(V1_CHANNEL_COLUMNS)}) VALUES "
+                f"({', '.join(f'${i}' for i in range(1, len(V1_CHANNEL_COLUMNS) + 1))})",
+                [row_values(m, V1_CHANNEL_COLUMNS) for m in changes.channels_upsert],
+            )
             await conn.executemany(
                 f"INSERT INTO executions ({column_list(V1_RUN_COLUMNS)}) VALUES "
                 f"({', '.join(f'${i}' for i in range(1, len(V1_RUN_COLUMNS) + 1))})",
@@ -279,7 +284,11 @@ async def _write_v1_index(target: str) -> None:
     for v in changes.versions_upsert:
         conn.execute(sq.UPSERT_VERSION, sq._params(version_values(v)))
     for m in changes.channels_upsert:
-        conn.execute(sq.SQL.upsert_channel, sq._params(row_values(m, CHANNEL_COLUMNS)))
+        conn.execute(
+            f"INSERT INTO channels ({column_list(V1_CHANNEL_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(V1_CHANNEL_COLUMNS))})",
+            sq._params(row_values(m, V1_CHANNEL_COLUMNS)),
+        )
     conn.execute(sq.SQL.upsert_sync_state, (REF, "c1", "digest-1", "2026-01-01"))
     conn.executemany(
         f"INSERT INTO executions ({column_list(V1_RUN_COLUMNS)}) "
@@ -290,6 +299,7 @@ async def _write_v1_index(target: str) -> None:
 
 
 V1_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
+V1_CHANNEL_COLUMNS = tuple(c for c in CHANNEL_COLUMNS if c != "out_of_service")
 
 
 def test_migration_3_moves_sqlite_runs_to_their_own_file(tmp_path: Path) -> None:
@@ -776,6 +786,28 @@ def test_channel_history_and_current(target: str) -> None:
             )
         )
         assert (await index.current_channels("csv-to-json"))["stable"].version == "1.1.0"
+
+    run(target, body)
+
+
+def test_current_channel_versions_and_out_of_service(target: str) -> None:
+    """One query gives the channel column of a search; a channel out of service names None."""
+
+    async def body(index: IndexBackend) -> None:
+        moves = [
+            move("csv-to-json", "stable", 1, "1.0.0"),
+            move("csv-to-json", "stable", 2, "1.0.0", action="health", out_of_service=True),
+            move("csv-to-json", "beta", 1, "1.1.0"),
+            move("slugify", "stable", 1, "1.0.0"),
+        ]
+        await index.apply(initial_changes().model_copy(update={"channels_upsert": moves}))
+        both = {"csv-to-json": {"beta": "1.1.0", "stable": None}, "slugify": {"stable": "1.0.0"}}
+        assert await index.current_channel_versions() == both
+        assert await index.current_channel_versions(["slugify", "nope"]) == {
+            "slugify": {"stable": "1.0.0"}
+        }
+        assert (await index.current_channels("csv-to-json"))["stable"].out_of_service is True
+        assert (await index.channels("csv-to-json"))[1].out_of_service is False
 
     run(target, body)
 

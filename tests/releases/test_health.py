@@ -92,24 +92,28 @@ def breaking_state(current: str, released: tuple[str, ...], breaking: tuple[str,
 @pytest.mark.parametrize(
     ("outcomes", "current", "released", "breaking", "expected"),
     [
-        # 1.2.0 broke callers of 1.1.0: never back across it, not even to a healthy 1.1.0
+        # 1.2.0 broke callers of 1.1.0: never back across it, not even to a healthy 1.1.0;
+        # the channel goes out of service instead
         ({"1.2.0": flags(0, 20), "1.1.0": flags(20, 0)}, "1.2.0", ("1.1.0", "1.2.0"),
-         ("1.2.0",), [("stay", None)]),
+         ("1.2.0",), [("out-of-service", None)]),
         # the breaking change was before the candidate: moving back is safe
         ({"1.3.0": flags(0, 20), "1.2.0": flags(20, 0)}, "1.3.0", ("1.1.0", "1.2.0", "1.3.0"),
          ("1.2.0",), [("move", "1.2.0")]),
         # the newest healthy one is beyond a break, an older one is not: no, both are beyond
         ({"1.3.0": flags(0, 20), "1.2.0": flags(20, 0), "1.1.0": flags(20, 0)}, "1.3.0",
-         ("1.1.0", "1.2.0", "1.3.0"), ("1.3.0",), [("stay", None)]),
+         ("1.1.0", "1.2.0", "1.3.0"), ("1.3.0",), [("out-of-service", None)]),
         # an unhealthy release in between is skipped; the break is further back
         ({"1.4.0": flags(0, 20), "1.3.0": flags(0, 20), "1.2.0": flags(20, 0)}, "1.4.0",
          ("1.1.0", "1.2.0", "1.3.0", "1.4.0"), ("1.1.0",), [("move", "1.2.0")]),
         # another major version is another contract, whatever the trailers say
         ({"2.0.0": flags(0, 20), "1.9.0": flags(20, 0)}, "2.0.0", ("1.9.0", "2.0.0"), (),
-         [("stay", None)]),
+         [("out-of-service", None)]),
         # before 1.0.0 a breaking change bumps the minor version: still never crossed
         ({"0.3.0": flags(0, 20), "0.2.1": flags(20, 0)}, "0.3.0", ("0.2.1", "0.3.0"),
-         ("0.3.0",), [("stay", None)]),
+         ("0.3.0",), [("out-of-service", None)]),
+        # beyond the break nothing is proven healthy either: nothing known is better, stay
+        ({"1.2.0": flags(0, 20), "1.1.0": flags(2, 0)}, "1.2.0", ("1.1.0", "1.2.0"),
+         ("1.2.0",), [("stay", None)]),
         # a patch after a break, back to the break itself: fine
         ({"0.3.1": flags(0, 20), "0.3.0": flags(20, 0)}, "0.3.1", ("0.2.1", "0.3.0", "0.3.1"),
          ("0.3.0",), [("move", "0.3.0")]),
@@ -120,15 +124,18 @@ def test_policy_never_crosses_a_breaking_change(outcomes, current, released, bre
     assert [(a.kind, a.to_version) for a in actions] == expected
 
 
-def test_a_stay_names_the_healthy_release_beyond_a_breaking_change() -> None:
+def test_out_of_service_names_the_healthy_release_beyond_a_breaking_change() -> None:
     (action,) = evaluate(
         {"1.2.0": flags(0, 20), "1.1.0": flags(20, 0)},
         breaking_state("1.2.0", ("1.1.0", "1.2.0"), ("1.2.0",)),
         DEFAULT,
     )
-    assert action.kind == "stay"
+    assert (action.kind, action.to_version) == ("out-of-service", None)
     assert "1.1.0 is healthy but 1.2.0 was a breaking change after it" in action.reason
-    assert action.reason.endswith("so stable stays on 1.2.0")
+    assert action.reason.endswith(
+        "so stable is out of service rather than moved to another signature"
+    )
+    assert "; " not in action.reason  # one clause: it is quoted in a one-line error
 
 
 def test_the_reason_says_rate_window_version_and_threshold() -> None:

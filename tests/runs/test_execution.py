@@ -18,6 +18,7 @@ from registry.git.store import GitStore
 from registry.index.connect import open_backend
 from registry.releases import channels, tagged
 from registry.releases import release as releases
+from registry.releases.plan import plan_changes
 from registry.runs import execution
 from registry.runs.examples import examples_gate
 from registry.sandbox import Sandbox
@@ -302,8 +303,11 @@ def test_release_refuses_a_version_whose_examples_fail(tmp_path: Path) -> None:
         ],
     )
     store = GitStore.open(root)
-    with examples_gate() as gate, pytest.raises(ExamplesFailed) as caught:
-        releases.release(store, ["shout"], before_tag=gate)
+    with examples_gate() as gate:
+        with pytest.raises(ExamplesFailed) as caught:
+            gate(*plan_changes(store, ["shout"], "HEAD", False)[0])
+        (refused,) = releases.release(store, ["shout"], before_tag=gate)
+    assert refused.refused is not None and refused.refused.message == str(caught.value)
     message = str(caught.value)
     assert "wrong on purpose" in message and '{"text": "b"}' in message
     assert 'expected "b"' in message and 'got "B"' in message
