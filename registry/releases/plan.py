@@ -58,7 +58,7 @@ class ReleasePlan(BaseModel):
     previous_tag: str | None = None
 
 
-class _View:
+class ReleaseView:
     """The latest release of each candidate, found with one listing of the tags.
 
     Planning 10,000 procedures would otherwise list 30,000 refs (or read
@@ -165,7 +165,7 @@ def plan_one(
     proc_id: str,
     commit: str,
     new_tree: str,
-    view: _View | None = None,
+    view: ReleaseView | None = None,
     messages: Sequence[str] | None = None,
 ) -> tuple[ReleasePlan, Snapshot] | None:
     """The release of ``proc_id`` at ``commit`` (folder tree ``new_tree``), or None if unchanged.
@@ -175,7 +175,7 @@ def plan_one(
     """
     from registry.core.versioning import DiffStats, decide_bump, next_version
 
-    view = view or _View(store, [proc_id])
+    view = view or ReleaseView(store, [proc_id])
     latest = view.latest(proc_id)
     new = store.read_tree(proc_id, new_tree, commit)
     if latest is None:
@@ -270,7 +270,7 @@ def plan_changes(
 ) -> list[tuple[ReleasePlan, Snapshot]]:
     commit = store.resolve(ref)
     candidates = _candidates(store, ids, commit, all_changed)
-    view = _View(store, None if all_changed or not ids else candidates)
+    view = ReleaseView(store, None if all_changed or not ids else candidates)
     changed = view.changed(commit, candidates)
     if validate:
         validate_snapshots(

@@ -33,7 +33,7 @@ from registry.core.validation import validate_snapshot
 from registry.errors import RegistryError
 from registry.git.info import TagInfo
 from registry.git.store import GitStore
-from registry.releases.plan import _View, plan_one
+from registry.releases.plan import ReleaseView, plan_one
 from registry.releases.tagged import latest_release
 
 Update = tuple[str, str, str]
@@ -155,7 +155,7 @@ class _Push:
         return any(self.store.is_ancestor(commit, tip) for tip in self.tips)
 
 
-class _PushView(_View):
+class _PushView(ReleaseView):
     """The planner's view of the previous release, when that release is in this push."""
 
     def __init__(self, store: GitStore, previous: tuple[semver.Version, TagInfo]) -> None:
