@@ -229,3 +229,18 @@ def test_ruff_enforces_the_same_bound() -> None:
     command = [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "C901"]
     done = subprocess.run([*command, str(PACKAGE)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A private name (``_x``) is its module's own: another module needing it means the
+    concept wants a public home (as ``releases.plan.ReleaseView`` got)."""
+    borrowed = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("registry"):
+                borrowed += [
+                    f"{name}:{node.lineno} {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert borrowed == []
