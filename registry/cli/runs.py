@@ -23,6 +23,7 @@ from registry.cli._common import (
     json_option,
     one_line,
     pass_ctx,
+    plain,
     run_async,
     table,
     with_registry,
@@ -205,20 +206,15 @@ def _say_tested(report: ExamplesReport) -> None:
 def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
     """Run statistics of a procedure: runs, success rate, p50/p95, errors, callers, per version."""
     from registry.core.specs import split_ref
-    from registry.errors import NotFoundError
+    from registry.releases.tagged import require_procedure
 
     proc_id, _ = split_ref(proc_id)
     # runs spooled while the index was down count too: the API delivers them first
     stats = with_registry(ctx, lambda reg: reg.metrics(proc_id))
-    if stats.runs == 0 and proc_id not in ctx.store().list_procedures():
-        raise NotFoundError(
-            f"no procedure {proc_id!r} at HEAD and no recorded runs of it; "
-            "`procreg list` shows the procedures",
-            kind="procedure",
-            name=proc_id,
-        )
+    if stats.runs == 0:
+        require_procedure(ctx.store(), proc_id)
     if as_json:
-        emit_json(stats)
+        emit_json({"id": proc_id, **plain(stats)})
         return
     click.echo(f"{proc_id}: {stats.runs} run{'s' * (stats.runs != 1)}")
     _metrics_table(stats)

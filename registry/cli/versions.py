@@ -74,8 +74,12 @@ def release(
 def log(ctx: Context, proc_id: str, as_json: bool) -> None:
     """The releases of ID, newest first, with their bumps and reasons."""
     from registry.releases.history import history
+    from registry.releases.tagged import require_procedure
 
-    versions = history(ctx.store(), proc_id)
+    store = ctx.store()
+    versions = history(store, proc_id)
+    if not versions:
+        require_procedure(store, proc_id)  # an unknown id is an error, not "no releases yet"
     if as_json:
         emit_json(versions)
         return
