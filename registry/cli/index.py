@@ -92,15 +92,17 @@ def verify(ctx: Context, as_json: bool) -> None:
     metavar="SECONDS",
     help="Full reconcile period (events are only hints).",
 )
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @pass_ctx
-def watch(ctx: Context, reconcile_every: float) -> None:
-    """Keep the index in sync as refs move; one line per sync, until Ctrl-C."""
+def watch(ctx: Context, reconcile_every: float, quiet: bool) -> None:
+    """Keep the index in sync as refs move; one line per sync that changed something."""
     import asyncio
 
     from registry.index.watcher import describe_error, watch_repo
 
     def on_sync(report: SyncReport) -> None:
-        click.echo(sync_line(report))
+        if report.changed and not quiet:  # a no-op reconcile says nothing
+            click.echo(sync_line(report))
 
     def on_error(exc: BaseException) -> None:
         # called once per distinct error (not on every retry), never with a traceback
@@ -109,7 +111,8 @@ def watch(ctx: Context, reconcile_every: float) -> None:
     async def go() -> None:
         stop = asyncio.Event()  # SIGTERM stops it as Ctrl-C does: the index is closed
         with stop_on_sigterm(asyncio.get_running_loop(), stop.set):
-            click.echo(f"watching {ctx.path.resolve()} (Ctrl-C to stop)", err=True)
+            if not quiet:
+                click.echo(f"watching {ctx.path.resolve()} (Ctrl-C to stop)", err=True)
             await watch_repo(
                 ctx.path,
                 ctx.database_url,
@@ -121,7 +124,8 @@ def watch(ctx: Context, reconcile_every: float) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the watcher closed the index
         run_async(go)
-    click.echo("stopped", err=True)
+    if not quiet:
+        click.echo("stopped", err=True)
 
 
 COMMANDS = (sync, reindex, verify, watch)

@@ -218,6 +218,22 @@ def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
         return
     click.echo(f"{proc_id}: {stats.runs} run{'s' * (stats.runs != 1)}")
     _metrics_table(stats)
+    _say_waiting_elsewhere(ctx)
+
+
+def _say_waiting_elsewhere(ctx: Context) -> None:
+    """Say how many spooled run records wait for another index (not counted above)."""
+    from registry.index.connect import index_target
+    from registry.runs.recorder import spool_counts, spool_dir
+
+    store = ctx.store()
+    _, other = spool_counts(spool_dir(store.git_dir), index_target(store, ctx.database_url))
+    if other:
+        click.echo(
+            f"procreg: {other} spooled run record{'s' * (other != 1)} wait for another index "
+            "(another --database-url) and are not counted here",
+            err=True,
+        )
 
 
 def _metrics_table(stats: Metrics) -> None:
@@ -320,6 +336,11 @@ def doctor(ctx: Context, as_json: bool) -> None:
     if report.spool_pending:
         click.echo(
             f"spool: {report.spool_pending} run records wait in {report.spool} for the index"
+        )
+    if report.spool_other_index:
+        click.echo(
+            f"spool: {report.spool_other_index} run records in {report.spool} wait for another "
+            "index (another --database-url); they are delivered when procreg uses it again"
         )
     click.echo(
         f"git {report.git or 'not found on PATH'}; libgit2 {report.libgit2}; "
