@@ -1,4 +1,4 @@
-"""``verify`` in a fresh clone, ``search --sort name`` and ``watch --quiet``, as a user runs them."""
+"""`verify` in a fresh clone, `search --sort name` and `watch --quiet`, as a user runs them."""
 
 from __future__ import annotations
 

@@ -137,7 +137,9 @@ def test_the_same_concept_has_one_name_everywhere(
     assert stats["id"] == "greet" and stats["runs"] >= 2
 
 
-def test_a_returned_value_is_printed_as_it_is(reg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_returned_value_is_printed_as_it_is(
+    reg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Key naming shapes procreg's records, never what a procedure returned."""
     ran = run_cli(capsys, "-C", str(reg), "run", "raw", "--json")
     assert ran.code == 0, ran.err

@@ -11,7 +11,7 @@ from tests.helpers import commit_all, git, release, run_cli, write_proc
 
 @pytest.fixture
 def repo(repo: Path) -> Path:
-    """``slugify`` released; ``draft`` committed, never released; ``gone`` released, then deleted."""
+    """`slugify` released; `draft` never released; `gone` released, then deleted."""
     write_proc(repo, "slugify")
     write_proc(repo, "gone")
     commit_all(repo, "feat: slugify and gone")

@@ -63,7 +63,9 @@ def test_a_record_spooled_for_one_database_waits_for_it(
     url_a = f"{pg_url.rsplit('/', 1)[0]}/{name_a}"  # not created yet: "down"
     url_b = pg_url
 
-    ran = run_cli(capsys, "-C", str(repo), "--database-url", url_a, "run", "greet", "--arg", "text=x")
+    ran = run_cli(
+        capsys, "-C", str(repo), "--database-url", url_a, "run", "greet", "--arg", "text=x"
+    )
     assert ran.code == 0, ran.err
     assert "spool" in ran.err  # the index is unreachable; the record waits
     spool = spool_dir(repo / ".git")
