@@ -270,6 +270,12 @@ def _metrics_table(stats: Metrics) -> None:
 def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -> None:
     """List the channel moves the health policy made; --apply evaluates it now."""
     from registry.api import AsyncRegistry
+    from registry.releases.tagged import require_procedure
+
+    if ids:
+        store = ctx.store()
+        for proc_id in ids:
+            require_procedure(store, proc_id)
 
     async def go(reg: AsyncRegistry) -> tuple[HealthSection, list[HealthAction], list[HealthMove]]:
         actions = await reg.health(ids) if apply_now else []

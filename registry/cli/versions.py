@@ -39,6 +39,12 @@ def release(
     skip_examples: bool,
 ) -> None:
     """Tag each changed procedure procedure-<id>-vX.Y.Z with a computed bump."""
+    if ids:
+        from registry.releases.tagged import require_procedure
+
+        store = ctx.store()
+        for proc_id in ids:
+            require_procedure(store, proc_id, ref)
     with progress("releasing", enabled=not as_json) as on_progress:
         results = with_registry(
             ctx,

@@ -32,6 +32,8 @@ COMMANDS = [
     pytest.param(["metrics", "slugfy"], id="metrics"),
     pytest.param(["promote", "slugfy", "1.0.0", "--channel", "stable"], id="promote"),
     pytest.param(["rollback", "slugfy", "--to", "1.0.0"], id="rollback"),
+    pytest.param(["release", "slugfy"], id="release"),
+    pytest.param(["health", "slugfy"], id="health"),
 ]
 
 
