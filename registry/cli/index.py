@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,7 @@ from registry.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from registry.index.drift import Drift
     from registry.index.sync import SyncReport
 
 
@@ -70,7 +71,7 @@ def verify(ctx: Context, as_json: bool) -> None:
     """Compare the index with git; exit 1 on any drift."""
     drift = with_registry(ctx, lambda reg: reg.verify())
     if as_json:
-        emit_json({"ok": not drift, "drift": plain(drift)})
+        emit_json({"ok": not drift, "drift": [_drift_record(d) for d in drift]})
     else:
         for d in drift:
             click.echo(d.format())
@@ -82,6 +83,21 @@ def verify(ctx: Context, as_json: bool) -> None:
         )
     if drift:
         sys.exit(EXIT_PROBLEM)
+
+
+def _drift_record(drift: Drift) -> dict[str, Any]:
+    """One difference as JSON, with the ``id`` of the procedure it is about (None: none)."""
+    from registry.core import tags
+
+    data: dict[str, Any] = plain(drift)
+    proc_id: str | None = None
+    if drift.table == "procedures":
+        proc_id = drift.key
+    elif drift.table in ("versions", "channels"):
+        parsed = tags.parse_release_tag(drift.key) or tags.parse_channel_tag(drift.key)
+        proc_id = parsed[0] if parsed is not None else None
+    data["id"] = proc_id
+    return data
 
 
 @click.command()

@@ -220,3 +220,22 @@ def test_every_schema_is_a_valid_draft_2020_12_schema() -> None:
     documented = (REPO_ROOT / "docs" / "json.md").read_text()
     for name in names:
         assert name in documented, f"docs/json.md does not name {name}"
+
+
+def test_verify_names_the_procedure_of_each_difference(
+    reg: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo = tmp_path / "copy"
+    shutil.copytree(reg, repo)
+    write_proc(repo, "newcomer")
+    git(repo, "add", "-A")
+    # no hooks: the post-commit sync would index it; the index must lack it
+    git(repo, "-c", "core.hooksPath=/dev/null", "commit", "-qm", "feat: newcomer")
+    git(repo, "tag", "-d", "procedure-shout-v1.0.0")
+    result = run_cli(capsys, "-C", str(repo), "verify", "--json")
+    assert result.code == 1
+    data = result.json()
+    check_shape("verify", data)
+    by_key = {d["key"]: d for d in data["drift"]}
+    assert by_key["newcomer"]["id"] == "newcomer"
+    assert by_key["procedure-shout-v1.0.0"]["id"] == "shout"
