@@ -109,6 +109,14 @@ class IndexUnavailable(RegistryError):
     """The SQL index cannot be reached or is in an unexpected state."""
 
 
+class IndexNotSynced(IndexUnavailable):
+    """The index was never synced for ``ref`` (a fresh clone): ``procreg sync`` fills it."""
+
+    def __init__(self, message: str, ref: str) -> None:
+        super().__init__(message)
+        self.ref = ref
+
+
 class IndexRejected(IndexUnavailable):
     """The index refused a write (a constraint failed); the transaction was rolled back."""
 

@@ -35,7 +35,7 @@ from registry.core.snapshot import MAIN_FILE
 from registry.core.tags import check_id
 from registry.errors import IndexUnavailable, NotFoundError
 from registry.git.store import GitStore
-from registry.index.connect import OfflineIndex, open_backend
+from registry.index.connect import OfflineIndex, index_target, open_backend
 from registry.index.contract import (
     IndexBackend,
     Metrics,
@@ -98,7 +98,8 @@ class AsyncRegistry(WriteSide):
         except IndexUnavailable as exc:
             if not index_optional or auto_sync:
                 raise
-            backend = cast("IndexBackend", OfflineIndex(exc))
+            target = index_target(store, database_url)
+            backend = cast("IndexBackend", OfflineIndex(exc, target))
         try:
             self = cls(store, backend, tracked_ref(store))
             if auto_sync:

@@ -147,8 +147,61 @@ def stop_on_sigterm(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -
 
 
 def emit_json(data: Any) -> None:
-    """Print JSON for scripts: models, lists of models, or plain data."""
-    click.echo(json.dumps(plain(data), indent=2, ensure_ascii=False, default=str))
+    """Print JSON for scripts: models, lists of models, or plain data.
+
+    Every command's JSON goes through :func:`one_name_per_concept`, so that the
+    keys mean the same in every command (``docs/json.md``).
+    """
+    shaped = one_name_per_concept(plain(data))
+    click.echo(json.dumps(shaped, indent=2, ensure_ascii=False, default=str))
+
+
+def one_name_per_concept(data: Any) -> Any:
+    """``data`` (JSON values) with one name for each concept in every record.
+
+    - the procedure id is ``id`` (the models already say so);
+    - who made a tag is ``tagger_name`` / ``tagger_email`` (channel moves also keep
+      their older ``by_name`` / ``by_email``);
+    - validation problems are ``problems``, a list of ``{path, line, rule, message,
+      field}`` objects (search hits also keep their older ``errors``, the same lines
+      as text).
+
+    Records are the top-level object, the items of a top-level list, and the items
+    of the lists under :data:`RECORD_LISTS`; nothing else is touched, so that what a
+    procedure returned or an example holds (``result``, ``input``...) is printed as it is.
+    """
+    if isinstance(data, list):
+        return [_record(d) for d in data]
+    return _record(data)
+
+
+RECORD_LISTS = frozenset({"procedures", "moves", "actions", "history", "channels", "releases"})
+"""The keys whose lists hold records that :func:`one_name_per_concept` shapes too."""
+
+
+def _record(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for key in RECORD_LISTS & out.keys():
+        if isinstance(out[key], list):
+            out[key] = [_record(d) for d in out[key]]
+    if "by_name" in out and "tagger_name" not in out:
+        out["tagger_name"] = out["by_name"]
+        out["tagger_email"] = out.get("by_email")
+    errors = out.get("errors")
+    if "problems" not in out and _lines(errors):
+        out["problems"] = errors
+    if _lines(out.get("problems")):
+        from registry.core.problems import Problem
+
+        out["problems"] = [Problem.parse(p).model_dump(mode="json") for p in out["problems"]]
+    return out
+
+
+def _lines(value: Any) -> bool:
+    """True for a list of text lines (an empty list too)."""
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def plain(data: Any) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,7 @@ from registry.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from registry.index.drift import Drift
     from registry.index.sync import SyncReport
 
 
@@ -70,7 +71,7 @@ def verify(ctx: Context, as_json: bool) -> None:
     """Compare the index with git; exit 1 on any drift."""
     drift = with_registry(ctx, lambda reg: reg.verify())
     if as_json:
-        emit_json({"ok": not drift, "drift": plain(drift)})
+        emit_json({"ok": not drift, "drift": [_drift_record(d) for d in drift]})
     else:
         for d in drift:
             click.echo(d.format())
@@ -84,6 +85,21 @@ def verify(ctx: Context, as_json: bool) -> None:
         sys.exit(EXIT_PROBLEM)
 
 
+def _drift_record(drift: Drift) -> dict[str, Any]:
+    """One difference as JSON, with the ``id`` of the procedure it is about (None: none)."""
+    from registry.core import tags
+
+    data: dict[str, Any] = plain(drift)
+    proc_id: str | None = None
+    if drift.table == "procedures":
+        proc_id = drift.key
+    elif drift.table in ("versions", "channels"):
+        parsed = tags.parse_release_tag(drift.key) or tags.parse_channel_tag(drift.key)
+        proc_id = parsed[0] if parsed is not None else None
+    data["id"] = proc_id
+    return data
+
+
 @click.command()
 @click.option(
     "--reconcile-every",
@@ -92,15 +108,17 @@ def verify(ctx: Context, as_json: bool) -> None:
     metavar="SECONDS",
     help="Full reconcile period (events are only hints).",
 )
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @pass_ctx
-def watch(ctx: Context, reconcile_every: float) -> None:
-    """Keep the index in sync as refs move; one line per sync, until Ctrl-C."""
+def watch(ctx: Context, reconcile_every: float, quiet: bool) -> None:
+    """Keep the index in sync as refs move; one line per sync that changed something."""
     import asyncio
 
     from registry.index.watcher import describe_error, watch_repo
 
     def on_sync(report: SyncReport) -> None:
-        click.echo(sync_line(report))
+        if report.changed and not quiet:  # a no-op reconcile says nothing
+            click.echo(sync_line(report))
 
     def on_error(exc: BaseException) -> None:
         # called once per distinct error (not on every retry), never with a traceback
@@ -109,7 +127,8 @@ def watch(ctx: Context, reconcile_every: float) -> None:
     async def go() -> None:
         stop = asyncio.Event()  # SIGTERM stops it as Ctrl-C does: the index is closed
         with stop_on_sigterm(asyncio.get_running_loop(), stop.set):
-            click.echo(f"watching {ctx.path.resolve()} (Ctrl-C to stop)", err=True)
+            if not quiet:
+                click.echo(f"watching {ctx.path.resolve()} (Ctrl-C to stop)", err=True)
             await watch_repo(
                 ctx.path,
                 ctx.database_url,
@@ -121,7 +140,8 @@ def watch(ctx: Context, reconcile_every: float) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the watcher closed the index
         run_async(go)
-    click.echo("stopped", err=True)
+    if not quiet:
+        click.echo("stopped", err=True)
 
 
 COMMANDS = (sync, reindex, verify, watch)

@@ -235,7 +235,12 @@ def schema() -> None:
 @click.option("--category", help="Only this category.")
 @click.option("--tag", "tags", multiple=True, help="Must carry this tag (repeatable).")
 @click.option("--status", type=click.Choice(["active", "deprecated"]))
-@click.option("--sort", type=click.Choice(["relevance", "name", "health"]), default=None)
+@click.option(
+    "--sort",
+    type=click.Choice(["relevance", "name", "health"]),
+    default=None,
+    help="relevance (with TEXT), name (by id, as shown) or health (success rate).",
+)
 @click.option("--min-success-rate", type=click.FloatRange(0, 1), default=None)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @json_option

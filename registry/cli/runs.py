@@ -23,6 +23,7 @@ from registry.cli._common import (
     json_option,
     one_line,
     pass_ctx,
+    plain,
     run_async,
     table,
     with_registry,
@@ -205,23 +206,34 @@ def _say_tested(report: ExamplesReport) -> None:
 def metrics(ctx: Context, proc_id: str, as_json: bool) -> None:
     """Run statistics of a procedure: runs, success rate, p50/p95, errors, callers, per version."""
     from registry.core.specs import split_ref
-    from registry.errors import NotFoundError
+    from registry.releases.tagged import require_procedure
 
     proc_id, _ = split_ref(proc_id)
     # runs spooled while the index was down count too: the API delivers them first
     stats = with_registry(ctx, lambda reg: reg.metrics(proc_id))
-    if stats.runs == 0 and proc_id not in ctx.store().list_procedures():
-        raise NotFoundError(
-            f"no procedure {proc_id!r} at HEAD and no recorded runs of it; "
-            "`procreg list` shows the procedures",
-            kind="procedure",
-            name=proc_id,
-        )
+    if stats.runs == 0:
+        require_procedure(ctx.store(), proc_id)
     if as_json:
-        emit_json(stats)
+        emit_json({"id": proc_id, **plain(stats)})
         return
     click.echo(f"{proc_id}: {stats.runs} run{'s' * (stats.runs != 1)}")
     _metrics_table(stats)
+    _say_waiting_elsewhere(ctx)
+
+
+def _say_waiting_elsewhere(ctx: Context) -> None:
+    """Say how many spooled run records wait for another index (not counted above)."""
+    from registry.index.connect import index_target
+    from registry.runs.recorder import spool_counts, spool_dir
+
+    store = ctx.store()
+    _, other = spool_counts(spool_dir(store.git_dir), index_target(store, ctx.database_url))
+    if other:
+        click.echo(
+            f"procreg: {other} spooled run record{'s' * (other != 1)} wait for another index "
+            "(another --database-url) and are not counted here",
+            err=True,
+        )
 
 
 def _metrics_table(stats: Metrics) -> None:
@@ -258,6 +270,12 @@ def _metrics_table(stats: Metrics) -> None:
 def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -> None:
     """List the channel moves the health policy made; --apply evaluates it now."""
     from registry.api import AsyncRegistry
+    from registry.releases.tagged import require_procedure
+
+    if ids:
+        store = ctx.store()
+        for proc_id in ids:
+            require_procedure(store, proc_id)
 
     async def go(reg: AsyncRegistry) -> tuple[HealthSection, list[HealthAction], list[HealthMove]]:
         actions = await reg.health(ids) if apply_now else []
@@ -328,6 +346,11 @@ def doctor(ctx: Context, as_json: bool) -> None:
     if report.spool_pending:
         click.echo(
             f"spool: {report.spool_pending} run records wait in {report.spool} for the index"
+        )
+    if report.spool_other_index:
+        click.echo(
+            f"spool: {report.spool_other_index} run records in {report.spool} wait for another "
+            "index (another --database-url); they are delivered when procreg uses it again"
         )
     click.echo(
         f"git {report.git or 'not found on PATH'}; libgit2 {report.libgit2}; "

@@ -59,6 +59,11 @@ def release(
     ctx.check_history(compare_remote=True)
     store = ctx.store()
     ids, push_to = _push_or_id(store, ids, push_to)
+    if ids:
+        from registry.releases.tagged import require_procedure
+
+        for proc_id in ids:
+            require_procedure(store, proc_id, ref)
     if not dry_run:
         check_branch(store, ref, from_branch)
     if skip_examples:
@@ -152,8 +157,12 @@ def _push_or_id(
 def log(ctx: Context, proc_id: str, as_json: bool) -> None:
     """The releases of ID, newest first, with their bumps and reasons."""
     from registry.releases.history import history
+    from registry.releases.tagged import require_procedure
 
-    versions = history(ctx.store(), proc_id)
+    store = ctx.store()
+    versions = history(store, proc_id)
+    if not versions:
+        require_procedure(store, proc_id)  # an unknown id is an error, not "no releases yet"
     if as_json:
         emit_json(versions)
         return

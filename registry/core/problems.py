@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -25,3 +27,26 @@ class Problem(BaseModel):
         """``path:line: rule: message`` (the line is omitted when unknown)."""
         where = f"{self.path}:{self.line}" if self.line is not None else self.path
         return f"{where}: {self.rule}: {self.message}"
+
+    @classmethod
+    def parse(cls, text: str) -> Problem:
+        """The problem :meth:`format` wrote as ``text`` (a line the index keeps as it is).
+
+        A line of no such form comes back whole as the message of rule ``invalid``.
+        """
+        found = _FORMATTED.match(text)
+        if found is None:
+            return cls(path="", rule="invalid", message=text)
+        line = found["line"]
+        return cls(
+            path=found["path"],
+            line=int(line) if line is not None else None,
+            rule=found["rule"],
+            message=found["message"],
+        )
+
+
+_FORMATTED = re.compile(
+    r"(?P<path>[^\s:][^:]*?)(?::(?P<line>\d+))?: (?P<rule>[a-z][a-z0-9-]*): (?P<message>.*)", re.S
+)
+"""What :meth:`Problem.format` writes: ``path[:line]: rule: message``."""

@@ -102,8 +102,10 @@ class OfflineIndex:
     command), as they were before the index was ever involved.
     """
 
-    def __init__(self, error: IndexUnavailable) -> None:
+    def __init__(self, error: IndexUnavailable, target: str | Path | None = None) -> None:
         self.error = error
+        self.target = target
+        """Where the index would be: the run records spooled meanwhile wait for it."""
 
     async def close(self) -> None:
         return None

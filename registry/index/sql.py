@@ -111,7 +111,7 @@ FROM ({{page}}) s JOIN procedures p ON p.{{key}} = s.sort_key {HEALTH_JOIN}
 ORDER BY {{order}}"""
 ORDER_BY: dict[str, str] = {
     "relevance": "sort_rank DESC, sort_name, sort_id",
-    "name": "sort_name, sort_id",
+    "name": "sort_id",  # by id, the first column every listing shows
     "health": "sort_rate DESC NULLS LAST, sort_runs DESC, sort_name, sort_id",
     "id": "sort_id",
 }

@@ -48,7 +48,7 @@ from registry.core.tags import (
     release_tag_prefix,
 )
 from registry.core.validation import ValidationResult, validate_snapshot
-from registry.errors import GitError, NotFoundError
+from registry.errors import GitError, IndexNotSynced, NotFoundError
 from registry.git.info import TagInfo
 from registry.git.store import GitStore
 from registry.index.contract import (
@@ -589,12 +589,19 @@ async def verify(
 ) -> list[Drift]:
     """Compare the index with a rebuild from git computed in memory; no writes.
 
-    An empty list means no drift. Invalid procedures are compared on their
-    validity and errors only (the content they keep is their last valid
-    state, which depends on when syncs ran).
+    An empty list means no drift. An index never synced for ``ref`` (a fresh
+    clone) is :class:`IndexNotSynced`, not every procedure missing. Invalid
+    procedures are compared on their validity and errors only (the content they
+    keep is their last valid state, which depends on when syncs ran).
     """
     ref = _full_ref(store, ref, config)
     commit = _resolve(store, ref)
+    if commit is not None and await backend.sync_state(ref) is None:
+        raise IndexNotSynced(
+            f"no index of {ref} here yet (a fresh clone, or never synced); "
+            "run `procreg sync` to build it",
+            ref=ref,
+        )
     actual = await backend.snapshot()
     if commit is None:
         expected = canonical_snapshot([], [], [], [])

@@ -24,7 +24,7 @@ from registry.core.snapshot import Snapshot
 from registry.errors import NotFoundError
 from registry.git.info import TagInfo
 from registry.git.store import GitStore
-from registry.releases.tagged import release_tree, releases
+from registry.releases.tagged import release_tree, releases, require_procedure
 
 if TYPE_CHECKING:
     from registry.core.specs import Spec
@@ -144,6 +144,8 @@ def resolve(store: GitStore, proc_id: str, spec: str | None = None, ref: str = "
     release, falling back to ``HEAD`` when never released (``fallback_to_head``).
     """
     found = releases(store, proc_id)
+    if not found:
+        require_procedure(store, proc_id, ref)
     if not found and (spec is None or not spec.strip()):
         return _head(store, proc_id, ref, fallback=True)
     parsed = release_spec(proc_id, spec, bool(found))

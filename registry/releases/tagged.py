@@ -9,6 +9,7 @@ never by walking history. Everything here reads; the modules above it
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterable
 
@@ -64,12 +65,46 @@ def release_of(store: GitStore, proc_id: str, version: semver.Version) -> TagInf
     """The tag of release ``version`` of ``proc_id``; :class:`NotFoundError` if there is none."""
     info = store.tag(tags.release_tag(proc_id, version))
     if info is None:
+        require_procedure(store, proc_id)
         raise NotFoundError(
             f"{proc_id} has no release {version}; `procreg log {proc_id}` lists them",
             kind="version",
             name=f"{proc_id}@{version}",
         )
     return info
+
+
+def known_ids(store: GitStore, ref: str = "HEAD") -> set[str]:
+    """The ids of the procedures at ``ref`` and of every release tag (tag names only)."""
+    found = set() if store.try_resolve(ref) is None else set(store.list_procedures(ref))
+    for name in store.ref_names(tags.TAGS_REF_PREFIX + tags.RELEASE_TAG_PREFIX):
+        parsed = tags.parse_release_tag(name.removeprefix(tags.TAGS_REF_PREFIX))
+        if parsed is not None:
+            found.add(parsed[0])
+    return found
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'xyz'?)`` for the closest of ``candidates``, or ``""``."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def require_procedure(store: GitStore, proc_id: str, ref: str = "HEAD") -> None:
+    """Nothing if ``proc_id`` is at ``ref`` or has a release tag; else :class:`NotFoundError`.
+
+    The one place an unknown id is refused, with a "did you mean" over the known ids.
+    """
+    known = known_ids(store, ref)
+    if proc_id in known:
+        return
+    where = "HEAD" if ref == "HEAD" else ref
+    raise NotFoundError(
+        f"no procedure {proc_id!r} at {where} and no release of it"
+        f"{did_you_mean(proc_id, known)}; `procreg list` shows the procedures",
+        kind="procedure",
+        name=proc_id,
+    )
 
 
 def release_tree(

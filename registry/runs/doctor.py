@@ -38,6 +38,9 @@ class DoctorReport(BaseModel):
     index: IndexCheck
     spool: str | None
     spool_pending: int
+    """Run records spooled for this index (delivered on its next connection)."""
+    spool_other_index: int = 0
+    """Run records spooled for another index (another database URL): they wait for it."""
     git: str | None
     libgit2: str
     pygit2: str
@@ -54,10 +57,10 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
     from registry.config import worktree_config
     from registry.errors import RegistryError
     from registry.index.connect import index_target, open_backend
-    from registry.runs.recorder import spool_dir, spooled_records
+    from registry.runs.recorder import spool_counts, spool_dir
     from registry.sandbox import probe_layers, sandbox_python
 
-    spool, pending = None, 0
+    spool, pending, other = None, 0, 0
     store = None
     try:
         store = GitStore.open(path)
@@ -75,7 +78,7 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
         index = IndexCheck(target="-", reachable=False, detail=f"no registry here: {exc}")
     else:
         spool_path = spool_dir(store.git_dir)
-        spool, pending = str(spool_path), len(spooled_records(spool_path))
+        spool = str(spool_path)
 
         async def probe() -> str:
             backend = await open_backend(store, database_url)
@@ -89,6 +92,7 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
         shown = "-"
         try:
             target = index_target(store, database_url)
+            pending, other = spool_counts(spool_path, target)
             shown = str(target) if not isinstance(target, str) else _hide_password(target)
             index = IndexCheck(target=shown, reachable=True, detail=asyncio.run(probe()))
         except RegistryError as exc:
@@ -103,6 +107,7 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
         index=index,
         spool=spool,
         spool_pending=pending,
+        spool_other_index=other,
         git=git,
         libgit2=versions.libgit2,
         pygit2=versions.binding,

@@ -358,13 +358,14 @@ async def deliver_records(
     store: GitStore, records: list[ExecutionRecord], database_url: str | None = None
 ) -> None:
     """Deliver ``records`` to ``store``'s index now (spooled if it is unreachable)."""
-    from registry.index.connect import open_backend
+    from registry.index.connect import index_target, open_backend
 
     recorder = RunRecorder(
         spool_dir(store.git_dir),
         None,
         connect=lambda: open_backend(store, database_url),
         batch_size=max(1, len(records)),
+        target=index_target(store, database_url),
     )
     try:
         for record in records:
@@ -390,7 +391,7 @@ def open_recorder(
     flushes, and reconnects after the index was unreachable.
     """
     from registry.config import worktree_config
-    from registry.index.connect import open_backend
+    from registry.index.connect import index_target, open_backend
     from registry.releases import health as health_mod
 
     cfg = config or worktree_config(store)
@@ -404,6 +405,8 @@ def open_recorder(
         connect=None if backend is not None else connect,
         batch_size=batch_size,
         flush_interval_s=flush_interval_s,
+        # what it spools waits for this index, never another's
+        target=None if backend is not None else index_target(store, database_url),
     )
 
     async def after_flush(ids: set[str]) -> None:

@@ -9,10 +9,18 @@ raw connection error), the batch is appended to a spool file instead: JSON lines
 under ``.git/procreg/spool/``, one file per recorder, written under an exclusive
 ``flock`` and fsync'd before the call returns. The next flush that reaches the
 index first delivers every spool file in the folder (its own and those that
-crashed processes left behind), and deletes a file only after the transaction
+crashed processes left behind) that was meant for this index, and deletes a file only
+after the transaction
 that stored its records committed. A crash between that commit and the delete
 re-delivers the lines later; ``run_id`` is unique in the index, so nothing is
 counted twice, and nothing is lost.
+
+Each spool file is bound to the index it was meant for: its name starts with
+``to-<fingerprint>-``, a digest of the target (the SQLite file's absolute path, or
+a PostgreSQL URL's user, host, port and database, never its password; see
+:func:`index_fingerprint`). A recorder delivers only the files of its own index
+(and unbound files, of recorders that knew no target); the others wait for a
+recorder of theirs (:func:`spool_counts` says how many, for ``procreg doctor``).
 
 When the spool cannot be written either (a read-only or full disk), the records
 stay in memory and every later flush tries again; :attr:`RunRecorder.unsaved`
@@ -27,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import time
@@ -34,6 +43,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -77,6 +87,65 @@ def spool_dir(git_dir: Path) -> Path:
     return git_dir / SPOOL_DIR
 
 
+BOUND_PREFIX = "to-"
+"""Spool files bound to one index are named ``to-<fingerprint>-<pid>-<random>.jsonl``."""
+
+
+def index_fingerprint(target: str | os.PathLike[str] | None) -> str | None:
+    """A short digest naming the index ``target`` is (None: no target known).
+
+    A PostgreSQL URL counts by its user, host, port and database (the password and
+    options may change, the database does not); a SQLite target by its absolute path.
+    """
+    if target is None:
+        return None
+    text = os.fspath(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(text)
+        host = (parts.hostname or "").lower()
+        ident = f"postgresql://{parts.username or ''}@{host}:{parts.port or 5432}{parts.path}"
+    else:
+        ident = "sqlite:" + str(Path(text.removeprefix("sqlite://")).resolve())
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def backend_target(backend: object | None) -> str | Path | None:
+    """The target an open index was opened at (``url``, ``path`` or ``target``), if it says."""
+    if backend is None:
+        return None
+    own = getattr(backend, "__dict__", {})  # never __getattr__ (an OfflineIndex answers anything)
+    for attr in ("url", "path", "target"):
+        value = own.get(attr)
+        if isinstance(value, str | Path):
+            return value
+    return None
+
+
+def spool_fingerprint(path: Path) -> str | None:
+    """The fingerprint a spool file is bound to, or None for an unbound file."""
+    name = path.name
+    if not name.startswith(BOUND_PREFIX):
+        return None
+    fingerprint = name[len(BOUND_PREFIX) :].split("-", 1)[0]
+    return fingerprint or None
+
+
+def spool_counts(spool: Path, target: str | os.PathLike[str] | None) -> tuple[int, int]:
+    """Records waiting in ``spool``: (for the index ``target`` names, for other indexes)."""
+    mine = other = 0
+    wanted = index_fingerprint(target)
+    if spool.is_dir():
+        for path in sorted(spool.glob(f"*{SPOOL_SUFFIX}")):
+            bound = spool_fingerprint(path)
+            with path.open(encoding="utf-8") as handle:
+                count = len(_read_spool(handle, path)[0])
+            if bound is None or bound == wanted:
+                mine += count
+            else:
+                other += count
+    return mine, other
+
+
 class RunRecorder:
     """Buffers run records and delivers them to the index, spooling while it is unreachable.
 
@@ -84,7 +153,9 @@ class RunRecorder:
     (a factory the recorder calls whenever it has no working connection, and whose
     result it closes). ``on_flush`` is awaited with the procedure ids of every batch
     that reached the index (the health policy hooks in there); its errors are logged,
-    never raised, so recording never fails because of it.
+    never raised, so recording never fails because of it. ``target`` is where the
+    index is (a SQLite path or a PostgreSQL URL; default: what ``backend`` was opened
+    at): what it spools is bound to it, and it delivers only what was meant for it.
     """
 
     def __init__(
@@ -96,6 +167,7 @@ class RunRecorder:
         batch_size: int = 100,
         flush_interval_s: float = 1.0,
         on_flush: OnFlush | None = None,
+        target: str | os.PathLike[str] | None = None,
     ) -> None:
         if backend is None and connect is None:
             raise ValueError("RunRecorder needs a backend or a connect factory")
@@ -110,7 +182,12 @@ class RunRecorder:
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
-        self.spool_file = spool / f"{os.getpid()}-{uuid.uuid4().hex[:12]}{SPOOL_SUFFIX}"
+        self.fingerprint = index_fingerprint(
+            target if target is not None else backend_target(backend)
+        )
+        """The index this recorder's spool files are bound to (None: unbound)."""
+        bound = f"{BOUND_PREFIX}{self.fingerprint}-" if self.fingerprint else ""
+        self.spool_file = spool / f"{bound}{os.getpid()}-{uuid.uuid4().hex[:12]}{SPOOL_SUFFIX}"
         self.totals = FlushReport()
         self._spool_ids: set[str] = set()
         self.unsaved_reason: str | None = None
@@ -285,11 +362,18 @@ class RunRecorder:
                 await backend.close()
 
     async def _deliver_spool_files(self, backend: IndexBackend) -> tuple[int, int]:
-        """Deliver every spool file; each is deleted only after its records committed."""
+        """Deliver every spool file meant for this index (or for none in particular).
+
+        Each is deleted only after its records committed; files bound to another
+        index are left for it.
+        """
         if not self.spool.is_dir():
             return 0, 0
         delivered = new = 0
         for path in sorted(self.spool.glob(f"*{SPOOL_SUFFIX}")):
+            bound = spool_fingerprint(path)
+            if bound is not None and bound != self.fingerprint:
+                continue
             try:
                 got = await self._deliver_spool_file(backend, path)
             except OSError as exc:  # a read-only or full spool: the file stays for later

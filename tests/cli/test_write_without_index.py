@@ -9,6 +9,7 @@ import pytest
 from registry.core.model import Example
 from registry.git.store import GitStore
 from registry.runs.execution import spool_path
+from registry.runs.recorder import spool_counts
 from tests.helpers import git, run_cli, write_proc
 
 # Nothing listens on port 9 (discard): connecting is refused at once.
@@ -26,6 +27,10 @@ def test_release_and_promote_work_while_the_index_is_down_and_spool_the_example_
     assert git(repo, "tag", "-l", "procedure-echo-*").split() == ["procedure-echo-v1.0.0"]
     spooled = list(spool_path(GitStore.open(repo)).glob("*"))
     assert spooled, "the example's run record was neither delivered nor spooled"
+    # bound to the index that was down: it waits for it, not for the SQLite index
+    assert spool_counts(spool_path(GitStore.open(repo)), DOWN) == (1, 0)
+    sqlite = repo / ".git" / "procreg" / "index.sqlite3"
+    assert spool_counts(spool_path(GitStore.open(repo)), sqlite) == (0, 1)
     moved = run_cli(
         capsys,
         "-C",

@@ -379,6 +379,7 @@ def test_cli_metrics_json_keys(cli_repo: Path, capsys) -> None:
     assert res.code == 0
     data = res.json()
     assert set(data) == {
+        "id",
         "runs",
         "success_rate",
         "p50_ms",
@@ -388,7 +389,7 @@ def test_cli_metrics_json_keys(cli_repo: Path, capsys) -> None:
         "callers",
         "versions",
     }
-    assert data["runs"] == 2 and data["success_rate"] == 1.0
+    assert data["id"] == "echo" and data["runs"] == 2 and data["success_rate"] == 1.0
     assert list(data["callers"].values()) == [2]  # both runs by this user@host
     assert set(data["versions"]["1.0.0"]) == {
         "runs",
