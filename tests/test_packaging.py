@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -22,24 +23,23 @@ def _run(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None 
 
 def test_a_wheel_installed_in_a_clean_environment_runs(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
+    # Build from a copy of the tracked files: setuptools' build/ folder in a checkout keeps
+    # files of older layouts, which would end up in the wheel.
+    source = tmp_path / "source"
+    for name in filter(None, _run("git", "-C", ROOT, "ls-files", "-z").split("\0")):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     # --no-build-isolation: the build uses this environment's setuptools (no network).
-    _run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        dist,
-        ROOT,
-    )
+    wheel_args = ["wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist)]
+    _run(sys.executable, "-m", "pip", *wheel_args, source)
     (wheel,) = dist.glob("procedure_registry-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "registry/py.typed" in names
     assert "registry/sandbox/supervisor.py" in names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
+    assert "registry/api/__init__.py" in names and "registry/api.py" not in names
+    assert "registry/data/json-schema/release.schema.json" in names
 
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
