@@ -297,7 +297,7 @@ def _say_channel(report: ChannelReport) -> None:
                 str(m.seq),
                 f"out of service (was {m.version})" if m.out_of_service else m.version or "-",
                 m.date.strftime("%Y-%m-%d %H:%M") if m.date else "-",
-                m.tagger or "-",
+                m.tagger_name or "-",
                 "health policy" if m.by_health else m.action,
                 m.reason or "-",
             ]

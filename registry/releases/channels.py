@@ -246,8 +246,9 @@ class ChannelMoveEntry(BaseModel):
     seq: int
     version: str | None
     """The version the channel pointed at from this move on (out of service: the one it left)."""
-    tagger: str | None
-    """Who moved it, ``Name <email>`` (the channel tag's tagger)."""
+    tagger_name: str | None
+    """Who moved it (the channel tag's tagger), as every command names a tagger."""
+    tagger_email: str | None
     date: datetime | None
     reason: str | None
     action: tags.ChannelAction
@@ -270,13 +271,11 @@ class ChannelReport(BaseModel):
 
 
 def _entry(move: ChannelTag) -> ChannelMoveEntry:
-    tagger = None
-    if move.by_name or move.by_email:
-        tagger = f"{move.by_name or ''} <{move.by_email or ''}>".strip()
     return ChannelMoveEntry(
         seq=move.seq,
         version=move.version,
-        tagger=tagger,
+        tagger_name=move.by_name,
+        tagger_email=move.by_email,
         date=move.date,
         reason=move.reason,
         action=move.action,

@@ -57,7 +57,8 @@ def test_channels_json_lists_every_move_with_who_when_why(
         ("1.0.0", "first", False),
     ]
     move = stable["moves"][0]
-    assert move["tagger"] == "Test User <user@example.com>"  # the git identity of who moved it
+    # the git identity of who moved it, named as every command names a tagger
+    assert (move["tagger_name"], move["tagger_email"]) == ("Test User", "user@example.com")
     assert move["date"] and move["tag"] == "channel/echo/stable/000002"
     assert cli(capsys, two, "channels", "echo", "--json").json() == data
     assert cli(capsys, two, "channels", "shout", "--json").json() == []

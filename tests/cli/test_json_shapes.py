@@ -88,6 +88,8 @@ READS = [
     pytest.param("test", ["test", "greet"], id="test"),
     pytest.param("run", ["run", "greet", "--arg", "text=x"], id="run"),
     pytest.param("release", ["release", "draft", "--dry-run"], id="release-dry-run"),
+    pytest.param("channels", ["channels"], id="channels"),
+    pytest.param("channels", ["channels", "greet"], id="channels-of-one"),
     pytest.param("doctor", ["doctor"], id="doctor"),
     pytest.param("tools", ["tools"], id="tools-mcp"),
     pytest.param("tools", ["tools", "--format", "openai"], id="tools-openai"),
