@@ -27,52 +27,38 @@ finds that last valid content in the folder's history.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from registry.config import Config, config_at, tracked_ref, worktree_config
-from registry.core.snapshot import Snapshot
 from registry.core.tags import (
     CHANNEL_TAG_PREFIX,
     RELEASE_TAG_PREFIX,
-    parse_channel_message,
-    parse_channel_tag,
-    parse_release_message,
-    parse_release_tag,
-    release_tag_prefix,
 )
-from registry.core.validation import ValidationResult, validate_snapshot
-from registry.errors import GitError, IndexNotSynced, NotFoundError
-from registry.git.info import TagInfo
+from registry.errors import GitError, IndexNotSynced
 from registry.git.store import GitStore
 from registry.index.contract import (
     ChangeSet,
-    ChannelMoveRecord,
     IndexBackend,
     ProcedureRecord,
     SyncState,
-    VersionRecord,
     canonical_snapshot,
     placeholder,
 )
 from registry.index.drift import Drift, snapshot_drift
 from registry.index.memory import release_memory
 from registry.index.plan import SyncInputs, plan_sync
+from registry.index.rows import Trees, evaluate, full_changes, tag_rows, tags_digest
 
 log = logging.getLogger(__name__)
 
 OFF_LOOP_ABOVE = 32
 """Above this many changed folders, an incremental sync validates in a worker thread."""
-
-HISTORY_LIMIT = 200
-"""How many past commits of an invalid folder a rebuild searches for its last valid state."""
-
 
 # --------------------------------------------------------------------------- results
 
@@ -141,226 +127,6 @@ def current_tags_digest(store: GitStore) -> tuple[str, dict[str, str] | None]:
     return digest, targets
 
 
-def tags_digest(targets: Mapping[str, str]) -> str:
-    """sha1 of the sorted ``name target`` lines of the registry's tags."""
-    h = hashlib.sha1(usedforsecurity=False)
-    for name in sorted(targets):
-        h.update(f"{name} {targets[name]}\n".encode())
-    return h.hexdigest()
-
-
-class _Trees:
-    """Per-commit cache of ``procedures/`` subtree ids (tags often share commits)."""
-
-    def __init__(self, store: GitStore) -> None:
-        self.store = store
-        self._cache: dict[str, dict[str, str]] = {}
-
-    def subtree(self, commit: str, proc_id: str) -> str | None:
-        trees = self._cache.get(commit)
-        if trees is None:
-            try:
-                trees = self.store.tree_ids(commit)
-            except NotFoundError:
-                trees = {}
-            if len(self._cache) > 256:
-                self._cache.clear()
-            self._cache[commit] = trees
-        return trees.get(proc_id)
-
-
-def version_record(info: TagInfo, proc_id: str, version: str, trees: _Trees) -> VersionRecord:
-    """The index row of one release tag, its trailers read back from the message.
-
-    The folder's tree comes from the ``Tree:`` trailer when the registry wrote
-    the tag, else from the tagged commit (a hand-made tag).
-    """
-    msg = parse_release_message(info.message)
-    return VersionRecord(
-        id=proc_id,
-        version=version,
-        tag=info.name,
-        commit=info.commit,
-        tree_id=msg.tree or trees.subtree(info.commit, proc_id),
-        tagger_name=info.tagger.name if info.tagger else None,
-        tagger_email=info.tagger.email if info.tagger else None,
-        tagged_at=info.tagger.when if info.tagger else None,
-        bump=msg.bump,
-        breaking=msg.breaking,
-        lines_added=msg.lines_added,
-        lines_removed=msg.lines_removed,
-        reasons=list(msg.reasons),
-        message=info.message,
-    )
-
-
-def channel_move(
-    store: GitStore, info: TagInfo, proc_id: str, channel: str, seq: int
-) -> ChannelMoveRecord | None:
-    """The index row of one channel tag; ``None`` if its version cannot be told.
-
-    The version is the ``Version:`` trailer; a hand-made tag without one points
-    at the version of ``proc_id`` released on the same commit.
-    """
-    msg = parse_channel_message(info.message)
-    version = str(msg.version) if msg.version is not None else None
-    if version is None:
-        for release in store.tags(release_tag_prefix(proc_id)):
-            parsed = parse_release_tag(release.name)
-            if parsed is not None and parsed[0] == proc_id and release.commit == info.commit:
-                version = str(parsed[1])
-                break
-    if version is None:
-        log.warning("channel tag %s names no version (no Version: trailer); not indexed", info.name)
-        return None
-    moved_by = None
-    if info.tagger is not None:
-        moved_by = f"{info.tagger.name} <{info.tagger.email}>"
-    return ChannelMoveRecord(
-        id=proc_id,
-        channel=channel,
-        seq=seq,
-        version=version,
-        tag=info.name,
-        commit=info.commit,
-        moved_by=moved_by,
-        moved_at=info.tagger.when if info.tagger else None,
-        action=msg.action,
-        reason=msg.reason,
-        out_of_service=msg.out_of_service,
-    )
-
-
-def tag_rows(
-    store: GitStore,
-    names: Iterable[str],
-    trees: _Trees,
-    targets: Mapping[str, str] | None = None,
-) -> tuple[list[VersionRecord], list[ChannelMoveRecord]]:
-    """Version and channel rows for the tags ``names`` (names that do not parse are skipped).
-
-    ``targets`` (tag name -> object id, from one pass over the refs) saves a ref
-    lookup per tag; a name missing from it is looked up.
-    """
-    versions: list[VersionRecord] = []
-    moves: list[ChannelMoveRecord] = []
-    for name in sorted(names):
-        release = parse_release_tag(name)
-        chan = parse_channel_tag(name) if release is None else None
-        if release is None and chan is None:
-            log.warning("tag %s is neither a release nor a channel tag; not indexed", name)
-            continue
-        target = targets.get(name) if targets is not None else None
-        info = store.tag_at(name, target) if target is not None else store.tag(name)
-        if info is None:
-            continue
-        if release is not None:
-            versions.append(version_record(info, release[0], str(release[1]), trees))
-        elif chan is not None:
-            move = channel_move(store, info, *chan)
-            if move is not None:
-                moves.append(move)
-    return versions, moves
-
-
-# --------------------------------------------------------------------------- procedures
-
-
-def procedure_record(result: ValidationResult, snap: Snapshot, commit: str) -> ProcedureRecord:
-    """The index row of a valid procedure (metadata plus the entry point's docstring)."""
-    meta = result.metadata
-    assert meta is not None
-    return ProcedureRecord(
-        id=snap.id,
-        name=meta.name,
-        description=meta.description,
-        category=meta.category,
-        tags=list(meta.tags),
-        status=meta.status,
-        entry_point=meta.entry_point,
-        parameters=[p.model_dump(mode="json") for p in meta.parameters],
-        docstring=result.signature.docstring if result.signature else None,
-        metadata=meta.model_dump(mode="json", by_alias=True),
-        tree_id=snap.tree_id or "",
-        commit=commit,
-        valid=True,
-        errors=[],
-    )
-
-
-def _errors(result: ValidationResult) -> list[str]:
-    return [p.format() for p in result.problems] or ["invalid procedure"]
-
-
-def _evaluate(
-    store: GitStore, proc_id: str, tree_id: str, commit: str, config: Config
-) -> ProcedureRecord | list[str]:
-    """A valid record, or the errors that make the folder invalid."""
-    try:
-        snap = store.read_tree(proc_id, tree_id, commit)
-        result = validate_snapshot(snap, config.validation)
-    except Exception as exc:
-        log.exception("validating %s/%s failed", store.folder, proc_id)
-        return [f"{store.folder}/{proc_id}: internal-error: {type(exc).__name__}: {exc}"]
-    if result.ok and result.metadata is not None:
-        return procedure_record(result, snap, commit)
-    return _errors(result)
-
-
-def _last_valid(
-    store: GitStore, proc_id: str, bad_tree: str, commit: str, config: Config
-) -> ProcedureRecord | None:
-    """The newest valid state of a folder in the history of ``commit`` (rebuilds only)."""
-    try:
-        history = store.folder_commits(proc_id, commit)
-    except Exception:
-        log.exception("reading the history of %s failed", proc_id)
-        return None
-    seen = {bad_tree}
-    for info in history[:HISTORY_LIMIT]:
-        tree = _Trees(store).subtree(info.id, proc_id)
-        if tree is None or tree in seen:
-            continue
-        seen.add(tree)
-        found = _evaluate(store, proc_id, tree, info.id, config)
-        if isinstance(found, ProcedureRecord):
-            return found
-    return None
-
-
-def _invalid_row(
-    store: GitStore, proc_id: str, tree: str, commit: str, config: Config, errors: list[str]
-) -> ProcedureRecord | None:
-    previous = _last_valid(store, proc_id, tree, commit, config)
-    if previous is None:
-        return None
-    return previous.model_copy(update={"valid": False, "errors": errors})
-
-
-# --------------------------------------------------------------------------- sync
-
-
-def _full_changes(
-    store: GitStore, ref: str, commit: str, config: Config, targets: Mapping[str, str]
-) -> ChangeSet:
-    """Everything git says the index should hold at ``commit`` (a rebuild's change set)."""
-    changes = ChangeSet(ref=ref, commit=commit, tags_digest=tags_digest(targets), full=True)
-    for proc_id, tree in sorted(store.tree_ids(commit).items()):
-        found = _evaluate(store, proc_id, tree, commit, config)
-        if isinstance(found, ProcedureRecord):
-            changes.upsert.append(found)
-            continue
-        row = _invalid_row(store, proc_id, tree, commit, config, found)
-        if row is not None:
-            changes.upsert.append(row)
-        else:
-            changes.invalid.append((proc_id, found))
-    versions, moves = tag_rows(store, targets, _Trees(store), targets)
-    changes.versions_upsert = versions
-    changes.channels_upsert = moves
-    return changes
-
-
 def _fresh_store(store: GitStore) -> GitStore:
     # libgit2 objects must not be shared between threads: a worker gets its own.
     fresh = GitStore.open(store.git_dir)
@@ -371,12 +137,12 @@ def _fresh_store(store: GitStore) -> GitStore:
 async def _full_changes_off_loop(
     store: GitStore, ref: str, commit: str, config: Config, targets: Mapping[str, str]
 ) -> ChangeSet:
-    """:func:`_full_changes` in a worker thread, so a rebuild never stalls the event loop."""
+    """:func:`full_changes` in a worker thread, so a rebuild never stalls the event loop."""
 
     def work() -> ChangeSet:
         fresh = _fresh_store(store)
         try:
-            return _full_changes(fresh, ref, commit, config, targets)
+            return full_changes(fresh, ref, commit, config, targets)
         finally:
             # its object cache holds every tree and tag object just read: drop it now
             fresh.free()
@@ -551,7 +317,7 @@ def _procedure_changes(
             changes.delete.append(proc_id)
             report.deleted.append(proc_id)
             continue
-        found = _evaluate(store, proc_id, new, commit, config)
+        found = evaluate(store, proc_id, new, commit, config)
         if isinstance(found, ProcedureRecord):
             changes.upsert.append(found)
             (report.added if old is None else report.updated).append(proc_id)
@@ -572,7 +338,7 @@ async def _tag_changes(
     indexed = indexed_versions | indexed_channels
     new = set(targets) - indexed
     gone = indexed - set(targets)
-    versions, moves = tag_rows(store, new, _Trees(store), targets)
+    versions, moves = tag_rows(store, new, Trees(store), targets)
     changes.versions_upsert = versions
     changes.channels_upsert = moves
     changes.versions_delete = sorted(gone & indexed_versions)
@@ -607,7 +373,7 @@ async def verify(
         expected = canonical_snapshot([], [], [], [])
     else:
         targets = _ref_targets(store)
-        changes = _full_changes(store, ref, commit, config or config_at(store, commit), targets)
+        changes = full_changes(store, ref, commit, config or config_at(store, commit), targets)
         records = list(changes.upsert) + [placeholder(i, e, commit) for i, e in changes.invalid]
         state = SyncState(
             ref=ref, commit=commit, tags_digest=changes.tags_digest, synced_at=datetime.now(UTC)
