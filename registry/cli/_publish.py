@@ -85,7 +85,9 @@ def publish(store: GitStore, refs: Sequence[str], push_to: str | None, *, as_jso
         return
     target = push_to or remote
     if target is None:
-        raise UsageError("--push: this repository has no remote to push to; name one: --push NAME")
+        names = remotes.remote_names(store)
+        which = f"which of its remotes ({', '.join(names)})" if names else "it has no remote"
+        raise UsageError(f"--push: {which}? name one: --push NAME (or add one: git remote add)")
     try:
         done = remotes.push(store, target, refs)
     except GitError as exc:
