@@ -86,8 +86,9 @@ def publish(store: GitStore, refs: Sequence[str], push_to: str | None, *, as_jso
     target = push_to or remote
     if target is None:
         names = remotes.remote_names(store)
-        which = f"which of its remotes ({', '.join(names)})" if names else "it has no remote"
-        raise UsageError(f"--push: {which}? name one: --push NAME (or add one: git remote add)")
+        if names:
+            raise UsageError(f"--push: which remote, {' or '.join(names)}? name it: --push NAME")
+        raise UsageError("--push: this repository has no remote; add one (git remote add) first")
     try:
         done = remotes.push(store, target, refs)
     except GitError as exc:
