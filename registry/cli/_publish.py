@@ -85,9 +85,9 @@ def publish(store: GitStore, refs: Sequence[str], push_to: str | None, *, as_jso
         return
     target = push_to or remote
     if target is None:
-        names = remotes.remote_names(store)
-        if names:
-            raise UsageError(f"--push: which remote, {' or '.join(names)}? name it: --push NAME")
+        known = remotes.remote_names(store)
+        if known:
+            raise UsageError(f"--push: which remote, {' or '.join(known)}? name it: --push NAME")
         raise UsageError("--push: this repository has no remote; add one (git remote add) first")
     try:
         done = remotes.push(store, target, refs)
