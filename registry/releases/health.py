@@ -134,6 +134,23 @@ def evaluate(
         reverse=True,
     )
     breaking = [semver.Version.parse(v) for v in state.breaking]
+
+    def action(
+        kind: Literal["move", "stay", "out-of-service"], to_version: str | None, why: str
+    ) -> list[HealthAction]:
+        return [
+            HealthAction(
+                id=state.id,
+                channel=state.channel,
+                kind=kind,
+                from_version=current,
+                to_version=to_version,
+                success_rate=value,
+                runs=len(window),
+                reason=reason + why,
+            )
+        ]
+
     beyond: str | None = None  # a healthy release callers could not call
     for candidate in earlier:
         if not _proven_healthy(outcomes_by_version.get(str(candidate), ()), config):
@@ -142,48 +159,27 @@ def evaluate(
         if crossed is not None:
             beyond = beyond or f"{candidate} is healthy but {crossed} after it"
             continue
-        return [
-            HealthAction(
-                id=state.id,
-                channel=state.channel,
-                kind="move",
-                from_version=current,
-                to_version=str(candidate),
-                success_rate=value,
-                runs=len(window),
-                reason=f"{reason}; back to {candidate}, the last healthy release "
-                f"that callers of {current} can still call",
-            )
-        ]
-    if beyond is not None:
-        return [
-            HealthAction(
-                id=state.id,
-                channel=state.channel,
-                kind="out-of-service",
-                from_version=current,
-                to_version=None,
-                success_rate=value,
-                runs=len(window),
-                reason=f"{reason}, and the healthy earlier releases cannot be called by callers "
-                f"of {current} ({beyond}), so {state.channel} is out of service rather than "
-                "moved to another signature",
-            )
-        ]
-    return [
-        HealthAction(
-            id=state.id,
-            channel=state.channel,
-            kind="stay",
-            from_version=current,
-            to_version=None,
-            success_rate=value,
-            runs=len(window),
-            reason=f"{reason}; no earlier release that callers of {current} can still call "
-            f"has {config.min_runs} or more recent runs at {config.threshold:.2f} or better, "
-            f"so {state.channel} stays on {current}",
+        return action(
+            "move",
+            str(candidate),
+            f"; back to {candidate}, the last healthy release "
+            f"that callers of {current} can still call",
         )
-    ]
+    if beyond is not None:
+        return action(
+            "out-of-service",
+            None,
+            f", and the healthy earlier releases cannot be called by callers "
+            f"of {current} ({beyond}), so {state.channel} is out of service rather than "
+            "moved to another signature",
+        )
+    return action(
+        "stay",
+        None,
+        f"; no earlier release that callers of {current} can still call "
+        f"has {config.min_runs} or more recent runs at {config.threshold:.2f} or better, "
+        f"so {state.channel} stays on {current}",
+    )
 
 
 def _breaking_between(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,11 +76,17 @@ def test_a_hook_finds_procreg_on_path_without_the_clone_fallback(tmp_path: Path)
 def test_a_hook_says_what_to_install_when_procreg_is_nowhere(tmp_path: Path) -> None:
     store = _registry(tmp_path / "reg")
     store.set_local_config(hooks.PYTHON_CONFIG, None)
-    env = _env_without_procreg(PATH="/usr/bin:/bin")
+    # A PATH with git and dirname only: no procreg, no python3 that could import it.
+    bare_bin = tmp_path / "bare-bin"
+    bare_bin.mkdir()
+    for tool in ("git", "dirname"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (bare_bin / tool).symlink_to(found)
+    env = _env_without_procreg(PATH=str(bare_bin))
     write_proc(tmp_path / "reg", "greet")
     done = _commit(tmp_path / "reg", env, "feat: greet")
-    if done.returncode == 0:  # a python3 on /usr/bin that can import registry
-        pytest.skip("the system python3 has procreg installed")
+    assert done.returncode != 0
     assert "procreg is not installed here" in done.stderr
 
 
