@@ -106,6 +106,16 @@ class SandboxSection(_Section):
     tmpfs_mb: int = Field(default=64, ge=1)
 
 
+class EnvsSection(_Section):
+    """Where procedure environments are cached and where ``procreg lock`` finds distributions."""
+
+    cache_dir: str | None = None  # default: $PROCREG_CACHE_DIR, else ~/.cache/procreg
+    index_url: str | None = None  # default: uv's (PyPI, or UV_INDEX_URL)
+    find_links: list[str] = Field(default_factory=list)  # folders or pages of wheels
+    no_index: bool = False  # only find_links: lock with no package index at all
+    pool_size: int | None = Field(default=None, ge=0, le=64)  # warm sandboxes per environment
+
+
 class LLMSection(_Section):
     url: str | None = None
     model: str | None = None
@@ -157,6 +167,7 @@ class Config(_Section):
     validation: ValidationSection = Field(default_factory=ValidationSection)
     health: HealthSection = Field(default_factory=HealthSection)
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
+    envs: EnvsSection = Field(default_factory=EnvsSection)
     migration: MigrationSection = Field(default_factory=MigrationSection)
     mcp: McpSection = Field(default_factory=McpSection)
     serve: ServeSection = Field(default_factory=ServeSection)

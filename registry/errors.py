@@ -133,6 +133,28 @@ class ExecutionError(RegistryError):
     """A run could not be started (not a failure of the procedure itself)."""
 
 
+class EnvironmentBuildError(ExecutionError):
+    """A procedure's locked environment could not be built (or locked) with uv.
+
+    ``requirement`` names the distribution uv could not get (or the first
+    locked one when uv's message names none); ``detail`` is uv's own message.
+    Nothing half-built is left in the cache.
+    """
+
+    def __init__(self, message: str, *, requirement: str | None, detail: str = "") -> None:
+        super().__init__(message)
+        self.requirement = requirement
+        self.detail = detail
+
+
+class LockError(RegistryError):
+    """A ``pylock.toml`` is unreadable, or a procedure's requirements cannot be locked."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ExamplesFailed(RegistryError):
     """A version's examples do not hold; ``report`` (an ``ExamplesReport``) says which and how."""
 

@@ -220,6 +220,13 @@ def _say_shown(detail: ShownProcedure, channels: Mapping[str, str | None]) -> No
         click.echo(f"  --arg {p.name}=<{p.type}>  {opt}  {p.description}")
     click.echo(f"  returns {meta.returns.type}: {meta.returns.description}")
     click.echo(f"  examples: {len(meta.examples)}")
+    if meta.requirements:
+        click.echo(f"  requirements: {', '.join(meta.requirements)}")
+    if detail.lock is not None:
+        click.echo(f"  locked ({detail.lock[:12]}):")
+        for dist in detail.locked:
+            modules = f"  (imports {', '.join(dist.modules)})" if dist.modules else ""
+            click.echo(f"    {dist.name}=={dist.version}{modules}")
 
 
 @click.command()

@@ -356,6 +356,13 @@ def doctor(ctx: Context, as_json: bool) -> None:
         f"git {report.git or 'not found on PATH'}; libgit2 {report.libgit2}; "
         f"pygit2 {report.pygit2}; python {report.python}"
     )
+    click.echo(
+        f"uv {report.uv or 'MISSING (pip install uv): procreg lock and locked runs need it'}"
+    )
+    if report.env_cache is not None:
+        cache = report.env_cache
+        mark = "ok     " if cache.reachable else "MISSING"
+        click.echo(f"envs {mark} {cache.path}: {cache.detail}, {cache.size_bytes} bytes")
 
 
 COMMANDS = (run, test, metrics, health, doctor)

@@ -143,6 +143,11 @@ class Metadata(_Strict):
     author: str | None = None
     status: Status = "active"
     limits: Limits = Field(default_factory=Limits)
+    requirements: list[str] = Field(
+        default_factory=list,
+        description="Third-party distributions the code needs, as PEP 508 strings "
+        '(e.g. "httpx>=0.27,<1"); `procreg lock ID` pins them in pylock.toml.',
+    )
     confidence: Confidence | None = None
     source: Source = Field(default_factory=Source)
     legacy: dict[str, Any] | None = Field(
@@ -159,6 +164,23 @@ class Metadata(_Strict):
         if len(set(tags)) != len(tags):
             raise ValueError("tags must not repeat")
         return tags
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements_are_pep508(cls, requirements: list[str]) -> list[str]:
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name
+
+        seen: set[str] = set()
+        for text in requirements:
+            try:
+                name = canonicalize_name(Requirement(text).name)
+            except InvalidRequirement as exc:
+                raise ValueError(f"requirement {text!r} is not a PEP 508 string: {exc}") from None
+            if name in seen:
+                raise ValueError(f"requirement {name!r} is declared twice; merge the two")
+            seen.add(name)
+        return requirements
 
     @field_validator("parameters")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.core.pylock import LOCK_FILE
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE
 
 Level = Literal["major", "minor", "patch", "initial"]
@@ -99,6 +100,15 @@ class ReasonKind(StrEnum):
     METADATA_FORMATTING = "metadata-formatting"
     METADATA_UNREADABLE = "metadata-unreadable"
     METADATA_OLD_UNREADABLE = "metadata-old-unreadable"
+    # requirements and pylock.toml
+    REQUIREMENT_ADDED = "requirement-added"
+    REQUIREMENT_REMOVED = "requirement-removed"
+    REQUIREMENT_CHANGED = "requirement-changed"
+    LOCKED_ADDED = "locked-added"
+    LOCKED_REMOVED = "locked-removed"
+    LOCKED_CHANGED = "locked-changed"
+    LOCK_UNREADABLE = "lock-unreadable"
+    LOCK_REWRITTEN = "lock-rewritten"
     # other files
     FILE_ADDED = "file-added"
     FILE_REMOVED = "file-removed"
@@ -118,7 +128,7 @@ class ReasonKind(StrEnum):
 
 
 K = ReasonKind
-_M, _META = MAIN_FILE, METADATA_FILE
+_M, _META, _LOCK = MAIN_FILE, METADATA_FILE, LOCK_FILE
 
 # kind -> (level, words). Words are str.format templates over the reason's values.
 _TEMPLATES: dict[ReasonKind, tuple[Level, str]] = {
@@ -246,6 +256,15 @@ _TEMPLATES: dict[ReasonKind, tuple[Level, str]] = {
         "patch",
         f"{_META} changed (the previous release's could not be read as metadata, "
         "so fields were not compared)"),
+    K.REQUIREMENT_ADDED: ("patch", f"requirement {{requirement!r}} added to {_META}"),
+    K.REQUIREMENT_REMOVED: ("patch", f"requirement {{requirement!r}} removed from {_META}"),
+    K.REQUIREMENT_CHANGED: (
+        "patch", f"requirement of {{name}} in {_META} changed from {{old!r}} to {{new!r}}"),
+    K.LOCKED_ADDED: ("patch", f"{_LOCK} adds {{name}} {{new}}"),
+    K.LOCKED_REMOVED: ("patch", f"{_LOCK} no longer pins {{name}} (was {{old}})"),
+    K.LOCKED_CHANGED: ("patch", f"{_LOCK} pins {{name}} {{new}} instead of {{old}}"),
+    K.LOCK_UNREADABLE: ("patch", f"{_LOCK} changed but could not be read as a lock"),
+    K.LOCK_REWRITTEN: ("patch", f"{_LOCK} rewritten (same distributions and versions)"),
     K.FILE_ADDED: ("patch", "file {name!r} added"),
     K.FILE_REMOVED: ("patch", "file {name!r} removed"),
     K.FILE_CHANGED: ("patch", "file {name!r} changed"),

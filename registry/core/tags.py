@@ -254,12 +254,15 @@ def format_release_message(
     stats: DiffStats,
     previous: semver.Version | None,
     tree_id: str,
+    *,
+    lock: str | None = None,
 ) -> str:
     """The annotated message of a release tag: a subject, a blank line, trailers.
 
     ``Release slugify 1.3.0`` then ``Bump``, ``Breaking``, ``Lines-Added``,
     ``Lines-Removed``, ``Files-Changed``, ``Previous`` (``none`` for the first
-    release), ``Tree`` and one ``Reason`` per reason, each on one line.
+    release), ``Tree``, ``Lock`` (the sha256 of ``pylock.toml``, when the folder
+    has one) and one ``Reason`` per reason, each on one line.
     """
     if decision.bump == "none":
         raise UsageError(f"nothing to release for {procedure_id!r}: the folder did not change")
@@ -274,6 +277,8 @@ def format_release_message(
         f"Previous: {previous if previous is not None else 'none'}",
         f"Tree: {_one_line(tree_id)}",
     ]
+    if lock is not None:
+        lines.append(f"Lock: {_one_line(lock)}")
     lines += [f"Reason: {_one_line(r)}" for r in decision.reasons if r.strip()]
     return "\n".join(lines) + "\n"
 
@@ -385,6 +390,7 @@ class ReleaseInfo(BaseModel):
     files_changed: int | None = None
     previous: semver.Version | None = None
     tree: str | None = None
+    lock: str | None = None
     reasons: list[str] = []
 
 
@@ -445,6 +451,7 @@ def parse_release_message(message: str) -> ReleaseInfo:
         files_changed=_int(_first(trailers, "Files-Changed")),
         previous=_version(_first(trailers, "Previous")),
         tree=_first(trailers, "Tree") or None,
+        lock=_first(trailers, "Lock") or None,
         reasons=[v for k, v in trailers if k.lower() == "reason"],
     )
 

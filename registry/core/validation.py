@@ -25,6 +25,7 @@ from registry.core.ids import ID_RE
 from registry.core.metadatafile import MetadataFile, load_metadata
 from registry.core.model import Metadata
 from registry.core.problems import Problem
+from registry.core.pylock import LOCK_FILE, Lock, lock_problems, parse_lock
 from registry.core.signature import Signature
 from registry.core.snapshot import (
     MAIN_FILE,
@@ -34,6 +35,7 @@ from registry.core.snapshot import (
     MODE_SYMLINK,
     Snapshot,
 )
+from registry.errors import LockError
 
 __all__ = [
     "ALLOWED_EXTENSIONS",
@@ -54,7 +56,8 @@ RULES: frozenset[str] = CODE_RULES | frozenset(
      "entry-point-decorated", "entry-point-positional-only", "entry-point-varargs",
      "parameter-not-in-code", "parameter-not-in-metadata", "parameter-required-mismatch",
      "parameter-default-mismatch", "parameter-default-not-literal", "parameter-type-mismatch",
-     "example-unknown-parameter", "example-missing-parameter", "example-type-mismatch"}
+     "example-unknown-parameter", "example-missing-parameter", "example-type-mismatch",
+     "lock-invalid", "lock-mismatch"}
 )  # fmt: skip
 
 # Other files a procedure may carry (documentation, data); anything else is unexpected.
@@ -258,6 +261,25 @@ def _entry_name(meta: Metadata | None, mf: MetadataFile | None) -> str:
     return named if isinstance(named, str) and named.isidentifier() else "main"
 
 
+def _lock(
+    snapshot: Snapshot, texts: dict[str, str], meta: Metadata | None
+) -> tuple[Lock | None, list[Problem]]:
+    """The folder's ``pylock.toml`` and how it disagrees with the metadata's requirements."""
+    path = f"{snapshot.path}/{LOCK_FILE}"
+    lock = None
+    if LOCK_FILE in texts:
+        try:
+            lock = parse_lock(texts[LOCK_FILE], path)
+        except LockError as exc:
+            return None, [Problem(path=path, rule="lock-invalid", message=str(exc))]
+    if meta is None:
+        return lock, []
+    return lock, [
+        Problem(path=path, rule="lock-mismatch", message=message, field="requirements")
+        for message in lock_problems(meta.requirements, lock)
+    ]
+
+
 def validate_snapshot(
     snapshot: Snapshot, config: ValidationSection | None = None
 ) -> ValidationResult:
@@ -281,6 +303,12 @@ def validate_snapshot(
     if METADATA_FILE in texts:
         meta, mf, meta_problems = load_metadata(snapshot, texts[METADATA_FILE])
         problems += meta_problems
+    lock, lock_found = _lock(snapshot, texts, meta)
+    problems += lock_found
+    if lock is not None and lock.modules:
+        # What the locked distributions provide may be imported (denials still apply).
+        allowed = [*config.allow_imports, *lock.modules]
+        config = config.model_copy(update={"allow_imports": allowed})
     for name, text in texts.items():
         if name.endswith(".py"):
             problems += check_source(text, f"{base}/{name}", config, local_modules=local)

@@ -28,10 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.core.conventional import commit_subject, parse_conventional
 from registry.core.ids import Bump
 from registry.core.model import Example, Metadata, Parameter, parse_metadata
+from registry.core.pylock import LOCK_FILE, lock_changes, read_lock, requirement_names
 from registry.core.reasons import RANK, Reason, ReasonKind, Reasons, reason
 from registry.core.sigchanges import compare_signatures
 from registry.core.signature import read_signature
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
+from registry.errors import LockError
 
 __all__ = [
     "MAJOR",
@@ -232,7 +234,9 @@ def _compare_examples(old: Metadata, new: Metadata, out: Reasons) -> None:
 
 
 # Metadata fields with rules of their own; every other field is compared as a value.
-_HANDLED_FIELDS = frozenset({"parameters", "returns", "examples", "entry_point", "schema_"})
+_HANDLED_FIELDS = frozenset(
+    {"parameters", "returns", "examples", "entry_point", "schema_", "requirements"}
+)
 
 
 def _compare_other_fields(old: Metadata, new: Metadata, out: Reasons) -> None:
@@ -254,7 +258,41 @@ def _compare_metadata(old: Metadata, new: Metadata, signatures_known: bool, out:
     _compare_examples(old, new, out)
     if old.entry_point != new.entry_point:
         out.add(K.METADATA_ENTRY_POINT, old=old.entry_point, new=new.entry_point)
+    _compare_requirements(old.requirements, new.requirements, out)
     _compare_other_fields(old, new, out)
+
+
+def _compare_requirements(old: list[str], new: list[str], out: Reasons) -> None:
+    """Each requirement added, removed or changed, named (at least a patch)."""
+    before, after = requirement_names(old), requirement_names(new)
+    for name in sorted(set(before) | set(after)):
+        a, b = before.get(name), after.get(name)
+        if a is None:
+            out.add(K.REQUIREMENT_ADDED, requirement=b)
+        elif b is None:
+            out.add(K.REQUIREMENT_REMOVED, requirement=a)
+        elif a != b:
+            out.add(K.REQUIREMENT_CHANGED, name=name, old=a, new=b)
+
+
+def _compare_locks(old: Snapshot, new: Snapshot, out: Reasons) -> None:
+    """``pylock.toml`` changed: every distribution whose pinned version changed, named."""
+    try:
+        before = read_lock(old.text(LOCK_FILE))
+        after = read_lock(new.text(LOCK_FILE))
+    except LockError:
+        out.add(K.LOCK_UNREADABLE)
+        return
+    changes = lock_changes(before, after)
+    for name, was, now in changes:
+        if was is None:
+            out.add(K.LOCKED_ADDED, name=name, new=now)
+        elif now is None:
+            out.add(K.LOCKED_REMOVED, name=name, old=was)
+        else:
+            out.add(K.LOCKED_CHANGED, name=name, old=was, new=now)
+    if not changes:
+        out.add(K.LOCK_REWRITTEN)
 
 
 def _compare_returns_metadata(old: Metadata, new: Metadata, out: Reasons) -> None:
@@ -278,7 +316,7 @@ def _compare_returns_metadata(old: Metadata, new: Metadata, out: Reasons) -> Non
 
 def _compare_other_files(old: Snapshot, new: Snapshot, out: Reasons) -> None:
     for name in sorted(set(old.files) | set(new.files)):
-        if name in (MAIN_FILE, METADATA_FILE):
+        if name in (MAIN_FILE, METADATA_FILE, LOCK_FILE):
             continue
         before, after = old.files.get(name), new.files.get(name)
         if before == after:
@@ -375,6 +413,8 @@ def decide_bump(
     if old.files.get(METADATA_FILE) != new.files.get(METADATA_FILE):
         _compare_metadata_files(old, new, old_meta, new_meta, out)
 
+    if old.files.get(LOCK_FILE) != new.files.get(LOCK_FILE):
+        _compare_locks(old, new, out)
     _compare_other_files(old, new, out)
     _compare_commits(messages, out)
     if not out.items:  # only reachable when the snapshots differ in ways not inspected

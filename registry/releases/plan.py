@@ -56,6 +56,8 @@ class ReleasePlan(BaseModel):
     files_changed: int = 0
     tree_id: str = ""
     previous_tag: str | None = None
+    lock: str | None = None
+    """sha256 of the folder's ``pylock.toml`` (the tag's ``Lock:`` trailer), if it has one."""
 
 
 class ReleaseView:
@@ -216,8 +218,16 @@ def plan_one(
         breaking=decision.breaking,
         tree_id=new_tree,
         previous_tag=previous_tag,
+        lock=_lock_hash(new),
     )
     return plan, new
+
+
+def _lock_hash(snapshot: Snapshot) -> str | None:
+    from registry.core.pylock import LOCK_FILE, lock_hash
+
+    text = snapshot.text(LOCK_FILE)
+    return lock_hash(text) if text is not None else None
 
 
 def _candidates(

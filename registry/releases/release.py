@@ -101,7 +101,13 @@ def _message(plan: ReleasePlan) -> str:
     )
     previous = semver.Version.parse(plan.previous) if plan.previous else None
     return tags.format_release_message(
-        plan.id, semver.Version.parse(plan.version), decision, stats, previous, plan.tree_id
+        plan.id,
+        semver.Version.parse(plan.version),
+        decision,
+        stats,
+        previous,
+        plan.tree_id,
+        lock=plan.lock,
     )
 
 

@@ -31,6 +31,17 @@ class IndexCheck(BaseModel):
     detail: str
 
 
+class EnvCacheInfo(BaseModel):
+    """The environment cache (:mod:`registry.sandbox.envs`)."""
+
+    path: str
+    environments: int
+    size_bytes: int
+    reachable: bool
+    """Whether the sandbox's users can reach it (they read every environment in it)."""
+    detail: str
+
+
 class DoctorReport(BaseModel):
     """What ``procreg doctor`` found."""
 
@@ -46,6 +57,37 @@ class DoctorReport(BaseModel):
     pygit2: str
     python: str
     sandbox_python: str
+    uv: str | None = None
+    """``uv --version`` (locks and environments need it), or None when uv is missing."""
+    env_cache: EnvCacheInfo | None = None
+
+
+def env_cache_info(config: object | None = None) -> EnvCacheInfo:
+    """Where environments are cached, how many, how large, and whether sandboxes can read them."""
+    import os
+
+    from registry.config import EnvsSection
+    from registry.sandbox.envs import EnvCache
+
+    cache = EnvCache.default(config if isinstance(config, EnvsSection) else None)
+    entries = cache.entries()
+    folder = cache.envs if cache.envs.exists() else cache.root
+    reachable = True
+    probe: Path | None = folder
+    while probe is not None and not probe.exists():
+        probe = probe.parent if probe != probe.parent else None
+    if os.geteuid() == 0 and probe is not None:
+        reachable = all(p.stat().st_mode & 0o001 for p in (probe, *probe.parents))
+    detail = f"{len(entries)} environment(s)"
+    if not reachable:
+        detail += "; NOT reachable by the sandbox's users: set PROCREG_CACHE_DIR"
+    return EnvCacheInfo(
+        path=str(cache.envs),
+        environments=len(entries),
+        size_bytes=sum(e.size_bytes for e in entries),
+        reachable=reachable,
+        detail=detail,
+    )
 
 
 def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
@@ -59,12 +101,15 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
     from registry.index.connect import index_target, open_backend
     from registry.runs.recorder import spool_counts, spool_dir
     from registry.sandbox import probe_layers, sandbox_python
+    from registry.sandbox.envs import uv_version
 
     spool, pending, other = None, 0, 0
     store = None
+    envs_section = None
     try:
         store = GitStore.open(path)
-        section = worktree_config(store).sandbox
+        config = worktree_config(store)
+        section, envs_section = config.sandbox, config.envs
     except RegistryError:
         section = None  # no registry here (reported below): the default sandbox settings
     try:
@@ -113,6 +158,8 @@ def diagnose(path: Path, database_url: str | None = None) -> DoctorReport:
         pygit2=versions.binding,
         python=platform.python_version(),
         sandbox_python=sandbox_python(),
+        uv=uv_version(),
+        env_cache=env_cache_info(envs_section),
     )
 
 

@@ -27,14 +27,16 @@ from registry.core.arguments import ARGUMENT_ERROR, argument_problems
 from registry.core.jsonvalue import json_equal
 from registry.core.model import Example, Metadata, parse_metadata
 from registry.core.snapshot import METADATA_FILE, Snapshot
-from registry.errors import ExamplesFailed
+from registry.errors import EnvironmentBuildError, ExamplesFailed
 from registry.runs.execution import (
+    ENVIRONMENT_BUILD,
     ErrorInfo,
     RunResult,
     Usage,
     build_request,
     deliver_records,
     execution_record,
+    locked_environment,
     validated_metadata,
 )
 
@@ -115,7 +117,14 @@ def _run_example(
     if problems:
         error = ErrorInfo(type=ARGUMENT_ERROR, message="; ".join(problems))
         return ExampleResult(**base, ok=False, error=error), None
-    request = build_request(snapshot, meta, example.input, timeout_s=timeout_s, config=config)
+    try:
+        env = locked_environment(snapshot, config)
+    except EnvironmentBuildError as exc:
+        error = ErrorInfo(type=ENVIRONMENT_BUILD, message=str(exc))
+        return ExampleResult(**base, ok=False, error=error), None
+    request = build_request(
+        snapshot, meta, example.input, timeout_s=timeout_s, config=config, env=env
+    )
     outcome = sandbox.run(request)
     if not outcome.ok:
         err = outcome.error

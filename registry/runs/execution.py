@@ -45,7 +45,7 @@ from registry.config import Config
 from registry.core.arguments import ARGUMENT_ERROR, argument_problems
 from registry.core.model import Metadata, parse_metadata
 from registry.core.snapshot import METADATA_FILE, Snapshot
-from registry.errors import ExecutionError, RegistryError, UsageError
+from registry.errors import EnvironmentBuildError, ExecutionError, RegistryError, UsageError
 from registry.index.contract import ExecutionRecord, IndexBackend, Metrics
 from registry.runs.recorder import RunRecorder, spool_dir
 
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INVALID_PROCEDURE = "InvalidProcedure"
+ENVIRONMENT_BUILD = "EnvironmentBuildError"
 MAX_ERROR_MESSAGE = 2000
 
 
@@ -182,8 +183,12 @@ def build_request(
     *,
     timeout_s: float | None = None,
     config: Config | None = None,
+    env: str | None = None,
 ) -> Any:
-    """The sandbox request for one call: files from git, the metadata's limits, overrides."""
+    """The sandbox request for one call: files from git, the metadata's limits, overrides.
+
+    ``env`` is the folder of the version's built environment (:func:`locked_environment`).
+    """
     from registry.sandbox import RunRequest
 
     config = config or Config()
@@ -194,7 +199,27 @@ def build_request(
         timeout_s=timeout_s if timeout_s is not None else meta.limits.timeout_s,
         memory_mb=meta.limits.memory_mb,
         max_output_bytes=config.sandbox.max_output_bytes,
+        env=env,
     )
+
+
+def locked_environment(snapshot: Snapshot, config: Config | None = None) -> str | None:
+    """The environment folder of the version's ``pylock.toml``, built once; None without a lock.
+
+    The lock is the version's own (read from git with the rest of its files),
+    so a run of an old version gets that version's libraries. Raises
+    :class:`~registry.errors.EnvironmentBuildError` when uv cannot build it.
+    """
+    from registry.core.pylock import LOCK_FILE
+    from registry.sandbox import sandbox_python
+    from registry.sandbox.envs import EnvCache
+
+    text = snapshot.text(LOCK_FILE)
+    if text is None:
+        return None
+    cache = EnvCache.default((config or Config()).envs)
+    env, _built = cache.ensure(text, sandbox_python())
+    return env.path
 
 
 def _bounded(message: str) -> str:
@@ -227,6 +252,19 @@ def _result_from(outcome: RunOutcome, resolved: Resolved, run_id: str) -> RunRes
         stderr_truncated=outcome.stderr_truncated,
         usage=usage,
         isolation=outcome.isolation,
+    )
+
+
+def _failed(resolved: Resolved, run_id: str, kind: str, message: str, t0: float) -> RunResult:
+    return RunResult(
+        ok=False,
+        error=ErrorInfo(type=kind, message=_bounded(message)),
+        duration_ms=(time.perf_counter() - t0) * 1000,
+        id=resolved.id,
+        version=resolved.version,
+        commit=resolved.commit,
+        tree_id=resolved.tree_id,
+        run_id=run_id,
     )
 
 
@@ -317,7 +355,18 @@ async def run(
             )
         if config is None:
             config = worktree_config(store)
-        request = build_request(resolved.snapshot, meta, kwargs, timeout_s=timeout_s, config=config)
+        try:
+            env = await anyio.to_thread.run_sync(locked_environment, resolved.snapshot, config)
+        except EnvironmentBuildError as exc:
+            # The version's libraries could not be had: a failure of its own class, recorded.
+            result = _failed(resolved, run_id, ENVIRONMENT_BUILD, str(exc), t0)
+            lost = await _record(
+                store, recorder, execution_record(result, started_at, caller or default_caller())
+            )
+            return result if lost is None else result.model_copy(update={"record_error": lost})
+        request = build_request(
+            resolved.snapshot, meta, kwargs, timeout_s=timeout_s, config=config, env=env
+        )
         try:
             outcome = await anyio.to_thread.run_sync(sandbox.run, request)
         except ExecutionError as exc:

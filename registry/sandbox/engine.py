@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import registry.sandbox.cgroup as cgroups
@@ -27,7 +28,13 @@ from registry.sandbox.instance import (
     supervisor_command,
 )
 from registry.sandbox.models import NPROC_LIMIT
-from registry.sandbox.policy import SCRATCH, Mounts, bwrap_argv, interpreter_mounts
+from registry.sandbox.policy import (
+    ENV_MOUNT,
+    SCRATCH,
+    Mounts,
+    bwrap_argv,
+    interpreter_mounts,
+)
 from registry.sandbox.seccomp import compile_filter
 from registry.sandbox.slots import Slot
 
@@ -90,15 +97,19 @@ class Engine:
             said = done.stderr.decode("utf-8", "replace").strip() or f"exit {done.returncode}"
             raise ExecutionError(f"bubblewrap refused to make a sandbox here: {said}")
 
-    def start(self, slot: Slot) -> Instance:
-        """A new sandbox running as ``slot``'s uid, in a cgroup of its own where possible."""
+    def start(self, slot: Slot, env: str | None = None) -> Instance:
+        """A new sandbox running as ``slot``'s uid, in a cgroup of its own where possible.
+
+        ``env`` is a built environment's folder, bind-mounted read-only at ``ENV_MOUNT``
+        (without bubblewrap, read where it is).
+        """
         if self.refusal is not None:
             raise ExecutionError(self.refusal)
         group = self.cgroups.create(IDLE_MEMORY_MB, self.nproc_limit)
         try:
             if self.bwrap is not None:
                 return Instance(
-                    self._bwrap_command,
+                    lambda *fds: self._bwrap_command(*fds, env=env),
                     slot,
                     group,
                     seccomp=self.seccomp,
@@ -124,10 +135,21 @@ class Engine:
         return NPROC_LIMIT + 2  # the supervisor and the procedure process themselves
 
     def _bwrap_command(
-        self, req: int, res: int, out: int, err: int, seccomp_fd: int | None, info_fd: int | None
+        self,
+        req: int,
+        res: int,
+        out: int,
+        err: int,
+        seccomp_fd: int | None,
+        info_fd: int | None,
+        *,
+        env: str | None = None,
     ) -> list[str]:
         assert self.bwrap is not None and self.mounts is not None
-        argv = bwrap_argv(self.bwrap, self.mounts, seccomp_fd=seccomp_fd, info_fd=info_fd)
+        mounts = self.mounts
+        if env is not None:
+            mounts = replace(mounts, ro_binds_at=((env, ENV_MOUNT),))
+        argv = bwrap_argv(self.bwrap, mounts, seccomp_fd=seccomp_fd, info_fd=info_fd)
         argv[-1:-1] = [a for key, value in ENGINE_ENV.items() for a in ("--setenv", key, value)]
         fds = [str(fd) for fd in (req, res, out, err)]
         return [*argv, *supervisor_command(self.python), *fds, SCRATCH, str(MAX_RESULT_BYTES)]

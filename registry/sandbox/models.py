@@ -20,6 +20,7 @@ ARGUMENT_ERROR = sup.ARGUMENT_ERROR
 NOT_SERIALIZABLE = sup.NOT_SERIALIZABLE
 INVALID_PROCEDURE = sup.INVALID_PROCEDURE
 SANDBOX_UNAVAILABLE = "SandboxUnavailable"
+ENVIRONMENT_BUILD = "EnvironmentBuildError"
 
 FAILURE_TYPES: dict[str, str] = {
     TIMEOUT: "ran longer than its wall-clock limit; every process of the run was killed",
@@ -38,6 +39,8 @@ FAILURE_TYPES: dict[str, str] = {
     NOT_SERIALIZABLE: "the result is not JSON (NaN and infinities included)",
     INVALID_PROCEDURE: "no main.py, a syntax error in it, or no such entry point",
     SANDBOX_UNAVAILABLE: "the isolation engine could not start the run (see procreg doctor)",
+    ENVIRONMENT_BUILD: "the environment of the version's pylock.toml could not be built "
+    "(the message names the requirement); nothing ran",
 }
 """Stable ``RunError.type`` values; any other type is the procedure's own exception class."""
 
@@ -58,6 +61,9 @@ class RunRequest(BaseModel):
     memory_mb: int = Field(default=256, ge=16)
     cpu_s: float | None = Field(default=None, gt=0)
     max_output_bytes: int = Field(default=65536, gt=0)
+    env: str | None = None
+    """A built environment's folder (:mod:`registry.sandbox.envs`): bind-mounted read-only
+    into the sandbox and put on the procedure's ``sys.path``, after the standard library."""
 
 
 class RunError(BaseModel):

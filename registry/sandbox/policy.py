@@ -17,6 +17,10 @@ SCRATCH = "/tmp/run"  # noqa: S108  (inside the sandbox: a private tmpfs, not th
 
 HOSTNAME = "procreg-sandbox"
 
+ENV_MOUNT = "/opt/procreg/env"
+"""Where a run's locked environment is mounted read-only inside the sandbox (never under /tmp,
+whose private tmpfs would hide it)."""
+
 # System calls no procedure needs and every escape wants. Refused with EPERM.
 DENIED_SYSCALLS: tuple[str, ...] = (
     # debugging and reading other processes' memory
@@ -126,6 +130,7 @@ class Mounts:
 
     ro_binds: tuple[str, ...]
     symlinks: tuple[tuple[str, str], ...] = ()  # (target, link)
+    ro_binds_at: tuple[tuple[str, str], ...] = ()  # (host path, path inside)
     tmpfs_bytes: int = 64 * 1024 * 1024
 
 
@@ -156,6 +161,8 @@ def bwrap_argv(
     ]
     for path in mounts.ro_binds:
         argv += ["--ro-bind", path, path]
+    for source, dest in mounts.ro_binds_at:
+        argv += ["--ro-bind", source, dest]
     for target, link in mounts.symlinks:
         argv += ["--symlink", target, link]
     size = str(mounts.tmpfs_bytes)

@@ -35,11 +35,13 @@ from registry.sandbox.models import (
     RunRequest,
     failure,
 )
-from registry.sandbox.policy import Ceilings, clamp_limits
+from registry.sandbox.policy import ENV_MOUNT, Ceilings, clamp_limits
 from registry.sandbox.pool import WarmPool
 from registry.sandbox.slots import Slots, slot_uids
 
 log = logging.getLogger("registry.sandbox")
+
+MAX_ENV_POOLS = 4  # environments with warm sandboxes at once
 
 
 class Sandbox:
@@ -57,6 +59,7 @@ class Sandbox:
         *,
         pool_size: int | None = None,
         audit_hook: bool = True,
+        env_pool_size: int | None = None,
     ) -> None:
         self.config = config or SandboxSection()
         self.pool_size = self.config.pool_size if pool_size is None else pool_size
@@ -66,9 +69,15 @@ class Sandbox:
         self.slots = Slots(slot_uids(self.config), wait_s=self.config.uid_wait_s)
         self._janitor = _Janitor()
         self._pool = WarmPool(self.pool_size, self.slots, self.engine.start, self._retire_later)
+        # Warm sandboxes per environment (each has that environment mounted), most recent last.
+        self.env_pool_size = self.pool_size if env_pool_size is None else env_pool_size
+        self._env_pools: dict[str, WarmPool] = {}
+        self._env_lock = threading.Lock()
         self._layers: list[LayerStatus] | None = None
         self._closed = False
-        self._finalizer = weakref.finalize(self, _shutdown, self._pool, self._janitor, self.engine)
+        self._finalizer = weakref.finalize(
+            self, _shutdown, self._pool, self._env_pools, self._janitor, self.engine
+        )
 
     @property
     def isolation(self) -> str:
@@ -106,12 +115,13 @@ class Sandbox:
         if self._closed:
             raise ExecutionError("this Sandbox is closed; create a new one")
         timeout_s, memory_mb = clamp_limits(request.timeout_s, request.memory_mb, self.ceilings)
-        instance = self._pool.take() if warm else None
+        pool = self._pool if request.env is None else self._env_pool(request.env)
+        instance = pool.take() if warm else None
         if instance is None:
             slot = self.slots.acquire()
             assert slot is not None  # a waiting acquire returns a slot or raises
             try:
-                instance = self.engine.start(slot)
+                instance = self.engine.start(slot, env=request.env)
             except BaseException:
                 self.slots.release(slot)
                 raise
@@ -119,7 +129,26 @@ class Sandbox:
             return self._execute(instance, request, kwargs, timeout_s, memory_mb)
         finally:
             self._retire_later(instance)  # at once (a no-op if it is already on its way)
-            self._pool.refill()
+            pool.refill()
+
+    def _env_pool(self, env: str) -> WarmPool:
+        """The warm pool of sandboxes with ``env`` mounted (the least recently used one goes)."""
+        with self._env_lock:
+            pool = self._env_pools.pop(env, None)
+            if pool is None:
+                pool = WarmPool(
+                    self.env_pool_size,
+                    self.slots,
+                    lambda slot: self.engine.start(slot, env=env),
+                    self._retire_later,
+                )
+            self._env_pools[env] = pool
+            evicted = []
+            while len(self._env_pools) > MAX_ENV_POOLS:
+                evicted.append(self._env_pools.pop(next(iter(self._env_pools))))
+        for old in evicted:
+            self._janitor.submit(old.close)
+        return pool
 
     def _execute(
         self, instance: Instance, request: RunRequest, kwargs: str, timeout_s: float, memory_mb: int
@@ -139,6 +168,7 @@ class Sandbox:
             "audit": self.audit_hook,
             "max_result_bytes": MAX_RESULT_BYTES,
             "limits": {"memory_mb": memory_mb, "cpu_s": cpu_s, "nproc": NPROC_LIMIT},
+            "site": None if request.env is None else (request.env if instance.plain else ENV_MOUNT),
         }
         text = sup.dumps(payload)
         # The arguments were encoded once, before a sandbox was taken: spliced in as they are.
@@ -188,9 +218,9 @@ class Sandbox:
             self._layers = probe(self, self._pool)  # only doctor and tests ask
         return list(self._layers)
 
-    def wait_warm(self, timeout: float = 30.0) -> bool:
-        """Wait until the warm pool is full (benchmarks and tests)."""
-        return self._pool.wait_ready(timeout)
+    def wait_warm(self, timeout: float = 30.0, env: str | None = None) -> bool:
+        """Wait until the warm pool (``env``'s, if given) is full (benchmarks and tests)."""
+        return (self._pool if env is None else self._env_pool(env)).wait_ready(timeout)
 
 
 def unavailable(message: str, isolation: str | None = None) -> RunOutcome:
@@ -243,8 +273,12 @@ class _Janitor:
             thread.join()
 
 
-def _shutdown(pool: WarmPool, janitor: _Janitor, engine: Engine) -> None:
+def _shutdown(
+    pool: WarmPool, env_pools: dict[str, WarmPool], janitor: _Janitor, engine: Engine
+) -> None:
     pool.close()
+    for env_pool in list(env_pools.values()):
+        env_pool.close()
     janitor.close()
     engine.close()
 

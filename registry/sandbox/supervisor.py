@@ -501,6 +501,8 @@ class _Worker:
                     os.makedirs(os.path.join(scratch, os.path.dirname(name)), exist_ok=True)
                 _write_file(os.path.join(scratch, name), text)
         sys.path.insert(0, scratch)
+        if req.get("site"):  # the locked environment: after the standard library, never before
+            sys.path.append(str(req["site"]))
         sys.meta_path.insert(_path_finder_index(), finder)
         sys.dont_write_bytecode = True
         sys.argv = ["main.py"]

@@ -11,11 +11,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from registry.core.ids import ID_RE
 from registry.core.model import Example, Metadata, Parameter, Returns
 from registry.core.problems import Problem
+from registry.core.pylock import LockedDistribution
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, PROCEDURES_DIR, Snapshot
 from registry.errors import NotFoundError, UsageError
 from registry.git.checkout import read_worktree_folder
@@ -281,6 +282,10 @@ class ShownProcedure(BaseModel):
     tree_id: str | None
     metadata: Metadata
     source: str
+    lock: str | None = None
+    """sha256 of the version's ``pylock.toml``; None without one."""
+    locked: list[LockedDistribution] = Field(default_factory=list)
+    """The distributions that lock pins (a run of this version gets exactly these)."""
 
 
 def show_procedure(store: GitStore, ref_spec: str, *, ref: str | None = None) -> ShownProcedure:
@@ -304,7 +309,23 @@ def show_procedure(store: GitStore, ref_spec: str, *, ref: str | None = None) ->
         tree_id=snap.tree_id,
         metadata=_shown_metadata(store, snap),
         source=snap.text(MAIN_FILE) or "",
+        **_shown_lock(snap),
     )
+
+
+def _shown_lock(snap: Snapshot) -> dict[str, Any]:
+    """The lock's hash and distributions (an unreadable lock shows as none: check says why)."""
+    from registry.core.pylock import LOCK_FILE, parse_lock
+    from registry.errors import LockError
+
+    text = snap.text(LOCK_FILE)
+    if text is None:
+        return {}
+    try:
+        lock = parse_lock(text, f"{snap.path}/{LOCK_FILE}")
+    except LockError:
+        return {}
+    return {"lock": lock.hash, "locked": list(lock.packages)}
 
 
 def _shown_metadata(store: GitStore, snap: Snapshot) -> Metadata:
