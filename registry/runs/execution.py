@@ -330,29 +330,11 @@ async def run(
         resolved = history.resolve(store, proc_id, spec)
     meta, invalid = validated_metadata(store, resolved)
     if meta is None:
-        result = RunResult(
-            ok=False,
-            error=ErrorInfo(type=INVALID_PROCEDURE, message=_bounded(invalid or "")),
-            duration_ms=(time.perf_counter() - t0) * 1000,
-            id=resolved.id,
-            version=resolved.version,
-            commit=resolved.commit,
-            tree_id=resolved.tree_id,
-            run_id=run_id,
-        )
+        result = _failed(resolved, run_id, INVALID_PROCEDURE, invalid or "", t0)
     else:
         problems = argument_problems(meta, kwargs)
         if problems:
-            return RunResult(
-                ok=False,
-                error=ErrorInfo(type=ARGUMENT_ERROR, message="; ".join(problems)),
-                duration_ms=(time.perf_counter() - t0) * 1000,
-                id=resolved.id,
-                version=resolved.version,
-                commit=resolved.commit,
-                tree_id=resolved.tree_id,
-                run_id=run_id,
-            )
+            return _failed(resolved, run_id, ARGUMENT_ERROR, "; ".join(problems), t0)
         if config is None:
             config = worktree_config(store)
         try:
@@ -360,24 +342,21 @@ async def run(
         except EnvironmentBuildError as exc:
             # The version's libraries could not be had: a failure of its own class, recorded.
             result = _failed(resolved, run_id, ENVIRONMENT_BUILD, str(exc), t0)
-            lost = await _record(
-                store, recorder, execution_record(result, started_at, caller or default_caller())
+        else:
+            request = build_request(
+                resolved.snapshot, meta, kwargs, timeout_s=timeout_s, config=config, env=env
             )
-            return result if lost is None else result.model_copy(update={"record_error": lost})
-        request = build_request(
-            resolved.snapshot, meta, kwargs, timeout_s=timeout_s, config=config, env=env
-        )
-        try:
-            outcome = await anyio.to_thread.run_sync(sandbox.run, request)
-        except ExecutionError as exc:
-            # The engine refused the run (fail closed): still a run, still recorded.
-            from registry.sandbox import unavailable
+            try:
+                outcome = await anyio.to_thread.run_sync(sandbox.run, request)
+            except ExecutionError as exc:
+                # The engine refused the run (fail closed): still a run, still recorded.
+                from registry.sandbox import unavailable
 
-            refused = _result_from(unavailable(str(exc)), resolved, run_id)
-            record = execution_record(refused, started_at, caller or default_caller())
-            await _record(store, recorder, record)
-            raise
-        result = _result_from(outcome, resolved, run_id)
+                refused = _result_from(unavailable(str(exc)), resolved, run_id)
+                record = execution_record(refused, started_at, caller or default_caller())
+                await _record(store, recorder, record)
+                raise
+            result = _result_from(outcome, resolved, run_id)
     lost = await _record(
         store, recorder, execution_record(result, started_at, caller or default_caller())
     )

@@ -100,6 +100,19 @@ def meta_with(**changes: object) -> str:
 CASES: list[
     tuple[str, str, dict[str, str | bytes | FileEntry | None], list[tuple[object, ...]]]
 ] = [
+    # ---- pylock.toml: the lock of the procedure's requirements
+    (
+        "lock-not-toml",
+        "demo",
+        {"pylock.toml": "lock-version = [\n"},
+        [("lock-invalid", "pylock.toml", None, None)],
+    ),
+    (
+        "lock-missing-for-requirements",
+        "demo",
+        {"metadata.json": meta_with(requirements=["tinylib==1.0.0"])},
+        [("lock-mismatch", "pylock.toml", None, "requirements")],
+    ),
     # ---- metadata.json: JSON
     (
         "json-trailing-comma",

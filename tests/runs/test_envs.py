@@ -188,3 +188,39 @@ def test_lock_outside_the_tree_names_the_procedure(
     out = run_cli(capsys, "-C", str(repo), "lock", "no-such-proc")
     assert out.code == 1
     assert "no-such-proc" in out.err and "Traceback" not in out.err
+
+
+ENSURE = """
+import sys
+from pathlib import Path
+from registry.sandbox import sandbox_python
+from registry.sandbox.envs import EnvCache
+env, built = EnvCache(Path(sys.argv[1])).ensure(Path(sys.argv[2]).read_text(), sandbox_python())
+print(built, env.path)
+"""
+
+
+def test_concurrent_first_runs_from_several_processes_build_the_environment_once(
+    repo: Path, wheels: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(repo, "tinylib==2.0.0")
+    _lock(capsys, repo, wheels)
+    lock_file = repo / "procedures" / PROC / "pylock.toml"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ENSURE, str(cache), str(lock_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    said = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        said.append(out.split())
+    assert sorted(built for built, _ in said) == ["False", "False", "False", "True"]
+    assert len({path for _, path in said}) == 1
+    listed = json.loads(run_cli(capsys, "-C", str(repo), "envs", "list", "--json").out)
+    assert [e["distributions"] for e in listed] == [{"tinylib": "2.0.0"}]
