@@ -196,6 +196,8 @@ class Metadata(_Strict):
         """The canonical file contents: sorted by field order, 2-space indent, newline."""
         data = self.model_dump(mode="json", by_alias=True, exclude_none=False)
         data["$schema"] = SCHEMA_ID
+        if not data.get("requirements"):
+            del data["requirements"]  # a procedure without libraries keeps its file as it was
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
