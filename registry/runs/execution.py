@@ -44,6 +44,7 @@ from pydantic import BaseModel, Field
 from registry.config import Config
 from registry.core.arguments import ARGUMENT_ERROR, argument_problems
 from registry.core.model import Metadata, parse_metadata
+from registry.core.pylock import LOCK_FILE
 from registry.core.snapshot import METADATA_FILE, Snapshot
 from registry.errors import EnvironmentBuildError, ExecutionError, RegistryError, UsageError
 from registry.index.contract import ExecutionRecord, IndexBackend, Metrics
@@ -210,7 +211,6 @@ def locked_environment(snapshot: Snapshot, config: Config | None = None) -> str 
     so a run of an old version gets that version's libraries. Raises
     :class:`~registry.errors.EnvironmentBuildError` when uv cannot build it.
     """
-    from registry.core.pylock import LOCK_FILE
     from registry.sandbox import sandbox_python
     from registry.sandbox.envs import EnvCache
 
@@ -338,7 +338,12 @@ async def run(
         if config is None:
             config = worktree_config(store)
         try:
-            env = await anyio.to_thread.run_sync(locked_environment, resolved.snapshot, config)
+            # only a version with a lock leaves the loop for its environment
+            env = (
+                await anyio.to_thread.run_sync(locked_environment, resolved.snapshot, config)
+                if LOCK_FILE in resolved.snapshot.files
+                else None
+            )
         except EnvironmentBuildError as exc:
             # The version's libraries could not be had: a failure of its own class, recorded.
             result = _failed(resolved, run_id, ENVIRONMENT_BUILD, str(exc), t0)
