@@ -16,6 +16,7 @@ locked with ``procreg lock --find-links --no-index``. Figures:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -143,6 +144,8 @@ def scenario_envs(ctx: Context) -> list[Row]:
                 )
             )
         log(f"Registry.run of the locked procedure x{runs_n}")
+        # a cache the sandbox's uids can reach (the default one is under HOME)
+        os.environ["PROCREG_CACHE_DIR"] = str(base / "cache-registry")
         cache = EnvCache.default()
         hits0, builds0 = cache.hits, cache.builds
         with Registry.open(root) as reg:
@@ -151,6 +154,7 @@ def scenario_envs(ctx: Context) -> list[Row]:
                 if not result.ok or result.result != "1.0.0":
                     raise RuntimeError(f"run failed: {result.error}")
         hits, built_n = cache.hits - hits0, cache.builds - builds0
+        del os.environ["PROCREG_CACHE_DIR"]
     overhead = mounted["median_ms"] - stdlib["median_ms"]
     size = "1 wheel"
     return [

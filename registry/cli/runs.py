@@ -149,6 +149,8 @@ def _say_result(result: RunResult, as_json: bool) -> None:
         click.echo(result.stdout, nl=not result.stdout.endswith("\n"), err=True)
     if result.stderr:
         click.echo(result.stderr, nl=not result.stderr.endswith("\n"), err=True)
+    for denial in result.network_denied:
+        click.echo(f"procreg: network: refused {denial.target}: {denial.reason}", err=True)
     if result.ok:
         click.echo(json.dumps(result.result, ensure_ascii=False, indent=2))
 

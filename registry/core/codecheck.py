@@ -38,6 +38,12 @@ DEFAULT_ALLOWED_IMPORTS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+# What a procedure whose metadata declares ``network`` may import besides: the standard
+# library's HTTP clients. Its requests go through procreg's proxy, to the allowlist only.
+NETWORK_IMPORTS: frozenset[str] = frozenset(
+    {"urllib.request", "urllib.error", "urllib.response", "http.client", "ssl"}
+)
+
 # Modules that load native code, import or execute arbitrary code, or reach
 # the interpreter's internals. No config can allow them.
 ALWAYS_DENIED_IMPORTS: frozenset[str] = frozenset(

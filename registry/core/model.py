@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from registry.core.ids import ID_PATTERN
+from registry.core.network import NetworkAccess
 
 SCHEMA_VERSION = 1
 SCHEMA_ID = "https://procreg.dev/schemas/metadata-v1.json"
@@ -150,6 +151,11 @@ class Metadata(_Strict):
     )
     confidence: Confidence | None = None
     source: Source = Field(default_factory=Source)
+    network: NetworkAccess | None = Field(
+        default=None,
+        description="The host:port pairs a run may reach (through procreg's filtering proxy); "
+        "without it a run has no network at all.",
+    )
     legacy: dict[str, Any] | None = Field(
         default=None,
         description="A migrated procedure's legacy row and parameter rows, verbatim.",
@@ -198,6 +204,8 @@ class Metadata(_Strict):
         data["$schema"] = SCHEMA_ID
         if not data.get("requirements"):
             del data["requirements"]  # a procedure without libraries keeps its file as it was
+        if data.get("network") is None:
+            del data["network"]  # nor does one without network gain a field
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

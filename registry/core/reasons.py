@@ -109,6 +109,9 @@ class ReasonKind(StrEnum):
     LOCKED_CHANGED = "locked-changed"
     LOCK_UNREADABLE = "lock-unreadable"
     LOCK_REWRITTEN = "lock-rewritten"
+    # network
+    NETWORK_WIDENED = "network-widened"
+    NETWORK_NARROWED = "network-narrowed"
     # other files
     FILE_ADDED = "file-added"
     FILE_REMOVED = "file-removed"
@@ -265,6 +268,9 @@ _TEMPLATES: dict[ReasonKind, tuple[Level, str]] = {
     K.LOCKED_CHANGED: ("patch", f"{_LOCK} pins {{name}} {{new}} instead of {{old}}"),
     K.LOCK_UNREADABLE: ("patch", f"{_LOCK} changed but could not be read as a lock"),
     K.LOCK_REWRITTEN: ("patch", f"{_LOCK} rewritten (same distributions and versions)"),
+    K.NETWORK_WIDENED: ("minor", f"network access widened: {_META} now allows {{targets}}"),
+    K.NETWORK_NARROWED: (
+        "patch", f"network access narrowed: {_META} no longer allows {{targets}}"),
     K.FILE_ADDED: ("patch", "file {name!r} added"),
     K.FILE_REMOVED: ("patch", "file {name!r} removed"),
     K.FILE_CHANGED: ("patch", "file {name!r} changed"),

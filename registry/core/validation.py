@@ -19,7 +19,13 @@ from collections.abc import Iterable
 from pydantic import BaseModel
 
 from registry.config import ValidationSection
-from registry.core.codecheck import ALWAYS_DENIED_IMPORTS, CODE_RULES, check_source, dedupe
+from registry.core.codecheck import (
+    ALWAYS_DENIED_IMPORTS,
+    CODE_RULES,
+    NETWORK_IMPORTS,
+    check_source,
+    dedupe,
+)
 from registry.core.entrypoint import check_entry, example_problems
 from registry.core.ids import ID_RE
 from registry.core.metadatafile import MetadataFile, load_metadata
@@ -280,6 +286,10 @@ def _lock(
     ]
 
 
+def _network_imports(meta: Metadata | None) -> list[str]:
+    return sorted(NETWORK_IMPORTS) if meta is not None and meta.network is not None else []
+
+
 def validate_snapshot(
     snapshot: Snapshot, config: ValidationSection | None = None
 ) -> ValidationResult:
@@ -305,10 +315,11 @@ def validate_snapshot(
         problems += meta_problems
     lock, lock_found = _lock(snapshot, texts, meta)
     problems += lock_found
-    if lock is not None and lock.modules:
-        # What the locked distributions provide may be imported (denials still apply).
-        allowed = [*config.allow_imports, *lock.modules]
-        config = config.model_copy(update={"allow_imports": allowed})
+    extra = [*(lock.modules if lock is not None else ()), *_network_imports(meta)]
+    if extra:
+        # What the locked distributions provide, and (with network) the standard library's
+        # HTTP clients, may be imported; denials still apply.
+        config = config.model_copy(update={"allow_imports": [*config.allow_imports, *extra]})
     for name, text in texts.items():
         if name.endswith(".py"):
             problems += check_source(text, f"{base}/{name}", config, local_modules=local)

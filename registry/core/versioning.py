@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.core.conventional import commit_subject, parse_conventional
 from registry.core.ids import Bump
 from registry.core.model import Example, Metadata, Parameter, parse_metadata
+from registry.core.network import access_change
 from registry.core.pylock import LOCK_FILE, lock_changes, read_lock, requirement_names
 from registry.core.reasons import RANK, Reason, ReasonKind, Reasons, reason
 from registry.core.sigchanges import compare_signatures
@@ -235,7 +236,7 @@ def _compare_examples(old: Metadata, new: Metadata, out: Reasons) -> None:
 
 # Metadata fields with rules of their own; every other field is compared as a value.
 _HANDLED_FIELDS = frozenset(
-    {"parameters", "returns", "examples", "entry_point", "schema_", "requirements"}
+    {"parameters", "returns", "examples", "entry_point", "schema_", "requirements", "network"}
 )
 
 
@@ -259,7 +260,17 @@ def _compare_metadata(old: Metadata, new: Metadata, signatures_known: bool, out:
     if old.entry_point != new.entry_point:
         out.add(K.METADATA_ENTRY_POINT, old=old.entry_point, new=new.entry_point)
     _compare_requirements(old.requirements, new.requirements, out)
+    _compare_network(old, new, out)
     _compare_other_fields(old, new, out)
+
+
+def _compare_network(old: Metadata, new: Metadata, out: Reasons) -> None:
+    """The allowlist widened (at least a minor) or narrowed (a patch), each target named."""
+    added, removed = access_change(old.network, new.network)
+    if added:
+        out.add(K.NETWORK_WIDENED, targets=", ".join(str(e) for e in added))
+    if removed:
+        out.add(K.NETWORK_NARROWED, targets=", ".join(str(e) for e in removed))
 
 
 def _compare_requirements(old: list[str], new: list[str], out: Reasons) -> None:

@@ -14,6 +14,7 @@ backends agree on) and :mod:`registry.index.connect` (which backend a target nam
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 import semver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from registry.core.network import NetworkDenial
 
 Order = Literal["relevance", "name", "health"]
 Outcome = Literal["success", "failure"]
@@ -210,11 +213,20 @@ class ExecutionRecord(_Row):
     imported: bool = False
     isolation: str | None = None
     """How the run was isolated (e.g. ``bubblewrap`` or ``none``), when the sandbox said."""
+    network_denied: list[NetworkDenial] = Field(default_factory=list)
+    """The requests the run's network proxy refused (stored as JSON text, NULL for none)."""
 
     @field_validator("started_at")
     @classmethod
     def _started_at_utc(cls, value: datetime) -> datetime:
         return utc(value)
+
+    @field_validator("network_denied", mode="before")
+    @classmethod
+    def _denials_from_text(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class SyncState(_Row):
@@ -476,6 +488,7 @@ VERSION_COLUMNS = tuple(VersionRecord.model_fields)
 VERSION_SORT_COLUMNS = tuple(SemverKey.model_fields)
 CHANNEL_COLUMNS = tuple(ChannelMoveRecord.model_fields)
 EXECUTION_COLUMNS = tuple(ExecutionRecord.model_fields)
+_DENIED_AT = EXECUTION_COLUMNS.index("network_denied")
 SYNC_STATE_COLUMNS = tuple(SyncState.model_fields)
 VERSION_ROW_COLUMNS = VERSION_COLUMNS + VERSION_SORT_COLUMNS
 """The columns of a version row as stored: :func:`version_values` gives them in this order."""
@@ -484,6 +497,18 @@ VERSION_ROW_COLUMNS = VERSION_COLUMNS + VERSION_SORT_COLUMNS
 def row_values(record: BaseModel, columns: Sequence[str]) -> list[Any]:
     """The attribute values of ``record`` in ``columns`` order."""
     return [getattr(record, c) for c in columns]
+
+
+def execution_values(record: ExecutionRecord) -> list[Any]:
+    """A run row's values in ``EXECUTION_COLUMNS`` order, its denials as JSON text (or None)."""
+    values = row_values(record, EXECUTION_COLUMNS)
+    denied = record.network_denied
+    values[_DENIED_AT] = (
+        json.dumps([d.model_dump(mode="json") for d in denied], separators=(",", ":"))
+        if denied
+        else None
+    )
+    return values
 
 
 def version_values(record: VersionRecord) -> list[Any]:

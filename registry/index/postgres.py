@@ -43,6 +43,7 @@ from registry.index.contract import (
     ProcedureRow,
     VersionMetrics,
     VersionRecord,
+    execution_values,
     placeholder,
     row_values,
     trusted_procedure_row,
@@ -266,7 +267,12 @@ def _procedure_params(r: ProcedureRecord) -> list[Any]:
 
 
 def _execution_columns(records: Sequence[ExecutionRecord]) -> list[list[Any]]:
-    return [[getattr(e, c) for e in records] for c in EXECUTION_COLUMNS]
+    rows = [execution_values(e) for e in records]
+    return (
+        [list(column) for column in zip(*rows, strict=True)]
+        if rows
+        else [[] for _ in EXECUTION_COLUMNS]
+    )
 
 
 def _last_by(rows: Sequence[Any], key: str) -> list[Any]:

@@ -171,6 +171,11 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable
         "channel moves say when they took the channel out of service",
         "ALTER TABLE channels ADD COLUMN out_of_service boolean;",
     ),
+    (
+        6,
+        "runs record the requests their network proxy refused",
+        "ALTER TABLE executions ADD COLUMN network_denied text;",
+    ),
 )
 
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"

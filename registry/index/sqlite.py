@@ -46,6 +46,7 @@ from registry.index.contract import (
     ExecutionRecord,
     Metrics,
     ProcedureRecord,
+    execution_values,
     placeholder,
     row_values,
     utc,
@@ -415,7 +416,7 @@ class SqliteIndex(SqlIndex):
         with self._errors(), self._tx() as c:
             # rowcount, not total_changes: the health trigger's writes must not count
             cursor = c.executemany(
-                INSERT_EXECUTION, [_params(row_values(e, EXECUTION_COLUMNS)) for e in records]
+                INSERT_EXECUTION, [_params(execution_values(e)) for e in records]
             )
             return cursor.rowcount
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from registry.index.contract import (
-    EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
     ProcedureRecord,
     semver_key,
@@ -56,7 +55,24 @@ def _fill_fts(conn: sqlite3.Connection) -> None:
 
 # Migrations 1 and 2 ran before the run file existed; they run with it detached.
 ATTACHED_FROM = 3
-_OLD_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
+# The columns executions had then (frozen: later columns never existed in main.executions).
+_OLD_RUN_COLUMNS = (
+    "run_id",
+    "id",
+    "version",
+    "commit",
+    "tree_id",
+    "python_version",
+    "caller",
+    "started_at",
+    "duration_ms",
+    "outcome",
+    "error_type",
+    "error_message",
+    "cpu_ms",
+    "max_rss_kb",
+    "imported",
+)
 _COPY_OLD_RUNS = (
     f"INSERT OR IGNORE INTO runs.executions ({column_list(_OLD_RUN_COLUMNS)}) "
     f"SELECT {column_list(_OLD_RUN_COLUMNS)} FROM main.executions"
@@ -289,6 +305,11 @@ RUNS_MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
                     WHERE id = new.id;
             END""",
         ),
+    ),
+    (
+        2,
+        "runs record the requests their network proxy refused",
+        ("ALTER TABLE runs.executions ADD COLUMN network_denied TEXT",),
     ),
 )
 

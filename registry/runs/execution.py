@@ -44,6 +44,7 @@ from pydantic import BaseModel, Field
 from registry.config import Config
 from registry.core.arguments import ARGUMENT_ERROR, argument_problems
 from registry.core.model import Metadata, parse_metadata
+from registry.core.network import NetworkDenial
 from registry.core.pylock import LOCK_FILE
 from registry.core.snapshot import METADATA_FILE, Snapshot
 from registry.errors import EnvironmentBuildError, ExecutionError, RegistryError, UsageError
@@ -98,6 +99,8 @@ class RunResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     isolation: str | None = None
     """The isolation engine the run had: ``bubblewrap``, or ``none`` (see ``procreg doctor``)."""
+    network_denied: list[NetworkDenial] = Field(default_factory=list)
+    """Every request the run's network proxy refused: target (host:port), when, why."""
     record_error: str | None = None
     """Set when the run's record could be neither stored nor spooled (the run did happen)."""
 
@@ -201,6 +204,7 @@ def build_request(
         memory_mb=meta.limits.memory_mb,
         max_output_bytes=config.sandbox.max_output_bytes,
         env=env,
+        network_allow=list(meta.network.allow) if meta.network is not None else None,
     )
 
 
@@ -252,6 +256,7 @@ def _result_from(outcome: RunOutcome, resolved: Resolved, run_id: str) -> RunRes
         stderr_truncated=outcome.stderr_truncated,
         usage=usage,
         isolation=outcome.isolation,
+        network_denied=outcome.network_denied,
     )
 
 
@@ -286,6 +291,7 @@ def execution_record(result: RunResult, started_at: datetime, caller: str) -> Ex
         cpu_ms=result.usage.cpu_ms,
         max_rss_kb=result.usage.max_rss_kb,
         isolation=result.isolation,
+        network_denied=result.network_denied,
     )
 
 

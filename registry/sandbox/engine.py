@@ -28,15 +28,19 @@ from registry.sandbox.instance import (
     supervisor_command,
 )
 from registry.sandbox.models import NPROC_LIMIT
+from registry.sandbox.netproxy import ProxyEndpoint, ProxyService
 from registry.sandbox.policy import (
     ENV_MOUNT,
+    NETWORK_SOCKET_FAMILIES,
     SCRATCH,
     Mounts,
+    SeccompPolicy,
     bwrap_argv,
     interpreter_mounts,
 )
 from registry.sandbox.seccomp import compile_filter
 from registry.sandbox.slots import Slot
+from registry.sandbox.supervisor import NET_MOUNT
 
 log = logging.getLogger("registry.sandbox")
 
@@ -74,6 +78,8 @@ class Engine:
                 log.warning("sandbox without isolation engine (require_isolation = false): %s", exc)
             self.bwrap = None
         self._scratch_root: Path | None = None
+        self.proxies = ProxyService()
+        self._network_seccomp: bytes | None = None
 
     @property
     def isolation(self) -> str:
@@ -97,24 +103,38 @@ class Engine:
             said = done.stderr.decode("utf-8", "replace").strip() or f"exit {done.returncode}"
             raise ExecutionError(f"bubblewrap refused to make a sandbox here: {said}")
 
-    def start(self, slot: Slot, env: str | None = None) -> Instance:
+    def start(self, slot: Slot, env: str | None = None, *, network: bool = False) -> Instance:
         """A new sandbox running as ``slot``'s uid, in a cgroup of its own where possible.
 
         ``env`` is a built environment's folder, bind-mounted read-only at ``ENV_MOUNT``
-        (without bubblewrap, read where it is).
+        (without bubblewrap, read where it is). ``network`` gives the sandbox a proxy
+        endpoint of its own (:mod:`registry.sandbox.netproxy`), mounted at ``NET_MOUNT``,
+        and the seccomp filter that allows IP sockets; it needs bubblewrap.
         """
         if self.refusal is not None:
             raise ExecutionError(self.refusal)
+        if network and self.bwrap is None:
+            raise ExecutionError(
+                "a run with network access needs the isolation engine (bubblewrap): its only "
+                f"way out is a proxy inside its own network namespace ({self.problem})"
+            )
         group = self.cgroups.create(IDLE_MEMORY_MB, self.nproc_limit)
+        proxy: ProxyEndpoint | None = None
         try:
             if self.bwrap is not None:
+                seccomp = self.seccomp
+                if network:
+                    proxy = self.proxies.open(slot.uid, slot.gid)
+                    seccomp = self.network_seccomp()
+                folder = proxy.folder if proxy is not None else None
                 return Instance(
-                    lambda *fds: self._bwrap_command(*fds, env=env),
+                    lambda *fds: self._bwrap_command(*fds, env=env, net=folder),
                     slot,
                     group,
-                    seccomp=self.seccomp,
+                    seccomp=seccomp,
                     scratch=SCRATCH,
                     plain=False,
+                    proxy=proxy,
                 )
             scratch = self._plain_scratch(slot)
             return Instance(
@@ -126,9 +146,18 @@ class Engine:
                 plain=True,
             )
         except BaseException:
+            if proxy is not None:
+                proxy.close()
             if group is not None:
                 group.remove()
             raise
+
+    def network_seccomp(self) -> bytes:
+        """The filter of a network sandbox: the same, but IP sockets are allowed."""
+        if self._network_seccomp is None:
+            policy = SeccompPolicy(socket_families=NETWORK_SOCKET_FAMILIES)
+            self._network_seccomp = compile_filter(self.python, policy)
+        return self._network_seccomp
 
     @property
     def nproc_limit(self) -> int:
@@ -144,15 +173,27 @@ class Engine:
         info_fd: int | None,
         *,
         env: str | None = None,
+        net: str | None = None,
     ) -> list[str]:
         assert self.bwrap is not None and self.mounts is not None
         mounts = self.mounts
-        if env is not None:
-            mounts = replace(mounts, ro_binds_at=((env, ENV_MOUNT),))
+        extra = ([(env, ENV_MOUNT)] if env is not None else []) + (
+            [(net, NET_MOUNT)] if net is not None else []
+        )
+        if extra:
+            mounts = replace(mounts, ro_binds_at=tuple(extra))
         argv = bwrap_argv(self.bwrap, mounts, seccomp_fd=seccomp_fd, info_fd=info_fd)
         argv[-1:-1] = [a for key, value in ENGINE_ENV.items() for a in ("--setenv", key, value)]
         fds = [str(fd) for fd in (req, res, out, err)]
-        return [*argv, *supervisor_command(self.python), *fds, SCRATCH, str(MAX_RESULT_BYTES)]
+        flags = ["--network"] if net is not None else []
+        return [
+            *argv,
+            *supervisor_command(self.python),
+            *fds,
+            SCRATCH,
+            str(MAX_RESULT_BYTES),
+            *flags,
+        ]
 
     def _plain_command(
         self, scratch: str, req: int, res: int, out: int, err: int, *_unused: int | None
@@ -171,5 +212,6 @@ class Engine:
         return str(folder)
 
     def close(self) -> None:
+        self.proxies.close()
         if self._scratch_root is not None:
             shutil.rmtree(self._scratch_root, ignore_errors=True)

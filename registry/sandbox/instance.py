@@ -34,6 +34,7 @@ from typing import Any
 import registry.sandbox.supervisor as sup
 from registry.errors import ExecutionError
 from registry.sandbox.cgroup import RunCgroup
+from registry.sandbox.netproxy import ProxyEndpoint
 from registry.sandbox.slots import Slot, kill_uid
 
 log = logging.getLogger("registry.sandbox")
@@ -56,6 +57,13 @@ def worker_env(scratch: str) -> dict[str, str]:
     }
 
 
+def proxy_env() -> dict[str, str]:
+    """What a network run's environment adds: every HTTP client's proxy settings, no bypass."""
+    url = f"http://{sup.PROXY_ADDRESS[0]}:{sup.PROXY_ADDRESS[1]}"
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+    return {key: url for name in names for key in (name, name.lower())}
+
+
 class Instance:
     """One started sandbox and the host's ends of its pipes (closed by :meth:`close`).
 
@@ -73,8 +81,10 @@ class Instance:
         seccomp: bytes | None,
         scratch: str,
         plain: bool,
+        proxy: ProxyEndpoint | None = None,
     ) -> None:
         self.slot, self.cgroup, self.scratch, self.plain = slot, cgroup, scratch, plain
+        self.proxy = proxy  # a network sandbox's proxy endpoint, closed with the sandbox
         req_r, self.req_w = os.pipe()
         self.res_r, res_w = os.pipe()
         self.out_r, out_w = os.pipe()
@@ -250,6 +260,8 @@ class Instance:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        if self.proxy is not None:
+            self.proxy.close()
 
 
 # ``python -c`` code that runs the supervisor from the host's compiled copy on

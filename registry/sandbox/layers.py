@@ -26,6 +26,7 @@ from registry.sandbox.models import (
 from registry.sandbox.policy import SCRATCH
 from registry.sandbox.pool import WarmPool
 from registry.sandbox.slots import Slots
+from registry.sandbox.supervisor import PROXY_PATH
 
 
 class Probed(Protocol):
@@ -117,6 +118,54 @@ def main(target):
 """
 
 
+_NETWORK_PROBE_SOURCE = """
+import socket
+
+def main(path, port):
+    direct = socket.socket()
+    direct.settimeout(5)
+    try:
+        direct.connect(("127.0.0.1", port))
+        reached = True
+    except OSError:
+        reached = False
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(path)
+    sock.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" % port)
+    return {"direct": reached, "proxy": sock.recv(64).decode("latin-1").split("\\r\\n")[0]}
+"""
+
+
+def _network_layer(sandbox: Probed) -> LayerStatus:
+    """A network run with an allowlist that leaves out the probe's target: refused, recorded."""
+    if sandbox.isolation != BUBBLEWRAP:
+        return LayerStatus(
+            name="network-allowlist",
+            active=False,
+            detail="network runs need bubblewrap: procedures with network.allow fail here",
+        )
+    outcome = sandbox.run(
+        RunRequest(
+            files={"main.py": _NETWORK_PROBE_SOURCE},
+            kwargs={"path": PROXY_PATH, "port": 9},
+            network_allow=["procreg-probe.invalid:9"],
+        ),
+        warm=False,
+    )
+    got = outcome.result if outcome.ok and isinstance(outcome.result, dict) else {}
+    refused = str(got.get("proxy", "")).startswith("HTTP/1.1 403")
+    recorded = [d.target for d in outcome.network_denied] == ["127.0.0.1:9"]
+    active = refused and recorded and got.get("direct") is False
+    detail = (
+        "a run with network.allow reaches only procreg's proxy (h11, on a Unix socket of its "
+        "own); a target off the list got 403 and was recorded; no direct route"
+        if active
+        else f"the probe was not refused as expected: {got or outcome.error}"
+    )
+    return LayerStatus(name="network-allowlist", active=active, detail=detail)
+
+
 def probe(sandbox: Probed, pool: WarmPool) -> list[LayerStatus]:
     """Every layer of ``sandbox`` (whose warm pool is ``pool``) and whether it is in force.
 
@@ -153,6 +202,7 @@ def probe(sandbox: Probed, pool: WarmPool) -> list[LayerStatus]:
             ),
         )
     )
+    layers.append(_network_layer(sandbox))
     if sandbox.pool_size <= 0:
         layers.append(
             LayerStatus(name="warm-pool", active=False, detail="disabled (pool_size = 0)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import registry.sandbox.supervisor as sup
+from registry.core.network import NetworkAccess, NetworkDenial
 
 TIMEOUT = "Timeout"
 CPU_LIMIT = "CpuLimitExceeded"
@@ -64,6 +65,16 @@ class RunRequest(BaseModel):
     env: str | None = None
     """A built environment's folder (:mod:`registry.sandbox.envs`): bind-mounted read-only
     into the sandbox and put on the procedure's ``sys.path``, after the standard library."""
+    network_allow: list[str] | None = None
+    """``metadata.json`` ``network.allow``: the host:port pairs the run may reach through the
+    filtering proxy (:mod:`registry.sandbox.netproxy`). None: no network at all."""
+
+    @field_validator("network_allow")
+    @classmethod
+    def _endpoints(cls, allow: list[str] | None) -> list[str] | None:
+        if allow is not None:
+            NetworkAccess(allow=allow)
+        return allow
 
 
 class RunError(BaseModel):
@@ -99,6 +110,8 @@ class RunOutcome(BaseModel):
     stderr_truncated: bool = False
     usage: ResourceUsage | None = None
     isolation: str | None = None
+    network_denied: list[NetworkDenial] = Field(default_factory=list)
+    """Every request of the run the network proxy refused (a run with ``network`` only)."""
 
 
 class LayerStatus(BaseModel):

@@ -95,6 +95,9 @@ CLONE_NAMESPACE_FLAGS = (
 
 ALLOWED_SOCKET_FAMILIES: tuple[int, ...] = (socket.AF_UNIX,)
 """Every other family (AF_INET, AF_NETLINK, AF_PACKET, ...) is refused with EAFNOSUPPORT."""
+NETWORK_SOCKET_FAMILIES: tuple[int, ...] = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
+"""A network sandbox's: IP sockets too, whose only reachable peer is the relay to the proxy
+(its network namespace holds nothing but loopback)."""
 
 TIOCSTI = 0x5412  # push characters into a terminal's input: refused
 

@@ -20,10 +20,11 @@ from collections.abc import Callable
 import registry.sandbox.decode as decode
 import registry.sandbox.supervisor as sup
 from registry.config import SandboxSection
+from registry.core.network import NetworkAccess
 from registry.errors import ExecutionError
 from registry.sandbox.engine import Engine
 from registry.sandbox.exchange import exchange
-from registry.sandbox.instance import MAX_RESULT_BYTES, Instance, worker_env
+from registry.sandbox.instance import MAX_RESULT_BYTES, Instance, proxy_env, worker_env
 from registry.sandbox.layers import probe
 from registry.sandbox.models import (
     ARGUMENT_ERROR,
@@ -71,7 +72,7 @@ class Sandbox:
         self._pool = WarmPool(self.pool_size, self.slots, self.engine.start, self._retire_later)
         # Warm sandboxes per environment (each has that environment mounted), most recent last.
         self.env_pool_size = self.pool_size if env_pool_size is None else env_pool_size
-        self._env_pools: dict[str, WarmPool] = {}
+        self._env_pools: dict[tuple[str | None, bool], WarmPool] = {}
         self._env_lock = threading.Lock()
         self._layers: list[LayerStatus] | None = None
         self._closed = False
@@ -115,13 +116,21 @@ class Sandbox:
         if self._closed:
             raise ExecutionError("this Sandbox is closed; create a new one")
         timeout_s, memory_mb = clamp_limits(request.timeout_s, request.memory_mb, self.ceilings)
-        pool = self._pool if request.env is None else self._env_pool(request.env)
-        instance = pool.take() if warm else None
+        network = request.network_allow is not None
+        if network and self.engine.bwrap is None:
+            return unavailable(
+                "a run with network access needs the isolation engine (bubblewrap), so that "
+                f"the proxy is its only way out; {self.engine.problem}",
+                isolation,
+            )
+        # A cold run makes no pool: only warm runs start sandboxes ahead for their kind.
+        pool = self._pool_for(request.env, network) if warm else None
+        instance = pool.take() if pool is not None else None
         if instance is None:
             slot = self.slots.acquire()
             assert slot is not None  # a waiting acquire returns a slot or raises
             try:
-                instance = self.engine.start(slot, env=request.env)
+                instance = self.engine.start(slot, env=request.env, network=network)
             except BaseException:
                 self.slots.release(slot)
                 raise
@@ -129,20 +138,27 @@ class Sandbox:
             return self._execute(instance, request, kwargs, timeout_s, memory_mb)
         finally:
             self._retire_later(instance)  # at once (a no-op if it is already on its way)
-            pool.refill()
+            if pool is not None:
+                pool.refill()
 
-    def _env_pool(self, env: str) -> WarmPool:
-        """The warm pool of sandboxes with ``env`` mounted (the least recently used one goes)."""
+    def _pool_for(self, env: str | None, network: bool) -> WarmPool:
+        """The warm pool of sandboxes with ``env`` mounted and (or not) a network proxy.
+
+        The plain pool is always there; of the others, the least recently used goes.
+        """
+        if env is None and not network:
+            return self._pool
+        key = (env, network)
         with self._env_lock:
-            pool = self._env_pools.pop(env, None)
+            pool = self._env_pools.pop(key, None)
             if pool is None:
                 pool = WarmPool(
                     self.env_pool_size,
                     self.slots,
-                    lambda slot: self.engine.start(slot, env=env),
+                    lambda slot: self.engine.start(slot, env=env, network=network),
                     self._retire_later,
                 )
-            self._env_pools[env] = pool
+            self._env_pools[key] = pool
             evicted = []
             while len(self._env_pools) > MAX_ENV_POOLS:
                 evicted.append(self._env_pools.pop(next(iter(self._env_pools))))
@@ -158,13 +174,18 @@ class Sandbox:
                 instance.cgroup.set_memory(memory_mb)
             except OSError as exc:  # the waiting sandbox already uses more: refuse, do not run
                 raise ExecutionError(f"cannot set the run's memory limit: {exc}") from None
+        env = worker_env(instance.scratch)
+        if instance.proxy is not None:
+            assert request.network_allow is not None
+            instance.proxy.permit(NetworkAccess(allow=request.network_allow).endpoints())
+            env.update(proxy_env())
         instance.release(timeout_s)
         cpu_s = math.ceil(request.cpu_s) if request.cpu_s else math.ceil(timeout_s) + 1
         payload = {
             "own_uid": instance.slot.uid is not None,
             "files": request.files,
             "entry_point": request.entry_point,
-            "env": worker_env(instance.scratch),
+            "env": env,
             "audit": self.audit_hook,
             "max_result_bytes": MAX_RESULT_BYTES,
             "limits": {"memory_mb": memory_mb, "cpu_s": cpu_s, "nproc": NPROC_LIMIT},
@@ -174,6 +195,7 @@ class Sandbox:
         # The arguments were encoded once, before a sandbox was taken: spliced in as they are.
         body = sup._frame_text(text[:-1] + ',"kwargs":' + kwargs + "}")
         raw = exchange(instance, body, timeout_s, request.max_output_bytes)
+        denied = instance.proxy.denials() if instance.proxy is not None else []
         out_of_memory = instance.cgroup is not None and instance.cgroup.oom_kills() > 0
         # Everything is read: the sandbox and its uid can go before its bytes are decoded.
         self._retire_later(instance)
@@ -189,7 +211,7 @@ class Sandbox:
             out_of_memory=out_of_memory,
             stderr=raw.stderr.decode("utf-8", "replace"),
         )
-        return decode.outcome(
+        outcome = decode.outcome(
             reports,
             facts,
             duration_ms=raw.duration_ms,
@@ -198,6 +220,8 @@ class Sandbox:
             truncated=raw.truncated,
             isolation=self.isolation,
         )
+        outcome.network_denied = denied
+        return outcome
 
     def _retire_later(self, instance: Instance) -> None:
         """Kill (if needed), wait for, sweep and release ``instance`` in the background (once)."""
@@ -218,9 +242,11 @@ class Sandbox:
             self._layers = probe(self, self._pool)  # only doctor and tests ask
         return list(self._layers)
 
-    def wait_warm(self, timeout: float = 30.0, env: str | None = None) -> bool:
-        """Wait until the warm pool (``env``'s, if given) is full (benchmarks and tests)."""
-        return (self._pool if env is None else self._env_pool(env)).wait_ready(timeout)
+    def wait_warm(
+        self, timeout: float = 30.0, env: str | None = None, *, network: bool = False
+    ) -> bool:
+        """Wait until the warm pool (``env``'s, network's) is full (benchmarks and tests)."""
+        return self._pool_for(env, network).wait_ready(timeout)
 
 
 def unavailable(message: str, isolation: str | None = None) -> RunOutcome:
@@ -274,7 +300,10 @@ class _Janitor:
 
 
 def _shutdown(
-    pool: WarmPool, env_pools: dict[str, WarmPool], janitor: _Janitor, engine: Engine
+    pool: WarmPool,
+    env_pools: dict[tuple[str | None, bool], WarmPool],
+    janitor: _Janitor,
+    engine: Engine,
 ) -> None:
     pool.close()
     for env_pool in list(env_pools.values()):

@@ -38,9 +38,13 @@ for bit in range(32):
     if p["clone_flags"] & flag:
         f.add_rule(seccomp.ERRNO(p["eperm"]), "clone",
                    seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
-allowed = p["socket_families"]
-f.add_rule(seccomp.ERRNO(p["eafnosupport"]), "socket",
-           *[seccomp.Arg(0, seccomp.NE, fam) for fam in allowed])
+allowed = sorted(p["socket_families"])
+# One comparison per rule (libseccomp refuses two on one argument): every family below
+# the highest allowed one that is not allowed, then everything above it.
+for fam in range(allowed[-1]):
+    if fam not in allowed:
+        f.add_rule(seccomp.ERRNO(p["eafnosupport"]), "socket", seccomp.Arg(0, seccomp.EQ, fam))
+f.add_rule(seccomp.ERRNO(p["eafnosupport"]), "socket", seccomp.Arg(0, seccomp.GT, allowed[-1]))
 f.add_rule(seccomp.ERRNO(p["eperm"]), "ioctl",
            seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, p["tiocsti"]))
 f.export_bpf(sys.stdout.buffer)
@@ -53,7 +57,7 @@ _MEMO: dict[str, bytes] = {}
 
 def policy_key(python: str, policy: SeccompPolicy) -> str:
     """The cache key of ``policy`` compiled by ``python``."""
-    text = json.dumps({"python": python, **policy.as_dict()}, sort_keys=True)
+    text = json.dumps({"python": python, "compiler": _COMPILER, **policy.as_dict()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

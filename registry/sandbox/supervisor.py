@@ -70,6 +70,13 @@ MESSAGE_CHARS = 500
 NOFILE_LIMIT = 64
 FSIZE_MB = 64
 
+# A network sandbox: where its proxy's folder is mounted (read-only), the socket in it,
+# and the address its relay listens on (what HTTP_PROXY names).
+NET_MOUNT = "/run/procreg-net"
+PROXY_SOCKET = "proxy.sock"
+PROXY_PATH = NET_MOUNT + "/" + PROXY_SOCKET
+PROXY_ADDRESS = ("127.0.0.1", 3128)
+
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 PR_SET_DUMPABLE = 4
@@ -116,6 +123,18 @@ _PATH_EVENTS: dict[str, tuple[int, ...]] = {
 _INTROSPECTION_EVENTS = frozenset(
     {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile"}
 )
+_LOOKUP_EVENTS = frozenset(
+    {
+        "socket.getaddrinfo",
+        "socket.gethostname",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "socket.getnameinfo",
+        "socket.getservbyname",
+        "socket.getservbyport",
+    }
+)
+_PROXY_PEERS = (PROXY_ADDRESS, PROXY_PATH, PROXY_PATH.encode())
 _NO_NETWORK = (errno.ENETUNREACH, errno.ENETDOWN, errno.EAFNOSUPPORT)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -261,8 +280,8 @@ def _harden(plain: bool) -> dict[str, Any]:
 
 
 class _Supervisor:
-    def __init__(self, res: int, max_result: int, plain: bool) -> None:
-        self.res, self.max_result, self.plain = res, max_result, plain
+    def __init__(self, res: int, max_result: int, plain: bool, network: bool = False) -> None:
+        self.res, self.max_result, self.plain, self.network = res, max_result, plain, network
 
     def send(self, data: bytes) -> None:
         try:
@@ -277,6 +296,8 @@ class _Supervisor:
 
         if os.read(req, 1) != b"g":  # the host has put us into the run's cgroup
             os._exit(0)
+        if self.network:  # the port is taken before the procedure exists
+            info["relay"] = _start_relay(PROXY_PATH)
         result_r, result_w = os.pipe()
         warm_r, warm_w = os.pipe()
         gc.freeze()  # the fork shares these pages instead of copying them on the first GC
@@ -286,7 +307,7 @@ class _Supervisor:
                 os.close(self.res)
                 os.close(result_r)
                 os.close(warm_r)
-                _procedure_process(req, result_w, out, err, scratch, warm_w)
+                _procedure_process(req, result_w, out, err, scratch, warm_w, self.network)
             finally:
                 os._exit(70)
         for fd in (req, out, err, result_w, warm_w):
@@ -370,7 +391,7 @@ def _ignore_signal(signum: int, frame: object) -> None:
 
 
 def _procedure_process(
-    req: int, result_w: int, out: int, err: int, scratch: str, warm_w: int
+    req: int, result_w: int, out: int, err: int, scratch: str, warm_w: int, network: bool
 ) -> None:
     _signal.set_wakeup_fd(-1)
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
@@ -394,7 +415,99 @@ def _procedure_process(
     if request is None:
         os._exit(0)
     request["scratch"] = scratch
+    request["network"] = network
     _Worker(request, result_w).run()
+
+
+# --------------------------------------------------------------------------- relay
+
+
+def _start_relay(proxy_path: str) -> int:
+    """Listen on 127.0.0.1:3128 now; fork the relay that carries it to the host's proxy.
+
+    The relay is only a convenience for HTTP clients (``HTTP_PROXY``): the boundary
+    is the host's proxy behind the Unix socket, which the procedure may as well
+    reach itself, and a network namespace with nothing but loopback in it.
+    """
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(PROXY_ADDRESS)
+    listener.listen(64)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            keep = listener.fileno()  # nothing of the supervisor's: not the host's channel
+            os.closerange(0, keep)
+            os.closerange(keep + 1, 1 << 20)
+            _relay(listener, proxy_path)
+        finally:
+            os._exit(0)
+    listener.close()
+    return pid
+
+
+def _relay(listener: Any, proxy_path: str) -> None:
+    """Carry every accepted connection to a new connection to ``proxy_path``, both ways."""
+    import socket
+
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    socks: dict[int, Any] = {}
+    peer: dict[int, Any] = {}
+    half: set[int] = set()  # sockets whose reading side has ended
+
+    def drop(fd: int) -> None:
+        for one in (fd, peer[fd].fileno()):
+            sock = socks.pop(one, None)
+            peer.pop(one, None)
+            half.discard(one)
+            if sock is not None:
+                try:
+                    poller.unregister(one)
+                except (KeyError, ValueError):
+                    pass
+                sock.close()
+
+    while True:
+        for fd, _event in poller.poll():
+            if fd == listener.fileno():
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    continue
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    upstream.connect(proxy_path)
+                except OSError:
+                    client.close()
+                    upstream.close()
+                    continue
+                for a, b in ((client, upstream), (upstream, client)):
+                    socks[a.fileno()], peer[a.fileno()] = a, b
+                    poller.register(a, select.POLLIN)
+                continue
+            sock = socks.get(fd)
+            if sock is None:
+                continue
+            try:
+                data = sock.recv(65536)
+                if data:
+                    peer[fd].sendall(data)
+                    continue
+            except OSError:
+                drop(fd)
+                continue
+            # End of one direction: pass it on; when both ended, close the pair.
+            poller.unregister(fd)
+            half.add(fd)
+            try:
+                peer[fd].shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            if peer[fd].fileno() in half:
+                drop(fd)
 
 
 # --------------------------------------------------------------------------- worker
@@ -509,7 +622,7 @@ class _Worker:
         sys.setrecursionlimit(RECURSION_LIMIT)
         resource.setrlimit(resource.RLIMIT_AS, (limits["memory_mb"] * mb, limits["memory_mb"] * mb))
         if req.get("audit", True):
-            sys.addaudithook(_make_hook(scratch))
+            sys.addaudithook(_make_hook(scratch, network=bool(req.get("network"))))
             _cap_recursion_limit()
 
     def call(self) -> str:
@@ -720,7 +833,26 @@ def _check_paths(
             )
 
 
-def _check_event(event: str, args: tuple[Any, ...], own_pid: int, hook: object) -> None:
+def _check_socket(event: str, args: tuple[Any, ...], network: bool) -> None:
+    """A socket event: none but AF_UNIX pairs, or (network) only a connection to the proxy."""
+    if event == "socket.__new__" and len(args) > 1 and args[1] == 1:  # AF_UNIX
+        return  # socketpair() (asyncio's self-pipe); connect and bind stay denied
+    if not network:
+        raise SandboxViolation(f"network access ({event}) is not allowed in the sandbox")
+    if event == "socket.__new__" or event in _LOOKUP_EVENTS:
+        return  # a lookup reaches nothing: the namespace has no resolver, the proxy resolves
+    if event == "socket.connect" and len(args) > 1 and args[1] in _PROXY_PEERS:
+        return
+    raise SandboxViolation(
+        f"{event} is not allowed: a run reaches the network only through procreg's proxy at "
+        f"{PROXY_ADDRESS[0]}:{PROXY_ADDRESS[1]} (HTTP_PROXY), for the host:port pairs of "
+        "metadata.json network.allow"
+    )
+
+
+def _check_event(
+    event: str, args: tuple[Any, ...], own_pid: int, hook: object, network: bool = False
+) -> None:
     """Every other event: processes, signals, sockets, ctypes, imports, introspection, the hook."""
     if event in _PROCESS_EVENTS:
         raise ProcessLimitExceeded(f"starting a process ({event}) is not allowed in the sandbox")
@@ -730,9 +862,8 @@ def _check_event(event: str, args: tuple[Any, ...], own_pid: int, hook: object) 
             raise SandboxViolation(f"sending a signal to process {pid} is not allowed")
         return
     if event.startswith("socket."):
-        if event == "socket.__new__" and len(args) > 1 and args[1] == 1:  # AF_UNIX
-            return  # socketpair() (asyncio's self-pipe); connect and bind stay denied
-        raise SandboxViolation(f"network access ({event}) is not allowed in the sandbox")
+        _check_socket(event, args, network)
+        return
     if event.startswith("ctypes."):
         raise SandboxViolation(f"{event} is not allowed in the sandbox")
     if event == "import" and str(args[0]).split(".", 1)[0] in _DENIED_IMPORTS:
@@ -743,7 +874,7 @@ def _check_event(event: str, args: tuple[Any, ...], own_pid: int, hook: object) 
         raise SandboxViolation("the sandbox's audit hook cannot be changed")
 
 
-def _make_hook(scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
+def _make_hook(scratch: str, network: bool = False) -> Callable[[str, tuple[Any, ...]], None]:
     """The audit hook: defence in depth on top of the OS layers."""
     root = os.path.realpath(scratch)
     prefix = root + os.sep
@@ -783,23 +914,24 @@ def _make_hook(scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
         if paths is not None:
             check_paths(event, args, paths, inside)
             return
-        check_event(event, args, own_pid, hook)
+        check_event(event, args, own_pid, hook, network)
 
     return hook
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``supervisor REQ RES OUT ERR SCRATCH MAX_RESULT [--plain]``."""
+    """Entry point: ``supervisor REQ RES OUT ERR SCRATCH MAX_RESULT [--plain] [--network]``."""
     if len(argv) >= 7 and argv[0] == "supervisor":
         req, res, out, err = (int(arg) for arg in argv[1:5])
         scratch, max_result, plain = argv[5], int(argv[6]), "--plain" in argv[7:]
+        network = "--network" in argv[7:]
         # Nothing of the host's but our four descriptors: stdin carried this code.
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         keep = sorted({0, 1, 2, req, res, out, err})
         for low, high in zip(keep, [*keep[1:], 1 << 20], strict=True):
             os.closerange(low + 1, high)
-        _Supervisor(res, max_result, plain).serve(req, out, err, scratch)
+        _Supervisor(res, max_result, plain, network).serve(req, out, err, scratch)
         return 0
     sys.stderr.write("usage: supervisor.py supervisor REQ RES OUT ERR SCRATCH MAX_RESULT\n")
     return 2

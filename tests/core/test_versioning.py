@@ -251,6 +251,21 @@ TABLE = [
          new_meta=json.dumps(BASE_META)),
     case("entry-point-renamed-in-metadata", "patch", "entry point in metadata.json changed",
          new=src(name="run"), new_meta=meta(entry_point="run")),
+    # --- network: widening is a feature a reviewer must see, narrowing a patch ----------
+    case("network-granted", "minor", "network access widened: metadata.json now allows "
+         "api.example.com:443", new_meta=meta(network={"allow": ["api.example.com:443"]})),
+    case("network-widened", "minor", "network access widened: metadata.json now allows "
+         "[::1]:8080", old_meta=meta(network={"allow": ["API.example.com:443"]}),
+         new_meta=meta(network={"allow": ["api.example.com:443", "[::1]:8080"]})),
+    case("network-narrowed", "patch", "network access narrowed: metadata.json no longer "
+         "allows 127.0.0.1:8080",
+         old_meta=meta(network={"allow": ["api.example.com:443", "127.0.0.1:8080"]}),
+         new_meta=meta(network={"allow": ["api.example.com:443"]})),
+    case("network-removed", "patch", "no longer allows api.example.com:443",
+         old_meta=meta(network={"allow": ["api.example.com:443"]})),
+    case("network-same-targets-respelled", "patch", "formatting of metadata.json changed",
+         old_meta=meta(network={"allow": ["API.Example.com:443"]}),
+         new_meta=meta(network={"allow": ["api.example.com:443"]})),
 ]  # fmt: skip
 
 
@@ -834,6 +849,11 @@ TABLE_KINDS: dict[str, ReasonKind | None] = {
     "new-metadata-unparsable": R.METADATA_UNREADABLE,
     "metadata-reformatted": R.METADATA_FORMATTING,
     "entry-point-renamed-in-metadata": R.METADATA_ENTRY_POINT,
+    "network-granted": R.NETWORK_WIDENED,
+    "network-widened": R.NETWORK_WIDENED,
+    "network-narrowed": R.NETWORK_NARROWED,
+    "network-removed": R.NETWORK_NARROWED,
+    "network-same-targets-respelled": R.METADATA_FORMATTING,
 }
 
 

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 import semver
 
+from registry.core.network import NetworkDenial
 from registry.errors import ConflictError, IndexRejected, IndexUnavailable
 from registry.index.connect import connect_index
 from registry.index.contract import (
@@ -44,7 +45,12 @@ from tests.helpers import REPO_ROOT
 
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
-ALL_MIGRATIONS = [1, 2, 3, 4, 5]
+MAIN_MIGRATIONS = [1, 2, 3, 4, 5]  # the index file's on SQLite; PostgreSQL has one schema:
+PG_MIGRATIONS = [*MAIN_MIGRATIONS, 6]  # 6 = the run file's 2 (network denials)
+
+
+def all_migrations(target: str) -> list[int]:
+    return PG_MIGRATIONS if target.startswith("postgresql://") else MAIN_MIGRATIONS
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -185,30 +191,34 @@ def initial_changes(**extra: Any) -> ChangeSet:
 
 
 def test_migrations_are_recorded_and_reconnect_applies_nothing(target: str) -> None:
+    expected = all_migrations(target)
+
     async def body() -> None:
         first = await connect_index(target)
         async with first:
-            assert first.applied_migrations == ALL_MIGRATIONS
-            assert await first.schema_migrations() == ALL_MIGRATIONS
+            assert first.applied_migrations == expected
+            assert await first.schema_migrations() == expected
         second = await connect_index(target)
         async with second:
             assert second.applied_migrations == []
-            assert await second.schema_migrations() == ALL_MIGRATIONS
+            assert await second.schema_migrations() == expected
 
     asyncio.run(body())
 
 
 def test_concurrent_connects_migrate_once(target: str) -> None:
+    expected = all_migrations(target)
+
     async def main() -> list[list[int]]:
         indexes = await asyncio.gather(*(connect_index(target) for _ in range(3)))
         try:
-            assert [await i.schema_migrations() for i in indexes] == [ALL_MIGRATIONS] * 3
+            assert [await i.schema_migrations() for i in indexes] == [expected] * 3
             return sorted(i.applied_migrations for i in indexes)
         finally:
             for i in indexes:
                 await i.close()
 
-    assert asyncio.run(main()) == [[], [], ALL_MIGRATIONS]
+    assert asyncio.run(main()) == [[], [], expected]
 
 
 def test_index_newer_than_this_procreg_is_refused(target: str) -> None:
@@ -298,7 +308,7 @@ async def _write_v1_index(target: str) -> None:
     conn.close()
 
 
-V1_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
+V1_RUN_COLUMNS = EXECUTION_COLUMNS[: EXECUTION_COLUMNS.index("imported") + 1]
 V1_CHANNEL_COLUMNS = tuple(c for c in CHANNEL_COLUMNS if c != "out_of_service")
 
 
@@ -311,7 +321,7 @@ def test_migration_3_moves_sqlite_runs_to_their_own_file(tmp_path: Path) -> None
     async def body() -> None:
         await _write_v1_index(target)
         async with await connect_index(target) as index:
-            assert index.applied_migrations == ALL_MIGRATIONS[1:]
+            assert index.applied_migrations == MAIN_MIGRATIONS[1:]
             assert await index.count_executions("slugify") == 4
             assert (await index.metrics("slugify")).success_rate == 0.75
 
@@ -349,7 +359,7 @@ def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> 
     async def migrated() -> Any:
         await _write_v1_index(target)
         async with await connect_index(target) as index:
-            assert index.applied_migrations == ALL_MIGRATIONS[1:]
+            assert index.applied_migrations == all_migrations(target)[1:]
             before = await answers(index)
             # later writes find each procedure's search row: no stale or doubled matches
             await index.apply(
@@ -1126,6 +1136,22 @@ def test_runs_keep_their_isolation(target: str) -> None:
         return sorted((r.isolation or "-") for r in await index.executions("slugify"))
 
     assert run(target, body) == ["-", "bubblewrap"]
+
+
+def test_runs_keep_the_requests_their_proxy_refused(target: str) -> None:
+    denials = [
+        NetworkDenial(target="127.0.0.1:9", at="2026-01-02T03:04:05.000+00:00", reason="why"),
+        NetworkDenial(target="[::1]:80", at="2026-01-02T03:04:06.000+00:00", reason="\u00e9'\""),
+    ]
+
+    async def body(index: IndexBackend) -> list[list[NetworkDenial]]:
+        await index.record_executions(
+            [runrec("slugify", 0, network_denied=denials), runrec("slugify", 1)]
+        )
+        runs = sorted(await index.executions("slugify"), key=lambda r: r.started_at)
+        return [r.network_denied for r in runs]
+
+    assert run(target, body) == [denials, []]
 
 
 def test_a_full_reindex_keeps_every_run(target: str) -> None:

@@ -424,6 +424,7 @@ def test_layers_report_what_is_in_force(sandbox):
         "clean-environment",
         "audit-hook",
         "warm-pool",
+        "network-allowlist",
     ):
         assert layers[name].active, layers[name]
     assert layers["uid-drop"].active == ROOT
