@@ -409,6 +409,13 @@ def _procedure_process(
         pass
     _fixed_limits()
     _warm_up()
+    if network:  # the standard library's HTTP clients, imported while the sandbox waits
+        try:
+            import urllib.request
+
+            urllib.request.build_opener()  # its handlers' code paths; nothing is installed
+        except ImportError:
+            pass
     os.close(warm_w)
     request = _read_frame(req)
     os.close(req)
