@@ -15,10 +15,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from registry.sandbox.envs import uv_binary
+from tests.cli.test_json_shapes import check_shape
 from tests.helpers import commit_all, git, run_cli
 
 PROC = "uses-tiny"
@@ -100,7 +102,16 @@ def _lock(capsys: pytest.CaptureFixture[str], repo: Path, wheels: Path) -> dict[
     )
     assert out.code == 0, out.err
     report: dict[str, object] = json.loads(out.out)
+    check_shape("lock", report)
     return report
+
+
+def _envs(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> list[dict[str, Any]]:
+    out = run_cli(capsys, "-C", str(repo), "envs", *args, "--json")
+    assert out.code == 0, out.err
+    found: list[dict[str, Any]] = json.loads(out.out)
+    check_shape("envs", found)
+    return found
 
 
 def _run(capsys: pytest.CaptureFixture[str], repo: Path, spec: str) -> str:
@@ -126,10 +137,10 @@ def test_a_locked_library_runs_at_its_locked_version_and_each_release_keeps_its_
     assert _run(capsys, repo, PROC) == "v1.0.0"
 
     # the same lock again: the environment is not built twice
-    listed = json.loads(run_cli(capsys, "-C", str(repo), "envs", "list", "--json").out)
+    listed = _envs(capsys, repo, "list")
     assert len(listed) == 1 and listed[0]["distributions"] == {"tinylib": "1.0.0"}
     assert _run(capsys, repo, PROC) == "v1.0.0"
-    assert len(json.loads(run_cli(capsys, "-C", str(repo), "envs", "list", "--json").out)) == 1
+    assert len(_envs(capsys, repo, "list")) == 1
 
     _write(repo, "tinylib>=2,<3")
     report = _lock(capsys, repo, wheels)
@@ -148,12 +159,13 @@ def test_a_locked_library_runs_at_its_locked_version_and_each_release_keeps_its_
     assert _run(capsys, repo, f"{PROC}@1.0.0") == "v1.0.0"
     shown = json.loads(run_cli(capsys, "-C", str(repo), "show", f"{PROC}@1.0.0", "--json").out)
     assert "tinylib" in json.dumps(shown) and "1.0.0" in json.dumps(shown)
-    listed = json.loads(run_cli(capsys, "-C", str(repo), "envs", "list", "--json").out)
+    listed = _envs(capsys, repo, "list")
     assert sorted(e["distributions"]["tinylib"] for e in listed) == ["1.0.0", "2.0.0"]
 
     pruned = run_cli(capsys, "-C", str(repo), "envs", "prune", "--keep", "1")
     assert pruned.code == 0 and "1 environment removed" in pruned.out
-    assert len(json.loads(run_cli(capsys, "-C", str(repo), "envs", "list", "--json").out)) == 1
+    assert _envs(capsys, repo, "prune", "--keep", "1") == []  # nothing more to remove
+    assert len(_envs(capsys, repo, "list")) == 1
 
 
 def test_a_lock_whose_wheel_is_gone_fails_clearly_and_is_recorded(
@@ -176,7 +188,7 @@ def test_a_lock_whose_wheel_is_gone_fails_clearly_and_is_recorded(
     assert not result["ok"]
     assert result["error"]["type"] == "EnvironmentBuildError"
     assert "tinylib" in result["error"]["message"]
-    assert json.loads(run_cli(capsys, "-C", str(repo), "envs", "list", "--json").out) == []
+    assert _envs(capsys, repo, "list") == []
     metrics = run_cli(capsys, "-C", str(repo), "metrics", PROC, "--json")
     assert metrics.code == 0, metrics.err
     assert '"runs": 1' in metrics.out and "EnvironmentBuildError" in metrics.out, metrics.out
@@ -222,5 +234,5 @@ def test_concurrent_first_runs_from_several_processes_build_the_environment_once
         said.append(out.split())
     assert sorted(built for built, _ in said) == ["False", "False", "False", "True"]
     assert len({path for _, path in said}) == 1
-    listed = json.loads(run_cli(capsys, "-C", str(repo), "envs", "list", "--json").out)
+    listed = _envs(capsys, repo, "list")
     assert [e["distributions"] for e in listed] == [{"tinylib": "2.0.0"}]
