@@ -140,7 +140,12 @@ def test_a_locked_library_runs_at_its_locked_version_and_each_release_keeps_its_
     listed = _envs(capsys, repo, "list")
     assert len(listed) == 1 and listed[0]["distributions"] == {"tinylib": "1.0.0"}
     assert _run(capsys, repo, PROC) == "v1.0.0"
-    assert len(_envs(capsys, repo, "list")) == 1
+    again = _envs(capsys, repo, "list")
+    assert len(again) == 1
+    # the same build (not rebuilt), used again since
+    assert again[0]["built_at"] == listed[0]["built_at"]
+    assert again[0]["build_ms"] == listed[0]["build_ms"]
+    assert again[0]["last_used"] >= listed[0]["last_used"]
 
     _write(repo, "tinylib>=2,<3")
     report = _lock(capsys, repo, wheels)
