@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from pydantic import BaseModel
 
 from registry.api import Registry
 from registry.serve.web.app import CSP
@@ -227,7 +228,7 @@ def test_a_script_in_a_description_shows_as_text(page: tuple[Any, Watch]) -> Non
 
 
 def test_every_page_has_json_and_a_strict_policy(site: Site) -> None:
-    pages = {
+    pages: dict[str, type[BaseModel]] = {
         "/": IndexPage,
         "/p/flaky": ProcedurePage,
         "/p/flaky/diff/1.0.0..1.0.1": DiffPage,
