@@ -23,12 +23,13 @@ from registry.api import (
 from registry.config import HealthSection
 from registry.core.tags import check_id
 from registry.errors import UsageError
-from registry.index.contract import ExecutionRecord, Metrics
+from registry.index.contract import ExecutionRecord, Metrics, VersionMetrics
 from registry.releases.channels import ChannelMoveEntry, ChannelReport
 
 PAGE_SIZE = 50
 MAX_PAGE = 1000
 RECENT_RUNS = 50
+MAX_FAILING = 50
 CHART_RUNS = 2000
 ALL = 1_000_000
 """A search limit that means "every procedure" (for the filters the index cannot apply)."""
@@ -228,14 +229,24 @@ async def runs_page(
     return page, recent[::-1]
 
 
+class Failing(BaseModel):
+    """A procedure whose runs succeed less often than the threshold, and its failing versions."""
+
+    procedure: ProcedureSummary
+    versions: dict[str, VersionMetrics] = Field(
+        description="The versions whose runs succeed less often than the threshold."
+    )
+
+
 class HealthPage(BaseModel):
     """``/health``: what the policy did, and what is failing now."""
 
     policy: HealthSection
     moves: list[PolicyMove]
     out_of_service: list[ChannelReport]
-    failing: list[ProcedureSummary] = Field(
-        description="Procedures whose recorded runs succeed less often than the threshold."
+    failing: list[Failing] = Field(
+        description=f"Procedures whose recorded runs succeed less often than the threshold "
+        f"(the worst {MAX_FAILING})."
     )
 
 
@@ -243,8 +254,17 @@ async def health_page(reg: AsyncRegistry, policy: HealthSection) -> HealthPage:
     """Every channel's policy moves (one listing of the tags) and the failing procedures."""
     channels = await reg.channels()
     everything = await reg.search(limit=ALL, sort="health")
-    failing = [h for h in everything if _health_of(h, policy.threshold) == "failing"]
-    failing.sort(key=lambda h: (h.success_rate or 0.0, h.id))
+    worst = [h for h in everything if _health_of(h, policy.threshold) == "failing"]
+    worst.sort(key=lambda h: (h.success_rate or 0.0, h.id))
+    failing = []
+    for hit in worst[:MAX_FAILING]:
+        metrics = await reg.metrics(hit.id)
+        bad = {
+            v: m
+            for v, m in metrics.versions.items()
+            if m.success_rate is not None and m.success_rate < policy.threshold
+        }
+        failing.append(Failing(procedure=hit, versions=bad))
     return HealthPage(
         policy=policy,
         moves=health_moves(channels),

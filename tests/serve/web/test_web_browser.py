@@ -200,7 +200,8 @@ def test_the_runs_chart_appears_after_some_runs(page: tuple[Any, Watch], site: S
 def test_follow_a_health_policy_move_to_the_procedure(page: tuple[Any, Watch]) -> None:
     tab, _ = page
     tab.goto("/health")
-    assert "flaky" in tab.inner_text("#failing")
+    failing = tab.inner_text("#failing")
+    assert "flaky" in failing and "1.0.1: 0% of 5, RuntimeError ×5" in failing
     tab.click("#policy-moves a.pid:text-is('flaky')")
     tab.wait_for_url(re.compile(r"/p/flaky$"))
     assert tab.inner_text("#channel-stable").startswith("stable: 1.0.0")
