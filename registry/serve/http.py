@@ -32,9 +32,10 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials, BaseUser
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -44,7 +45,7 @@ from registry.serve.catalog import Fallback
 from registry.serve.mcp import Context, ProcregServer
 from registry.serve.process import stop_signals
 from registry.serve.tokens import Grant, TokenTable
-from registry.serve.web.app import Access, Sources, web_routes
+from registry.serve.web.app import TOKEN_COOKIE, Access, Sources, web_routes
 
 MCP_PATH = "/mcp"
 NOBODY = Grant("anonymous", frozenset())
@@ -62,6 +63,24 @@ class TokenVerifier:
         if grant is None:
             return None
         return AccessToken(token="", client_id=grant.name, scopes=sorted(grant.rights))
+
+
+class CookieOrBearer(BearerAuthBackend):
+    """The SDK's bearer backend; for the web view's pages also the ``/login`` cookie.
+
+    ``/mcp`` takes only the ``Authorization`` header, never the cookie (no request a
+    browser sends on its own can call a tool).
+    """
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        found = await super().authenticate(conn)
+        if found is not None or "authorization" in conn.headers or conn.url.path == MCP_PATH:
+            return found
+        secret = conn.cookies.get(TOKEN_COOKIE)
+        access = await self.token_verifier.verify_token(secret) if secret else None
+        if access is None:
+            return None
+        return AuthCredentials(access.scopes), AuthenticatedUser(access)
 
 
 def grant_resolver(table: TokenTable) -> Callable[[Context], Grant]:
@@ -186,11 +205,11 @@ def build_app(
             yield
 
     sources = Sources(lambda: server.reg, lambda: server.config.health)
-    pages = web_routes(sources, Access(open=not len(table)))
+    pages = web_routes(sources, Access(open=not len(table), lookup=table.lookup))
     app = Starlette(
         routes=[Route(MCP_PATH, endpoint=endpoint), Route("/healthz", healthz), *pages],
         middleware=[
-            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(TokenVerifier(table))),
+            Middleware(AuthenticationMiddleware, backend=CookieOrBearer(TokenVerifier(table))),
             Middleware(AuthContextMiddleware),
         ],
         lifespan=lifespan,

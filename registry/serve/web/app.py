@@ -2,7 +2,8 @@
 
 Each page is answered as HTML, or as JSON (the page model, the API's models inside)
 when asked with ``?format=json`` or ``Accept: application/json``. Access follows the
-serve app's tokens: a bearer token with the ``read`` right, or, when no token is
+serve app's tokens: a bearer token with the ``read`` right (a browser gives it once
+at ``/login``, which keeps it in an HttpOnly, SameSite=Strict cookie), or, when no token is
 configured and the server listens on loopback, anyone on this machine (the Host
 header must then name a loopback address, so a web page elsewhere cannot rebind a
 name to 127.0.0.1 and read it). Every answer carries a strict Content-Security-Policy:
@@ -18,12 +19,13 @@ from typing import Any, Literal
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from registry.api import AsyncRegistry
 from registry.config import HealthSection
 from registry.errors import NotFoundError, RegistryError
+from registry.serve.tokens import Grant
 from registry.serve.web import charts, pages, render
 
 CSP = (
@@ -37,6 +39,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+TOKEN_COOKIE = "procreg_token"  # noqa: S105 - the name of a cookie, not a secret
+"""The cookie ``/login`` sets: the token itself, for the web view's pages only."""
 STATIC_TYPES = {".css": "text/css; charset=utf-8"}
 
 
@@ -45,6 +49,8 @@ class Access:
     """Who may read: ``open`` (no tokens configured, loopback only) or a ``read`` token."""
 
     open: bool
+    lookup: Callable[[str], Grant | None] = lambda _secret: None
+    """The grant of a presented token (the serve app's token table)."""
 
     def refused(self, request: Request) -> Response | None:
         """The answer that refuses ``request``, or None when it may read."""
@@ -59,7 +65,13 @@ class Access:
             if "read" in user.scopes:
                 return None
             return _error(request, 403, "PermissionDenied", "this token lacks the 'read' right")
-        response = _error(request, 401, "Unauthorized", "a token with the 'read' right is needed")
+        response = _error(
+            request,
+            401,
+            "Unauthorized",
+            "a token with the 'read' right is needed: send Authorization: Bearer TOKEN, "
+            "or give it at /login",
+        )
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
@@ -91,7 +103,9 @@ def _secure(response: Response) -> Response:
 def _error(request: Request, status: int, kind: str, message: str) -> Response:
     if wants_json(request):
         return _secure(JSONResponse({"error": {"type": kind, "message": message}}, status))
-    html = render.render("error.html", status=status, kind=kind, message=message)
+    html = render.render(
+        "error.html", status=status, kind=kind, message=message, path=request.url.path
+    )
     return _secure(Response(html, status, media_type="text/html"))
 
 
@@ -181,6 +195,9 @@ def web_routes(sources: Sources, access: Access) -> list[BaseRoute]:
     def route(path: str, handler: Handler) -> Route:
         return Route(path, _guarded(access, handler), methods=["GET"])
 
+    async def login(request: Request) -> Response:
+        return await _login(request, access)
+
     return [
         route("/", index),
         route("/p/{id}", procedure),
@@ -188,7 +205,42 @@ def web_routes(sources: Sources, access: Access) -> list[BaseRoute]:
         route("/p/{id}/runs", runs),
         route("/health", health),
         Route("/static/{name}", static, methods=["GET"]),
+        Route("/login", login, methods=["GET", "POST"]),
     ]
+
+
+def _next(target: str | None) -> str:
+    """Where to go after logging in: a path of this site only (never ``//host``)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def _login(request: Request, access: Access) -> Response:
+    """``GET``: the form; ``POST``: check the token and keep it in a cookie (303 to ``next``)."""
+    target = _next(request.query_params.get("next"))
+    if request.method == "GET":
+        html = render.render("login.html", path="/login", target=target, message="")
+        return _secure(Response(html, media_type="text/html"))
+    form = await request.form()
+    secret = str(form.get("token", "")).strip()
+    grant = access.lookup(secret) if secret else None
+    if grant is None or "read" not in grant.rights:
+        message = "That token is not configured." if grant is None else (
+            f"Token {grant.name!r} lacks the 'read' right."
+        )  # fmt: skip
+        html = render.render("login.html", path="/login", target=target, message=message)
+        return _secure(Response(html, 401, media_type="text/html"))
+    response = RedirectResponse(_next(str(form.get("next", target))), 303)
+    response.set_cookie(
+        TOKEN_COOKIE,
+        secret,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return _secure(response)
 
 
 def _move_label(move: pages.PolicyMove) -> str:

@@ -48,7 +48,12 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("path", "shows"),
-    [("/", "flaky"), ("/p/flaky", "flaky"), ("/p/flaky/runs", "flaky"), ("/health", "Failing")],
+    [
+        ("/", "Shout the text"),
+        ("/p/flaky", "Shout the text"),
+        ("/p/flaky/runs", "Runs and charts"),
+        ("/health", "Failing"),
+    ],
 )
 def test_a_page_needs_a_token_with_the_read_right(
     guarded: tuple[str, Path], path: str, shows: str
@@ -94,3 +99,47 @@ def test_without_tokens_off_loopback_serve_refuses_to_start(tmp_path: Path) -> N
     assert done.returncode == 1
     assert "(not loopback) needs at least one token" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_browser_logs_in_once_and_the_cookie_serves_only_the_pages(
+    guarded: tuple[str, Path],
+) -> None:
+    base, _ = guarded
+    wrong = httpx2.post(base + "/login", data={"token": "nope"})
+    assert wrong.status_code == 401 and "not configured" in wrong.text
+    lacking = httpx2.post(base + "/login", data={"token": PROPOSER})
+    assert lacking.status_code == 401 and "lacks the &#39;read&#39; right" in lacking.text
+    done = httpx2.post(base + "/login", data={"token": READER, "next": "//evil.example/x"})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/"  # never off this site
+    cookie = done.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    jar = {"procreg_token": READER}
+    assert httpx2.get(base + "/p/flaky", cookies=jar).status_code == 200
+    # /mcp takes only the Authorization header
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Accept": "application/json, text/event-stream"}
+    assert httpx2.post(base + "/mcp", json=body, headers=headers, cookies=jar).status_code == 401
+
+
+def test_log_in_in_a_real_browser(guarded: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.serve.web.web_helpers import CHROMIUM_ARGS, chromium_or_skip
+
+    base, _ = guarded
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium_or_skip()), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page()
+            tab.goto(base + "/p/flaky")
+            assert "401" in tab.inner_text("h1")
+            tab.click("#login-link")
+            tab.fill("input[name=token]", READER)
+            tab.click("button[type=submit]")
+            tab.wait_for_url(base + "/p/flaky")
+            assert "Shout the text" in tab.inner_text("h1")
+            tab.goto(base + "/")
+            assert "flaky" in tab.inner_text("#results")
+        finally:
+            browser.close()
