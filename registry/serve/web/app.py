@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from pydantic import BaseModel
@@ -24,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from registry.api import AsyncRegistry
 from registry.config import HealthSection
-from registry.errors import NotFoundError, RegistryError
+from registry.errors import IndexUnavailable, NotFoundError, RegistryError
 from registry.serve.tokens import Grant
 from registry.serve.web import charts, pages, render
 
@@ -112,7 +113,12 @@ def _error(request: Request, status: int, kind: str, message: str) -> Response:
 def _page(request: Request, model: BaseModel, template: str, **extra: Any) -> Response:
     if wants_json(request):
         return _secure(JSONResponse(model.model_dump(mode="json", by_alias=True)))
-    html = render.render(template, page=model, path=request.url.path, **extra)
+    given = {k: v for k, v in request.query_params.items() if v and k != "format"}
+    as_json = urlencode({**given, "format": "json"})
+    html = render.render(
+        template, page=model, path=request.url.path, json_url=f"{request.url.path}?{as_json}",
+        **extra,
+    )  # fmt: skip
     return _secure(Response(html, media_type="text/html"))
 
 
@@ -128,6 +134,8 @@ def _guarded(access: Access, handler: Handler) -> Handler:
             return await handler(request)
         except NotFoundError as exc:
             return _error(request, 404, type(exc).__name__, str(exc))
+        except IndexUnavailable as exc:
+            return _error(request, 503, type(exc).__name__, str(exc))
         except RegistryError as exc:
             return _error(request, 400, type(exc).__name__, str(exc))
 

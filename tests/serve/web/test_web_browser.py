@@ -98,6 +98,7 @@ def test_search_and_filter_with_the_query_in_the_url(page: tuple[Any, Watch], si
     tab.press("input[name=q]", "Enter")
     tab.wait_for_url(re.compile(r"q=shout"))
     assert ids_listed(tab) == ["flaky"]
+    assert tab.get_attribute("#as-json", "href") == "/?q=shout&format=json"
 
     tab.fill("input[name=q]", "")
     tab.fill("input[name=category]", "text")

@@ -42,7 +42,7 @@ def test_results_come_in_pages_and_links_keep_the_query(five: Path) -> None:
     assert [p.id for p in third.results] == ["tool-4"] and not third.has_next
     assert [p.id for p in odd.results] == ["tool-1", "tool-3"] and not odd.has_next
     assert [p.id for p in untried.results] == ["tool-4"]  # filtered here, then paged
-    html = render.render("index.html", page=second, path="/")
+    html = render.render("index.html", page=second, path="/", json_url="/?format=json")
     assert 'rel="next" href="/?tag=t&amp;page=3"' in html
     assert 'rel="prev" href="/?tag=t"' in html  # page 1 is the bare query
 
