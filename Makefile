@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench bench-full demo clean
+.PHONY: install run test lint typecheck bench bench-full demo screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +14,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job on this repo's own procedures/, no server needed: validate, sync them
-## into the embedded SQLite index (.git/procreg/), show them, then watch until Ctrl-C.
+## The main job on this repo's own procedures/, no database server needed: validate, sync
+## them into the embedded SQLite index (.git/procreg/), show them, then serve the web view
+## and MCP (procreg serve, which keeps the index in sync as procreg watch does) until Ctrl-C.
+PORT ?= 8700
 run: $(STAMP)
 	$(BIN)/procreg check procedures/
 	$(BIN)/procreg sync
 	$(BIN)/procreg search --sort name --limit 1000
-	$(BIN)/procreg watch
+	@echo "procreg: the web view will be at http://127.0.0.1:$(PORT)/ (Ctrl-C stops it)"
+	$(BIN)/procreg serve --port $(PORT)
 
 ## Migrate the bundled legacy sample into a fresh registry, then search and run a procedure.
 DEMO ?= /tmp/procreg-demo
@@ -41,6 +44,11 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(BIN)/python -m benchmarks --full
+
+## The README's screenshots of the web view (docs/screenshots/), taken by its browser test.
+screenshots: $(STAMP)
+	PROCREG_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q \
+		tests/serve/web/test_web_browser.py -k screenshots
 
 ## ruff (lint and formatting) and mypy, over the library and its tests.
 lint: $(STAMP)

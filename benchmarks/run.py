@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import scen_cli, scen_envs, scen_index, scen_mcp, scen_net, scen_run
+from benchmarks import scen_cli, scen_envs, scen_index, scen_mcp, scen_net, scen_run, scen_web
 from benchmarks.common import RESULTS, Context, Row, log, machine, print_table, write_result
 from benchmarks.summary import write_summary
 
@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "mcp": scen_mcp.scenario_mcp,
     "envs": scen_envs.scenario_envs,
     "network": scen_net.scenario_network,
+    "web": scen_web.scenario_web,
 }
 
 

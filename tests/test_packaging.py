@@ -40,6 +40,9 @@ def test_a_wheel_installed_in_a_clean_environment_runs(tmp_path: Path) -> None:
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
     assert "registry/api/__init__.py" in names and "registry/api.py" not in names
     assert "registry/data/json-schema/release.schema.json" in names
+    # the web view's templates and stylesheet ship in the wheel (no CDN, no build step)
+    assert "registry/serve/web/templates/procedure.html" in names
+    assert "registry/serve/web/static/web.css" in names
 
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)

@@ -58,6 +58,11 @@ def mcp_stdio(ctx: Context, channel: str | None, fallback: str | None) -> None:
     run_async(server.serve_stdio)
 
 
+def _announce(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(f"procreg: {line}", err=True)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
@@ -65,7 +70,11 @@ def mcp_stdio(ctx: Context, channel: str | None, fallback: str | None) -> None:
 @_FALLBACK
 @pass_ctx
 def serve(ctx: Context, host: str, port: int, channel: str | None, fallback: str | None) -> None:
-    """Serve MCP over streamable HTTP at /mcp; every request needs a token from [serve]."""
+    """Serve MCP at /mcp and the read-only web view at /, with the tokens of [serve].
+
+    /mcp needs a token; the web view needs a token with the read right, or, with
+    no token configured and a loopback --host, is open to this machine.
+    """
     from registry.serve.http import serve_http
 
     _quiet_logs()
@@ -77,7 +86,7 @@ def serve(ctx: Context, host: str, port: int, channel: str | None, fallback: str
             port=port,
             channel=channel,
             fallback=fallback,  # type: ignore[arg-type]
-            announce=lambda url: click.echo(f"procreg: serving MCP at {url}", err=True),
+            announce=_announce,
         )
     )
 

@@ -1,12 +1,14 @@
-"""``procreg serve``: one ASGI app, MCP over streamable HTTP at ``/mcp``, bearer tokens.
+"""``procreg serve``: one ASGI app, MCP at ``/mcp``, the read-only web view, bearer tokens.
 
 Built from the SDK's pieces: its :class:`StreamableHTTPSessionManager` (with a
 bound on the request body), its :class:`BearerAuthBackend` over our
 :class:`TokenVerifier` (the tokens of ``procreg.toml`` ``[serve]``) and its
 ``RequireAuthMiddleware`` (401 without a valid token). What a token may do is
 checked per tool call by :class:`~registry.serve.mcp.ProcregServer` (a tool
-error naming the missing right). Other routes (a web view, a JSON API) mount
-beside ``/mcp`` on the same app; ``/healthz`` answers without a token.
+error naming the missing right). The web view (:mod:`registry.serve.web`) mounts
+beside ``/mcp`` on the same app and needs the ``read`` right; with no token
+configured on a loopback host it is open to this machine (and ``/mcp``, which
+always needs a token, answers 401). ``/healthz`` answers without a token.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials, BaseUser
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -42,6 +45,7 @@ from registry.serve.catalog import Fallback
 from registry.serve.mcp import Context, ProcregServer
 from registry.serve.process import stop_signals
 from registry.serve.tokens import Grant, TokenTable
+from registry.serve.web.app import TOKEN_COOKIE, Access, Sources, web_routes
 
 MCP_PATH = "/mcp"
 NOBODY = Grant("anonymous", frozenset())
@@ -59,6 +63,24 @@ class TokenVerifier:
         if grant is None:
             return None
         return AccessToken(token="", client_id=grant.name, scopes=sorted(grant.rights))
+
+
+class CookieOrBearer(BearerAuthBackend):
+    """The SDK's bearer backend; for the web view's pages also the ``/login`` cookie.
+
+    ``/mcp`` takes only the ``Authorization`` header, never the cookie (no request a
+    browser sends on its own can call a tool).
+    """
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        found = await super().authenticate(conn)
+        if found is not None or "authorization" in conn.headers or conn.url.path == MCP_PATH:
+            return found
+        secret = conn.cookies.get(TOKEN_COOKIE)
+        access = await self.token_verifier.verify_token(secret) if secret else None
+        if access is None:
+            return None
+        return AuthCredentials(access.scopes), AuthenticatedUser(access)
 
 
 def grant_resolver(table: TokenTable) -> Callable[[Context], Grant]:
@@ -90,8 +112,12 @@ def _security(host: str) -> TransportSecuritySettings | None:
     )
 
 
-def load_tokens(repo: str | Path, config: Config) -> TokenTable:
-    """The ``[serve]`` tokens; :class:`ConfigError` when none is configured (HTTP needs one)."""
+def load_tokens(repo: str | Path, config: Config, host: str = "127.0.0.1") -> TokenTable:
+    """The ``[serve]`` tokens; :class:`ConfigError` when none is configured off loopback.
+
+    On a loopback ``host`` an empty table is allowed: the web view is then open to
+    this machine, and ``/mcp`` refuses every request (no token can be valid).
+    """
     from registry.git.store import GitStore
 
     store = GitStore.open(repo)
@@ -101,9 +127,10 @@ def load_tokens(repo: str | Path, config: Config) -> TokenTable:
         root=root,
         max_concurrent_runs=config.serve.max_concurrent_runs,
     )
-    if not len(table):
+    if not len(table) and host not in LOOPBACK:
         raise ConfigError(
-            "procreg serve needs at least one token: add [[serve.tokens]] to procreg.toml "
+            f"procreg serve on {host} (not loopback) needs at least one token: "
+            "add [[serve.tokens]] to procreg.toml "
             '(name = "agent", env = "PROCREG_TOKEN", rights = ["read", "run"])'
         )
     return table
@@ -148,12 +175,12 @@ def build_app(
     fallback: Fallback | None = None,
     config: Config | None = None,
 ) -> Starlette:
-    """The ASGI app: ``/mcp`` (streamable HTTP, tokens required) and ``/healthz``."""
+    """The ASGI app: ``/mcp`` (streamable HTTP, tokens required), the web view, ``/healthz``."""
     from registry.config import worktree_config
     from registry.git.store import GitStore
 
     config = config or worktree_config(GitStore.open(repo))
-    table = load_tokens(repo, config)
+    table = load_tokens(repo, config, host)
     server = ProcregServer(
         repo,
         database_url,
@@ -177,15 +204,18 @@ def build_app(
         async with server.running(), manager.run():
             yield
 
+    sources = Sources(lambda: server.reg, lambda: server.config.health)
+    pages = web_routes(sources, Access(open=not len(table), lookup=table.lookup))
     app = Starlette(
-        routes=[Route(MCP_PATH, endpoint=endpoint), Route("/healthz", healthz)],
+        routes=[Route(MCP_PATH, endpoint=endpoint), Route("/healthz", healthz), *pages],
         middleware=[
-            Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(TokenVerifier(table))),
+            Middleware(AuthenticationMiddleware, backend=CookieOrBearer(TokenVerifier(table))),
             Middleware(AuthContextMiddleware),
         ],
         lifespan=lifespan,
     )
     app.state.procreg = server
+    app.state.open_web = not len(table)
     return app
 
 
@@ -197,11 +227,12 @@ async def serve_http(
     port: int = 8700,
     channel: str | None = None,
     fallback: Fallback | None = None,
-    announce: Callable[[str], Any] | None = None,
+    announce: Callable[[list[str]], Any] | None = None,
 ) -> None:
     """Run :func:`build_app` with uvicorn until SIGTERM or Ctrl-C; then return (exit 0).
 
-    ``announce(url)`` is called once it serves. Either signal shuts down
+    ``announce(lines)`` is called once it serves, with what to tell the user (the
+    addresses, and whether the web view is open without a token). Either signal shuts down
     gracefully: requests in flight finish, the lifespan closes the registry
     (run records delivered). uvicorn would then raise the signal again (the
     process dies of SIGTERM, or Ctrl-C aborts); here a stop that was asked for
@@ -209,7 +240,20 @@ async def serve_http(
     """
     app = build_app(repo, database_url, host=host, channel=channel, fallback=fallback)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-    where = f"[{host}]" if ":" in host else host
-    url = f"http://{where}:{port}{MCP_PATH}"
-    server = _Server(config, on_ready=None if announce is None else lambda: announce(url))
+    server = _Server(config)
+    if announce is not None:
+        server.on_ready = lambda: announce(_announcement(app, host, server))
     await server.serve()
+
+
+def _announcement(app: Starlette, host: str, server: uvicorn.Server) -> list[str]:
+    where = f"[{host}]" if ":" in host else host
+    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else 0
+    base = f"http://{where}:{port}"
+    lines = [f"serving the web view at {base}/", f"serving MCP at {base}{MCP_PATH}"]
+    if app.state.open_web:
+        lines.append(
+            "no tokens configured ([[serve.tokens]] in procreg.toml): the web view is open "
+            "to this machine (loopback only, read only); /mcp needs a token"
+        )
+    return lines
