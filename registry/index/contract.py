@@ -210,6 +210,12 @@ class ExecutionRecord(_Row):
     imported: bool = False
     isolation: str | None = None
     """How the run was isolated (e.g. ``bubblewrap`` or ``none``), when the sandbox said."""
+    job_id: int | None = None
+    """The queued job this run was an attempt of (``Registry.submit``), if any."""
+    attempt: int | None = None
+    """Which attempt of that job (1 first), if queued."""
+    worker: str | None = None
+    """The host name of the worker that ran a queued job."""
 
     @field_validator("started_at")
     @classmethod

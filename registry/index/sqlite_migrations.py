@@ -56,7 +56,9 @@ def _fill_fts(conn: sqlite3.Connection) -> None:
 
 # Migrations 1 and 2 ran before the run file existed; they run with it detached.
 ATTACHED_FROM = 3
-_OLD_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
+_OLD_RUN_COLUMNS = tuple(
+    c for c in EXECUTION_COLUMNS if c not in {"isolation", "job_id", "attempt", "worker"}
+)
 _COPY_OLD_RUNS = (
     f"INSERT OR IGNORE INTO runs.executions ({column_list(_OLD_RUN_COLUMNS)}) "
     f"SELECT {column_list(_OLD_RUN_COLUMNS)} FROM main.executions"
@@ -288,6 +290,16 @@ RUNS_MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
                     SET runs = runs + 1, successes = successes + (new.outcome = 'success')
                     WHERE id = new.id;
             END""",
+        ),
+    ),
+    # 2 is reserved for another change: numbers need not be contiguous
+    (
+        3,
+        "runs name the queued job, its attempt and the worker (PostgreSQL runs them)",
+        (
+            "ALTER TABLE runs.executions ADD COLUMN job_id INTEGER",
+            "ALTER TABLE runs.executions ADD COLUMN attempt INTEGER",
+            "ALTER TABLE runs.executions ADD COLUMN worker TEXT",
         ),
     ),
 )

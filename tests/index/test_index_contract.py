@@ -44,7 +44,13 @@ from tests.helpers import REPO_ROOT
 
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
-ALL_MIGRATIONS = [1, 2, 3, 4, 5]
+SQLITE_MIGRATIONS = [1, 2, 3, 4, 5]
+POSTGRES_MIGRATIONS = [1, 2, 3, 4, 5, 7]  # 7: the queue (procrastinate); 6 is reserved
+
+
+def all_migrations(target: str) -> list[int]:
+    """The migrations a fresh index at ``target`` records (PostgreSQL has the queue too)."""
+    return POSTGRES_MIGRATIONS if target.startswith("postgres") else SQLITE_MIGRATIONS
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -186,14 +192,15 @@ def initial_changes(**extra: Any) -> ChangeSet:
 
 def test_migrations_are_recorded_and_reconnect_applies_nothing(target: str) -> None:
     async def body() -> None:
+        all_ = all_migrations(target)
         first = await connect_index(target)
         async with first:
-            assert first.applied_migrations == ALL_MIGRATIONS
-            assert await first.schema_migrations() == ALL_MIGRATIONS
+            assert first.applied_migrations == all_
+            assert await first.schema_migrations() == all_
         second = await connect_index(target)
         async with second:
             assert second.applied_migrations == []
-            assert await second.schema_migrations() == ALL_MIGRATIONS
+            assert await second.schema_migrations() == all_
 
     asyncio.run(body())
 
@@ -202,13 +209,13 @@ def test_concurrent_connects_migrate_once(target: str) -> None:
     async def main() -> list[list[int]]:
         indexes = await asyncio.gather(*(connect_index(target) for _ in range(3)))
         try:
-            assert [await i.schema_migrations() for i in indexes] == [ALL_MIGRATIONS] * 3
+            assert [await i.schema_migrations() for i in indexes] == [all_migrations(target)] * 3
             return sorted(i.applied_migrations for i in indexes)
         finally:
             for i in indexes:
                 await i.close()
 
-    assert asyncio.run(main()) == [[], [], ALL_MIGRATIONS]
+    assert asyncio.run(main()) == [[], [], all_migrations(target)]
 
 
 def test_index_newer_than_this_procreg_is_refused(target: str) -> None:
@@ -298,7 +305,9 @@ async def _write_v1_index(target: str) -> None:
     conn.close()
 
 
-V1_RUN_COLUMNS = tuple(c for c in EXECUTION_COLUMNS if c != "isolation")
+V1_RUN_COLUMNS = tuple(
+    c for c in EXECUTION_COLUMNS if c not in {"isolation", "job_id", "attempt", "worker"}
+)
 V1_CHANNEL_COLUMNS = tuple(c for c in CHANNEL_COLUMNS if c != "out_of_service")
 
 
@@ -311,7 +320,7 @@ def test_migration_3_moves_sqlite_runs_to_their_own_file(tmp_path: Path) -> None
     async def body() -> None:
         await _write_v1_index(target)
         async with await connect_index(target) as index:
-            assert index.applied_migrations == ALL_MIGRATIONS[1:]
+            assert index.applied_migrations == SQLITE_MIGRATIONS[1:]
             assert await index.count_executions("slugify") == 4
             assert (await index.metrics("slugify")).success_rate == 0.75
 
@@ -349,7 +358,7 @@ def test_migration_2_converts_an_existing_index(target: str, tmp_path: Path) -> 
     async def migrated() -> Any:
         await _write_v1_index(target)
         async with await connect_index(target) as index:
-            assert index.applied_migrations == ALL_MIGRATIONS[1:]
+            assert index.applied_migrations == all_migrations(target)[1:]
             before = await answers(index)
             # later writes find each procedure's search row: no stale or doubled matches
             await index.apply(
