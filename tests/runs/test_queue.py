@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -20,11 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import jsonschema
 import pytest
 
 from registry import JobError, QueueUnavailable, Registry
 from registry.core.model import Limits, Parameter
-from tests.helpers import commit_all, git, release, run_cli, stop, wait_for, write_proc
+from tests.helpers import (
+    REPO_ROOT,
+    commit_all,
+    git,
+    release,
+    run_cli,
+    stop,
+    wait_for,
+    write_proc,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -341,3 +352,57 @@ def test_without_postgresql_queued_runs_say_what_to_do(
     assert "--database-url" in said.err and "Traceback" not in said.err
     assert run_cli(capsys, "-C", str(reg_root), "jobs").code == 1
     assert run_cli(capsys, "-C", str(reg_root), "run", "echo", "--arg", "text=hi").code == 0
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def shape(name: str, data: Any) -> Any:
+    """``data`` matches ``registry/data/json-schema/<name>.schema.json``; returned as is."""
+    schema = json.loads(
+        (REPO_ROOT / "registry" / "data" / "json-schema" / f"{name}.schema.json").read_text()
+    )
+    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+    assert not errors, f"{name}: {errors}"
+    return data
+
+
+def test_the_cli_queues_waits_lists_shows_and_cancels(
+    reg_root: Path, pg_url: str, workers: Workers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def cli(*args: str) -> Any:
+        said = run_cli(capsys, "-C", str(reg_root), "--database-url", pg_url, *args)
+        assert said.code == 0, said.err
+        return said
+
+    parked = shape("submit", cli("run", "echo", "--arg", "text=parked", "--queue",
+                                 "--queue-name", "nobody", "--json").json())  # fmt: skip
+    assert (parked["id"], parked["version"], parked["queue"]) == ("echo", "1.0.0", "nobody")
+    cancelled = shape("job", cli("job", "cancel", str(parked["job_id"]), "--json").json())
+    assert cancelled["state"] == "cancelled" and cancelled["attempts"] == []
+    workers.start(reg_root)
+    waited = shape(
+        "run", cli("run", "double", "--arg", "n=4", "--queue", "--wait", "--json").json()
+    )
+    assert waited["ok"] and waited["result"] == 8
+    plain = cli("run", "echo", "--arg", "text=x", "--queue")
+    job_id = int(plain.out.strip())
+    assert f"job {job_id} queued" in plain.err
+    listed = shape("jobs", cli("jobs", "--json").json())
+    waited_id = parked["job_id"] + 1
+    assert [j["job_id"] for j in listed] == [job_id, waited_id, parked["job_id"]]  # newest first
+    assert [j["state"] for j in listed][1:] == ["succeeded", "cancelled"]
+    assert [
+        j["job_id"] for j in shape("jobs", cli("jobs", "--state", "cancelled", "--json").json())
+    ] == [parked["job_id"]]
+    shown = shape("job", cli("job", str(waited_id), "--json").json())
+    assert shown["result"]["run_id"] == waited["run_id"]
+    assert "succeeded" in cli("job", str(waited_id)).out
+    refused = run_cli(capsys, "-C", str(reg_root), "--database-url", pg_url, "job", "cancel",
+                      str(waited_id))  # fmt: skip
+    assert refused.code == 1 and "already succeeded" in refused.err
+    missing = run_cli(capsys, "-C", str(reg_root), "--database-url", pg_url, "job", "999999")
+    assert missing.code == 1 and "no job 999999" in missing.err
+    bad = run_cli(capsys, "-C", str(reg_root), "--database-url", pg_url, "run", "double",
+                  "--arg", "n=x", "--queue")  # fmt: skip
+    assert bad.code in (1, 2) and "Traceback" not in bad.err
