@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import scen_cli, scen_envs, scen_index, scen_mcp, scen_run
+from benchmarks import scen_cli, scen_envs, scen_index, scen_mcp, scen_queue, scen_run
 from benchmarks.common import RESULTS, Context, Row, log, machine, print_table, write_result
 from benchmarks.summary import write_summary
 
@@ -37,6 +37,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "peer": scen_cli.scenario_peer,
     "mcp": scen_mcp.scenario_mcp,
     "envs": scen_envs.scenario_envs,
+    "queue": scen_queue.scenario_queue,
 }
 
 

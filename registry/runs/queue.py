@@ -25,7 +25,10 @@ Exactly once, as far as a database can say it:
   service; so metrics and health count the runs that happened, once each;
 - a procedure's own failure ends the job (``failed``) unless its metadata says
   ``retries``; a worker that cannot run the job at all (its commit is nowhere) ends it
-  ``failed`` with that error and no run record.
+  ``failed`` with that error and no run record;
+- an attempt's run record and the end of the attempt are one transaction, so a run is
+  never recorded without its attempt saying so (and the next attempt, seeing a success,
+  does not run it again). The health policy follows from the worker's housekeeping.
 
 This is the only module that speaks to the queue (procrastinate and its psycopg
 connector; procrastinate has no asyncpg connector). Nothing here prints.
@@ -47,7 +50,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, Field
 
-from registry.errors import JobError, NotFoundError, RegistryError, RegistryTimeout, UsageError
+from registry.core.arguments import ARGUMENT_ERROR
+from registry.errors import (
+    ExecutionError,
+    JobError,
+    NotFoundError,
+    RegistryError,
+    RegistryTimeout,
+    UsageError,
+)
+from registry.index.contract import EXECUTION_COLUMNS, ExecutionRecord
+from registry.index.sql import column_list
 from registry.runs.execution import JobAttempt, RunResult
 
 if TYPE_CHECKING:
@@ -58,7 +71,6 @@ if TYPE_CHECKING:
     from registry.git.store import GitStore
     from registry.index.contract import IndexBackend
     from registry.releases.history import Resolved
-    from registry.runs.recorder import RunRecorder
     from registry.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -75,6 +87,8 @@ FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 SAFETY_RECHECK_S = 5.0
 """A waiter re-reads the job this often in case its LISTEN connection dropped a NOTIFY."""
 CONTEXT_KEY = "procreg"
+SNAPSHOTS_KEPT = 256
+"""Procedure trees a worker keeps read (a job of a tree it has read needs no git read)."""
 
 
 # --------------------------------------------------------------------------- models
@@ -182,18 +196,31 @@ SELECT_ATTEMPTS = """SELECT job_id, attempt, worker, pid, started_at, finished_a
     run_id, error FROM job_attempts WHERE job_id = ANY(%(job_ids)s) ORDER BY job_id, attempt"""
 SELECT_LAST_RESULT = """SELECT result, error, outcome FROM job_attempts WHERE job_id = %(job_id)s
 ORDER BY attempt DESC LIMIT 1"""
-SELECT_DONE_ATTEMPT = """SELECT attempt, result FROM job_attempts
-WHERE job_id = %(job_id)s AND outcome = 'success' AND attempt < %(attempt)s
-ORDER BY attempt DESC LIMIT 1"""
 COUNT_FAILURES = """SELECT count(*) AS n FROM job_attempts
 WHERE job_id = %(job_id)s AND outcome = 'failure'"""
-BEGIN_ATTEMPT = """INSERT INTO job_attempts (job_id, attempt, worker, pid, started_at)
-VALUES (%(job_id)s, %(attempt)s, %(worker)s, %(pid)s, now())
-ON CONFLICT (job_id, attempt) DO UPDATE
-    SET worker = excluded.worker, pid = excluded.pid, started_at = excluded.started_at"""
+# one round trip: an attempt that already succeeded (its worker died before telling the
+# queue) means the job is done; else this attempt is begun
+BEGIN_ATTEMPT = """WITH done AS (
+    SELECT attempt FROM job_attempts
+    WHERE job_id = %(job_id)s AND outcome = 'success' AND attempt < %(attempt)s LIMIT 1
+), begun AS (
+    INSERT INTO job_attempts (job_id, attempt, worker, pid, started_at)
+    SELECT %(job_id)s, %(attempt)s, %(worker)s, %(pid)s, now()
+    WHERE NOT EXISTS (SELECT 1 FROM done)
+    ON CONFLICT (job_id, attempt) DO UPDATE
+        SET worker = excluded.worker, pid = excluded.pid, started_at = excluded.started_at
+    RETURNING attempt
+)
+SELECT (SELECT attempt FROM done) AS done_attempt"""
 END_ATTEMPT = """UPDATE job_attempts SET finished_at = now(), outcome = %(outcome)s,
     run_id = %(run_id)s, result = %(result)s, error = %(error)s
 WHERE job_id = %(job_id)s AND attempt = %(attempt)s"""
+INSERT_EXECUTION = (
+    f"INSERT INTO executions ({column_list(EXECUTION_COLUMNS)}) VALUES ("
+    + ", ".join(f"%({c})s" for c in EXECUTION_COLUMNS)
+    + ") ON CONFLICT (run_id) DO NOTHING"
+)
+"""A run record, written in the transaction that ends its attempt (see :meth:`Worker._end`)."""
 LOSE_ATTEMPT = """INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at,
     outcome, error)
 VALUES (%(job_id)s, %(attempt)s, '?', now(), now(), 'lost', %(error)s)
@@ -554,7 +581,6 @@ class Worker:
         self,
         store: GitStore,
         backend: IndexBackend,
-        recorder: RunRecorder,
         sandbox: Sandbox,
         config: Config,
         queue: Queue,
@@ -563,7 +589,6 @@ class Worker:
     ) -> None:
         self.store = store
         self.backend = backend
-        self.recorder = recorder
         self.sandbox = sandbox
         self.config = config
         self.queue = queue
@@ -571,6 +596,8 @@ class Worker:
         self.host = worker_host()
         self.pid = os.getpid()
         self._fetch_lock = asyncio.Lock()
+        self._snapshots: dict[tuple[str, str, str], Any] = {}
+        self._health_due: set[str] = set()
 
     async def run_job(self, job: Any, args: Mapping[str, Any], *, scheduled: bool) -> None:
         """Run one attempt of ``job`` and record it; raise when it failed (retry decides)."""
@@ -578,40 +605,51 @@ class Worker:
 
         attempt = int(job.attempts) + 1
         connector = self.queue.connector
-        done = await connector.execute_query_all_async(
-            SELECT_DONE_ATTEMPT, job_id=job.id, attempt=attempt
-        )
-        if done:
-            # an earlier attempt succeeded and recorded, then its worker died before
-            # telling the queue: the job is done, not run again
-            log.info("job %s: attempt %s already ran", job.id, done[0]["attempt"])
-            return
-        await connector.execute_query_async(
+        (begun,) = await connector.execute_query_all_async(
             BEGIN_ATTEMPT, job_id=job.id, attempt=attempt, worker=self.host, pid=self.pid
         )
+        if begun["done_attempt"] is not None:
+            # an earlier attempt succeeded and recorded, then its worker died before
+            # telling the queue: the job is done, not run again
+            log.info("job %s: attempt %s already ran", job.id, begun["done_attempt"])
+            return
         try:
             resolved = await self._resolve(job.id, args, scheduled=scheduled)
         except RegistryError as exc:
-            await self._end(job.id, attempt, "error", None, str(exc))
+            await self._end(job.id, attempt, "error", None, None, str(exc))
             raise JobError(str(exc), job_id=job.id, state="failed") from exc
         caller = args.get("caller")
         if caller is None and scheduled:
             caller = f"schedule:{args.get('schedule')}"
-        result = await execution.run(
-            self.store,
-            self.recorder,
-            resolved.id,
-            args.get("spec"),
-            args.get("kwargs") or {},
-            timeout_s=args.get("timeout_s"),
-            caller=caller,
-            sandbox=self.sandbox,
-            config=self.config,
-            resolved=resolved,
-            job=JobAttempt(job_id=job.id, attempt=attempt, worker=self.host),
+        who = JobAttempt(job_id=job.id, attempt=attempt, worker=self.host)
+        started_at = datetime.now(UTC)
+        # recorded below, in the transaction that ends the attempt: never one without the other
+        try:
+            result = await execution.run(
+                self.store,
+                None,
+                resolved.id,
+                args.get("spec"),
+                args.get("kwargs") or {},
+                timeout_s=args.get("timeout_s"),
+                caller=caller,
+                sandbox=self.sandbox,
+                config=self.config,
+                resolved=resolved,
+            )
+        except ExecutionError as exc:  # this worker's sandbox refused: not the version's fault
+            await self._end(job.id, attempt, "error", None, None, str(exc))
+            raise JobError(str(exc), job_id=job.id, state="failed") from exc
+        refused = result.error is not None and result.error.type == ARGUMENT_ERROR
+        record = (
+            None
+            if refused  # the caller's mistake, not a run (as for local runs)
+            else execution.execution_record(
+                result, started_at, caller or execution.default_caller(), who
+            )
         )
-        await self.recorder.flush()
-        await self._end(job.id, attempt, "success" if result.ok else "failure", result, None)
+        await self._end(job.id, attempt, "success" if result.ok else "failure", result, record)
+        self._health_due.add(resolved.id)
         if not result.ok:
             meta = execution.declared_metadata(resolved)
             retries = meta.retries if meta is not None else 0
@@ -619,17 +657,33 @@ class Worker:
             raise ProcedureFailed(result, retries, int(rows[0]["n"]))
 
     async def _end(
-        self, job_id: int, attempt: int, outcome: str, result: RunResult | None, error: str | None
+        self,
+        job_id: int,
+        attempt: int,
+        outcome: str,
+        result: RunResult | None,
+        record: ExecutionRecord | None,
+        error: str | None = None,
     ) -> None:
-        await self.queue.connector.execute_query_async(
-            END_ATTEMPT,
-            job_id=job_id,
-            attempt=attempt,
-            outcome=outcome,
-            run_id=result.run_id if result else None,
-            result=result.model_dump(mode="json") if result else None,
-            error=error,
-        )
+        """End the attempt and store its run record, in one transaction."""
+        from psycopg.types.json import Jsonb
+
+        ended = {
+            "job_id": job_id,
+            "attempt": attempt,
+            "outcome": outcome,
+            "run_id": result.run_id if result else None,
+            "result": Jsonb(result.model_dump(mode="json")) if result else None,
+            "error": error,
+        }
+        async with self.queue.connector.pool.connection() as conn, conn.transaction():
+            if record is not None:
+                values = {
+                    c: Jsonb(v) if isinstance(v, dict | list) else v
+                    for c, v in record.model_dump().items()
+                }
+                await conn.execute(INSERT_EXECUTION, values)
+            await conn.execute(END_ATTEMPT, ended)
 
     async def _resolve(self, job_id: int, args: Mapping[str, Any], *, scheduled: bool) -> Resolved:
         from registry.releases.history import Resolved
@@ -640,11 +694,15 @@ class Worker:
                 execution.resolve, self.store, args["id"], args.get("spec")
             )
         commit = str(args["commit"])
-        if not await asyncio.to_thread(self._has, commit):
-            await self._fetch(job_id, commit)
-        snapshot = await asyncio.to_thread(
-            self.store.read_tree, args["id"], args["tree_id"], commit
-        )
+        key = (str(args["id"]), str(args["tree_id"]), commit)
+        snapshot = self._snapshots.get(key)
+        if snapshot is None:
+            if not await asyncio.to_thread(self._has, commit):
+                await self._fetch(job_id, commit)
+            snapshot = await asyncio.to_thread(self.store.read_tree, *key)
+            self._snapshots[key] = snapshot  # a tree never changes: keep a few
+            while len(self._snapshots) > SNAPSHOTS_KEPT:
+                self._snapshots.pop(next(iter(self._snapshots)))
         return Resolved(
             id=args["id"],
             version=args.get("version"),
@@ -655,6 +713,19 @@ class Worker:
             channel=args.get("channel"),
             snapshot=snapshot,
         )
+
+    async def apply_health(self) -> None:
+        """Apply the health policy to the procedures that ran since the last time."""
+        from registry.releases import health
+
+        due, self._health_due = self._health_due, set()
+        if not self.config.health.enabled:
+            return
+        for proc_id in sorted(due):
+            try:
+                await health.apply_policy(self.store, self.backend, proc_id, self.config)
+            except RegistryError as exc:
+                log.warning("health policy for %s not applied: %s", proc_id, exc)
 
     def _has(self, commit: str) -> bool:
         return self.store.has_commit(commit)
@@ -707,14 +778,16 @@ class Worker:
             )
         return back
 
-    async def reap_forever(self) -> None:
+    async def housekeeping(self) -> None:
+        """Forever: put stalled jobs back, apply the health policy to what ran."""
         while True:
             try:
                 back = await self.reap_stalled()
                 if back:
                     log.warning("stalled jobs put back in the queue: %s", back)
-            except Exception as exc:  # noqa: BLE001 - the reaper must outlive a bad moment
-                log.warning("stalled-job check failed: %s", exc)
+                await self.apply_health()
+            except Exception as exc:  # noqa: BLE001 - housekeeping must outlive a bad moment
+                log.warning("worker housekeeping failed: %s", exc)
             await asyncio.sleep(self.config.queue.heartbeat_s)
 
 
@@ -730,7 +803,6 @@ async def run_worker(
     """Run a worker on the queue at ``url`` until SIGTERM or SIGINT; it finishes its jobs."""
     from registry.config import worktree_config
     from registry.index.connect import open_backend
-    from registry.runs.execution import open_recorder
     from registry.sandbox import Sandbox
 
     if concurrency < 1:
@@ -738,11 +810,10 @@ async def run_worker(
     cfg = config or worktree_config(store)
     backend = await open_backend(store, url)
     try:
-        recorder = open_recorder(store, backend, config=cfg, batch_size=concurrency)
         with Sandbox(cfg.sandbox, pool_size=min(concurrency, 8)) as sandbox:
             async with Queue(url, cfg.schedule, pool_max=concurrency + 4) as queue:
-                worker = Worker(store, backend, recorder, sandbox, cfg, queue, remote=remote)
-                reaper = asyncio.create_task(worker.reap_forever(), name="procreg reaper")
+                worker = Worker(store, backend, sandbox, cfg, queue, remote=remote)
+                reaper = asyncio.create_task(worker.housekeeping(), name="procreg housekeeping")
                 try:
                     await queue.app.run_worker_async(
                         concurrency=concurrency,
@@ -757,6 +828,6 @@ async def run_worker(
                     reaper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await reaper
-                    await recorder.close()
+                    await worker.apply_health()
     finally:
         await backend.close()
