@@ -8,7 +8,10 @@ procedure, and the API submitting from this process. Figures:
   ``--concurrency 4``); jobs per second (target: at least 200 with 2 workers);
 - latency: one job at a time, ``AsyncRegistry.submit`` to ``result`` (woken by
   NOTIFY), median and p95 (target: median under 50 ms), beside a local
-  ``Registry.run`` of the same procedure (warm sandbox), the baseline.
+  ``Registry.run`` of the same procedure (warm sandbox), the baseline;
+- the queue's floor: the same number of jobs of a no-op procrastinate task (no sandbox,
+  no git, no run record) through 2 plain ``procrastinate worker`` processes on the same
+  database: what the queue alone carries, so the gap is what a sandboxed run costs.
 
 Everything shares the 2 cores: this process, the workers, their sandboxes and
 PostgreSQL.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,6 +44,26 @@ def main(n: int) -> int:
 '''
 WORKER_CONCURRENCY = 4
 IN_FLIGHT = 64
+FLOOR_URL = "PROCREG_BENCH_QUEUE_URL"
+
+
+def _floor_app() -> Any:
+    """A procrastinate App with one no-op task, on the database in $PROCREG_BENCH_QUEUE_URL."""
+    import procrastinate
+
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(conninfo=os.environ.get(FLOOR_URL, ""))
+    )
+
+    @app.task(name="bench.noop")
+    def noop(n: int) -> int:
+        return n
+
+    return app
+
+
+floor_app = _floor_app()
+"""What ``procrastinate --app=benchmarks.scen_queue.floor_app worker`` runs."""
 
 
 def make_repo(base: Path) -> Path:
@@ -138,6 +162,47 @@ def _measure(root: Path, url: str, workers: int, n: int, lat_n: int, logs: Path)
         stop_workers(procs)
 
 
+def _floor(url: str, n: int, logs: Path) -> float:
+    """Jobs per second of a no-op procrastinate task through 2 plain procrastinate workers."""
+    from registry.runs.queue import Queue
+
+    env = bench_env() | {FLOOR_URL: url}
+    repo = Path(__file__).resolve().parent.parent
+    procs = []
+    for i in range(2):
+        with (logs / f"floor-{i}.log").open("w") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "procrastinate", "--app=benchmarks.scen_queue.floor_app",
+                     "worker", "--concurrency", str(WORKER_CONCURRENCY)],
+                    stdout=out, stderr=subprocess.STDOUT, text=True, env=env, cwd=repo,
+                )
+            )  # fmt: skip
+    try:
+
+        async def go() -> float:
+            os.environ[FLOOR_URL] = url
+            app = _floor_app()
+            async with app.open_async(), Queue(url) as queue:
+                task = app.configure_task("bench.noop")
+                warm = [await task.defer_async(n=i) for i in range(16)]
+                for job_id in warm:
+                    await queue.wait(job_id, 60)
+                gate = asyncio.Semaphore(IN_FLIGHT)
+
+                async def one(i: int) -> None:
+                    async with gate:
+                        await queue.wait(await task.defer_async(n=i), 300)
+
+                start = time.perf_counter()
+                await asyncio.gather(*(one(i) for i in range(n)))
+                return n / (time.perf_counter() - start)
+
+        return asyncio.run(go())
+    finally:
+        stop_workers(procs)
+
+
 def scenario_queue(ctx: Context) -> list[Row]:
     """No-op job throughput (1 and 2 workers) and submit-to-result latency."""
     if "postgres" not in ctx.backends:
@@ -153,6 +218,8 @@ def scenario_queue(ctx: Context) -> list[Row]:
             one_rate, _ = _measure(root, url, 1, n, 0, base)
             log(f"queue: 2 workers, {n} jobs, then {lat_n} one at a time")
             two_rate, latency = _measure(root, url, 2, n, lat_n, base)
+            log(f"queue: the floor, {n} no-op procrastinate jobs, 2 plain workers")
+            floor = _floor(url, n, base)
         log(f"queue: local Registry.run x{local_n}")
         with Registry.open(root) as reg:
             for i in range(20):
@@ -172,6 +239,9 @@ def scenario_queue(ctx: Context) -> list[Row]:
             {"jobs_per_s": round(two_rate, 1)},
             target=">= 200 jobs/s", met=two_rate >= 200,
             note=f"--concurrency {WORKER_CONCURRENCY} each, {IN_FLIGHT} jobs in flight"),
+        Row("queue", "the queue's floor: no-op procrastinate task, 2 workers", jobs,
+            {"jobs_per_s": round(floor, 1)},
+            note="no sandbox, no git, no run record: what the queue alone carries"),
         Row("queue", "submit-to-result latency, idle workers", f"{lat_n} jobs", lat,
             "local Registry.run (warm sandbox)", stats(local),
             target="median < 50 ms", met=lat.get("median_ms", 1e9) < 50),

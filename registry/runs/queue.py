@@ -253,12 +253,25 @@ def _retry_strategy() -> Any:
     return ProcedureRetry()
 
 
+def _pool_without_check(**kwargs: Any) -> Any:
+    # procrastinate asks the pool to check every connection it hands out (one more round
+    # trip per query); a broken connection is discarded when it fails all the same
+    from psycopg_pool import AsyncConnectionPool
+
+    kwargs.pop("check", None)
+    return AsyncConnectionPool(**kwargs)
+
+
 def make_app(url: str, schedules: Sequence[ScheduleEntry] = (), *, pool_max: int = 10) -> Any:
     """The procrastinate App of the queue at ``url``, its tasks and periodic tasks registered."""
     import procrastinate
 
     connector = procrastinate.PsycopgConnector(
-        conninfo=url, min_size=1, max_size=pool_max, kwargs={"application_name": "procreg"}
+        conninfo=url,
+        min_size=1,
+        max_size=pool_max,
+        kwargs={"application_name": "procreg"},
+        pool_factory=_pool_without_check,
     )
     app = procrastinate.App(connector=connector)
     strategy = _retry_strategy()
