@@ -255,11 +255,16 @@ def _retry_strategy() -> Any:
 
 def _pool_without_check(**kwargs: Any) -> Any:
     # procrastinate asks the pool to check every connection it hands out (one more round
-    # trip per query); a broken connection is discarded when it fails all the same
+    # trip per query); a broken connection is discarded when it fails all the same. Its
+    # queries are single statements, so they need no BEGIN and COMMIT around them
+    # (autocommit); a transaction that needs one says so (``conn.transaction()``).
     from psycopg_pool import AsyncConnectionPool
 
+    async def configure(conn: Any) -> None:
+        await conn.set_autocommit(True)
+
     kwargs.pop("check", None)
-    return AsyncConnectionPool(**kwargs)
+    return AsyncConnectionPool(**kwargs, configure=configure)
 
 
 def make_app(url: str, schedules: Sequence[ScheduleEntry] = (), *, pool_max: int = 10) -> Any:
