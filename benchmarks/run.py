@@ -20,7 +20,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import scen_cli, scen_envs, scen_index, scen_mcp, scen_net, scen_run, scen_web
+from benchmarks import (
+    scen_cli,
+    scen_envs,
+    scen_index,
+    scen_mcp,
+    scen_net,
+    scen_queue,
+    scen_run,
+    scen_web,
+)
 from benchmarks.common import RESULTS, Context, Row, log, machine, print_table, write_result
 from benchmarks.summary import write_summary
 
@@ -39,6 +48,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "envs": scen_envs.scenario_envs,
     "network": scen_net.scenario_network,
     "web": scen_web.scenario_web,
+    "queue": scen_queue.scenario_queue,
 }
 
 

@@ -34,6 +34,10 @@ _EXPORTS: dict[str, str] = {
     "IndexCorrupt": "registry.errors",
     "IndexNotSynced": "registry.errors",
     "PermissionDenied": "registry.errors",
+    "QueueUnavailable": "registry.errors",
+    "JobError": "registry.errors",
+    "JobHandle": "registry.runs.queue",
+    "JobInfo": "registry.runs.queue",
     "ProcedureSummary": "registry.api",
     "ProcedureDetail": "registry.api",
     "VersionInfo": "registry.api",
@@ -94,6 +98,9 @@ __all__ = [
     "IndexNotSynced",
     "IndexRejected",
     "IndexUnavailable",
+    "JobError",
+    "JobHandle",
+    "JobInfo",
     "LockError",
     "LockedError",
     "Metadata",
@@ -106,6 +113,7 @@ __all__ = [
     "ProcedureDiff",
     "ProcedureSummary",
     "Proposal",
+    "QueueUnavailable",
     "Reason",
     "ReasonKind",
     "Registry",
@@ -169,11 +177,13 @@ if TYPE_CHECKING:
         IndexNotSynced,
         IndexRejected,
         IndexUnavailable,
+        JobError,
         LockedError,
         LockError,
         MigrationError,
         NotFoundError,
         PermissionDenied,
+        QueueUnavailable,
         RegistryError,
         RegistryTimeout,
         UsageError,
@@ -189,4 +199,5 @@ if TYPE_CHECKING:
     from registry.releases.release import ReleaseResult
     from registry.runs.examples import ExampleResult, ExamplesReport
     from registry.runs.execution import RunResult
+    from registry.runs.queue import JobHandle, JobInfo
     from registry.workspace.proposals import Proposal

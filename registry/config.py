@@ -51,6 +51,16 @@ Every key has a default, so a repository without the file is a valid registry.
     url = "http://127.0.0.1:8000/v1"   # a chat-completions endpoint
     model = "my-model"
     api_key_env = "PROCREG_LLM_API_KEY"
+
+    [queue]                        # queued runs (PostgreSQL): `procreg worker`
+    heartbeat_s = 2.0              # each worker's heartbeat
+    stalled_after_s = 10.0         # a job whose worker is silent this long runs again elsewhere
+
+    [[schedule]]                   # run a procedure at every tick, once across all workers
+    id = "business-days"
+    spec = "^1"                    # resolved at each tick (default: the latest release)
+    cron = "0 6 * * 1-5"           # five fields, or six with seconds last
+    args = { start = "2026-01-01", end = "2026-01-31" }
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ from __future__ import annotations
 import logging
 import tomllib
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -162,6 +172,34 @@ class ServeSection(_Section):
     tokens: list[TokenSection] = Field(default_factory=list)
 
 
+class QueueSection(_Section):
+    """Queued runs (PostgreSQL): how workers show they are alive and when a job is stalled."""
+
+    heartbeat_s: float = Field(default=2.0, gt=0)  # a worker's heartbeat interval
+    stalled_after_s: float = Field(default=10.0, gt=0)  # no heartbeat for this long: stalled
+
+
+class ScheduleEntry(_Section):
+    """One ``[[schedule]]`` entry: run ``id@spec`` with ``args`` at every ``cron`` tick."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    spec: str | None = None
+    cron: str = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+    queue: str | None = None
+
+    @model_validator(mode="after")
+    def _cron_parses(self) -> ScheduleEntry:
+        from croniter import croniter
+
+        if not croniter.is_valid(self.cron):
+            raise ValueError(
+                f"schedule {self.id!r}: cron {self.cron!r} is not a cron expression "
+                "(five fields, or six with seconds last, e.g. '*/5 * * * *')"
+            )
+        return self
+
+
 class Config(_Section):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     validation: ValidationSection = Field(default_factory=ValidationSection)
@@ -171,6 +209,8 @@ class Config(_Section):
     migration: MigrationSection = Field(default_factory=MigrationSection)
     mcp: McpSection = Field(default_factory=McpSection)
     serve: ServeSection = Field(default_factory=ServeSection)
+    queue: QueueSection = Field(default_factory=QueueSection)
+    schedule: list[ScheduleEntry] = Field(default_factory=list)
 
 
 def parse_config(text: str | bytes | None, path: str = CONFIG_FILE) -> Config:

@@ -175,5 +175,21 @@ class PermissionDenied(RegistryError):
         self.right = right
 
 
+class QueueUnavailable(RegistryError):
+    """Queued runs need a PostgreSQL index (the embedded SQLite one holds no job queue)."""
+
+
+class JobError(RegistryError):
+    """A queued job ended without a run result (cancelled, or no worker could run it).
+
+    ``job_id`` names the job and ``state`` its final state, when known.
+    """
+
+    def __init__(self, message: str, *, job_id: int | None = None, state: str | None = None):
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+
+
 class RegistryTimeout(RegistryError, TimeoutError):
     """A :class:`Registry` call did not finish within its timeout; it was cancelled."""

@@ -17,6 +17,7 @@ from typing import Any, Self, cast
 
 import semver
 
+from registry.api._queue import QueueSide
 from registry.api._results import (
     HistoryEntry,
     ProcedureDetail,
@@ -54,13 +55,14 @@ from registry.workspace import proposals
 from registry.workspace.proposals import Proposal
 
 
-class AsyncRegistry(WriteSide):
+class AsyncRegistry(WriteSide, QueueSide):
     """The registry's API, async. Open with :meth:`open`; use ``async with``.
 
     One object owns one index connection (pool) and one git store; it is not
     meant to be shared between event loops (use :class:`Registry` for that).
     Queries, runs and metrics are here; the write side (release, rollback,
-    promote, health, test) comes from :class:`~registry.api._writes.WriteSide`.
+    promote, health, test) comes from :class:`~registry.api._writes.WriteSide`, queued
+    runs (submit, result, jobs, cancel_job, schedules) from :class:`~registry.api._queue.QueueSide`.
     All use :attr:`store`, :attr:`backend` and :attr:`ref`.
     """
 
@@ -112,6 +114,7 @@ class AsyncRegistry(WriteSide):
     async def close(self) -> None:
         """Deliver buffered run records, stop the sandbox pool, release the index."""
         try:
+            await self.close_queue()
             await self.runner.close()
         finally:
             await self.backend.close()

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from registry.releases.release import Progress, ReleaseResult
     from registry.runs.examples import ExamplesReport
     from registry.runs.execution import RunResult
+    from registry.runs.queue import JobHandle, JobInfo, ScheduleInfo
     from registry.workspace.proposals import Proposal
 
 DEFAULT_TIMEOUT = 30.0
@@ -238,6 +239,65 @@ class Registry:
             ),
             wait,
         )
+
+    def submit(
+        self,
+        proc_id: str,
+        spec: str | None = None,
+        /,
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        caller: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> JobHandle:
+        """See :meth:`AsyncRegistry.submit` (``timeout`` bounds the call)."""
+        merged = {**(arguments or {}), **kwargs}
+        return self._run(
+            lambda: self._core.submit(
+                proc_id,
+                spec,
+                queue=queue,
+                priority=priority,
+                timeout_s=timeout_s,
+                caller=caller,
+                arguments=merged,
+            ),
+            timeout,
+        )
+
+    def result(self, job_id: int, *, timeout: float | None = None) -> RunResult:
+        """See :meth:`AsyncRegistry.result`: waits up to ``timeout`` s (None: until it ends)."""
+        return self._submit(
+            lambda: self._core.result(job_id, timeout=timeout),
+            None if timeout is None else timeout + 5.0,
+        )
+
+    def jobs(
+        self,
+        state: str | None = None,
+        *,
+        proc_id: str | None = None,
+        limit: int = 100,
+        timeout: float | None = None,
+    ) -> list[JobInfo]:
+        """See :meth:`AsyncRegistry.jobs`."""
+        return self._run(lambda: self._core.jobs(state, proc_id=proc_id, limit=limit), timeout)
+
+    def job(self, job_id: int, *, timeout: float | None = None) -> JobInfo:
+        """See :meth:`AsyncRegistry.job`."""
+        return self._run(lambda: self._core.job(job_id), timeout)
+
+    def cancel_job(self, job_id: int, *, timeout: float | None = None) -> JobInfo:
+        """See :meth:`AsyncRegistry.cancel_job`."""
+        return self._run(lambda: self._core.cancel_job(job_id), timeout)
+
+    def schedules(self, *, timeout: float | None = None) -> list[ScheduleInfo]:
+        """See :meth:`AsyncRegistry.schedules`."""
+        return self._run(lambda: self._core.schedules(), timeout)
 
     def metrics(self, proc_id: str, *, timeout: float | None = None) -> Metrics:
         """See :meth:`AsyncRegistry.metrics`."""

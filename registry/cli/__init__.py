@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from registry.cli import agents, envs, hooks, index, migrate, procedures, runs, versions
+from registry.cli import agents, envs, hooks, index, migrate, procedures, queue, runs, versions
 from registry.cli._common import Context, PipeClosed, exit_code, fail
 
 
@@ -102,7 +102,7 @@ def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
     click.echo(target.get_help(info))
 
 
-for _family in (procedures, versions, index, migrate, hooks, runs, agents, envs):
+for _family in (procedures, versions, index, migrate, hooks, runs, queue, agents, envs):
     for _command in _family.COMMANDS:
         cli.add_command(_command)
 

@@ -30,6 +30,7 @@ from registry.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from registry.api import AsyncRegistry
     from registry.config import HealthSection
     from registry.index.contract import Metrics
     from registry.releases.health import HealthAction, HealthMove
@@ -56,6 +57,19 @@ if TYPE_CHECKING:
     help="Wall-clock limit in seconds (default: the metadata's limits.timeout_s).",
 )
 @click.option("--caller", help="Who runs it, for the run record (default: user@host).")
+@click.option(
+    "--queue",
+    "queued",
+    is_flag=True,
+    help="Submit it as a job for `procreg worker`s (needs the PostgreSQL index).",
+)
+@click.option(
+    "--queue-name", metavar="Q", help="With --queue: the worker queue (default: default)."
+)
+@click.option("--priority", type=int, default=0, help="With --queue: higher runs first.")
+@click.option(
+    "--wait", is_flag=True, help="With --queue: wait for the job and print its run result."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run result as JSON.")
 @pass_ctx
 def run(
@@ -65,14 +79,26 @@ def run(
     args_json: str | None,
     timeout_s: float | None,
     caller: str | None,
+    queued: bool,
+    queue_name: str | None,
+    priority: int,
+    wait: bool,
     as_json: bool,
 ) -> None:
     """Run a procedure at a version (default: its latest release) in the sandbox.
 
     Exit 0 when it succeeded, 1 when it failed (the error on stderr as one line)
     or when its record could be neither stored in the index nor spooled (a full
-    or read-only disk; the result is still printed).
+    or read-only disk; the result is still printed). With --queue the version is
+    resolved now and the run is a job for the workers: the job's handle is printed,
+    or with --wait its run result, exactly as a local run prints it.
     """
+    if queued:
+        _run_queued(ctx, ref_spec, pairs, args_json, timeout_s, caller, queue_name, priority,
+                    wait, as_json)  # fmt: skip
+        return
+    if wait or queue_name is not None:
+        raise click.UsageError("--wait and --queue-name go with --queue")
     from registry.config import worktree_config
     from registry.core.arguments import parse_cli_arguments
     from registry.core.specs import split_ref
@@ -127,6 +153,63 @@ def run(
             err=True,
         )
     if not result.ok or recorder.unsaved:
+        sys.exit(EXIT_PROBLEM)
+
+
+def _run_queued(
+    ctx: Context,
+    ref_spec: str,
+    pairs: tuple[str, ...],
+    args_json: str | None,
+    timeout_s: float | None,
+    caller: str | None,
+    queue_name: str | None,
+    priority: int,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    from registry.core.arguments import parse_cli_arguments
+    from registry.core.specs import split_ref
+    from registry.runs import execution
+
+    proc_id, spec = split_ref(ref_spec)
+
+    async def go(reg: AsyncRegistry) -> tuple[Any, RunResult | None]:
+        reg.queue_url()  # no PostgreSQL index: say so before anything else
+        resolved = execution.resolve(reg.store, proc_id, spec)
+        kwargs = parse_cli_arguments(execution.declared_metadata(resolved), pairs, args_json)
+        handle = await reg.submit(
+            proc_id,
+            spec,
+            queue=queue_name,
+            priority=priority,
+            timeout_s=timeout_s,
+            caller=caller,
+            arguments=kwargs,
+        )
+        return handle, (await reg.result(handle.job_id) if wait else None)
+
+    handle, result = with_registry(ctx, go)
+    if result is None:
+        if as_json:
+            emit_json(handle)
+        else:
+            click.echo(
+                f"procreg: job {handle.job_id} queued: {handle.id}@{handle.version or 'HEAD'} "
+                f"({handle.commit[:12]}) on queue {handle.queue}; `procreg job "
+                f"{handle.job_id}` shows it",
+                err=True,
+            )
+            click.echo(handle.job_id)
+        return
+    _say_result(result, as_json)
+    if not result.ok:
+        assert result.error is not None
+        where = f"{result.id}@{result.version or 'HEAD'}"
+        click.echo(
+            f"procreg: {where} failed: {result.error.type}: {one_line(result.error.message)}",
+            err=True,
+        )
         sys.exit(EXIT_PROBLEM)
 
 
@@ -271,7 +354,6 @@ def _metrics_table(stats: Metrics) -> None:
 @pass_ctx
 def health(ctx: Context, ids: tuple[str, ...], apply_now: bool, as_json: bool) -> None:
     """List the channel moves the health policy made; --apply evaluates it now."""
-    from registry.api import AsyncRegistry
     from registry.releases.tagged import require_procedure
 
     if ids:

@@ -149,6 +149,13 @@ class Metadata(_Strict):
         description="Third-party distributions the code needs, as PEP 508 strings "
         '(e.g. "httpx>=0.27,<1"); `procreg lock ID` pins them in pylock.toml.',
     )
+    retries: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="How often a queued run that failed is run again (default 0: never). "
+        "A worker that died mid-run is always replaced, whatever this says.",
+    )
     confidence: Confidence | None = None
     source: Source = Field(default_factory=Source)
     network: NetworkAccess | None = Field(
@@ -206,6 +213,8 @@ class Metadata(_Strict):
             del data["requirements"]  # a procedure without libraries keeps its file as it was
         if data.get("network") is None:
             del data["network"]  # nor does one without network gain a field
+        if not data.get("retries"):
+            del data["retries"]  # nor does one that is never retried change
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -3,7 +3,9 @@
 Talking to a remote goes through the ``git`` program, not libgit2: users' credential
 helpers, ssh configuration, proxies and protocol versions then apply exactly as they do
 for ``git fetch`` and ``git push``, and ``git push --atomic`` exists (libgit2 has no
-atomic push). Everything local stays in :class:`~registry.git.store.GitStore`.
+atomic push). The one exception is :func:`fetch`, a queue worker's catch-up when a job
+names a commit its clone lacks: libgit2's fetch, in process, with no ``git`` program on
+the worker's host. Everything local stays in :class:`~registry.git.store.GitStore`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import pygit2
 
 from registry.errors import GitError, HistoryIncomplete, UsageError
 from registry.git.store import GitStore
@@ -53,6 +57,36 @@ def default_remote(store: GitStore, branch: str | None = None) -> str | None:
     if "origin" in names:
         return "origin"
     return names[0] if len(names) == 1 else None
+
+
+FETCH_REFSPECS = ("+refs/heads/*:refs/remotes/{remote}/*", "+refs/tags/*:refs/tags/*")
+
+
+def fetch(store: GitStore, remote: str | None = None) -> str:
+    """Fetch the branches and tags of ``remote`` (default: ``origin`` or the only one).
+
+    Returns the remote's name. Raises :class:`GitError` naming the remote and the cause
+    when there is none or it cannot be read.
+    """
+    name = remote or default_remote(store)
+    if name is None:
+        names = remote_names(store)
+        advice = f" (several: {', '.join(names)}; name one)" if names else "; `git remote add` one"
+        raise GitError(
+            f"{store.name} has no remote to fetch from{advice}",
+            path=store.name,
+        )
+    try:
+        handle = store.repo.remotes[name]
+    except (KeyError, ValueError) as exc:
+        raise GitError(f"{store.name} has no remote {name!r}", path=store.name) from exc
+    try:
+        handle.fetch([spec.format(remote=name) for spec in FETCH_REFSPECS])
+    except (pygit2.GitError, OSError) as exc:
+        raise GitError(
+            f"cannot fetch from {name} ({handle.url}): {exc}", path=store.name, ref=name
+        ) from exc
+    return name
 
 
 def _git(store: GitStore, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:

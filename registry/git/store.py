@@ -172,6 +172,14 @@ class GitStore:
             ) from exc
         return str(commit.id)
 
+    def has_commit(self, commit: str) -> bool:
+        """True when the full id ``commit`` names a commit in this repository's objects."""
+        try:
+            obj = self.repo.get(commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+        return isinstance(obj, pygit2.Commit)
+
     def try_resolve(self, ref: str) -> str | None:
         try:
             return self.resolve(ref)

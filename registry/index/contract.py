@@ -215,6 +215,12 @@ class ExecutionRecord(_Row):
     """How the run was isolated (e.g. ``bubblewrap`` or ``none``), when the sandbox said."""
     network_denied: list[NetworkDenial] = Field(default_factory=list)
     """The requests the run's network proxy refused (stored as JSON text, NULL for none)."""
+    job_id: int | None = None
+    """The queued job this run was an attempt of (``Registry.submit``), if any."""
+    attempt: int | None = None
+    """Which attempt of that job (1 first), if queued."""
+    worker: str | None = None
+    """The host name of the worker that ran a queued job."""
 
     @field_validator("started_at")
     @classmethod

@@ -201,6 +201,8 @@ _UNNEST_TYPES = {
     "cpu_ms": "float8",
     "max_rss_kb": "int8",
     "imported": "bool",
+    "job_id": "int8",
+    "attempt": "int4",
 }
 INSERT_EXECUTIONS = (
     f"INSERT INTO executions ({column_list(EXECUTION_COLUMNS)}) SELECT * FROM unnest("

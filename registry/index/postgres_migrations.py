@@ -26,6 +26,51 @@ async def _rekey_versions(conn: asyncpg.Connection) -> None:
     )
 
 
+QUEUE_TABLES = """
+ALTER TABLE executions ADD COLUMN job_id bigint, ADD COLUMN attempt integer,
+    ADD COLUMN worker text;
+CREATE INDEX executions_by_job ON executions (job_id) WHERE job_id IS NOT NULL;
+CREATE TABLE job_attempts (
+    job_id bigint NOT NULL,
+    attempt integer NOT NULL CHECK (attempt >= 1),
+    worker text NOT NULL,
+    pid integer,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome text CHECK (outcome IN ('success', 'failure', 'error', 'lost')),
+    run_id text,
+    result jsonb,
+    error text,
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE FUNCTION procreg_notify_job_done() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('procreg_job_done', NEW.id::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER procreg_job_done AFTER UPDATE OF status ON procrastinate_jobs
+    FOR EACH ROW
+    WHEN (NEW.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+          AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION procreg_notify_job_done();
+"""
+"""Queued runs: run records name their job, attempt and worker; one row per attempt
+(with the result ``Registry.result`` returns); a NOTIFY when a job reaches a final state."""
+
+
+async def _queue_schema(conn: asyncpg.Connection) -> None:
+    # procrastinate's own tables and functions, as the installed procrastinate ships them
+    # (a database it already set up keeps its schema; its upgrades are later migrations)
+    from procrastinate.schema import SchemaManager
+
+    if await conn.fetchval("SELECT to_regclass('procrastinate_jobs')") is None:
+        await conn.execute(SchemaManager.get_schema())
+    await conn.execute(QUEUE_TABLES)
+
+
+# Numbers need not be contiguous: a migration is applied when its number is not recorded,
+# whatever the numbers around it.
 # (number, name, step): a step is SQL, or an async function of the connection where
 # SQL cannot say it (sort keys computed in Python)
 MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable[None]]], ...] = (
@@ -175,6 +220,11 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable
         6,
         "runs record the requests their network proxy refused",
         "ALTER TABLE executions ADD COLUMN network_denied text;",
+    ),
+    (
+        7,
+        "queued runs: procrastinate's schema, job columns on runs, job attempts",
+        _queue_schema,
     ),
 )
 

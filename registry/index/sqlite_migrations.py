@@ -311,6 +311,15 @@ RUNS_MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
         "runs record the requests their network proxy refused",
         ("ALTER TABLE runs.executions ADD COLUMN network_denied TEXT",),
     ),
+    (
+        3,
+        "runs name the queued job, its attempt and the worker (PostgreSQL runs them)",
+        (
+            "ALTER TABLE runs.executions ADD COLUMN job_id INTEGER",
+            "ALTER TABLE runs.executions ADD COLUMN attempt INTEGER",
+            "ALTER TABLE runs.executions ADD COLUMN worker TEXT",
+        ),
+    ),
 )
 
 # The bookkeeping table itself is the one thing created before migrations can be read.

@@ -105,6 +105,14 @@ class RunResult(BaseModel):
     """Set when the run's record could be neither stored nor spooled (the run did happen)."""
 
 
+class JobAttempt(BaseModel):
+    """Which attempt of which queued job a run is; its record names them (``Registry.submit``)."""
+
+    job_id: int
+    attempt: int
+    worker: str
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -273,8 +281,10 @@ def _failed(resolved: Resolved, run_id: str, kind: str, message: str, t0: float)
     )
 
 
-def execution_record(result: RunResult, started_at: datetime, caller: str) -> ExecutionRecord:
-    """The index row of a run."""
+def execution_record(
+    result: RunResult, started_at: datetime, caller: str, job: JobAttempt | None = None
+) -> ExecutionRecord:
+    """The index row of a run (of a queued job's attempt, with ``job``)."""
     return ExecutionRecord(
         run_id=result.run_id,
         id=result.id,
@@ -292,6 +302,9 @@ def execution_record(result: RunResult, started_at: datetime, caller: str) -> Ex
         max_rss_kb=result.usage.max_rss_kb,
         isolation=result.isolation,
         network_denied=result.network_denied,
+        job_id=job.job_id if job else None,
+        attempt=job.attempt if job else None,
+        worker=job.worker if job else None,
     )
 
 
@@ -310,13 +323,15 @@ async def run(
     sandbox: Sandbox,
     config: Config | None = None,
     resolved: Resolved | None = None,
+    job: JobAttempt | None = None,
 ) -> RunResult:
     """Run ``proc_id`` at ``spec`` with ``kwargs`` in ``sandbox`` and record the run.
 
     ``recorder`` is a :class:`RunRecorder` (batched; the caller closes it), an open
     index backend (the record is delivered, or spooled, before this returns), or
     ``None`` (nothing recorded). ``timeout_s`` overrides the metadata's wall-clock
-    limit; ``resolved`` (from :func:`resolve`) skips resolving again. Raises
+    limit; ``resolved`` (from :func:`resolve`) skips resolving again; ``job`` names the
+    queued job whose attempt this run is (:mod:`registry.runs.queue`). Raises
     :class:`~registry.errors.NotFoundError` / ``UsageError`` when ``ID@SPEC`` names
     nothing, :class:`~registry.errors.ExecutionError` when the sandbox cannot run at
     all; every failure of the procedure is a ``RunResult``.
@@ -364,12 +379,12 @@ async def run(
                 from registry.sandbox import unavailable
 
                 refused = _result_from(unavailable(str(exc)), resolved, run_id)
-                record = execution_record(refused, started_at, caller or default_caller())
+                record = execution_record(refused, started_at, caller or default_caller(), job)
                 await _record(store, recorder, record)
                 raise
             result = _result_from(outcome, resolved, run_id)
     lost = await _record(
-        store, recorder, execution_record(result, started_at, caller or default_caller())
+        store, recorder, execution_record(result, started_at, caller or default_caller(), job)
     )
     return result if lost is None else result.model_copy(update={"record_error": lost})
 

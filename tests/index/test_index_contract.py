@@ -46,7 +46,7 @@ from tests.helpers import REPO_ROOT
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 MAIN_MIGRATIONS = [1, 2, 3, 4, 5]  # the index file's on SQLite; PostgreSQL has one schema:
-PG_MIGRATIONS = [*MAIN_MIGRATIONS, 6]  # 6 = the run file's 2 (network denials)
+PG_MIGRATIONS = [*MAIN_MIGRATIONS, 6, 7]  # 6 = the run file's 2 (network denials), 7 the queue
 
 
 def all_migrations(target: str) -> list[int]:
