@@ -117,27 +117,55 @@ def _decoded(row: sqlite3.Row) -> dict[str, Any]:
 _SUMMARY_KEYS = (*SUMMARY_COLUMNS, "latest_version", "runs", "success_rate")
 
 
+# JSON list text -> its decoded items: tags and errors lists repeat across rows and lists,
+# so a list of 10,000 decodes each distinct text once (each row still gets its own list)
+_LISTS: dict[str, tuple[Any, ...]] = {}
+_LISTS_MAX = 65_536
+
+
+def _json_list(text: str) -> list[Any]:
+    if text == "[]":
+        return []
+    items = _LISTS.get(text)
+    if items is None:
+        if len(_LISTS) >= _LISTS_MAX:
+            _LISTS.clear()
+        items = _LISTS[text] = tuple(json.loads(text))
+    return list(items)
+
+
 def _summaries(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     # plain tuples and positional unpacking: a list of 10,000 is mostly this loop
     assert _SUMMARY_KEYS[4] == "tags" and _SUMMARY_KEYS[6:8] == ("valid", "errors")
-    out = []
-    for id_, name, description, category, tags, status, valid, errors, latest, runs, rate in rows:
-        out.append(
-            {
-                "id": id_,
-                "name": name,
-                "description": description,
-                "category": category,
-                "tags": _json(tags),
-                "status": status,
-                "valid": bool(valid),
-                "errors": _json(errors),
-                "latest_version": latest,
-                "runs": runs,
-                "success_rate": rate,
-            }
-        )
-    return out
+    decode = _json_list
+    return [
+        {
+            "id": id_,
+            "name": name,
+            "description": description,
+            "category": category,
+            "tags": decode(tags),
+            "status": status,
+            "valid": bool(valid),
+            "errors": decode(errors),
+            "latest_version": latest,
+            "runs": runs,
+            "success_rate": rate,
+        }
+        for (
+            id_,
+            name,
+            description,
+            category,
+            tags,
+            status,
+            valid,
+            errors,
+            latest,
+            runs,
+            rate,
+        ) in rows
+    ]
 
 
 def _put_procedure(c: sqlite3.Connection, record: ProcedureRecord) -> None:
