@@ -129,6 +129,10 @@ class Row:
 
     ``target`` is a human string ("< 25 ms median", ">= 20x baseline"), and
     ``met`` says whether this run met it (None: no target for this row).
+    ``limit`` is what the machine can do at best for the same answer, measured in
+    the same run (``python -c pass`` for a whole process, raw pygit2 reads of every
+    metadata blob for a reindex, a bare ``SELECT`` of the same rows for a query);
+    :attr:`over_limit` is how many times the limit procreg takes.
     """
 
     scenario: str
@@ -141,6 +145,8 @@ class Row:
     met: bool | None = None
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    limit_name: str | None = None
+    limit: dict[str, Any] | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -152,9 +158,20 @@ class Row:
             return None
         return round(self.baseline["median_ms"] / mine, 1)
 
+    @property
+    def over_limit(self) -> float | None:
+        """Procreg median / limit median: 1.0 is as fast as the machine allows."""
+        if not self.limit or not self.limit.get("median_ms"):
+            return None
+        mine = self.procreg.get("median_ms")
+        return None if mine is None else round(mine / self.limit["median_ms"], 1)
+
     def to_json(self) -> dict[str, Any]:
         """The row as stored in the results JSON."""
-        return asdict(self) | {"ratio_baseline_over_procreg": self.ratio}
+        return asdict(self) | {
+            "ratio_baseline_over_procreg": self.ratio,
+            "ratio_procreg_over_limit": self.over_limit,
+        }
 
 
 def machine() -> dict[str, Any]:
@@ -234,7 +251,8 @@ def fmt_ms(figure: dict[str, Any] | None) -> str:
 
 def print_table(title: str, rows: list[Row]) -> None:
     """Print one scenario's rows as an aligned table."""
-    header = ["figure", "size", "procreg median", "p95", "baseline", "baseline median", "ratio"]
+    header = ["figure", "size", "procreg median", "p95", "baseline", "baseline median", "ratio",
+              "limit median", "x limit"]  # fmt: skip
     cells = [header]
     for r in rows:
         p95 = r.procreg.get("p95_ms")
@@ -247,6 +265,8 @@ def print_table(title: str, rows: list[Row]) -> None:
                 r.baseline_name or "-",
                 fmt_ms(r.baseline),
                 "-" if r.ratio is None else f"{r.ratio}x",
+                fmt_ms(r.limit),
+                "-" if r.over_limit is None else f"{r.over_limit}x",
             ]
         )
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -297,6 +317,14 @@ def working_copy(spec: Any, name: str, *, checkout: bool = False) -> Path:
 def drop_copy(path: Path) -> None:
     """Remove a working copy (they are big at 10,000 procedures)."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def interpreter_floor(reps: int) -> dict[str, Any]:
+    """``python -c pass`` as a whole process: the limit of every whole-process figure."""
+    return stats(timed(lambda: run_process([sys.executable, "-c", "pass"]), reps, warmup=2))
+
+
+INTERPRETER_FLOOR = "python -c pass (interpreter floor)"
 
 
 def log(message: str) -> None:

@@ -16,10 +16,12 @@ from typing import Any
 
 from benchmarks import naive
 from benchmarks.common import (
+    INTERPRETER_FLOOR,
     ROOT,
     Context,
     Row,
     drop_copy,
+    interpreter_floor,
     log,
     run_process,
     stats,
@@ -67,15 +69,27 @@ def scenario_log(ctx: Context) -> list[Row]:
             naive_log_proc = _proc([*NAIVE, str(repo), "log", pid], reps)
             show_proc = _proc([*cli, "show", pid, "--json"], reps)
             naive_get_proc = _proc([*NAIVE, str(repo), "get", pid], reps)
+            floor = interpreter_floor(reps)
             size = f"{n:,}"
             extra = {"procedures": n}
+            process = {"limit_name": INTERPRETER_FLOOR, "limit": floor}
+            targets = {}
+            for key, mine, naive_proc in (("log", log_proc, naive_log_proc),
+                                          ("show", show_proc, naive_get_proc)):  # fmt: skip
+                targets[key] = {
+                    "target": "< 100 ms median; <= 2x the naive process",
+                    "met": mine["median_ms"] < 100
+                    and mine["median_ms"] <= 2 * naive_proc["median_ms"],
+                }
             rows += [
                 Row("log", "log ID in-process (history)", size, inproc,
                     "naive log in-process (git tag -l + git log)", naive_in, extra=extra),
                 Row("log", "procreg log ID (process)", size, log_proc,
-                    "naive log (process)", naive_log_proc, extra=extra),
+                    "naive log (process)", naive_log_proc, extra=extra, **process,
+                    **(targets["log"] if n == 1_000 else {})),
                 Row("log", "procreg show ID (process)", size, show_proc,
-                    "naive get (process)", naive_get_proc, extra=extra),
+                    "naive get (process)", naive_get_proc, extra=extra, **process,
+                    **(targets["show"] if n == 1_000 else {})),
             ]  # fmt: skip
         finally:
             drop_copy(repo)
@@ -122,23 +136,28 @@ def scenario_release(ctx: Context) -> list[Row]:
                 start = time.perf_counter()
                 run_process([*NAIVE, str(theirs), "release"], cwd=ROOT, timeout=600)
                 base.append((time.perf_counter() - start) * 1000)
+            figure = stats(samples)
             rows.append(
                 Row(
                     "release",
                     "release 100 changed (process)",
                     f"{n:,}",
-                    stats(samples),
+                    figure,
                     "naive release (git diff --name-only + git tag -a each)",
                     stats(base),
+                    target="< 0.5 s median" if n == 10_000 else None,
+                    met=figure["median_ms"] < 500 if n == 10_000 else None,
                     note="procreg computes each bump from signatures and validates; "
                     "--skip-examples (the naive way runs no examples either)",
                     extra={"procedures": n, "changed": 100},
+                    limit_name=INTERPRETER_FLOOR,
+                    limit=interpreter_floor(5),
                 )
             )
         finally:
             drop_copy(mine)
             drop_copy(theirs)
-    return rows + growth_rows(rows, "release", "release", flat=False)
+    return rows + growth_rows(rows, "release", "release", flat=True)
 
 
 # -- CLI start-up --------------------------------------------------------------------------
@@ -149,11 +168,11 @@ def scenario_startup(ctx: Context) -> list[Row]:
     reps = ctx.reps(20, 50)
     exe = procreg_exe()
     figure = stats(timed(lambda: run_process([*exe, "--version"]), reps, warmup=3))
-    floor = stats(timed(lambda: run_process([sys.executable, "-c", "pass"]), reps, warmup=3))
+    floor = interpreter_floor(reps)
     rows = [
-        Row("startup", "procreg --version", "-", figure, "python -c pass (interpreter floor)",
+        Row("startup", "procreg --version", "-", figure, INTERPRETER_FLOOR,
             floor, target="< 150 ms median", met=figure["median_ms"] < 150,
-            extra={"argv": exe})
+            extra={"argv": exe}, limit_name=INTERPRETER_FLOOR, limit=floor)
     ]  # fmt: skip
     gto = gto_bin()
     if gto is not None:

@@ -35,6 +35,8 @@ from benchmarks.synthetic import Spec, proc_id
 from registry.api import Registry
 from registry.git.store import GitStore
 from registry.index.connect import open_backend
+from registry.index.contract import PROCEDURE_COLUMNS, SUMMARY_COLUMNS, VERSION_COLUMNS
+from registry.index.sql import column_list
 from registry.index.sync import sync
 
 WORDS = ["csv", "parse report", "invoice", "tax discount", "webhook", "hash"]
@@ -71,6 +73,23 @@ def _pick(n: int, i: int, stride: int = 7919) -> str:
 # -- full reindex --------------------------------------------------------------------------
 
 
+def raw_metadata_reads(repo: Path) -> int:
+    """The reindex limit: read every procedure's ``metadata.json`` blob at main with pygit2.
+
+    No parsing, no validation, no tags, no writes: what any index of the metadata must
+    at least pay to see it. Returns the bytes read.
+    """
+    import pygit2
+
+    git = pygit2.Repository(str(repo))
+    tree = git.revparse_single("main").peel(pygit2.Tree)
+    total = 0
+    for entry in git[tree["procedures"].id]:  # type: ignore[attr-defined]
+        folder = git[entry.id]
+        total += len(git[folder["metadata.json"].id].data)  # type: ignore[index]
+    return total
+
+
 async def _reindex(repo: Path, url: str | None, reps: int) -> list[float]:
     store = GitStore.open(repo)
     samples = []
@@ -89,6 +108,7 @@ def scenario_reindex(ctx: Context) -> list[Row]:
     reps = ctx.reps(3, 5)
     try:
         base = stats(timed(lambda: naive.list_all(repo), reps))
+        limit = stats(timed(lambda: raw_metadata_reads(repo), reps))
         rows = []
         for name in ctx.backends:
             log(f"reindex {name} x{reps}")
@@ -102,9 +122,11 @@ def scenario_reindex(ctx: Context) -> list[Row]:
                     figure,
                     "naive full scan (os.walk + json.load + git tag -l)",
                     base,
-                    target="< 10 s median",
-                    met=figure["median_ms"] < 10_000,
+                    target="< 2 s median",
+                    met=figure["median_ms"] < 2_000,
                     note="the naive scan builds nothing: it is what the naive way pays per query",
+                    limit_name="raw pygit2 reads of every metadata.json blob",
+                    limit=limit,
                 )
             )
         return rows
@@ -164,11 +186,24 @@ def scenario_sync(ctx: Context) -> list[Row]:
                 )
         finally:
             drop_copy(repo)
-    return rows + growth_rows(rows, "sync", "incremental sync", flat=True)
+    return rows + growth_rows(
+        rows, "sync", "incremental sync", flat=True, bounds={"incremental sync": 0.15}
+    )
 
 
-def growth_rows(rows: list[Row], scenario: str, label: str, *, flat: bool) -> list[Row]:
-    """One row per backend/figure with the exponent of median time against N."""
+def growth_rows(
+    rows: list[Row],
+    scenario: str,
+    label: str,
+    *,
+    flat: bool,
+    bounds: dict[str, float] | None = None,
+) -> list[Row]:
+    """One row per backend/figure with the exponent of median time against N.
+
+    ``flat``: every figure's target is an exponent under 0.3; ``bounds`` sets the
+    target of the figures whose name starts with one of its keys.
+    """
     out = []
     for figure in sorted({r.figure for r in rows}):
         series = [r for r in rows if r.figure == figure and "procedures" in r.extra]
@@ -181,6 +216,9 @@ def growth_rows(rows: list[Row], scenario: str, label: str, *, flat: bool) -> li
             if all(r.baseline for r in series)
             else None
         )
+        bound = next((b for k, b in (bounds or {}).items() if figure.startswith(k)), None)
+        if bound is None and flat:
+            bound = 0.3
         out.append(
             Row(
                 scenario,
@@ -189,8 +227,8 @@ def growth_rows(rows: list[Row], scenario: str, label: str, *, flat: bool) -> li
                 {"exponent": exp},
                 "baseline exponent",
                 {"exponent": base_exp},
-                target="exponent < 0.3 (flat)" if flat else None,
-                met=(exp is not None and exp < 0.3) if flat else None,
+                target=None if bound is None else f"exponent < {bound:g}",
+                met=None if bound is None else (exp is not None and exp < bound),
                 note=f"least squares of log(median) on log(N) for {label}",
             )
         )
@@ -198,6 +236,38 @@ def growth_rows(rows: list[Row], scenario: str, label: str, *, flat: bool) -> li
 
 
 # -- queries through the sync API ---------------------------------------------------------
+
+
+BARE_LIST = f"SELECT {column_list(SUMMARY_COLUMNS)} FROM procedures"
+BARE_GET = (f"SELECT {column_list(PROCEDURE_COLUMNS)} FROM procedures WHERE id = $1",
+            f"SELECT {column_list(VERSION_COLUMNS)} FROM versions WHERE id = $1")  # fmt: skip
+BARE_SEARCH = "SELECT {columns} FROM {source} WHERE {match} LIMIT 20"
+
+
+def _bare(reg: Registry, sql: str, *params: Any) -> Any:
+    """A bare ``SELECT`` through the same backend connection and loop hop as the API's."""
+    backend = reg.core.backend
+    return reg.call(backend._fetch, backend.dialect.render(sql), params)  # type: ignore[attr-defined]
+
+
+def _limits(reg: Registry, n: int, rounds: int) -> dict[str, list[float]]:
+    """The query limits: bare SELECTs of the rows list, get and search return."""
+    dialect = reg.core.backend.dialect  # type: ignore[attr-defined]
+    search_sql = BARE_SEARCH.format(columns=column_list(SUMMARY_COLUMNS, "p"),
+                                    source=dialect.text_source,
+                                    match=dialect.text_match.format("$1"))  # fmt: skip
+    out: dict[str, list[float]] = {"search": [], "get": []}
+    for i in range(rounds):
+        start = time.perf_counter()
+        _bare(reg, search_sql, dialect.text_query(WORDS[i % len(WORDS)]))
+        out["search"].append((time.perf_counter() - start) * 1000)
+        pid = _pick(n, i, 31)
+        start = time.perf_counter()
+        _bare(reg, BARE_GET[0], pid)
+        _bare(reg, BARE_GET[1], pid)
+        out["get"].append((time.perf_counter() - start) * 1000)
+    out["list"] = timed(lambda: _bare(reg, BARE_LIST), 5)
+    return out
 
 
 def _queries(repo: Path, url: str | None, n: int, rounds: int) -> dict[str, list[float]]:
@@ -214,6 +284,7 @@ def _queries(repo: Path, url: str | None, n: int, rounds: int) -> dict[str, list
             reg.get(pid)
             out["get"].append((time.perf_counter() - start) * 1000)
         out["list"] = timed(lambda: reg.search(None, limit=n + 1), 5)
+        out |= {f"limit_{k}": v for k, v in _limits(reg, n, rounds).items()}
     return out
 
 
@@ -241,6 +312,8 @@ def scenario_query(ctx: Context) -> list[Row]:
                     ratio = base[op]["median_ms"] / figure["median_ms"]
                     parts = []
                     met = True
+                    if op == "list" and n == 10_000:
+                        target_ms = 30.0
                     if target_ms is not None:
                         parts.append(f"< {target_ms:g} ms median")
                         met = figure["median_ms"] < target_ms
@@ -258,11 +331,13 @@ def scenario_query(ctx: Context) -> list[Row]:
                             target="; ".join(parts) or None,
                             met=met if parts else None,
                             extra={"procedures": n},
+                            limit_name=f"bare SELECT of the same rows ({name})",
+                            limit=stats(out[f"limit_{op}"]),
                         )
                     )
         finally:
             drop_copy(repo)
-    return rows + growth_rows(rows, "query", "search/get/list", flat=False)
+    return rows + growth_rows(rows, "query", "search/get/list", flat=False, bounds={"search": 0.3})
 
 
 # -- the watcher: commit-to-visible and resident memory -----------------------------------

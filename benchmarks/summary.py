@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 ORDER = ["reindex", "sync", "watch", "query", "log", "release", "peer", "run", "ingest",
-         "startup"]  # fmt: skip
+         "startup", "mcp", "envs"]  # fmt: skip
 
 
 def _cell(figure: dict[str, Any] | None) -> str:
@@ -22,6 +22,10 @@ def _cell(figure: dict[str, Any] | None) -> str:
     ms = figure["median_ms"]
     text = f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.2f} ms"
     return f"> {text} (timeout)" if figure.get("lower_bound") else text
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:,}x"
 
 
 def write_summary(results: Path) -> Path:
@@ -41,8 +45,8 @@ def write_summary(results: Path) -> Path:
         ]
     lines += [
         "| scenario | figure | size | procreg median | baseline | baseline median | "
-        "ratio | target | met? |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "ratio | limit | limit median | x limit | target | met? |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         data = files[name]
@@ -52,7 +56,9 @@ def write_summary(results: Path) -> Path:
             lines.append(
                 f"| {name} | {r['figure']} | {r['size']} | {_cell(r['procreg'])} | "
                 f"{r.get('baseline_name') or '-'} | {_cell(r.get('baseline'))} | "
-                f"{'-' if ratio is None else f'{ratio:,}x'} | {r.get('target') or '-'} | {met} |"
+                f"{'-' if ratio is None else f'{ratio:,}x'} | {r.get('limit_name') or '-'} | "
+                f"{_cell(r.get('limit'))} | {_x(r.get('ratio_procreg_over_limit'))} | "
+                f"{r.get('target') or '-'} | {met} |"
             )
     stamps = sorted(f"{n}: {files[n]['measured_at']} ({files[n]['params']['mode']})"
                     for n in names)  # fmt: skip

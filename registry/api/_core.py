@@ -26,7 +26,7 @@ from registry.api._results import (
     VersionInfo,
     metadata_of,
     summary,
-    trusted_summary,
+    trusted_summaries,
     version_info,
 )
 from registry.api._writes import WriteSide
@@ -234,9 +234,11 @@ class AsyncRegistry(WriteSide, QueueSide):
         )
         lean = getattr(self.backend, "search_summaries", None)
         if lean is not None:
-            hits = [trusted_summary(h) for h in await lean(query)]
-        else:
-            hits = [summary(r) for r in await self.backend.search(query)]
+            found = await lean(query)
+            ids = [h["id"] for h in found]
+            current = await self.backend.current_channel_versions(ids) if ids else {}
+            return trusted_summaries(found, current)
+        hits = [summary(r) for r in await self.backend.search(query)]
         if hits:
             current = await self.backend.current_channel_versions([h.id for h in hits])
             for hit in hits:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE, METADATA_FILE, Snapshot
-from registry.index.contract import ProcedureRow, VersionRecord, construct_trusted
+from registry.index.contract import ProcedureRow, VersionRecord
 
 
 class ProcedureSummary(BaseModel):
@@ -112,27 +112,48 @@ def summary(row: ProcedureRow) -> ProcedureSummary:
     )
 
 
-def trusted_summary(hit: dict[str, Any]) -> ProcedureSummary:
-    """A search hit from the lean columns of our own index, built without re-validating."""
-    # the values come from our own index (written from validated records): building the
-    # model without re-validating is most of what makes listing 10,000 cheap
-    return construct_trusted(
-        ProcedureSummary,
-        {
-            "id": hit["id"],
-            "name": hit["name"],
-            "description": hit["description"],
-            "category": hit["category"],
-            "tags": hit["tags"],
-            "status": hit["status"],
-            "version": hit["latest_version"],
-            "valid": hit["valid"],
-            "errors": hit["errors"],
-            "runs": hit["runs"],
-            "success_rate": hit["success_rate"],
-            "channels": {},
-        },
-    )
+_SUMMARY_FIELDS = frozenset(ProcedureSummary.model_fields)
+
+
+def trusted_summaries(
+    hits: Sequence[dict[str, Any]], channels: dict[str, dict[str, str | None]]
+) -> list[ProcedureSummary]:
+    """Search hits from the lean columns of our own index, built without re-validating.
+
+    ``channels`` is ``{id: {channel: version}}`` of the hits. The values come from our own
+    index (written from validated records): building the models without re-validating
+    (what :func:`~registry.index.contract.construct_trusted` does, inlined) is most of
+    what makes listing 10,000 cheap.
+    """
+    new = ProcedureSummary.__new__
+    put = object.__setattr__
+    fields = _SUMMARY_FIELDS
+    out = []
+    for hit in hits:
+        obj = new(ProcedureSummary)
+        put(
+            obj,
+            "__dict__",
+            {
+                "id": hit["id"],
+                "name": hit["name"],
+                "description": hit["description"],
+                "category": hit["category"],
+                "tags": hit["tags"],
+                "status": hit["status"],
+                "version": hit["latest_version"],
+                "valid": hit["valid"],
+                "errors": hit["errors"],
+                "runs": hit["runs"],
+                "success_rate": hit["success_rate"],
+                "channels": channels.get(hit["id"], {}),
+            },
+        )
+        put(obj, "__pydantic_fields_set__", set(fields))
+        put(obj, "__pydantic_extra__", None)
+        put(obj, "__pydantic_private__", None)
+        out.append(obj)
+    return out
 
 
 def version_info(v: VersionRecord, channels: Sequence[str]) -> VersionInfo:

@@ -11,19 +11,99 @@ Exit codes scripts can rely on: 0 success, 1 a problem the user can fix (one
 line on stderr, no traceback), 2 a usage error (click's), 3 an internal
 error (rerun with ``--traceback`` to see it). Heavy modules are imported
 inside the commands so that ``procreg --version`` starts fast.
+
+A family's module is imported only when one of its commands runs (or when help
+lists them all): :data:`FAMILIES` names each module's commands, and
+:class:`LazyCommands` imports the module on first use. A new family is one line
+there (its module exports ``COMMANDS`` as today); a test checks the table
+against every module's ``COMMANDS``.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from registry.cli import agents, envs, hooks, index, migrate, procedures, queue, runs, versions
 from registry.cli._common import Context, PipeClosed, exit_code, fail
+
+if TYPE_CHECKING:
+    from _collections_abc import dict_items, dict_keys, dict_values
+
+FAMILIES: Mapping[str, tuple[str, ...]] = {
+    "procedures": ("init", "new", "check", "list", "show", "schema", "search"),
+    "versions": ("release", "log", "diff", "rollback", "promote", "channels"),
+    "index": ("sync", "reindex", "verify", "watch"),
+    "migrate": ("migrate",),
+    "hooks": ("hooks", "hook"),
+    "runs": ("run", "test", "metrics", "health", "doctor"),
+    "agents": ("mcp", "serve", "tools", "propose"),
+    "envs": ("lock", "envs"),
+    "queue": ("worker", "jobs", "job", "schedules"),
+}
+"""``{module under registry.cli: the names of the commands in its COMMANDS}``."""
+
+
+class LazyCommands(dict[str, click.Command]):
+    """A group's commands; each family's module is imported when one of its commands is
+    looked up (``procreg show`` imports :mod:`~registry.cli.procedures` alone), all of
+    them when the commands are listed. Commands added directly are kept as they are."""
+
+    def __init__(self, families: Mapping[str, Sequence[str]]) -> None:
+        super().__init__()
+        self._pending = {module: tuple(names) for module, names in families.items()}
+
+    def _load(self, module: str) -> None:
+        if self._pending.pop(module, None) is None:
+            return
+        for command in importlib.import_module(f"registry.cli.{module}").COMMANDS:
+            assert command.name is not None
+            self.setdefault(command.name, command)
+
+    def _load_for(self, name: object) -> None:
+        for module, names in list(self._pending.items()):
+            if name in names:
+                self._load(module)
+
+    def _load_all(self) -> None:
+        for module in list(self._pending):
+            self._load(module)
+
+    def get(self, name: str, default: click.Command | None = None) -> click.Command | None:  # type: ignore[override]
+        self._load_for(name)
+        return super().get(name, default)
+
+    def __getitem__(self, name: str) -> click.Command:
+        self._load_for(name)
+        return super().__getitem__(name)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_for(name)
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        self._load_all()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load_all()
+        return super().__len__()
+
+    def keys(self) -> dict_keys[str, click.Command]:
+        self._load_all()
+        return super().keys()
+
+    def values(self) -> dict_values[str, click.Command]:
+        self._load_all()
+        return super().values()
+
+    def items(self) -> dict_items[str, click.Command]:
+        self._load_all()
+        return super().items()
 
 
 class _Group(click.Group):
@@ -102,9 +182,9 @@ def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
     click.echo(target.get_help(info))
 
 
-for _family in (procedures, versions, index, migrate, hooks, runs, queue, agents, envs):
-    for _command in _family.COMMANDS:
-        cli.add_command(_command)
+_eager = cli.commands
+cli.commands = LazyCommands(FAMILIES)
+cli.commands.update(_eager)  # procreg help
 
 
 # -- entry point ------------------------------------------------------------------------

@@ -18,15 +18,22 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.errors import LockError
 
 LOCK_FILE = "pylock.toml"
 TOOL_TABLE = "procreg"
+
+# packaging is imported when a lock or a requirement is read, not with this module
+# (`procreg show` of a procedure without a lock never needs it: CLI start-up time)
+
+
+def _canonical_name(name: str) -> str:
+    """The PEP 503 normalised form of a distribution name (``packaging``'s)."""
+    from packaging.utils import canonicalize_name as canonical
+
+    return str(canonical(name))
 
 
 class LockedDistribution(BaseModel):
@@ -52,8 +59,8 @@ class Lock(BaseModel):
 
     def find(self, name: str) -> LockedDistribution | None:
         """The locked distribution called ``name`` (any spelling PEP 503 folds together)."""
-        wanted = canonicalize_name(name)
-        return next((p for p in self.packages if canonicalize_name(p.name) == wanted), None)
+        wanted = _canonical_name(name)
+        return next((p for p in self.packages if _canonical_name(p.name) == wanted), None)
 
     @property
     def modules(self) -> list[str]:
@@ -83,7 +90,7 @@ def parse_lock(text: str, path: str = LOCK_FILE) -> Lock:
         version = entry.get("version")
         if not isinstance(version, str):
             raise LockError(f"{path}: package {entry['name']!r} is not pinned to a version", path)
-        provided = modules.get(canonicalize_name(entry["name"]), []) if modules else []
+        provided = modules.get(_canonical_name(entry["name"]), []) if modules else []
         packages.append(
             LockedDistribution(
                 name=entry["name"],
@@ -115,12 +122,15 @@ def tool_table(requirements: Sequence[str], modules: dict[str, list[str]]) -> st
     ]
     for name in sorted(modules):
         listed = ", ".join(quoted(m) for m in sorted(modules[name]))
-        lines.append(f"{quoted(canonicalize_name(name))} = [{listed}]")
+        lines.append(f"{quoted(_canonical_name(name))} = [{listed}]")
     return "\n".join(lines) + "\n"
 
 
 def _satisfied(requirement: str, lock: Lock) -> str | None:
     """Why ``requirement`` is not met by ``lock``, or None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
     try:
         req = Requirement(requirement)
     except InvalidRequirement as exc:
@@ -160,8 +170,8 @@ def lock_problems(requirements: Sequence[str], lock: Lock | None) -> list[str]:
 
 def lock_changes(old: Lock | None, new: Lock | None) -> list[tuple[str, str | None, str | None]]:
     """``(name, old version, new version)`` for every distribution the locks pin differently."""
-    before = {canonicalize_name(p.name): p for p in (old.packages if old else [])}
-    after = {canonicalize_name(p.name): p for p in (new.packages if new else [])}
+    before = {_canonical_name(p.name): p for p in (old.packages if old else [])}
+    after = {_canonical_name(p.name): p for p in (new.packages if new else [])}
     changes: list[tuple[str, str | None, str | None]] = []
     for key in sorted(set(before) | set(after)):
         a, b = before.get(key), after.get(key)
@@ -179,10 +189,12 @@ def read_lock(text: str | None, path: str = LOCK_FILE) -> Lock | None:
 
 def requirement_names(requirements: Sequence[str]) -> dict[str, str]:
     """Canonical distribution name -> the requirement string naming it (unparsable ones skipped)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     names: dict[str, str] = {}
     for text in requirements:
         try:
-            names[canonicalize_name(Requirement(text).name)] = text
+            names[_canonical_name(Requirement(text).name)] = text
         except InvalidRequirement:
             continue
     return names

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 import semver
@@ -99,7 +100,10 @@ def _as_version(version: semver.Version | str) -> semver.Version:
         raise UsageError(f"invalid version {version!r}: use semver such as 1.2.3") from None
 
 
+@lru_cache(maxsize=4096)
 def _strict_version(text: str) -> semver.Version | None:
+    # cached: a rebuild reads 30,000 tags naming a few hundred distinct versions, and
+    # semver.Version is immutable, so one parsed object serves every caller
     try:
         version = semver.Version.parse(text)
     except (ValueError, TypeError):
@@ -437,7 +441,14 @@ def parse_release_message(message: str) -> ReleaseInfo:
     subject = commit_subject(message)
     m = _RELEASE_SUBJECT_RE.match(subject)
     ident = m.group("id") if m and is_valid_id(m.group("id")) else None
-    bump_text = (_first(trailers, "Bump") or "").lower()
+    first: dict[str, str] = {}  # what _first(trailers, key) says, for every key at once
+    reasons = []
+    for key, value in trailers:
+        lowered = key.lower()
+        first.setdefault(lowered, value)
+        if lowered == "reason":
+            reasons.append(value)
+    bump_text = first.get("bump", "").lower()
     # Every value is already of its field's type: constructing skips building
     # the model's validator, which `procreg log` would otherwise pay for.
     return ReleaseInfo.model_construct(
@@ -445,14 +456,14 @@ def parse_release_message(message: str) -> ReleaseInfo:
         id=ident,
         version=_version(m.group("version")) if m else None,
         bump=next((b for b in _BUMPS if b == bump_text), None),
-        breaking=_bool(_first(trailers, "Breaking")),
-        lines_added=_int(_first(trailers, "Lines-Added")),
-        lines_removed=_int(_first(trailers, "Lines-Removed")),
-        files_changed=_int(_first(trailers, "Files-Changed")),
-        previous=_version(_first(trailers, "Previous")),
-        tree=_first(trailers, "Tree") or None,
-        lock=_first(trailers, "Lock") or None,
-        reasons=[v for k, v in trailers if k.lower() == "reason"],
+        breaking=_bool(first.get("breaking")),
+        lines_added=_int(first.get("lines-added")),
+        lines_removed=_int(first.get("lines-removed")),
+        files_changed=_int(first.get("files-changed")),
+        previous=_version(first.get("previous")),
+        tree=first.get("tree") or None,
+        lock=first.get("lock") or None,
+        reasons=reasons,
     )
 
 

@@ -43,6 +43,20 @@ def targets_under(repo: pygit2.Repository, prefix: str) -> list[tuple[str, str |
     return sorted(found.items())
 
 
+def any_under(repo: pygit2.Repository, prefix: str) -> bool:
+    """True when some ref starts with ``prefix``: :func:`targets_under` up to the first one.
+
+    A loose ref is looked for first (one directory listing), then the first packed one
+    (a binary search in ``packed-refs``), so a repository with 30,000 tags is not listed.
+    """
+    git_dir = Path(repo.path)
+    if not _files_backend(repo, git_dir):
+        return bool(_ref_targets_libgit2(repo, prefix))
+    if _loose_refs(git_dir, prefix, first=True):
+        return True
+    return next(_packed_refs(git_dir / "packed-refs", prefix), None) is not None
+
+
 def _files_backend(repo: pygit2.Repository, git_dir: Path) -> bool:
     """True when refs are plain files under this git dir (not reftable, not a worktree)."""
     try:
@@ -181,12 +195,13 @@ def write_tag_object(
         raise write_error(name, exc, f"cannot write tag {tag}", common_dir) from exc
 
 
-def _loose_refs(git_dir: Path, prefix: str) -> dict[str, str | None]:
+def _loose_refs(git_dir: Path, prefix: str, *, first: bool = False) -> dict[str, str | None]:
     """Loose refs under ``git_dir`` starting with ``prefix``: ``{name: target or None}``.
 
     Only the directory holding the prefix's last component is listed (plus the
     subdirectories whose names match it); ``*.lock`` files (a write in
     progress) are skipped, as git does. ``None`` marks a symbolic ref.
+    ``first``: stop at the first ref found.
     """
     head, _, base = prefix.rpartition("/")
     directory = git_dir / head if head else git_dir
@@ -208,8 +223,12 @@ def _loose_refs(git_dir: Path, prefix: str) -> dict[str, str | None]:
                 for file_name in names:
                     if not file_name.endswith(".lock"):
                         _read_loose(Path(root, file_name), f"{stem}{rel}/{file_name}", out)
+                    if first and out:
+                        return out
         elif entry.is_file(follow_symlinks=False):
             _read_loose(Path(entry.path), f"{stem}{entry.name}", out)
+        if first and out:
+            return out
     return out
 
 

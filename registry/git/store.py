@@ -214,6 +214,10 @@ class GitStore:
         """
         return [name for name, _ in refs.targets_under(self.repo, prefix)]
 
+    def has_ref_under(self, prefix: str) -> bool:
+        """True when some ref name starts with ``prefix`` (stops at the first one found)."""
+        return refs.any_under(self.repo, prefix)
+
     def ref_targets(self, prefixes: tuple[str, ...]) -> dict[str, str]:
         """``{ref name: target id}`` of every ref under one of ``prefixes``, in one listing.
 

@@ -109,6 +109,12 @@ _ROWS = f"""SELECT {{columns}}, {LATEST_VERSION},
     coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
 FROM ({{page}}) s JOIN procedures p ON p.{{key}} = s.sort_key {HEALTH_JOIN}
 ORDER BY {{order}}"""
+# Ordered by id with no rank and no health filter, one level is enough: the scan of the
+# id index stops at the limit, so the latest version is still computed for the page only
+# (and the page is not materialised, joined back and sorted again).
+_FLAT_ROWS = f"""SELECT {{columns}}, {LATEST_VERSION},
+    coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
+FROM procedures p {HEALTH_JOIN} {{where}} ORDER BY p.id LIMIT {{limit}}"""
 ORDER_BY: dict[str, str] = {
     "relevance": "sort_rank DESC, sort_name, sort_id",
     "name": "sort_id",  # by id, the first column every listing shows
@@ -251,17 +257,22 @@ def procedure_rows(
     summary: bool = False,
 ) -> str:
     """A procedure query: a page of ``limit`` rows (None: all) meeting ``conditions``."""
+    where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
+    columns = column_list(SUMMARY_COLUMNS if summary else PROCEDURE_COLUMNS, "p")
+    if rank == NO_RANK and source == "procedures p" and not joins and ORDER_BY[order] == "sort_id":
+        limit_ref = params.add(dialect.unlimited if limit is None else limit)
+        flat = _FLAT_ROWS.replace("{columns}", columns).replace("{where}", where)
+        return dialect.render(flat.replace("{limit}", limit_ref))
     page = PAGE.format(
         key=dialect.page_key,
         rank=rank,
         health=PAGE_HEALTH if joins else "",
         source=source,
         joins=joins,
-        where=("WHERE " + " AND ".join(conditions)) if conditions else "",
+        where=where,
         order=ORDER_BY[order],
         limit=params.add(dialect.unlimited if limit is None else limit),
     )
-    columns = column_list(SUMMARY_COLUMNS if summary else PROCEDURE_COLUMNS, "p")
     sql = (
         _ROWS.replace("{columns}", columns)
         .replace("{key}", dialect.page_key)

@@ -118,27 +118,55 @@ def _decoded(row: sqlite3.Row) -> dict[str, Any]:
 _SUMMARY_KEYS = (*SUMMARY_COLUMNS, "latest_version", "runs", "success_rate")
 
 
+# JSON list text -> its decoded items: tags and errors lists repeat across rows and lists,
+# so a list of 10,000 decodes each distinct text once (each row still gets its own list)
+_LISTS: dict[str, tuple[Any, ...]] = {}
+_LISTS_MAX = 65_536
+
+
+def _json_list(text: str) -> list[Any]:
+    if text == "[]":
+        return []
+    items = _LISTS.get(text)
+    if items is None:
+        if len(_LISTS) >= _LISTS_MAX:
+            _LISTS.clear()
+        items = _LISTS[text] = tuple(json.loads(text))
+    return list(items)
+
+
 def _summaries(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     # plain tuples and positional unpacking: a list of 10,000 is mostly this loop
     assert _SUMMARY_KEYS[4] == "tags" and _SUMMARY_KEYS[6:8] == ("valid", "errors")
-    out = []
-    for id_, name, description, category, tags, status, valid, errors, latest, runs, rate in rows:
-        out.append(
-            {
-                "id": id_,
-                "name": name,
-                "description": description,
-                "category": category,
-                "tags": _json(tags),
-                "status": status,
-                "valid": bool(valid),
-                "errors": _json(errors),
-                "latest_version": latest,
-                "runs": runs,
-                "success_rate": rate,
-            }
-        )
-    return out
+    decode = _json_list
+    return [
+        {
+            "id": id_,
+            "name": name,
+            "description": description,
+            "category": category,
+            "tags": decode(tags),
+            "status": status,
+            "valid": bool(valid),
+            "errors": decode(errors),
+            "latest_version": latest,
+            "runs": runs,
+            "success_rate": rate,
+        }
+        for (
+            id_,
+            name,
+            description,
+            category,
+            tags,
+            status,
+            valid,
+            errors,
+            latest,
+            runs,
+            rate,
+        ) in rows
+    ]
 
 
 def _put_procedure(c: sqlite3.Connection, record: ProcedureRecord) -> None:
@@ -150,6 +178,30 @@ def _put_procedure(c: sqlite3.Connection, record: ProcedureRecord) -> None:
     c.execute(INSERT_PROCEDURE_FTS, (rowid, *fts_params(record)))
 
 
+def _put_all_procedures(c: sqlite3.Connection, changes: ChangeSet) -> None:
+    """A rebuild's procedures into the emptied tables, one ``executemany`` per table.
+
+    The same rows as :func:`_put_procedure` and ``MARK_INVALID`` row by row would leave,
+    with the same ``fts_rowid`` of each (rows are written in the same order).
+    """
+    final: dict[str, ProcedureRecord] = {}  # id -> the record its FTS row is built from
+    rows: list[ProcedureRecord] = []
+    for record in changes.upsert:
+        final[record.id] = record
+        rows.append(record)
+    marked = []
+    for id, errors in changes.invalid:
+        if id in final:
+            marked.append((json.dumps(errors), id))
+        else:
+            final[id] = placeholder(id, errors, changes.commit)
+            rows.append(final[id])
+    c.executemany(UPSERT_PROCEDURE_ROW, [_params(row_values(r, PROCEDURE_COLUMNS)) for r in rows])
+    rowids = dict(c.execute(SELECT_FTS_ROWIDS).fetchall())
+    c.executemany(INSERT_PROCEDURE_FTS, [(rowids[i], *fts_params(r)) for i, r in final.items()])
+    c.executemany(MARK_INVALID, marked)
+
+
 DELETE_ALL_DERIVED = (
     "DELETE FROM procedures",
     "DELETE FROM procedures_fts",
@@ -159,10 +211,11 @@ DELETE_ALL_DERIVED = (
 )
 DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = ? RETURNING fts_rowid"
 DELETE_PROCEDURE_FTS = "DELETE FROM procedures_fts WHERE rowid = ?"
-UPSERT_PROCEDURE = (
-    upsert_sql("procedures", PROCEDURE_COLUMNS, "id", ["?"] * len(PROCEDURE_COLUMNS))
-    + " RETURNING fts_rowid"
+UPSERT_PROCEDURE_ROW = upsert_sql(
+    "procedures", PROCEDURE_COLUMNS, "id", ["?"] * len(PROCEDURE_COLUMNS)
 )
+UPSERT_PROCEDURE = UPSERT_PROCEDURE_ROW + " RETURNING fts_rowid"
+SELECT_FTS_ROWIDS = "SELECT id, fts_rowid FROM procedures"
 PROCEDURE_EXISTS = "SELECT 1 FROM procedures WHERE id = ?"
 MARK_INVALID = "UPDATE procedures SET valid = 0, errors = ? WHERE id = ?"
 UPSERT_VERSION = upsert_sql(
@@ -338,13 +391,16 @@ class SqliteIndex(SqlIndex):
             for id in changes.delete:
                 for (rowid,) in c.execute(DELETE_PROCEDURE, (id,)).fetchall():
                     c.execute(DELETE_PROCEDURE_FTS, (rowid,))
-            for record in changes.upsert:
-                _put_procedure(c, record)
-            for id, errors in changes.invalid:
-                if c.execute(PROCEDURE_EXISTS, (id,)).fetchone():
-                    c.execute(MARK_INVALID, (json.dumps(errors), id))
-                else:
-                    _put_procedure(c, placeholder(id, errors, changes.commit))
+            if changes.full:
+                _put_all_procedures(c, changes)
+            else:
+                for record in changes.upsert:
+                    _put_procedure(c, record)
+                for id, errors in changes.invalid:
+                    if c.execute(PROCEDURE_EXISTS, (id,)).fetchone():
+                        c.execute(MARK_INVALID, (json.dumps(errors), id))
+                    else:
+                        _put_procedure(c, placeholder(id, errors, changes.commit))
             c.executemany(SQL.delete_version, [(t,) for t in changes.versions_delete])
             c.executemany(
                 UPSERT_VERSION, [_params(version_values(v)) for v in changes.versions_upsert]

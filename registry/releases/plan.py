@@ -129,12 +129,14 @@ class ReleaseView:
                 out[proc_id] = tree
                 continue
             version, info = latest
+            released = tags.release_tree(info.message, proc_id, version)
+            if released == tree:
+                continue  # unchanged: no need to ask the commit graph about it
             if self.superseded(commit, info.commit):
                 continue
-            released = tags.release_tree(info.message, proc_id, version)
             if released is None:
                 unknown.setdefault(info.commit, []).append(proc_id)
-            elif released != tree:
+            else:
                 out[proc_id] = tree
         for tagged, ids in unknown.items():
             for proc_id, released_tree in self.store.subtree_ids(tagged, ids).items():

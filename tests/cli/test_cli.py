@@ -338,3 +338,16 @@ def test_a_closed_pipe_ends_quietly_with_0(repo: Path) -> None:
     )
     assert done.stdout.strip() == "status=0", done.stderr
     assert done.stderr == ""
+
+
+def test_the_lazy_command_table_names_every_command_of_every_family() -> None:
+    """``FAMILIES`` (what ``procreg`` imports on demand) lists exactly each module's COMMANDS."""
+    import importlib
+
+    from registry.cli import FAMILIES, cli
+
+    for module, names in FAMILIES.items():
+        commands = importlib.import_module(f"registry.cli.{module}").COMMANDS
+        assert sorted(c.name for c in commands) == sorted(names), module
+    listed = set(cli.commands)
+    assert listed == {n for names in FAMILIES.values() for n in names} | {"help"}
