@@ -19,10 +19,14 @@ Exactly once, as far as a database can say it:
 - procrastinate hands a job to one worker (``FOR UPDATE SKIP LOCKED``);
 - a worker that dies mid-job (SIGKILL, a lost host) stops its heartbeat; after
   ``[queue] stalled_after_s`` any live worker's reaper puts the job back (one wins the
-  row lock) and marks the attempt ``lost``; the next attempt is a new run record;
-- a lost attempt is not a run record: like a caller's bad arguments it is not the
-  version's failure, and counting it would let dying hosts drive a release out of
-  service; so metrics and health count the runs that happened, once each;
+  row lock), marks the attempt ``lost`` and, in the same transaction, writes the lost
+  attempt's own run record (error type ``WorkerLost``, its run id derived from the job id
+  and the attempt, so a second reaper writes nothing); the next attempt is a new run
+  record;
+- a ``WorkerLost`` record is not the version's failure: counting it would let dying
+  hosts drive a release out of service, so metrics, success rates and health skip it
+  (both backends, their ``procedure_health`` triggers included) and count each job once,
+  by the attempt that ran;
 - a procedure's own failure ends the job (``failed``) unless its metadata says
   ``retries``; a worker that cannot run the job at all (its commit is nowhere) ends it
   ``failed`` with that error and no run record;
