@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import jsonschema
@@ -299,6 +299,42 @@ def test_a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice(
     shown_job = run_cli(capsys, "-C", str(reg_root), "--database-url", pg_url, "job",
                         str(handle.job_id))  # fmt: skip
     assert shown_job.code == 0 and "lost" in shown_job.out
+
+
+def test_two_reapers_write_a_lost_attempts_run_record_once(reg_root: Path, pg_url: str) -> None:
+    from registry.config import Config
+    from registry.runs.queue import Queue, Worker, lost_run_id
+
+    with Registry.open(reg_root, database_url=pg_url) as reg:
+        handle = reg.submit("echo", text="parked", queue="nobody")  # no worker takes it
+
+    async def go() -> None:
+        async with Queue(pg_url) as queue:
+            await queue.connector.execute_query_async(
+                """INSERT INTO job_attempts (job_id, attempt, worker, pid, started_at)
+                VALUES (%(job_id)s, 1, 'dead-host', 1, now() - interval '5 seconds')""",
+                job_id=handle.job_id,
+            )
+            (job,) = await queue.app.job_manager.list_jobs_async(id=handle.job_id)
+            reapers = [
+                Worker(cast(Any, None), cast(Any, None), cast(Any, None), Config(), queue)
+                for _ in range(2)
+            ]
+            await asyncio.gather(*(r._lose(job, 1, 12.0) for r in reapers))
+
+    asyncio.run(go())
+    (record,) = fetch(
+        pg_url,
+        "SELECT run_id, worker, error_type, error_message, duration_ms, version FROM executions",
+    )
+    assert record["run_id"] == lost_run_id(handle.job_id, 1)
+    assert (record["worker"], record["error_type"]) == ("dead-host", "WorkerLost")
+    assert "dead-host" in record["error_message"] and "12 s" in record["error_message"]
+    assert record["duration_ms"] >= 5000 and record["version"] == handle.version
+    (attempt,) = fetch(pg_url, "SELECT outcome, run_id FROM job_attempts")
+    assert (attempt["outcome"], attempt["run_id"]) == ("lost", record["run_id"])
+    with Registry.open(reg_root, database_url=pg_url) as reg:
+        assert reg.metrics("echo").runs == 0  # a lost attempt is not a run that counts
 
 
 # --------------------------------------------------------------------------- remote fetch
