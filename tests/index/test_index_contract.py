@@ -1023,7 +1023,11 @@ def test_both_backends_agree_exactly(tmp_path: Path, pg_url: str) -> None:
             caller=f"caller-{i % 4}",
         )
         for i, d in enumerate(durations)
-    ]
+    ] + [  # lost attempts: recorded by both, counted by neither
+        runrec("csv-to-json", 600 + i, duration_ms=5e4, version=f"1.{i % 3}.0",
+               outcome="failure", error_type="WorkerLost", job_id=i, attempt=1)
+        for i in range(20)
+    ]  # fmt: skip
 
     async def body(index: IndexBackend) -> Any:
         await index.apply(initial_changes(invalid=[("broken", ["bad"])]))
