@@ -61,6 +61,7 @@ from registry.index.postgres_migrations import (
     SELECT_MIGRATIONS,
 )
 from registry.index.sql import (
+    COUNTED,
     HEALTH_JOIN,
     LATEST_VERSION,
     SUCCESS_RATE,
@@ -211,17 +212,17 @@ INSERT_EXECUTIONS = (
     )
     + ") ON CONFLICT (run_id) DO NOTHING"
 )
-SELECT_METRICS = """SELECT GROUPING(version) = 1 AS overall, version, count(*) AS runs,
+SELECT_METRICS = f"""SELECT GROUPING(version) = 1 AS overall, version, count(*) AS runs,
     count(*) FILTER (WHERE outcome = 'success') AS successes,
     percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50,
     percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95,
     max(started_at) AS last_run
-FROM executions WHERE id = $1
+FROM executions WHERE id = $1 AND {COUNTED}
 GROUP BY GROUPING SETS ((), (version))"""
-SELECT_ERROR_COUNTS = """SELECT version, error_type, count(*) AS n FROM executions
-WHERE id = $1 AND outcome = 'failure' GROUP BY version, error_type"""
-SELECT_CALLER_COUNTS = """SELECT version, caller, count(*) AS n FROM executions
-WHERE id = $1 GROUP BY version, caller"""
+SELECT_ERROR_COUNTS = f"""SELECT version, error_type, count(*) AS n FROM executions
+WHERE id = $1 AND outcome = 'failure' AND {COUNTED} GROUP BY version, error_type"""
+SELECT_CALLER_COUNTS = f"""SELECT version, caller, count(*) AS n FROM executions
+WHERE id = $1 AND {COUNTED} GROUP BY version, caller"""
 NOTIFY = "SELECT pg_notify($1, $2)"
 ADVISORY_LOCK = "SELECT pg_advisory_lock($1)"
 ADVISORY_TRY_LOCK = "SELECT pg_try_advisory_lock($1)"

@@ -41,6 +41,9 @@ CREATE TABLE job_attempts (
     run_id text,
     result jsonb,
     error text,
+    version text,
+    "commit" text,
+    tree_id text,
     PRIMARY KEY (job_id, attempt)
 );
 CREATE FUNCTION procreg_notify_job_done() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -54,9 +57,20 @@ CREATE TRIGGER procreg_job_done AFTER UPDATE OF status ON procrastinate_jobs
     WHEN (NEW.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
           AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION procreg_notify_job_done();
+CREATE OR REPLACE FUNCTION procreg_count_runs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO procedure_health AS h (id, runs, successes)
+    SELECT id, count(*), count(*) FILTER (WHERE outcome = 'success')
+    FROM new_runs WHERE coalesce(error_type, '') <> 'WorkerLost' GROUP BY id ORDER BY id
+    ON CONFLICT (id) DO UPDATE
+        SET runs = h.runs + excluded.runs, successes = h.successes + excluded.successes;
+    RETURN NULL;
+END
+$$;
 """
 """Queued runs: run records name their job, attempt and worker; one row per attempt
-(with the result ``Registry.result`` returns); a NOTIFY when a job reaches a final state."""
+(with the result ``Registry.result`` returns); a NOTIFY when a job reaches a final state;
+health no longer counts the run record of an attempt whose worker died (``WorkerLost``)."""
 
 
 async def _queue_schema(conn: asyncpg.Connection) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
+from registry.core.failures import NOT_COUNTED
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
@@ -127,6 +128,9 @@ WHERE_VALID = "p.valid = {}"
 WHERE_ID = "p.id = {}"
 WHERE_MIN_SUCCESS = f"{SUCCESS_RATE} >= {{}}"
 _RECENT = "ORDER BY started_at DESC, run_id DESC LIMIT"
+COUNTED = f"coalesce(error_type, '') NOT IN ({', '.join(repr(t) for t in NOT_COUNTED)})"
+"""The run records metrics and health count: not a queued attempt whose worker died
+(``WorkerLost``). The procedure_health triggers of both backends say the same."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR version = $2) {_RECENT} $3"""
         "SELECT count(*) FROM {runs}executions WHERE (CAST($1 AS TEXT) IS NULL OR id = $1)"
     )
     select_recent_outcomes: str = f"""SELECT outcome = 'success' FROM {{runs}}executions
-WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR version = $2) {_RECENT} $3"""
+WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR version = $2) AND {COUNTED} {_RECENT} $3"""
 
 
 @cache

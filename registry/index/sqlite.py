@@ -54,7 +54,7 @@ from registry.index.contract import (
 )
 from registry.index.fulltext import fts5_query
 from registry.index.metrics import RunFact, compute_metrics
-from registry.index.sql import Dialect, column_list, statements, upsert_sql
+from registry.index.sql import COUNTED, Dialect, column_list, statements, upsert_sql
 from registry.index.sqlite_migrations import (
     ATTACH_RUNS,
     ATTACHED_FROM,
@@ -223,8 +223,8 @@ UPSERT_VERSION = upsert_sql(
 )
 INSERT_EXECUTION = f"""INSERT OR IGNORE INTO runs.executions ({column_list(EXECUTION_COLUMNS)})
 VALUES ({", ".join(["?"] * len(EXECUTION_COLUMNS))})"""
-SELECT_RUN_FACTS = """SELECT version, duration_ms, outcome, error_type, started_at, caller
-FROM runs.executions WHERE id = ?"""
+SELECT_RUN_FACTS = f"""SELECT version, duration_ms, outcome, error_type, started_at, caller
+FROM runs.executions WHERE id = ? AND {COUNTED}"""
 
 SQLITE = Dialect(
     name="sqlite",

@@ -318,6 +318,16 @@ RUNS_MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
             "ALTER TABLE runs.executions ADD COLUMN job_id INTEGER",
             "ALTER TABLE runs.executions ADD COLUMN attempt INTEGER",
             "ALTER TABLE runs.executions ADD COLUMN worker TEXT",
+            # the run record of an attempt whose worker died is not counted (as PostgreSQL)
+            "DROP TRIGGER runs.executions_count_runs",
+            """CREATE TRIGGER runs.executions_count_runs AFTER INSERT ON executions
+            WHEN coalesce(new.error_type, '') <> 'WorkerLost' BEGIN
+                INSERT OR IGNORE INTO procedure_health (id, runs, successes)
+                    VALUES (new.id, 0, 0);
+                UPDATE procedure_health
+                    SET runs = runs + 1, successes = successes + (new.outcome = 'success')
+                    WHERE id = new.id;
+            END""",
         ),
     ),
 )

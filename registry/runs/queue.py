@@ -19,10 +19,14 @@ Exactly once, as far as a database can say it:
 - procrastinate hands a job to one worker (``FOR UPDATE SKIP LOCKED``);
 - a worker that dies mid-job (SIGKILL, a lost host) stops its heartbeat; after
   ``[queue] stalled_after_s`` any live worker's reaper puts the job back (one wins the
-  row lock) and marks the attempt ``lost``; the next attempt is a new run record;
-- a lost attempt is not a run record: like a caller's bad arguments it is not the
-  version's failure, and counting it would let dying hosts drive a release out of
-  service; so metrics and health count the runs that happened, once each;
+  row lock), marks the attempt ``lost`` and, in the same transaction, writes the lost
+  attempt's own run record (error type ``WorkerLost``, its run id derived from the job id
+  and the attempt, so a second reaper writes nothing); the next attempt is a new run
+  record;
+- a ``WorkerLost`` record is not the version's failure: counting it would let dying
+  hosts drive a release out of service, so metrics, success rates and health skip it
+  (both backends, their ``procedure_health`` triggers included) and count each job once,
+  by the attempt that ran;
 - a procedure's own failure ends the job (``failed``) unless its metadata says
   ``retries``; a worker that cannot run the job at all (its commit is nowhere) ends it
   ``failed`` with that error and no run record;
@@ -44,6 +48,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -51,6 +56,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel, Field
 
 from registry.core.arguments import ARGUMENT_ERROR
+from registry.core.failures import WORKER_LOST
 from registry.errors import (
     ExecutionError,
     JobError,
@@ -87,6 +93,8 @@ FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 SAFETY_RECHECK_S = 5.0
 """A waiter re-reads the job this often in case its LISTEN connection dropped a NOTIFY."""
 CONTEXT_KEY = "procreg"
+LOST_RUNS = uuid.UUID("6f1d2c1e-5b0e-4d7a-9a51-70726f636c6f")
+"""The uuid5 namespace of lost attempts' run ids (see :func:`lost_run_id`)."""
 SNAPSHOTS_KEPT = 256
 """Procedure trees a worker keeps read (a job of a tree it has read needs no git read)."""
 
@@ -173,6 +181,56 @@ def schedule_key(entry: ScheduleEntry) -> str:
     return f"{entry.id}-{hashlib.sha256(said.encode()).hexdigest()[:12]}"
 
 
+def job_caller(args: Mapping[str, Any], *, scheduled: bool) -> str | None:
+    """Who a job's runs name as the caller: the submitter's, or ``schedule:KEY``."""
+    caller = args.get("caller")
+    if caller is None and scheduled:
+        caller = f"schedule:{args.get('schedule')}"
+    return cast("str | None", caller)
+
+
+def lost_run_id(job_id: int, attempt: int) -> str:
+    """The run id of a lost attempt's record: the same for every reaper (idempotent)."""
+    return uuid.uuid5(LOST_RUNS, f"{job_id}:{attempt}").hex
+
+
+def lost_record(
+    job: Any, attempt: int, run_id: str, ended: Mapping[str, Any], silence: str
+) -> ExecutionRecord:
+    """The ``WorkerLost`` run record of ``job``'s ``attempt``, whose worker died.
+
+    ``ended`` is the attempt's row as the reaper ended it (worker, start, end, and what a
+    scheduled job had resolved); a submitted job carries its version, commit and tree.
+    """
+    from registry.runs import execution
+
+    args = job.task_kwargs
+    scheduled = job.task_name == SCHEDULED_TASK
+    worker = None if ended["worker"] == "?" else str(ended["worker"])
+    started_at: datetime = ended["started_at"]
+    duration = max(0.0, (ended["finished_at"] - started_at).total_seconds() * 1000)
+    where = f"on host {worker}" if worker else "(it had not said which host)"
+    return ExecutionRecord(
+        run_id=run_id,
+        id=str(args["id"]),
+        version=ended["version"] or args.get("version"),
+        commit=ended["commit"] or args.get("commit"),
+        tree_id=ended["tree_id"] or args.get("tree_id"),
+        caller=job_caller(args, scheduled=scheduled) or execution.default_caller(),
+        started_at=started_at,
+        duration_ms=duration,
+        outcome="failure",
+        error_type=WORKER_LOST,
+        error_message=(
+            f"the worker running job {job.id} {where} stopped answering: no heartbeat for "
+            f"{silence}; the job was put back and runs again as attempt {attempt + 1}"
+        ),
+        job_id=int(job.id),
+        attempt=attempt,
+        worker=worker,
+    )
+
+
 def worker_host() -> str:
     """What a run record names as the worker: this host's name."""
     return socket.gethostname()
@@ -222,11 +280,20 @@ INSERT_EXECUTION = (
 )
 """A run record, written in the transaction that ends its attempt (see :meth:`Worker._end`)."""
 LOSE_ATTEMPT = """INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at,
-    outcome, error)
-VALUES (%(job_id)s, %(attempt)s, '?', now(), now(), 'lost', %(error)s)
+    outcome, run_id, error)
+VALUES (%(job_id)s, %(attempt)s, '?', now(), now(), 'lost', %(run_id)s, %(error)s)
 ON CONFLICT (job_id, attempt) DO UPDATE SET finished_at = now(), outcome = 'lost',
-    error = excluded.error
-WHERE job_attempts.outcome IS NULL"""
+    run_id = excluded.run_id, error = excluded.error
+WHERE job_attempts.outcome IS NULL
+RETURNING worker, started_at, finished_at, version, "commit", tree_id"""
+"""The reaper's end of a lost attempt; a row back means this reaper ended it (then it
+writes the attempt's ``WorkerLost`` run record in the same transaction)."""
+RESOLVED_ATTEMPT = """UPDATE job_attempts SET version = %(version)s, "commit" = %(commit)s,
+    tree_id = %(tree_id)s WHERE job_id = %(job_id)s AND attempt = %(attempt)s"""
+"""What a scheduled job's attempt resolved (its job carries only ``ID@SPEC``)."""
+SELECT_SILENCE = """SELECT extract(epoch FROM now() - w.last_heartbeat) AS silent_s
+FROM procrastinate_jobs j JOIN procrastinate_workers w ON w.id = j.worker_id
+WHERE j.id = %(job_id)s"""
 SELECT_LAST_TICKS = """SELECT DISTINCT ON (d.periodic_id) d.periodic_id, d.defer_timestamp,
     d.job_id, j.status::text AS status
 FROM procrastinate_periodic_defers d LEFT JOIN procrastinate_jobs j ON j.id = d.job_id
@@ -636,9 +703,16 @@ class Worker:
         except RegistryError as exc:
             await self._end(job.id, attempt, "error", None, None, str(exc))
             raise JobError(str(exc), job_id=job.id, state="failed") from exc
-        caller = args.get("caller")
-        if caller is None and scheduled:
-            caller = f"schedule:{args.get('schedule')}"
+        if scheduled:  # what ran, should this worker die: the lost run record names it
+            await connector.execute_query_async(
+                RESOLVED_ATTEMPT,
+                job_id=job.id,
+                attempt=attempt,
+                version=resolved.version,
+                commit=resolved.commit,
+                tree_id=resolved.tree_id,
+            )
+        caller = job_caller(args, scheduled=scheduled)
         who = JobAttempt(job_id=job.id, attempt=attempt, worker=self.host)
         started_at = datetime.now(UTC)
         # recorded below, in the transaction that ends the attempt: never one without the other
@@ -783,18 +857,53 @@ class Worker:
         for job in stalled:
             if job.task_name not in (RUN_TASK, SCHEDULED_TASK):
                 continue
+            silent = await self.queue.connector.execute_query_all_async(
+                SELECT_SILENCE, job_id=job.id
+            )
             try:
                 await manager.retry_job(job)
             except exceptions.ConnectorException:
                 continue  # another worker put it back first
             back.append(job.id)
-            await self.queue.connector.execute_query_async(
-                LOSE_ATTEMPT,
-                job_id=job.id,
-                attempt=int(job.attempts) + 1,
-                error="the worker stopped answering (no heartbeat); the job runs again",
-            )
+            silent_s = silent[0]["silent_s"] if silent else None
+            await self._lose(job, int(job.attempts) + 1, silent_s)
         return back
+
+    async def _lose(self, job: Any, attempt: int, silent_s: Any) -> None:
+        """End a lost attempt and write its ``WorkerLost`` run record, in one transaction.
+
+        The run id is derived from (job id, attempt), so two reapers write it once.
+        """
+        from psycopg.rows import dict_row
+        from psycopg.types.json import Jsonb
+
+        run_id = lost_run_id(job.id, attempt)
+        silence = (
+            f"{float(silent_s):.0f} s"
+            if silent_s is not None
+            else f"over {self.config.queue.stalled_after_s:g} s"
+        )
+        async with self.queue.connector.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                LOSE_ATTEMPT,
+                {
+                    "job_id": job.id,
+                    "attempt": attempt,
+                    "run_id": run_id,
+                    "error": f"the worker stopped answering (no heartbeat for {silence}); "
+                    f"the job runs again as attempt {attempt + 1}",
+                },
+            )
+            ended = await cur.fetchone()
+            if ended is None:
+                return  # the attempt had ended (another reaper, or its worker, said so)
+            record = lost_record(job, attempt, run_id, ended, silence)
+            values = {
+                c: Jsonb(v) if isinstance(v, dict | list) else v
+                for c, v in record.model_dump().items()
+            }
+            await conn.execute(INSERT_EXECUTION, values)
 
     async def housekeeping(self) -> None:
         """Forever: put stalled jobs back, apply the health policy to what ran."""

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import registry.sandbox.supervisor as sup
+from registry.core.failures import WORKER_LOST
 from registry.core.network import NetworkAccess, NetworkDenial
 
 TIMEOUT = "Timeout"
@@ -42,6 +43,9 @@ FAILURE_TYPES: dict[str, str] = {
     SANDBOX_UNAVAILABLE: "the isolation engine could not start the run (see procreg doctor)",
     ENVIRONMENT_BUILD: "the environment of the version's pylock.toml could not be built "
     "(the message names the requirement); nothing ran",
+    WORKER_LOST: "the worker running a queued job died (no heartbeat); the job was put back "
+    "and ran again as its next attempt. Not the version's failure: metrics and health "
+    "do not count it",
 }
 """Stable ``RunError.type`` values; any other type is the procedure's own exception class."""
 

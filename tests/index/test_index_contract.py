@@ -964,6 +964,51 @@ def test_metrics_count_runs_per_caller(target: str) -> None:
     assert m.versions["1.1.0"].callers == {"mcp:claude": 2, "release": 1}
 
 
+def test_worker_lost_records_count_in_neither_metrics_nor_health(target: str) -> None:
+    # a queued attempt whose worker died has its run record, but the job ran again:
+    # metrics and health count the job once, by the attempt that ran
+    lost = [
+        runrec(
+            "slugify",
+            10 + i,
+            outcome="failure",
+            error_type="WorkerLost",
+            duration_ms=90_000.0,
+            job_id=7 + i,
+            attempt=1,
+            worker="gone-host",
+        )
+        for i in range(3)
+    ]
+    ran = [runrec("slugify", i, job_id=7 + i, attempt=2, worker="live-host") for i in range(3)]
+
+    async def body(index: IndexBackend) -> Any:
+        await index.apply(initial_changes())
+        assert await index.record_executions(lost) == 3
+        only_lost = await index.metrics("slugify")
+        assert only_lost.runs == 0 and only_lost.success_rate is None
+        slug = await index.get_procedure("slugify")
+        assert slug is not None and (slug.runs, slug.success_rate) == (0, None)
+        assert await index.recent_outcomes("slugify", "1.0.0", 10) == []
+        assert await index.record_executions(ran) == 3
+        records = await index.executions("slugify")
+        assert len(records) == 6  # shown: every attempt has its run record
+        assert [r.error_type for r in records[:3]] == ["WorkerLost"] * 3
+        assert await index.recent_outcomes("slugify", "1.0.0", 10) == [True] * 3
+        slug = await index.get_procedure("slugify")
+        assert slug is not None and (slug.runs, slug.success_rate) == (3, 1.0)
+        found = await index.search(SearchQuery("url", min_success_rate=1.0))
+        assert [r.id for r in found] == ["slugify"]
+        return await index.metrics("slugify")
+
+    m = run(target, body)
+    assert (m.runs, m.success_rate, m.errors) == (3, 1.0, {})
+    assert (m.p50_ms, m.p95_ms) == (2.0, pytest.approx(2.9))
+    assert m.last_run == ran[-1].started_at
+    assert m.callers == {"test": 3}
+    assert m.versions["1.0.0"].runs == 3
+
+
 @pytest.mark.postgres
 def test_both_backends_agree_exactly(tmp_path: Path, pg_url: str) -> None:
     durations = [((i * 7919) % 1000) / 7.0 for i in range(500)]
@@ -978,7 +1023,11 @@ def test_both_backends_agree_exactly(tmp_path: Path, pg_url: str) -> None:
             caller=f"caller-{i % 4}",
         )
         for i, d in enumerate(durations)
-    ]
+    ] + [  # lost attempts: recorded by both, counted by neither
+        runrec("csv-to-json", 600 + i, duration_ms=5e4, version=f"1.{i % 3}.0",
+               outcome="failure", error_type="WorkerLost", job_id=i, attempt=1)
+        for i in range(20)
+    ]  # fmt: skip
 
     async def body(index: IndexBackend) -> Any:
         await index.apply(initial_changes(invalid=[("broken", ["bad"])]))

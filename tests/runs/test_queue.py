@@ -14,11 +14,12 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import jsonschema
@@ -240,11 +241,12 @@ def test_three_workers_run_300_jobs_exactly_once(
 
 
 def test_a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice(
-    reg_root: Path, pg_url: str, workers: Workers
+    reg_root: Path, pg_url: str, workers: Workers, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = workers.start(reg_root)
     with Registry.open(reg_root, database_url=pg_url) as reg:
         handle = reg.submit("nap", seconds=3)
+        other = reg.submit("nap", seconds=0.1)  # waits: the first worker runs one job at once
         wait_for(lambda: reg.job(handle.job_id).attempts, "the first attempt to start")
         assert reg.job(handle.job_id).attempts[0].pid == first.pid
         first.send_signal(signal.SIGKILL)
@@ -252,15 +254,87 @@ def test_a_worker_killed_mid_job_loses_nothing_and_counts_nothing_twice(
         second = workers.start(reg_root)
         result = reg.result(handle.job_id, timeout=90)
         assert result.ok and result.result == 3
+        assert reg.result(other.job_id, timeout=90).ok
         job = reg.job(handle.job_id)
-        assert job.state == "succeeded"
+        assert job.state == "succeeded"  # the job's final state is one
         assert [(a.attempt, a.outcome) for a in job.attempts] == [(1, "lost"), (2, "success")]
         assert job.attempts[1].pid == second.pid
         assert "no heartbeat" in (job.attempts[0].error or "")
         stats = reg.metrics("nap")
-        assert (stats.runs, stats.success_rate) == (1, 1.0)  # the job counts once
-    (row,) = fetch(pg_url, "SELECT job_id, attempt FROM executions")
-    assert (row["job_id"], row["attempt"]) == (handle.job_id, 2)
+        assert (stats.runs, stats.success_rate) == (2, 1.0)  # each job counts once
+        assert stats.errors == {}
+    said = run_cli(capsys, "-C", str(reg_root), "--database-url", pg_url, "metrics", "nap",
+                   "--json")  # fmt: skip
+    assert said.code == 0, said.err
+    shown = json.loads(said.out)
+    assert (shown["runs"], shown["success_rate"]) == (2, 1.0)  # runs == the number of jobs
+    assert shown["errors"] == {}
+    # every attempt has its own run record; the killed one says the worker was lost
+    records = fetch(
+        pg_url,
+        """SELECT job_id, attempt, outcome, error_type, error_message, worker, run_id,
+            started_at, duration_ms, version, "commit", tree_id
+        FROM executions ORDER BY job_id, attempt""",
+    )
+    attempts = fetch(pg_url, "SELECT job_id, attempt, run_id FROM job_attempts ORDER BY 1, 2")
+    assert [(r["job_id"], r["attempt"], r["run_id"]) for r in records] == [
+        (a["job_id"], a["attempt"], a["run_id"]) for a in attempts
+    ]
+    assert [(r["job_id"], r["attempt"], r["outcome"], r["error_type"]) for r in records] == [
+        (handle.job_id, 1, "failure", "WorkerLost"),
+        (handle.job_id, 2, "success", None),
+        (other.job_id, 1, "success", None),
+    ]
+    lost = records[0]
+    assert lost["worker"] == socket.gethostname()  # the dead worker's host
+    assert socket.gethostname() in lost["error_message"]
+    assert "no heartbeat" in lost["error_message"] and "attempt 2" in lost["error_message"]
+    assert (lost["version"], lost["commit"], lost["tree_id"]) == (
+        handle.version,
+        handle.commit,
+        handle.tree_id,
+    )
+    assert lost["started_at"] == job.attempts[0].started_at
+    assert lost["duration_ms"] > 0
+    shown_job = run_cli(capsys, "-C", str(reg_root), "--database-url", pg_url, "job",
+                        str(handle.job_id))  # fmt: skip
+    assert shown_job.code == 0 and "lost" in shown_job.out
+
+
+def test_two_reapers_write_a_lost_attempts_run_record_once(reg_root: Path, pg_url: str) -> None:
+    from registry.config import Config
+    from registry.runs.queue import Queue, Worker, lost_run_id
+
+    with Registry.open(reg_root, database_url=pg_url) as reg:
+        handle = reg.submit("echo", text="parked", queue="nobody")  # no worker takes it
+
+    async def go() -> None:
+        async with Queue(pg_url) as queue:
+            await queue.connector.execute_query_async(
+                """INSERT INTO job_attempts (job_id, attempt, worker, pid, started_at)
+                VALUES (%(job_id)s, 1, 'dead-host', 1, now() - interval '5 seconds')""",
+                job_id=handle.job_id,
+            )
+            (job,) = await queue.app.job_manager.list_jobs_async(id=handle.job_id)
+            reapers = [
+                Worker(cast(Any, None), cast(Any, None), cast(Any, None), Config(), queue)
+                for _ in range(2)
+            ]
+            await asyncio.gather(*(r._lose(job, 1, 12.0) for r in reapers))
+
+    asyncio.run(go())
+    (record,) = fetch(
+        pg_url,
+        "SELECT run_id, worker, error_type, error_message, duration_ms, version FROM executions",
+    )
+    assert record["run_id"] == lost_run_id(handle.job_id, 1)
+    assert (record["worker"], record["error_type"]) == ("dead-host", "WorkerLost")
+    assert "dead-host" in record["error_message"] and "12 s" in record["error_message"]
+    assert record["duration_ms"] >= 5000 and record["version"] == handle.version
+    (attempt,) = fetch(pg_url, "SELECT outcome, run_id FROM job_attempts")
+    assert (attempt["outcome"], attempt["run_id"]) == ("lost", record["run_id"])
+    with Registry.open(reg_root, database_url=pg_url) as reg:
+        assert reg.metrics("echo").runs == 0  # a lost attempt is not a run that counts
 
 
 # --------------------------------------------------------------------------- remote fetch

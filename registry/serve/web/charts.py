@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
+from registry.core.failures import NOT_COUNTED
 from registry.index.contract import UNVERSIONED, ExecutionRecord
 
 WIDTH, HEIGHT = 760, 240
@@ -49,9 +50,14 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def series(runs: Sequence[ExecutionRecord], window: int) -> dict[str, list[Point]]:
-    """Per version (oldest run first), each run's rolling window: success rate, p50, p95."""
+    """Per version (oldest run first), each run's rolling window: success rate, p50, p95.
+
+    A queued attempt whose worker died (``WorkerLost``) is not charted, as metrics and
+    health do not count it.
+    """
+    counted = [r for r in runs if r.error_type not in NOT_COUNTED]
     by_version: dict[str, list[tuple[int, ExecutionRecord]]] = {}
-    for seq, run in enumerate(sorted(runs, key=lambda r: r.started_at)):
+    for seq, run in enumerate(sorted(counted, key=lambda r: r.started_at)):
         by_version.setdefault(run.version or UNVERSIONED, []).append((seq, run))
     out: dict[str, list[Point]] = {}
     for version, rows in by_version.items():

@@ -68,6 +68,12 @@ def test_series_is_the_rolling_window_per_version() -> None:
     assert data["1.0.0"][-1].p95 == 13.0
 
 
+def test_series_leaves_out_the_attempts_whose_worker_died() -> None:
+    lost = run(5, "1.0.0", False).model_copy(update={"error_type": "WorkerLost"})
+    data = charts.series([run(0, "1.0.0", True), lost, run(9, "1.0.0", True)], window=5)
+    assert [p.rate for p in data["1.0.0"]] == [1.0, 1.0]
+
+
 def test_the_success_chart_draws_threshold_versions_and_policy_moves() -> None:
     runs = [run(i, "1.0.0", True) for i in range(3)]
     runs += [run(5 + i, "1.<0>", False) for i in range(3)]
