@@ -113,11 +113,8 @@ class Engine:
         """
         if self.refusal is not None:
             raise ExecutionError(self.refusal)
-        if network and self.bwrap is None:
-            raise ExecutionError(
-                "a run with network access needs the isolation engine (bubblewrap): its only "
-                f"way out is a proxy inside its own network namespace ({self.problem})"
-            )
+        if network:
+            self.require_network()
         group = self.cgroups.create(IDLE_MEMORY_MB, self.nproc_limit)
         proxy: ProxyEndpoint | None = None
         try:
@@ -151,6 +148,14 @@ class Engine:
             if group is not None:
                 group.remove()
             raise
+
+    def require_network(self) -> None:
+        """Raise :class:`ExecutionError` when this engine cannot confine a network run."""
+        if self.bwrap is None:
+            raise ExecutionError(
+                "a run with network access needs the isolation engine (bubblewrap): its only "
+                f"way out is a proxy inside its own network namespace ({self.problem})"
+            )
 
     def network_seccomp(self) -> bytes:
         """The filter of a network sandbox: the same, but IP sockets are allowed."""

@@ -117,12 +117,8 @@ class Sandbox:
             raise ExecutionError("this Sandbox is closed; create a new one")
         timeout_s, memory_mb = clamp_limits(request.timeout_s, request.memory_mb, self.ceilings)
         network = request.network_allow is not None
-        if network and self.engine.bwrap is None:
-            return unavailable(
-                "a run with network access needs the isolation engine (bubblewrap), so that "
-                f"the proxy is its only way out; {self.engine.problem}",
-                isolation,
-            )
+        if network:  # before a pool is made for a kind of sandbox this engine cannot start
+            self.engine.require_network()
         # A cold run makes no pool: only warm runs start sandboxes ahead for their kind.
         pool = self._pool_for(request.env, network) if warm else None
         instance = pool.take() if pool is not None else None

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from registry.config import SandboxSection
+from registry.errors import ExecutionError
 from registry.sandbox import RunRequest, Sandbox
 
 
@@ -308,3 +310,23 @@ def test_a_network_sandbox_leaves_no_proxy_socket_behind(
         assert result["status"] == 200
     # closed: every endpoint of that sandbox (the one that ran, the one that waited) is gone
     assert not set(Path("/tmp").glob("procreg-net-*")) - before
+
+
+def test_without_the_isolation_engine_a_network_run_fails_closed(
+    monkeypatch: pytest.MonkeyPatch, servers: tuple[_Server, _Server]
+) -> None:
+    allowed, _other = servers
+    monkeypatch.setenv("PATH", "/nonexistent")  # a machine without bubblewrap
+    config = SandboxSection(require_isolation=False, pool_size=0)
+    with Sandbox(config) as plain:
+        request = RunRequest(
+            files={"main.py": FETCH},
+            kwargs={"url": f"http://127.0.0.1:{allowed.port}/plain"},
+            network_allow=[f"127.0.0.1:{allowed.port}"],
+        )
+        with pytest.raises(ExecutionError, match="needs the isolation engine"):
+            plain.run(request)
+        # the same engine still runs what needs no network (not isolated, and it says so)
+        other = plain.run(RunRequest(files={"main.py": "def main():\n    return 1\n"}))
+        assert other.ok and other.result == 1 and other.isolation == "none"
+    assert "/plain" not in allowed.hits
