@@ -351,3 +351,22 @@ def test_the_lazy_command_table_names_every_command_of_every_family() -> None:
         assert sorted(c.name for c in commands) == sorted(names), module
     listed = set(cli.commands)
     assert listed == {n for names in FAMILIES.values() for n in names} | {"help"}
+
+
+def test_looking_up_one_command_imports_its_family_alone() -> None:
+    """What ``LazyCommands`` promises: ``procreg show`` does not import the other families."""
+    import subprocess
+
+    from registry.cli import FAMILIES
+
+    code = (
+        "import sys\nfrom registry.cli import cli\n"
+        "assert cli.commands.get('show') is not None and 'log' in cli.commands\n"
+        "print(' '.join(sorted(m[13:] for m in sys.modules if m.startswith('registry.cli.'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split()) & set(FAMILIES)
+    assert loaded == {"procedures", "versions"}

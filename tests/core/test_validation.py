@@ -982,3 +982,14 @@ def test_ordinary_code_has_no_false_positives() -> None:
         '''
     )
     assert check_source(source, "x.py") == []
+
+
+def test_walk_nodes_is_ast_walk_in_the_same_order() -> None:
+    # the code rules rely on breadth-first order (a call is seen before its arguments)
+    import ast
+
+    from registry.core.codecheck import walk_nodes
+
+    for path in (REPO_ROOT / "registry" / "core").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert [id(n) for n in walk_nodes(tree)] == [id(n) for n in ast.walk(tree)], path

@@ -1260,3 +1260,50 @@ def test_the_index_orders_versions_as_latest_is_chosen_everywhere() -> None:
     # "+001" and "+1" would tie on value; nothing else may differ
     assert by_sql == by_tags
     assert by_sql[-1] == "2.0.0-rc.1" and by_sql.index("1.2.3+b") > by_sql.index("1.2.3+a")
+
+
+def test_a_full_rebuild_writes_what_the_same_changes_row_by_row_write(target: str) -> None:
+    # a rebuild's rows are written in batches (SQLite): repeated keys, invalid marks on an
+    # upserted row and placeholders must come out as the incremental path writes them
+    def changes(full: bool) -> ChangeSet:
+        return ChangeSet(
+            ref=REF,
+            commit="c5",
+            tags_digest="d5",
+            full=full,
+            upsert=[
+                proc("slugify", description="first"),
+                CATALOG[0],
+                proc("slugify", description="second"),
+            ],
+            invalid=[
+                ("slugify", ["procedures/slugify/main.py:3: syntax: invalid syntax"]),
+                ("brand-new", ["procedures/brand-new/metadata.json: json: not JSON"]),
+                ("brand-new", ["procedures/brand-new/metadata.json: json: still not JSON"]),
+            ],
+        )
+
+    async def answers(index: IndexBackend) -> Any:
+        listed = [p.model_dump() for p in await index.list_procedures()]
+        rows = [await index.get_procedure(p["id"]) for p in listed]
+        found = [
+            [r.id for r in await index.search(query)]
+            for query in (
+                SearchQuery("second"),
+                SearchQuery("first"),
+                SearchQuery("brand"),
+                SearchQuery(valid=False),
+            )
+        ]
+        return listed, [r.model_dump() if r else None for r in rows], found
+
+    async def body(index: IndexBackend) -> None:
+        await index.apply(initial_changes())
+        await index.apply(changes(full=True))
+        rebuilt = await answers(index)
+        await index.apply(ChangeSet(ref=REF, commit="c6", tags_digest="d6", full=True))
+        await index.apply(changes(full=False))
+        assert await answers(index) == rebuilt
+        assert rebuilt[2] == [["slugify"], [], ["brand-new"], ["brand-new", "slugify"]]
+
+    run(target, body)
