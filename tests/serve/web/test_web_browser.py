@@ -23,12 +23,8 @@ from pydantic import BaseModel
 from registry.api import Registry
 from registry.serve.web.app import CSP
 from registry.serve.web.pages import DiffPage, HealthPage, IndexPage, ProcedurePage, RunsPage
-from tests.serve.web.web_helpers import (
-    CHROMIUM_ARGS,
-    build_web_registry,
-    chromium_or_skip,
-    serving,
-)
+from tests.serve.mcp_helpers import serving
+from tests.serve.web.web_helpers import CHROMIUM_ARGS, build_web_registry, chromium_or_skip
 
 pytestmark = pytest.mark.slow
 
