@@ -24,6 +24,7 @@ from registry.api import (
 from registry.config import HealthSection
 from registry.core.tags import check_id
 from registry.errors import UsageError
+from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord, Metrics, VersionMetrics
 from registry.releases.channels import ChannelMoveEntry, ChannelReport, channel_reports
 
@@ -172,21 +173,26 @@ def split_range(spec: str) -> tuple[str, str]:
 async def diff_page(
     reg: AsyncRegistry, proc_id: str, spec: str, view: Literal["split", "unified"]
 ) -> DiffPage:
-    """The diff between two specs, with the files' texts read from git by tree id."""
+    """The diff between two specs, with the files' texts read from git by tree id.
+
+    ``reg.diff`` resolves both specs; its tree ids are all the texts need (no second
+    ``get`` of each side), read off the event loop.
+    """
     check_id(proc_id)
     a, b = split_range(spec)
     diff = await reg.diff(proc_id, a, b)
-    left = await reg.get(proc_id, a)
-    right = await reg.get(proc_id, b)
-    store = reg.store
-    left_snap = store.read_tree(proc_id, left.tree_id, left.commit)
-    right_snap = store.read_tree(proc_id, right.tree_id, right.commit)
+    files = await asyncio.to_thread(_changed_files, reg.store, proc_id, diff.a_tree, diff.b_tree)
+    return DiffPage(id=proc_id, diff=diff, files=files, view=view)
+
+
+def _changed_files(store: GitStore, proc_id: str, a_tree: str, b_tree: str) -> list[FileText]:
+    left = store.read_tree(proc_id, a_tree)
+    right = store.read_tree(proc_id, b_tree)
     files = [
-        FileText(name=name, a=left_snap.text(name), b=right_snap.text(name))
+        FileText(name=name, a=left.text(name), b=right.text(name))
         for name in sorted(set(left.files) | set(right.files))
     ]
-    changed = [f for f in files if f.a != f.b]
-    return DiffPage(id=proc_id, diff=diff, files=changed, view=view)
+    return [f for f in files if f.a != f.b]
 
 
 class PolicyMove(BaseModel):
