@@ -26,7 +26,7 @@ from registry.core.tags import check_id
 from registry.errors import UsageError
 from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord, Metrics, VersionMetrics
-from registry.releases.channels import ChannelMoveEntry, ChannelReport, channel_reports
+from registry.releases.channels import ChannelMoveEntry, ChannelReport
 
 PAGE_SIZE = 50
 MAX_PAGE = 1000
@@ -132,17 +132,8 @@ async def procedure_page(reg: AsyncRegistry, proc_id: str, version: str | None) 
     check_id(proc_id)
     detail = await reg.get(proc_id, version or None)  # NotFoundError for an unknown id
     versions = await reg.versions(proc_id)
-    channels = await _channels(reg, proc_id)
+    channels = await reg.channels(proc_id)
     return ProcedurePage(id=proc_id, selected=detail, versions=versions[::-1], channels=channels)
-
-
-async def _channels(reg: AsyncRegistry, proc_id: str) -> list[ChannelReport]:
-    """``reg.channels(proc_id)`` for an id known to exist, without its existence check.
-
-    That check lists the whole ``procedures/`` tree (18 ms at 10,000 procedures, most
-    of a page); the pages have proved the id already, so only the channel tags are read.
-    """
-    return await asyncio.to_thread(channel_reports, reg.store, proc_id)
 
 
 class FileText(BaseModel):
@@ -240,7 +231,7 @@ async def runs_page(
         runs=recent[:RECENT_RUNS],
         chart_runs=len(recent),
         policy=policy,
-        moves=health_moves(await _channels(reg, proc_id)),
+        moves=health_moves(await reg.channels(proc_id)),
     )
     return page, recent[::-1]
 
