@@ -263,6 +263,10 @@ def test_read_only_errors_and_a_foreign_host(site: Site) -> None:
     assert httpx2.get(site.base + "/p/no-such-thing").status_code == 404
     assert httpx2.get(site.base + "/?page=x").status_code == 400
     assert httpx2.get(site.base + "/p/flaky/diff/1.0.0").status_code == 400
+    assert httpx2.get(site.base + "/p/flaky/diff/1.0.0..1.0.1..HEAD").status_code == 400
+    assert httpx2.get(site.base + "/p/flaky/diff/1.0.0..9.9.9").status_code == 404
+    assert httpx2.get(site.base + "/p/flaky?version=-rf").status_code == 400
+    assert httpx2.get(site.base + "/p/Bad..Id").status_code == 400
     assert httpx2.get(site.base + "/p/flaky?version=9.9.9").status_code == 404
     # open without tokens only to this machine: a rebound name is not loopback
     foreign = httpx2.get(site.base + "/", headers={"Host": "attacker.example:80"})
