@@ -156,9 +156,9 @@ class WriteSide:
     def _channels(self, proc_id: str | None) -> list[ChannelReport]:
         if proc_id is not None:
             check_id(proc_id)
-            known = proc_id in self.store.list_procedures() or bool(
-                tagged.releases(self.store, proc_id)
-            )
+            # one lookup in the procedures/ tree, not a listing of all its folders
+            head = self.store.subtree_ids(self.store.resolve("HEAD"), [proc_id])
+            known = head[proc_id] is not None or bool(tagged.releases(self.store, proc_id))
             if not known:
                 raise NotFoundError(
                     f"no procedure {proc_id!r} in {self.store.name}; `procreg list` shows them",

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, redirect_stdout
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, redirect_stdout
 from io import StringIO
 from pathlib import Path
 
 import anyio
+import httpx2
 import mcp_types as types
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from registry.cli import main
 from registry.core.model import Example, Limits, Parameter
-from tests.helpers import REPO_ROOT, git, write_proc
+from tests.helpers import REPO_ROOT, git, stop, write_proc
 
 OWN = REPO_ROOT / "procedures"
 CLIENT = types.Implementation(name="pytest-client", version="1.0")
@@ -67,6 +72,42 @@ def server_env() -> dict[str, str]:
     env.update({k: v for k, v in os.environ.items() if k.startswith("GIT_")})
     env["PYTHONPATH"] = str(REPO_ROOT)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(repo: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``procreg serve`` on a free loopback port until the block ends; yields its base URL."""
+    port = free_port()
+    out = log.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "registry", "-C", str(repo), "serve", "--port", str(port)],
+        env=server_env() | (env or {}),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + WAIT_S * 2
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx2.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "procreg serve did not start"
+            time.sleep(0.1)
+        yield base
+    finally:
+        stop(proc, signal.SIGTERM)
+        out.close()
+    assert "Traceback" not in log.read_text()
 
 
 class Inbox:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,8 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from registry.api import AsyncRegistry
-from tests.helpers import git, stop, write_proc
-from tests.serve.mcp_helpers import CLIENT, WAIT_S, Inbox, build_registry, procreg, server_env
+from tests.helpers import git, write_proc
+from tests.serve.mcp_helpers import CLIENT, WAIT_S, Inbox, build_registry, procreg, serving
 
 AGENT = "agent-secret-123"
 READER = "reader-secret-456"
@@ -53,47 +49,15 @@ run_ids = ["slugify"]
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     root = tmp_path_factory.mktemp("http")
     repo = build_registry(root)
     (repo / "procreg.toml").write_text((repo / "procreg.toml").read_text() + "\n" + CONFIG)
     (repo / "reader.sha256").write_text(hashlib.sha256(READER.encode()).hexdigest() + "  -\n")
-    port = free_port()
-    env = server_env() | {
-        "PROCREG_TEST_AGENT_TOKEN": AGENT,
-        "PROCREG_TEST_LIMITED_TOKEN": LIMITED,
-    }
-    log = (root / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "registry", "-C", str(repo), "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + WAIT_S * 2
-        while True:
-            assert proc.poll() is None, (root / "serve.log").read_text()
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "procreg serve did not start"
-            time.sleep(0.1)
+    env = {"PROCREG_TEST_AGENT_TOKEN": AGENT, "PROCREG_TEST_LIMITED_TOKEN": LIMITED}
+    with serving(repo, root / "serve.log", env) as base:
         yield repo, base
-    finally:
-        stop(proc, signal.SIGTERM)
-        log.close()
-    assert "Traceback" not in (root / "serve.log").read_text()
 
 
 @asynccontextmanager

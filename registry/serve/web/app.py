@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from registry.api import AsyncRegistry
 from registry.config import HealthSection
-from registry.errors import IndexUnavailable, NotFoundError, RegistryError
+from registry.errors import IndexUnavailable, NotFoundError, PermissionDenied, RegistryError
 from registry.serve.tokens import Grant
 from registry.serve.web import charts, pages, render
 
@@ -233,11 +233,12 @@ async def _login(request: Request, access: Access) -> Response:
     form = await request.form()
     secret = str(form.get("token", "")).strip()
     grant = access.lookup(secret) if secret else None
-    if grant is None or "read" not in grant.rights:
-        message = "That token is not configured." if grant is None else (
-            f"Token {grant.name!r} lacks the 'read' right."
-        )  # fmt: skip
-        html = render.render("login.html", path="/login", target=target, message=message)
+    try:
+        if grant is None:
+            raise PermissionDenied("That token is not configured.", "read")
+        grant.require("read")
+    except PermissionDenied as exc:
+        html = render.render("login.html", path="/login", target=target, message=str(exc))
         return _secure(Response(html, 401, media_type="text/html"))
     response = RedirectResponse(_next(str(form.get("next", target))), 303)
     response.set_cookie(

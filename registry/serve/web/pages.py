@@ -24,8 +24,9 @@ from registry.api import (
 from registry.config import HealthSection
 from registry.core.tags import check_id
 from registry.errors import UsageError
+from registry.git.store import GitStore
 from registry.index.contract import ExecutionRecord, Metrics, VersionMetrics
-from registry.releases.channels import ChannelMoveEntry, ChannelReport, channel_reports
+from registry.releases.channels import ChannelMoveEntry, ChannelReport
 
 PAGE_SIZE = 50
 MAX_PAGE = 1000
@@ -131,17 +132,8 @@ async def procedure_page(reg: AsyncRegistry, proc_id: str, version: str | None) 
     check_id(proc_id)
     detail = await reg.get(proc_id, version or None)  # NotFoundError for an unknown id
     versions = await reg.versions(proc_id)
-    channels = await _channels(reg, proc_id)
+    channels = await reg.channels(proc_id)
     return ProcedurePage(id=proc_id, selected=detail, versions=versions[::-1], channels=channels)
-
-
-async def _channels(reg: AsyncRegistry, proc_id: str) -> list[ChannelReport]:
-    """``reg.channels(proc_id)`` for an id known to exist, without its existence check.
-
-    That check lists the whole ``procedures/`` tree (18 ms at 10,000 procedures, most
-    of a page); the pages have proved the id already, so only the channel tags are read.
-    """
-    return await asyncio.to_thread(channel_reports, reg.store, proc_id)
 
 
 class FileText(BaseModel):
@@ -172,21 +164,26 @@ def split_range(spec: str) -> tuple[str, str]:
 async def diff_page(
     reg: AsyncRegistry, proc_id: str, spec: str, view: Literal["split", "unified"]
 ) -> DiffPage:
-    """The diff between two specs, with the files' texts read from git by tree id."""
+    """The diff between two specs, with the files' texts read from git by tree id.
+
+    ``reg.diff`` resolves both specs; its tree ids are all the texts need (no second
+    ``get`` of each side), read off the event loop.
+    """
     check_id(proc_id)
     a, b = split_range(spec)
     diff = await reg.diff(proc_id, a, b)
-    left = await reg.get(proc_id, a)
-    right = await reg.get(proc_id, b)
-    store = reg.store
-    left_snap = store.read_tree(proc_id, left.tree_id, left.commit)
-    right_snap = store.read_tree(proc_id, right.tree_id, right.commit)
+    files = await asyncio.to_thread(_changed_files, reg.store, proc_id, diff.a_tree, diff.b_tree)
+    return DiffPage(id=proc_id, diff=diff, files=files, view=view)
+
+
+def _changed_files(store: GitStore, proc_id: str, a_tree: str, b_tree: str) -> list[FileText]:
+    left = store.read_tree(proc_id, a_tree)
+    right = store.read_tree(proc_id, b_tree)
     files = [
-        FileText(name=name, a=left_snap.text(name), b=right_snap.text(name))
+        FileText(name=name, a=left.text(name), b=right.text(name))
         for name in sorted(set(left.files) | set(right.files))
     ]
-    changed = [f for f in files if f.a != f.b]
-    return DiffPage(id=proc_id, diff=diff, files=changed, view=view)
+    return [f for f in files if f.a != f.b]
 
 
 class PolicyMove(BaseModel):
@@ -234,7 +231,7 @@ async def runs_page(
         runs=recent[:RECENT_RUNS],
         chart_runs=len(recent),
         policy=policy,
-        moves=health_moves(await _channels(reg, proc_id)),
+        moves=health_moves(await reg.channels(proc_id)),
     )
     return page, recent[::-1]
 

@@ -23,12 +23,8 @@ from pydantic import BaseModel
 from registry.api import Registry
 from registry.serve.web.app import CSP
 from registry.serve.web.pages import DiffPage, HealthPage, IndexPage, ProcedurePage, RunsPage
-from tests.serve.web.web_helpers import (
-    CHROMIUM_ARGS,
-    build_web_registry,
-    chromium_or_skip,
-    serving,
-)
+from tests.serve.mcp_helpers import serving
+from tests.serve.web.web_helpers import CHROMIUM_ARGS, build_web_registry, chromium_or_skip
 
 pytestmark = pytest.mark.slow
 
@@ -267,6 +263,10 @@ def test_read_only_errors_and_a_foreign_host(site: Site) -> None:
     assert httpx2.get(site.base + "/p/no-such-thing").status_code == 404
     assert httpx2.get(site.base + "/?page=x").status_code == 400
     assert httpx2.get(site.base + "/p/flaky/diff/1.0.0").status_code == 400
+    assert httpx2.get(site.base + "/p/flaky/diff/1.0.0..1.0.1..HEAD").status_code == 400
+    assert httpx2.get(site.base + "/p/flaky/diff/1.0.0..9.9.9").status_code == 404
+    assert httpx2.get(site.base + "/p/flaky?version=-rf").status_code == 400
+    assert httpx2.get(site.base + "/p/Bad..Id").status_code == 400
     assert httpx2.get(site.base + "/p/flaky?version=9.9.9").status_code == 404
     # open without tokens only to this machine: a rebound name is not loopback
     foreign = httpx2.get(site.base + "/", headers={"Host": "attacker.example:80"})

@@ -9,7 +9,8 @@ import pytest
 
 from registry.api import Registry
 from registry.serve.web.pages import HealthPage, IndexPage, ProcedurePage, RunsPage
-from tests.serve.web.web_helpers import build_web_registry, serving
+from tests.serve.mcp_helpers import serving
+from tests.serve.web.web_helpers import build_web_registry
 
 pytestmark = pytest.mark.postgres
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.serve.mcp_helpers import server_env
-from tests.serve.web.web_helpers import build_web_registry, serving
+from tests.serve.mcp_helpers import server_env, serving
+from tests.serve.web.web_helpers import build_web_registry
 
 READER = "reader-secret-web"
 PROPOSER = "proposer-secret-web"

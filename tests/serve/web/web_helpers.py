@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from registry.api import Registry
 from registry.core.model import Example, Parameter
-from tests.helpers import REPO_ROOT, git, invalid_files, stop, write_files, write_proc
-from tests.serve.mcp_helpers import WAIT_S, procreg, server_env
+from tests.helpers import REPO_ROOT, git, invalid_files, write_files, write_proc
+from tests.serve.mcp_helpers import procreg
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,12 +47,6 @@ def chromium_or_skip() -> Path:
     if os.environ.get("CI") == "true" or os.environ.get("PROCREG_REQUIRE_BROWSER") == "1":
         pytest.fail(f"browser tests must run here: {message}")
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_web_registry(root: Path, *, runs: bool = True) -> Path:
@@ -130,33 +116,3 @@ def build_web_registry(root: Path, *, runs: bool = True) -> Path:
             reg.sync()
             assert reg.get("flaky", "stable").version == "1.0.0", "the policy did not move stable"
     return repo
-
-
-@contextmanager
-def serving(repo: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``procreg serve`` on a free loopback port until the block ends; yields its base URL."""
-    port = free_port()
-    out = log.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "registry", "-C", str(repo), "serve", "--port", str(port)],
-        env=server_env() | (env or {}),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + WAIT_S * 2
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "procreg serve did not start"
-            time.sleep(0.1)
-        yield base
-    finally:
-        stop(proc, signal.SIGTERM)
-        out.close()
-    assert "Traceback" not in log.read_text()
