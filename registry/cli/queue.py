@@ -119,7 +119,7 @@ def job(ctx: Context, words: tuple[str, ...], as_json: bool) -> None:
     """Show a job (state, attempts, result), or `procreg job cancel JOB_ID` one not yet taken."""
     cancel = words[0] == "cancel"
     rest = words[1:] if cancel else words
-    if len(rest) != 1 or not rest[0].isdigit():
+    if len(rest) != 1 or not (rest[0].isascii() and rest[0].isdigit()):  # not '²'
         raise click.UsageError(
             "give one job id: `procreg job JOB_ID` or `procreg job cancel JOB_ID`"
         )
