@@ -178,14 +178,14 @@ def _run_queued(
         reg.queue_url()  # no PostgreSQL index: say so before anything else
         resolved = execution.resolve(reg.store, proc_id, spec)
         kwargs = parse_cli_arguments(execution.declared_metadata(resolved), pairs, args_json)
-        handle = await reg.submit(
-            proc_id,
+        handle = await reg.submit_resolved(  # the version the arguments were parsed for
+            resolved,
             spec,
+            kwargs,
             queue=queue_name,
             priority=priority,
             timeout_s=timeout_s,
             caller=caller,
-            arguments=kwargs,
         )
         return handle, (await reg.result(handle.job_id) if wait else None)
 
