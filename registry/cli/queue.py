@@ -61,10 +61,11 @@ def worker(ctx: Context, concurrency: int, queues: tuple[str, ...], remote: str 
     procreg.toml [[schedule]] entries of this clone tick here too, once across workers.
     """
     from registry.api._queue import NEEDS_POSTGRES
+    from registry.index.connect import is_postgres_url
     from registry.runs.queue import run_worker
 
     url = ctx.database_url
-    if not url or not url.startswith(("postgres://", "postgresql://")):
+    if not url or not is_postgres_url(url):
         fail(NEEDS_POSTGRES)
     logging.basicConfig(level=logging.WARNING, format="procreg worker: %(message)s")
     store = ctx.store()
