@@ -599,9 +599,10 @@ class Queue:
     async def cancel(self, job_id: int) -> JobInfo:
         """Cancel a job that no worker has taken yet; a running or finished one is refused."""
         info = await self.job(job_id)
-        if info.state == "todo" and await self.app.job_manager.cancel_job_by_id_async(job_id):
-            return await self.job(job_id)
-        info = await self.job(job_id)
+        if info.state == "todo":
+            if await self.app.job_manager.cancel_job_by_id_async(job_id):
+                return await self.job(job_id)
+            info = await self.job(job_id)  # a worker took it meanwhile
         if info.state == "doing":
             where = info.attempts[-1].worker if info.attempts else "a worker"
             raise UsageError(
