@@ -146,12 +146,7 @@ def run(
             err=True,
         )
     if not result.ok:
-        assert result.error is not None
-        where = f"{result.id}@{result.version or 'HEAD'}"
-        click.echo(
-            f"procreg: {where} failed: {result.error.type}: {one_line(result.error.message)}",
-            err=True,
-        )
+        _say_failure(result)
     if not result.ok or recorder.unsaved:
         sys.exit(EXIT_PROBLEM)
 
@@ -204,13 +199,18 @@ def _run_queued(
         return
     _say_result(result, as_json)
     if not result.ok:
-        assert result.error is not None
-        where = f"{result.id}@{result.version or 'HEAD'}"
-        click.echo(
-            f"procreg: {where} failed: {result.error.type}: {one_line(result.error.message)}",
-            err=True,
-        )
+        _say_failure(result)
         sys.exit(EXIT_PROBLEM)
+
+
+def _say_failure(result: RunResult) -> None:
+    """The one stderr line of a failed run."""
+    assert result.error is not None
+    where = f"{result.id}@{result.version or 'HEAD'}"
+    click.echo(
+        f"procreg: {where} failed: {result.error.type}: {one_line(result.error.message)}",
+        err=True,
+    )
 
 
 def _say_recorded(recorder: RunRecorder) -> None:
