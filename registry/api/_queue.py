@@ -18,6 +18,7 @@ from registry.errors import QueueUnavailable, UsageError
 if TYPE_CHECKING:
     from registry.git.store import GitStore
     from registry.index.contract import IndexBackend
+    from registry.releases.history import Resolved
     from registry.runs.execution import RunResult
     from registry.runs.queue import JobHandle, JobInfo, Queue, ScheduleInfo
 
@@ -83,12 +84,36 @@ class QueueSide:
         against its metadata now (:class:`UsageError` if they do not fit). ``queue``
         (default ``"default"``) is the worker queue, ``priority`` higher first.
         """
+        from registry.runs import execution
+
+        await self.job_queue()  # no PostgreSQL index, or unreachable: say so first
+        resolved = await asyncio.to_thread(execution.resolve, self.store, proc_id, spec)
+        return await self.submit_resolved(
+            resolved,
+            spec,
+            {**(arguments or {}), **kwargs},
+            queue=queue,
+            priority=priority,
+            timeout_s=timeout_s,
+            caller=caller,
+        )
+
+    async def submit_resolved(
+        self,
+        resolved: Resolved,
+        spec: str | None,
+        merged: Mapping[str, Any],
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        caller: str | None = None,
+    ) -> JobHandle:
+        """:meth:`submit` of a version already resolved (``procreg run --queue`` has one)."""
         from registry.core.arguments import argument_problems
         from registry.runs import execution
 
         jobs = await self.job_queue()
-        merged = {**(arguments or {}), **kwargs}
-        resolved = await asyncio.to_thread(execution.resolve, self.store, proc_id, spec)
         meta, _invalid = await asyncio.to_thread(execution.validated_metadata, self.store, resolved)
         if meta is not None:
             problems = argument_problems(meta, merged)

@@ -61,10 +61,11 @@ def worker(ctx: Context, concurrency: int, queues: tuple[str, ...], remote: str 
     procreg.toml [[schedule]] entries of this clone tick here too, once across workers.
     """
     from registry.api._queue import NEEDS_POSTGRES
+    from registry.index.connect import is_postgres_url
     from registry.runs.queue import run_worker
 
     url = ctx.database_url
-    if not url or not url.startswith(("postgres://", "postgresql://")):
+    if not url or not is_postgres_url(url):
         fail(NEEDS_POSTGRES)
     logging.basicConfig(level=logging.WARNING, format="procreg worker: %(message)s")
     store = ctx.store()
@@ -119,7 +120,7 @@ def job(ctx: Context, words: tuple[str, ...], as_json: bool) -> None:
     """Show a job (state, attempts, result), or `procreg job cancel JOB_ID` one not yet taken."""
     cancel = words[0] == "cancel"
     rest = words[1:] if cancel else words
-    if len(rest) != 1 or not rest[0].isdigit():
+    if len(rest) != 1 or not (rest[0].isascii() and rest[0].isdigit()):  # not '²'
         raise click.UsageError(
             "give one job id: `procreg job JOB_ID` or `procreg job cancel JOB_ID`"
         )

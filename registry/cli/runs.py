@@ -146,12 +146,7 @@ def run(
             err=True,
         )
     if not result.ok:
-        assert result.error is not None
-        where = f"{result.id}@{result.version or 'HEAD'}"
-        click.echo(
-            f"procreg: {where} failed: {result.error.type}: {one_line(result.error.message)}",
-            err=True,
-        )
+        _say_failure(result)
     if not result.ok or recorder.unsaved:
         sys.exit(EXIT_PROBLEM)
 
@@ -178,14 +173,14 @@ def _run_queued(
         reg.queue_url()  # no PostgreSQL index: say so before anything else
         resolved = execution.resolve(reg.store, proc_id, spec)
         kwargs = parse_cli_arguments(execution.declared_metadata(resolved), pairs, args_json)
-        handle = await reg.submit(
-            proc_id,
+        handle = await reg.submit_resolved(  # the version the arguments were parsed for
+            resolved,
             spec,
+            kwargs,
             queue=queue_name,
             priority=priority,
             timeout_s=timeout_s,
             caller=caller,
-            arguments=kwargs,
         )
         return handle, (await reg.result(handle.job_id) if wait else None)
 
@@ -204,13 +199,18 @@ def _run_queued(
         return
     _say_result(result, as_json)
     if not result.ok:
-        assert result.error is not None
-        where = f"{result.id}@{result.version or 'HEAD'}"
-        click.echo(
-            f"procreg: {where} failed: {result.error.type}: {one_line(result.error.message)}",
-            err=True,
-        )
+        _say_failure(result)
         sys.exit(EXIT_PROBLEM)
+
+
+def _say_failure(result: RunResult) -> None:
+    """The one stderr line of a failed run."""
+    assert result.error is not None
+    where = f"{result.id}@{result.version or 'HEAD'}"
+    click.echo(
+        f"procreg: {where} failed: {result.error.type}: {one_line(result.error.message)}",
+        err=True,
+    )
 
 
 def _say_recorded(recorder: RunRecorder) -> None:

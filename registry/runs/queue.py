@@ -279,6 +279,17 @@ INSERT_EXECUTION = (
     + ") ON CONFLICT (run_id) DO NOTHING"
 )
 """A run record, written in the transaction that ends its attempt (see :meth:`Worker._end`)."""
+
+
+def _execution_values(record: ExecutionRecord) -> dict[str, Any]:
+    """``INSERT_EXECUTION``'s parameters: the record's columns, dicts and lists as jsonb."""
+    from psycopg.types.json import Jsonb
+
+    return {
+        c: Jsonb(v) if isinstance(v, dict | list) else v for c, v in record.model_dump().items()
+    }
+
+
 LOSE_ATTEMPT = """INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at,
     outcome, run_id, error)
 VALUES (%(job_id)s, %(attempt)s, '?', now(), now(), 'lost', %(run_id)s, %(error)s)
@@ -588,9 +599,10 @@ class Queue:
     async def cancel(self, job_id: int) -> JobInfo:
         """Cancel a job that no worker has taken yet; a running or finished one is refused."""
         info = await self.job(job_id)
-        if info.state == "todo" and await self.app.job_manager.cancel_job_by_id_async(job_id):
-            return await self.job(job_id)
-        info = await self.job(job_id)
+        if info.state == "todo":
+            if await self.app.job_manager.cancel_job_by_id_async(job_id):
+                return await self.job(job_id)
+            info = await self.job(job_id)  # a worker took it meanwhile
         if info.state == "doing":
             where = info.attempts[-1].worker if info.attempts else "a worker"
             raise UsageError(
@@ -770,11 +782,7 @@ class Worker:
         }
         async with self.queue.connector.pool.connection() as conn, conn.transaction():
             if record is not None:
-                values = {
-                    c: Jsonb(v) if isinstance(v, dict | list) else v
-                    for c, v in record.model_dump().items()
-                }
-                await conn.execute(INSERT_EXECUTION, values)
+                await conn.execute(INSERT_EXECUTION, _execution_values(record))
             await conn.execute(END_ATTEMPT, ended)
 
     async def _resolve(self, job_id: int, args: Mapping[str, Any], *, scheduled: bool) -> Resolved:
@@ -875,7 +883,6 @@ class Worker:
         The run id is derived from (job id, attempt), so two reapers write it once.
         """
         from psycopg.rows import dict_row
-        from psycopg.types.json import Jsonb
 
         run_id = lost_run_id(job.id, attempt)
         silence = (
@@ -899,11 +906,7 @@ class Worker:
             if ended is None:
                 return  # the attempt had ended (another reaper, or its worker, said so)
             record = lost_record(job, attempt, run_id, ended, silence)
-            values = {
-                c: Jsonb(v) if isinstance(v, dict | list) else v
-                for c, v in record.model_dump().items()
-            }
-            await conn.execute(INSERT_EXECUTION, values)
+            await conn.execute(INSERT_EXECUTION, _execution_values(record))
 
     async def housekeeping(self) -> None:
         """Forever: put stalled jobs back, apply the health policy to what ran."""
