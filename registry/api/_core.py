@@ -232,10 +232,10 @@ class AsyncRegistry(WriteSide, QueueSide):
             order=order,
             min_success_rate=min_success_rate,
         )
-        lean = getattr(self.backend, "search_summaries", None)
+        lean = getattr(self.backend, "summary_rows", None)
         if lean is not None:
             found = await lean(query)
-            ids = [h["id"] for h in found]
+            ids = [h[0] for h in found]
             current = await self.backend.current_channel_versions(ids) if ids else {}
             return trusted_summaries(found, current)
         hits = [summary(r) for r in await self.backend.search(query)]

@@ -116,37 +116,38 @@ _SUMMARY_FIELDS = frozenset(ProcedureSummary.model_fields)
 
 
 def trusted_summaries(
-    hits: Sequence[dict[str, Any]], channels: dict[str, dict[str, str | None]]
+    hits: Sequence[Sequence[Any]], channels: dict[str, dict[str, str | None]]
 ) -> list[ProcedureSummary]:
-    """Search hits from the lean columns of our own index, built without re-validating.
+    """Search hits from the summary rows of our own index, built without re-validating.
 
-    ``channels`` is ``{id: {channel: version}}`` of the hits. The values come from our own
-    index (written from validated records): building the models without re-validating
-    (what :func:`~registry.index.contract.construct_trusted` does, inlined) is most of
-    what makes listing 10,000 cheap.
+    ``hits`` are :meth:`~registry.index.contract.IndexBackend.summary_rows` tuples;
+    ``channels`` is ``{id: {channel: version}}`` of the hits. The values come from our
+    own index (written from validated records): building the models without
+    re-validating (what :func:`~registry.index.contract.construct_trusted` does, inlined)
+    is most of what makes listing 10,000 cheap.
     """
     new = ProcedureSummary.__new__
     put = object.__setattr__
     fields = _SUMMARY_FIELDS
     out = []
-    for hit in hits:
+    for id_, name, description, category, tags, status, valid, errors, latest, runs, rate in hits:
         obj = new(ProcedureSummary)
         put(
             obj,
             "__dict__",
             {
-                "id": hit["id"],
-                "name": hit["name"],
-                "description": hit["description"],
-                "category": hit["category"],
-                "tags": hit["tags"],
-                "status": hit["status"],
-                "version": hit["latest_version"],
-                "valid": hit["valid"],
-                "errors": hit["errors"],
-                "runs": hit["runs"],
-                "success_rate": hit["success_rate"],
-                "channels": channels.get(hit["id"], {}),
+                "id": id_,
+                "name": name,
+                "description": description,
+                "category": category,
+                "tags": tags,
+                "status": status,
+                "version": latest,
+                "valid": valid,
+                "errors": errors,
+                "runs": runs,
+                "success_rate": rate,
+                "channels": channels.get(id_, {}),
             },
         )
         put(obj, "__pydantic_fields_set__", set(fields))

@@ -358,6 +358,10 @@ class IndexBackend(Protocol):
         ``runs`` and ``success_rate`` as a dict (a list of all 10,000 needs no metadata)."""
         ...
 
+    async def summary_rows(self, query: SearchQuery) -> list[tuple[Any, ...]]:
+        """:meth:`search_summaries` as tuples, values in that order (no dict per hit)."""
+        ...
+
     async def get_procedure(self, id: str) -> ProcedureRow | None:
         """One procedure, or ``None``."""
         ...

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from registry.errors import ConflictError, IndexUnavailable
-from registry.index.base import Query, SqlIndex
+from registry.index.base import Query, SqlIndex, summary_tuples
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
@@ -182,6 +182,7 @@ POSTGRES = Dialect(
     text_match="p.search @@ to_tsquery('simple', {})",
     text_rank="ts_rank_cd(p.search, to_tsquery('simple', {}))",
     tags_match="p.tags @> CAST(CAST({} AS TEXT) AS jsonb)",
+    json_text="{}::text",
 )
 SQL = statements(POSTGRES)
 
@@ -518,8 +519,8 @@ class PostgresIndex(SqlIndex):
     def _decode(self, row: asyncpg.Record) -> dict[str, Any]:
         return dict(row)
 
-    async def _summaries(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._fetch(sql, params)]
+    async def _summaries(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return summary_tuples(await self._fetch(sql, params))
 
     async def procedure_and_versions(
         self, id: str

@@ -43,6 +43,19 @@ def column_list(columns: Sequence[str], alias: str = "") -> str:
     return ", ".join(f'{prefix}"{c}"' for c in columns)
 
 
+SUMMARY_JSON_COLUMNS = frozenset({"tags", "errors"})
+"""The :data:`SUMMARY_COLUMNS` that hold JSON."""
+
+
+def summary_columns(dialect: Dialect) -> str:
+    """The select list of :data:`SUMMARY_COLUMNS`, JSON columns as text (see ``json_text``)."""
+    return ", ".join(
+        dialect.json_text.format(f'p."{c}"') + f' AS "{c}"' if c in SUMMARY_JSON_COLUMNS
+        else f'p."{c}"'
+        for c in SUMMARY_COLUMNS
+    )  # fmt: skip
+
+
 def upsert_sql(table: str, columns: Sequence[str], key: str, values: Sequence[str]) -> str:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column, for both dialects."""
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != key)
@@ -82,6 +95,8 @@ class Dialect:
     """The relevance of a match to the text query ``{}``, higher first."""
     tags_match: str
     """The condition that ``p.tags`` holds every tag of the JSON array ``{}``."""
+    json_text: str = "{}"
+    """A JSON column ``{}`` read as its text (a summary list decodes each distinct text once)."""
 
     def render(self, sql: str) -> str:
         """Neutral SQL as this dialect runs it."""
@@ -262,7 +277,7 @@ def procedure_rows(
 ) -> str:
     """A procedure query: a page of ``limit`` rows (None: all) meeting ``conditions``."""
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
-    columns = column_list(SUMMARY_COLUMNS if summary else PROCEDURE_COLUMNS, "p")
+    columns = summary_columns(dialect) if summary else column_list(PROCEDURE_COLUMNS, "p")
     if rank == NO_RANK and source == "procedures p" and not joins and ORDER_BY[order] == "sort_id":
         limit_ref = params.add(dialect.unlimited if limit is None else limit)
         flat = _FLAT_ROWS.replace("{columns}", columns).replace("{where}", where)
@@ -303,13 +318,22 @@ def current_channels_of(dialect: Dialect, ids: Sequence[str] | None) -> tuple[st
     return dialect.render(CURRENT_CHANNELS.format(where=where)), list(ids)
 
 
-def procedure_by_id(dialect: Dialect, id: str) -> tuple[str, list[Any]]:
-    """The query of one procedure row."""
+@cache
+def _by_id_sql(dialect: Dialect) -> str:
     params = Params()
-    return procedure_rows(dialect, [WHERE_ID.format(params.add(id))], params), params.values
+    return procedure_rows(dialect, [WHERE_ID.format(params.add(None))], params)
+
+
+def procedure_by_id(dialect: Dialect, id: str) -> tuple[str, list[Any]]:
+    """The query of one procedure row (its text built once per dialect: ``get`` is hot)."""
+    return _by_id_sql(dialect), [id, dialect.unlimited]
+
+
+@cache
+def _all_sql(dialect: Dialect) -> str:
+    return procedure_rows(dialect, [], Params(), "id")
 
 
 def all_procedures(dialect: Dialect) -> tuple[str, list[Any]]:
     """The query of every procedure row, by id."""
-    params = Params()
-    return procedure_rows(dialect, [], params, "id"), params.values
+    return _all_sql(dialect), [dialect.unlimited]

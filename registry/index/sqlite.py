@@ -29,18 +29,17 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
 from registry.errors import ConflictError, IndexCorrupt, IndexUnavailable
-from registry.index.base import Query, SqlIndex
+from registry.index.base import Query, SqlIndex, summary_tuples
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
     PROCEDURE_COLUMNS,
-    SUMMARY_COLUMNS,
     VERSION_ROW_COLUMNS,
     ChangeSet,
     ExecutionRecord,
@@ -113,60 +112,6 @@ def _json(text: str) -> Any:
 
 def _decoded(row: sqlite3.Row) -> dict[str, Any]:
     return {k: _json(v) if k in JSON_COLUMNS else v for k, v in zip(row.keys(), row, strict=True)}
-
-
-_SUMMARY_KEYS = (*SUMMARY_COLUMNS, "latest_version", "runs", "success_rate")
-
-
-# JSON list text -> its decoded items: tags and errors lists repeat across rows and lists,
-# so a list of 10,000 decodes each distinct text once (each row still gets its own list)
-_LISTS: dict[str, tuple[Any, ...]] = {}
-_LISTS_MAX = 65_536
-
-
-def _json_list(text: str) -> list[Any]:
-    if text == "[]":
-        return []
-    items = _LISTS.get(text)
-    if items is None:
-        if len(_LISTS) >= _LISTS_MAX:
-            _LISTS.clear()
-        items = _LISTS[text] = tuple(json.loads(text))
-    return list(items)
-
-
-def _summaries(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    # plain tuples and positional unpacking: a list of 10,000 is mostly this loop
-    assert _SUMMARY_KEYS[4] == "tags" and _SUMMARY_KEYS[6:8] == ("valid", "errors")
-    decode = _json_list
-    return [
-        {
-            "id": id_,
-            "name": name,
-            "description": description,
-            "category": category,
-            "tags": decode(tags),
-            "status": status,
-            "valid": bool(valid),
-            "errors": decode(errors),
-            "latest_version": latest,
-            "runs": runs,
-            "success_rate": rate,
-        }
-        for (
-            id_,
-            name,
-            description,
-            category,
-            tags,
-            status,
-            valid,
-            errors,
-            latest,
-            runs,
-            rate,
-        ) in rows
-    ]
 
 
 def _put_procedure(c: sqlite3.Connection, record: ProcedureRecord) -> None:
@@ -457,11 +402,11 @@ class SqliteIndex(SqlIndex):
     def _decode(self, row: sqlite3.Row) -> dict[str, Any]:
         return _decoded(row)
 
-    async def _summaries(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    async def _summaries(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._errors():
             cursor = self._conn.cursor()
             cursor.row_factory = None
-            return _summaries(cursor.execute(sql, tuple(params)))
+            return summary_tuples(cursor.execute(sql, tuple(params)))
 
     # -- executions --------------------------------------------------------
 
