@@ -16,16 +16,18 @@ from __future__ import annotations
 import bisect
 import logging
 import re
-import zlib
 from array import array
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pygit2
+from isal import isal_zlib
 
 from registry.core.snapshot import MODE_TREE, FileEntry
 
 log = logging.getLogger(__name__)
+
+_INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]  # untyped stub
 
 Changed = dict[str, tuple[str | None, str | None]]
 """``{procedure id: (old subtree id, new subtree id)}`` for the folders that differ."""
@@ -262,13 +264,14 @@ class RawTree:
 
 
 def _tree_bytes(repo: pygit2.Repository, tree_id: pygit2.Oid) -> bytes:
-    """A tree object's body. A loose object is inflated here: libgit2 would also
-    hash the whole 330 KB object on every read (a parse error still falls back)."""
+    """A tree object's body. A loose object is inflated here, with ISA-L (2-3x zlib: at
+    10,000 procedures this is the part of an incremental sync that grows with N); libgit2
+    would also hash the whole 330 KB object on every read (a parse error still falls back)."""
     hexid = str(tree_id)
     path = Path(repo.path, "objects", hexid[:2], hexid[2:])
     try:
-        data = zlib.decompress(path.read_bytes())
-    except (OSError, zlib.error):
+        data = isal_zlib.decompress(path.read_bytes())
+    except (OSError, _INFLATE_ERROR):
         return bytes(repo.odb.read(tree_id)[1])
     header, _, body = data.partition(b"\0")
     if header != b"tree %d" % len(body):
