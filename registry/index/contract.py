@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
 
@@ -26,6 +27,7 @@ import semver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.core.network import NetworkDenial
+from registry.core.tags import parse_release_tag
 
 Order = Literal["relevance", "name", "health"]
 Outcome = Literal["success", "failure"]
@@ -449,7 +451,10 @@ class SemverKey(BaseModel):
     bytewise: ``COLLATE "C"`` on PostgreSQL, SQLite's default BINARY). Build
     metadata, which semver leaves out of precedence, follows the prerelease in
     ``pre_key`` so that "latest" is the same as :func:`registry.core.tags.version_key`.
+    Frozen: :func:`semver_key` hands out one cached key per version text.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     major: int
     minor: int
@@ -458,6 +463,7 @@ class SemverKey(BaseModel):
     pre_key: str
 
 
+@lru_cache(maxsize=4096)
 def semver_key(version: str) -> SemverKey:
     """The sort columns of ``version``: semver precedence, then build metadata."""
     parsed = semver.Version.parse(version)
@@ -525,6 +531,31 @@ def version_values(record: VersionRecord) -> list[Any]:
     """A version row's values followed by its semver sort columns."""
     key = semver_key(record.version)
     return row_values(record, VERSION_COLUMNS) + row_values(key, VERSION_SORT_COLUMNS)
+
+
+def _order(key: SemverKey) -> tuple[int, int, int, int, str]:
+    return (key.major, key.minor, key.patch, key.is_release, key.pre_key)
+
+
+def latest_versions(versions: Iterable[VersionRecord]) -> dict[str, str]:
+    """``{id: its highest version}``: what ``latest_versions`` holds (``LATEST_ORDER``)."""
+    best: dict[str, tuple[tuple[int, int, int, int, str], str]] = {}
+    for v in versions:
+        key = _order(semver_key(v.version))
+        held = best.get(v.id)
+        if held is None or key > held[0]:
+            best[v.id] = (key, v.version)
+    return {id: version for id, (_, version) in best.items()}
+
+
+def latest_affected(changes: ChangeSet) -> list[str]:
+    """The ids whose latest version an incremental ``changes`` may move, sorted."""
+    ids = {v.id for v in changes.versions_upsert}
+    for tag in changes.versions_delete:
+        parsed = parse_release_tag(tag)
+        if parsed is not None:
+            ids.add(parsed[0])
+    return sorted(ids)
 
 
 def placeholder(id: str, errors: list[str], commit: str) -> ProcedureRecord:

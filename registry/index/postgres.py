@@ -44,6 +44,8 @@ from registry.index.contract import (
     VersionMetrics,
     VersionRecord,
     execution_values,
+    latest_affected,
+    latest_versions,
     placeholder,
     row_values,
     trusted_procedure_row,
@@ -63,6 +65,7 @@ from registry.index.postgres_migrations import (
 from registry.index.sql import (
     COUNTED,
     HEALTH_JOIN,
+    LATEST_JOIN,
     LATEST_VERSION,
     SUCCESS_RATE,
     Dialect,
@@ -96,11 +99,12 @@ SYNC_LOCK_KEY = 0x70726F6373796E63
 
 
 DELETE_ALL_DERIVED = (
-    "DELETE FROM procedures; DELETE FROM versions; DELETE FROM channels; DELETE FROM sync_state"
+    "DELETE FROM procedures; DELETE FROM versions; DELETE FROM latest_versions; "
+    "DELETE FROM channels; DELETE FROM sync_state"
 )
 # after a full apply the planner's statistics describe the old tables (or none at all,
 # until autovacuum gets round to it), and a bad estimate turns a search into a scan
-ANALYZE_DERIVED = "ANALYZE procedures, procedure_health"
+ANALYZE_DERIVED = "ANALYZE procedures, latest_versions, procedure_health"
 DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = $1"
 _SEARCH_VECTOR = """setweight(to_tsvector('simple', {}), 'A')
     || setweight(to_tsvector('simple', {}), 'B')
@@ -195,7 +199,7 @@ SELECT_PROCEDURE_AND_VERSIONS = POSTGRES.render(f"""SELECT {column_list(PROCEDUR
         v.tag), '[]'::json)::text
      FROM (SELECT {column_list(VERSION_ROW_COLUMNS)} FROM versions
            WHERE id = q.id) v) AS versions_json
-FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {HEALTH_JOIN}""")
+FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {LATEST_JOIN} {HEALTH_JOIN}""")
 
 _UNNEST_TYPES = {
     "started_at": "timestamptz",
@@ -228,6 +232,23 @@ NOTIFY = "SELECT pg_notify($1, $2)"
 ADVISORY_LOCK = "SELECT pg_advisory_lock($1)"
 ADVISORY_TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
 ADVISORY_UNLOCK = "SELECT pg_advisory_unlock($1)"
+
+
+INSERT_LATEST_ROWS = (
+    "INSERT INTO latest_versions (id, version) SELECT * FROM unnest($1::text[], $2::text[])"
+)
+
+
+async def _put_latest(conn: asyncpg.Connection, changes: ChangeSet) -> None:
+    """Keep ``latest_versions`` in step with the versions ``changes`` just wrote."""
+    if changes.full:  # the table was emptied with the rest
+        latest = latest_versions(changes.versions_upsert)
+        await conn.execute(INSERT_LATEST_ROWS, list(latest), list(latest.values()))
+        return
+    ids = [(i,) for i in latest_affected(changes)]
+    if ids:
+        await conn.executemany(SQL.delete_latest, ids)
+        await conn.executemany(SQL.insert_latest_of, ids)
 
 
 def _reason(exc: BaseException) -> str:
@@ -427,6 +448,7 @@ class PostgresIndex(SqlIndex):
                         BULK_UPSERT_VERSIONS,
                         *_columns([version_values(v) for v in chunk], VERSION_ROW_COLUMNS),
                     )
+                await _put_latest(conn, changes)
                 if changes.channels_delete:
                     await conn.executemany(
                         SQL.delete_channel, [(t,) for t in changes.channels_delete]

@@ -240,6 +240,17 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable
         "queued runs: procrastinate's schema, job columns on runs, job attempts",
         _queue_schema,
     ),
+    (
+        9,
+        "each procedure's latest version is kept, not computed per listed row",
+        """CREATE TABLE latest_versions (
+            id text PRIMARY KEY,
+            version text NOT NULL
+        );
+        INSERT INTO latest_versions (id, version)
+        SELECT DISTINCT ON (id) id, version FROM versions
+        ORDER BY id, major DESC, minor DESC, patch DESC, is_release DESC, pre_key DESC;""",
+    ),
 )
 
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"

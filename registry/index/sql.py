@@ -113,9 +113,12 @@ HEALTH_JOIN = "LEFT JOIN {runs}procedure_health h ON h.id = p.id"
 # a procedure without runs has no success rate, so it can never pass min_success_rate
 HEALTH_INNER_JOIN = "JOIN {runs}procedure_health h ON h.id = p.id"
 SUCCESS_RATE = "CAST(h.successes AS DOUBLE PRECISION) / NULLIF(h.runs, 0)"
-LATEST_VERSION = """(SELECT v.version FROM versions v WHERE v.id = p.id
-     ORDER BY v.major DESC, v.minor DESC, v.patch DESC, v.is_release DESC, v.pre_key DESC
-     LIMIT 1) AS latest_version"""
+LATEST_ORDER = "major DESC, minor DESC, patch DESC, is_release DESC, pre_key DESC"
+"""Highest version first (see :class:`registry.index.contract.SemverKey`)."""
+# each procedure's latest version is kept in latest_versions (written with its versions, in
+# the same transaction), so a list of 10,000 joins it instead of one subquery per row
+LATEST_VERSION = "lv.version AS latest_version"
+LATEST_JOIN = "LEFT JOIN latest_versions lv ON lv.id = p.id"
 PAGE = """SELECT p.{key} AS sort_key, {rank} AS sort_rank,
     lower(p.name) AS sort_name, p.id AS sort_id{health}
 FROM {source} {joins} {where} ORDER BY {order} LIMIT {limit}"""
@@ -123,14 +126,14 @@ PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
 NO_RANK = "CAST(NULL AS REAL)"
 _ROWS = f"""SELECT {{columns}}, {LATEST_VERSION},
     coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
-FROM ({{page}}) s JOIN procedures p ON p.{{key}} = s.sort_key {HEALTH_JOIN}
+FROM ({{page}}) s JOIN procedures p ON p.{{key}} = s.sort_key {LATEST_JOIN} {HEALTH_JOIN}
 ORDER BY {{order}}"""
 # Ordered by id with no rank and no health filter, one level is enough: the scan of the
 # id index stops at the limit, so the latest version is still computed for the page only
 # (and the page is not materialised, joined back and sorted again).
 _FLAT_ROWS = f"""SELECT {{columns}}, {LATEST_VERSION},
     coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
-FROM procedures p {HEALTH_JOIN} {{where}} ORDER BY p.id LIMIT {{limit}}"""
+FROM procedures p {LATEST_JOIN} {HEALTH_JOIN} {{where}} ORDER BY p.id LIMIT {{limit}}"""
 ORDER_BY: dict[str, str] = {
     "relevance": "sort_rank DESC, sort_name, sort_id",
     "name": "sort_id",  # by id, the first column every listing shows
@@ -153,6 +156,11 @@ class Statements:
     """Every statement both backends share; the class defaults are the neutral text."""
 
     delete_version: str = "DELETE FROM versions WHERE tag = $1"
+    delete_all_latest: str = "DELETE FROM latest_versions"
+    delete_latest: str = "DELETE FROM latest_versions WHERE id = $1"
+    insert_latest: str = "INSERT INTO latest_versions (id, version) VALUES ($1, $2)"
+    insert_latest_of: str = f"""INSERT INTO latest_versions (id, version)
+SELECT id, version FROM versions WHERE id = $1 ORDER BY {LATEST_ORDER} LIMIT 1"""
     delete_channel: str = "DELETE FROM channels WHERE tag = $1"
     upsert_channel: str = upsert_sql(
         "channels", CHANNEL_COLUMNS, "tag", dollars(len(CHANNEL_COLUMNS))

@@ -46,6 +46,8 @@ from registry.index.contract import (
     Metrics,
     ProcedureRecord,
     execution_values,
+    latest_affected,
+    latest_versions,
     placeholder,
     row_values,
     utc,
@@ -147,10 +149,21 @@ def _put_all_procedures(c: sqlite3.Connection, changes: ChangeSet) -> None:
     c.executemany(MARK_INVALID, marked)
 
 
+def _put_latest(c: sqlite3.Connection, changes: ChangeSet) -> None:
+    """Keep ``latest_versions`` in step with the versions ``changes`` just wrote."""
+    if changes.full:  # the table was emptied with the rest
+        c.executemany(SQL.insert_latest, latest_versions(changes.versions_upsert).items())
+        return
+    ids = [(i,) for i in latest_affected(changes)]
+    c.executemany(SQL.delete_latest, ids)
+    c.executemany(SQL.insert_latest_of, ids)
+
+
 DELETE_ALL_DERIVED = (
     "DELETE FROM procedures",
     "DELETE FROM procedures_fts",
     "DELETE FROM versions",
+    "DELETE FROM latest_versions",
     "DELETE FROM channels",
     "DELETE FROM sync_state",
 )
@@ -350,6 +363,7 @@ class SqliteIndex(SqlIndex):
             c.executemany(
                 UPSERT_VERSION, [_params(version_values(v)) for v in changes.versions_upsert]
             )
+            _put_latest(c, changes)
             c.executemany(SQL.delete_channel, [(t,) for t in changes.channels_delete])
             c.executemany(
                 SQL.upsert_channel,

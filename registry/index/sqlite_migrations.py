@@ -264,6 +264,22 @@ MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
         "channel moves say when they took the channel out of service",
         ("ALTER TABLE channels ADD COLUMN out_of_service INTEGER",),
     ),
+    (
+        7,
+        "each procedure's latest version is kept, not computed per listed row",
+        (
+            """CREATE TABLE latest_versions (
+                id TEXT PRIMARY KEY,
+                version TEXT NOT NULL
+            ) WITHOUT ROWID""",
+            """INSERT INTO latest_versions (id, version)
+            SELECT id, version FROM (
+                SELECT id, version, row_number() OVER (PARTITION BY id
+                    ORDER BY major DESC, minor DESC, patch DESC, is_release DESC, pre_key DESC
+                ) AS n FROM versions
+            ) WHERE n = 1""",
+        ),
+    ),
 )
 
 # The run file's own migrations (recorded in runs.schema_migrations).

@@ -22,6 +22,7 @@ import pytest
 import semver
 
 from registry.core.network import NetworkDenial
+from registry.core.tags import version_key
 from registry.errors import ConflictError, IndexRejected, IndexUnavailable
 from registry.index.connect import connect_index
 from registry.index.contract import (
@@ -45,8 +46,10 @@ from tests.helpers import REPO_ROOT
 
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
-MAIN_MIGRATIONS = [1, 2, 3, 4, 5]  # the index file's on SQLite; PostgreSQL has one schema:
-PG_MIGRATIONS = [*MAIN_MIGRATIONS, 6, 7]  # 6 = the run file's 2 (network denials), 7 the queue
+# the index file's on SQLite (7: latest versions kept); PostgreSQL has one schema: 6 = the run
+# file's 2 (network denials), 7 the queue, 9 = SQLite's 7
+MAIN_MIGRATIONS = [1, 2, 3, 4, 5, 7]
+PG_MIGRATIONS = [1, 2, 3, 4, 5, 6, 7, 9]
 
 
 def all_migrations(target: str) -> list[int]:
@@ -251,9 +254,14 @@ async def _write_v1_index(target: str) -> None:
             await conn.execute(pgm.CREATE_MIGRATIONS_TABLE)
             await conn.execute(pgm.MIGRATIONS[0][2])
             await conn.execute(pgm.INSERT_MIGRATION, 1, pgm.MIGRATIONS[0][1])
-        # migration 2 leaves procedures and versions alone, so today's writes fit version 1
+        # migration 2 leaves procedures and versions alone, so today's writes fit version 1,
+        # but for the table migration 9 adds (today's writes keep it; it is dropped after)
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE TABLE latest_versions (id text, version text)")
         v1 = pg.PostgresIndex(target, pool)
         await v1.apply(changes.model_copy(update={"channels_upsert": []}))
+        async with pool.acquire() as conn:
+            await conn.execute("DROP TABLE latest_versions")
         async with pool.acquire() as conn:  # channels and runs as version 1 stored them
             await conn.executemany(
                 f"INSERT INTO channels ({column_list(V1_CHANNEL_COLUMNS)}) VALUES "
@@ -324,6 +332,12 @@ def test_migration_3_moves_sqlite_runs_to_their_own_file(tmp_path: Path) -> None
             assert index.applied_migrations == MAIN_MIGRATIONS[1:]
             assert await index.count_executions("slugify") == 4
             assert (await index.metrics("slugify")).success_rate == 0.75
+            # migration 7 filled in the latest version of every procedure released before it
+            for row in await index.search(SearchQuery(None)):
+                versions = [semver.Version.parse(v.version) for v in await index.versions(row.id)]
+                best = max(versions, key=version_key) if versions else None
+                assert row.latest_version == (None if best is None else str(best)), row.id
+            assert any(row.latest_version for row in await index.search(SearchQuery(None)))
 
     asyncio.run(body())
     with sqlite3.connect(runs_path(Path(target))) as runs:

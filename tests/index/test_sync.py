@@ -464,3 +464,64 @@ def test_rebuild_reads_tags_without_ref_lookups(
         assert looked_up == []
 
     run(body())
+
+
+def test_kept_latest_version_follows_every_change(repo: Path, db_url: str | None) -> None:
+    """The latest version a list shows is always the highest release tag (semver, then build).
+
+    It is kept in the index, not computed per row, so every way the tags change is
+    checked against the definition: added (a lower one, a higher prerelease, a build),
+    deleted (the highest, all of them), the procedure deleted and added back, and a
+    rebuild from scratch.
+    """
+    from registry.core.tags import parse_release_tag, version_key
+
+    def expected() -> dict[str, str]:
+        best: dict[str, Any] = {}
+        for name in git(repo, "tag", "-l", "procedure-*").split():
+            parsed = parse_release_tag(name)
+            assert parsed is not None
+            pid, version = parsed
+            if pid not in best or version_key(version) > version_key(best[pid]):
+                best[pid] = version
+        return {pid: str(v) for pid, v in best.items()}
+
+    async def shown(backend: IndexBackend) -> dict[str, str]:
+        hits = await backend.search_summaries(SearchQuery(None, limit=100))
+        got = {h["id"]: h["latest_version"] for h in hits if h["latest_version"]}
+        for h in hits:  # get and the full rows say the same
+            row = await backend.get_procedure(h["id"])
+            assert row is not None and row.latest_version == h["latest_version"]
+        return got
+
+    async def body() -> None:
+        store, backend = await _open(repo, db_url)
+        async with backend:
+            steps = [
+                lambda: tag_release(repo, "alpha", "1.2.0"),
+                lambda: tag_release(repo, "alpha", "1.10.0"),
+                lambda: tag_release(repo, "alpha", "1.9.0"),
+                lambda: tag_release(repo, "alpha", "2.0.0-rc.1"),
+                lambda: tag_release(repo, "beta", "0.1.0"),
+                lambda: tag_release(repo, "beta", "0.1.0+build.2"),
+                lambda: git(repo, "tag", "-d", "procedure-alpha-v2.0.0-rc.1"),
+                lambda: git(repo, "tag", "-d", "procedure-beta-v0.1.0+build.2"),
+                lambda: git(repo, "tag", "-d", "procedure-beta-v0.1.0"),
+                lambda: (git(repo, "rm", "-rq", "procedures/alpha"), commit_all(repo, "rm alpha")),
+                lambda: (write_proc(repo, "alpha"), commit_all(repo, "alpha back")),
+            ]
+            await sync(store, backend)
+            for step in steps:
+                step()
+                await sync(store, backend)
+                present = {h["id"] for h in await backend.search_summaries(SearchQuery(None))}
+                assert await shown(backend) == {
+                    k: v for k, v in expected().items() if k in present
+                }, step
+            before = await shown(backend)
+            report = await sync(store, backend, full=True)
+            assert report.rebuilt
+            assert await shown(backend) == before
+            assert before["alpha"] == "1.10.0"
+
+    run(body())
