@@ -33,7 +33,7 @@ from registry.api._writes import WriteSide
 from registry.config import tracked_ref
 from registry.core.model import Metadata
 from registry.core.snapshot import MAIN_FILE
-from registry.core.tags import check_id
+from registry.core.tags import check_id, parse_version
 from registry.errors import IndexUnavailable, NotFoundError
 from registry.git.store import GitStore
 from registry.index.connect import OfflineIndex, index_target, open_backend
@@ -281,8 +281,8 @@ class AsyncRegistry(WriteSide, QueueSide):
                         proc_id, name, m.version, m.moved_at, m.reason
                     )
                 else:
-                    channels[name] = semver.Version.parse(m.version)
-        released = [(semver.Version.parse(v.version), v) for v in versions]
+                    channels[name] = parse_version(m.version)
+        released = [(parse_version(v.version), v) for v in versions]
         _, record = release_history.pick_release(proc_id, spec, parsed, released, channels, closed)
         tree_id = record.tree_id or self.store.read(proc_id, record.commit).tree_id
         assert tree_id is not None

@@ -111,6 +111,13 @@ def _strict_version(text: str) -> semver.Version | None:
     return version if str(version) == text else None
 
 
+def parse_version(text: str) -> semver.Version:
+    """``text`` as a semver version, parsed once per distinct text (the index's versions
+    repeat across procedures); ``ValueError`` if it is not one."""
+    version = _strict_version(text)
+    return version if version is not None else semver.Version.parse(text)
+
+
 # --- release tags --------------------------------------------------------------
 
 
