@@ -95,6 +95,10 @@ class Dialect:
     """The relevance of a match to the text query ``{}``, higher first."""
     tags_match: str
     """The condition that ``p.tags`` holds every tag of the JSON array ``{}``."""
+    text_alone: str | None = None
+    """A table where the text match and rank need no procedure row, its ``rowid`` the page
+    key (FTS5's own table), or None. A search by text alone then ranks every match there
+    and joins the procedure rows of the top ones (and their ties) only."""
     json_text: str = "{}"
     """A JSON column ``{}`` read as its text (a summary list decodes each distinct text once)."""
 
@@ -123,6 +127,16 @@ PAGE = """SELECT p.{key} AS sort_key, {rank} AS sort_rank,
     lower(p.name) AS sort_name, p.id AS sort_id{health}
 FROM {source} {joins} {where} ORDER BY {order} LIMIT {limit}"""
 PAGE_HEALTH = f", {SUCCESS_RATE} AS sort_rate, coalesce(h.runs, 0) AS sort_runs"
+# A search by text alone (Dialect.text_alone): rank every match without its procedure row,
+# then join only the rows ranked at least as high as the limit-th (ties kept, so the
+# name and id that break them are read): the same page as PAGE, in a fraction of the reads.
+RANKED = "WITH ranked AS MATERIALIZED (SELECT rowid AS k, {rank} AS r FROM {alone} WHERE {match}) "
+RANKED_PAGE = """SELECT p.{key} AS sort_key, ranked.r AS sort_rank,
+    lower(p.name) AS sort_name, p.id AS sort_id
+FROM ranked JOIN procedures p ON p.{key} = ranked.k
+WHERE ranked.r >= coalesce((SELECT r FROM ranked ORDER BY r DESC LIMIT 1 OFFSET {limit} - 1),
+    -1e308)
+ORDER BY {order} LIMIT {limit}"""
 NO_RANK = "CAST(NULL AS REAL)"
 _ROWS = f"""SELECT {{columns}}, {LATEST_VERSION},
     coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate
@@ -265,10 +279,31 @@ def procedure_query(
         conditions.append(WHERE_MIN_SUCCESS.format(params.add(query.min_success_rate)))
     elif order == "health":
         joins = HEALTH_JOIN
+    alone = dialect.text_alone and text is not None and len(conditions) == 1 and not joins
+    if alone and order == "relevance":
+        sql = _ranked_rows(dialect, conditions[0], params, query.limit, rank, summary)
+        return sql, params.values
     sql = procedure_rows(
         dialect, conditions, params, order, query.limit, rank, source, joins, summary=summary
     )
     return sql, params.values
+
+
+def _ranked_rows(
+    dialect: Dialect, match: str, params: Params, limit: int, rank: str, summary: bool
+) -> str:
+    """A search by text alone, ranked without the procedure rows (see ``RANKED``)."""
+    assert dialect.text_alone is not None and limit > 0
+    limit_ref = params.add(limit)
+    page = RANKED_PAGE.format(key=dialect.page_key, order=ORDER_BY["relevance"], limit=limit_ref)
+    columns = summary_columns(dialect) if summary else column_list(PROCEDURE_COLUMNS, "p")
+    sql = RANKED.format(rank=rank, alone=dialect.text_alone, match=match) + (
+        _ROWS.replace("{columns}", columns)
+        .replace("{key}", dialect.page_key)
+        .replace("{order}", ORDER_BY["relevance"])
+        .replace("{page}", page)
+    )
+    return dialect.render(sql)
 
 
 def procedure_rows(

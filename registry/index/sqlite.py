@@ -197,6 +197,7 @@ SQLITE = Dialect(
     text_match="procedures_fts MATCH {}",
     # bm25 is lower for a better match
     text_rank="-bm25(procedures_fts, 10.0, 4.0, 4.0, 2.0, 1.0)",
+    text_alone="procedures_fts",
     tags_match="""NOT EXISTS (SELECT 1 FROM json_each({}) t
     WHERE t.value NOT IN (SELECT j.value FROM json_each(p.tags) j))""",
 )

@@ -686,6 +686,29 @@ def test_query_builders_quote_every_word() -> None:
     assert tsquery("") is None
 
 
+def test_search_pages_cut_inside_ties_by_name_then_id(target: str) -> None:
+    """Equal relevance is ordered by name, then id, wherever the limit cuts the ties."""
+    # six equally good matches (same text), one better (the word is also in its name)
+    tied = [("t-b", "Beta"), ("t-a2", "alpha"), ("t-a1", "Alpha"), ("t-c", "gamma"),
+            ("t-d", "Delta"), ("t-e", "epsilon")]  # fmt: skip
+    records = [proc(i, name=n, description="Reads invoice files") for i, n in tied]
+    records.append(proc("t-top", name="Invoice reader", description="Reads invoice files"))
+    expected = ["t-top", "t-a1", "t-a2", "t-b", "t-d", "t-e", "t-c"]
+
+    async def body(index: IndexBackend) -> None:
+        await index.apply(ChangeSet(ref=REF, commit="c1", tags_digest="d", upsert=records))
+        for limit in range(1, 9):
+            found = [r.id for r in await index.search(SearchQuery("invoice", limit=limit))]
+            assert found == expected[:limit], limit
+            lean = await index.search_summaries(SearchQuery("invoice", limit=limit))
+            assert [h["id"] for h in lean] == expected[:limit], limit
+        # another filter or order than relevance takes the general path: same rows
+        by_name = await index.search(SearchQuery("invoice", order="name", limit=3))
+        assert [r.id for r in by_name] == ["t-a1", "t-a2", "t-b"]
+
+    run(target, body)
+
+
 def test_search_filters_and_orders(target: str) -> None:
     async def body(index: IndexBackend) -> None:
         await index.apply(initial_changes())
