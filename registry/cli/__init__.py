@@ -34,6 +34,11 @@ from registry.cli._common import Context, PipeClosed, exit_code, fail
 if TYPE_CHECKING:
     from _collections_abc import dict_items, dict_keys, dict_values
 
+__version__ = "0.1.0"
+"""procreg's version, in one place: the package metadata reads it (``pyproject.toml``) and
+``procreg --version`` prints it without looking the distribution up, which would import
+``importlib.metadata`` (a third of that command's start-up)."""
+
 FAMILIES: Mapping[str, tuple[str, ...]] = {
     "procedures": ("init", "new", "check", "list", "show", "schema", "search"),
     "versions": ("release", "log", "diff", "rollback", "promote", "channels"),
@@ -147,7 +152,7 @@ class _Group(click.Group):
     is_flag=True,
     help="Go on in a shallow or tagless clone (release history and tags may be missing).",
 )
-@click.version_option(None, "--version", package_name="procedure-registry", prog_name="procreg")
+@click.version_option(__version__, "--version", prog_name="procreg")
 @click.pass_context
 def cli(
     ctx: click.Context, path: Path, database_url: str | None, traceback: bool, allow_shallow: bool

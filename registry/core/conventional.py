@@ -27,7 +27,9 @@ class ConventionalCommit(BaseModel):
     ``Merged in ...`` messages), each with its own footers.
     """
 
-    model_config = ConfigDict(frozen=True)
+    # built on first use: `procreg show` and `log` import this module (via the tag grammar)
+    # but never parse a commit message
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: str | None
     scope: str | None = None

@@ -130,6 +130,8 @@ def access_change(
 class NetworkDenial(BaseModel):
     """One request the proxy refused: where to (as the run asked), when, and why."""
 
+    model_config = ConfigDict(defer_build=True)  # runs build it; `procreg show` does not
+
     target: str
     at: str
     reason: str

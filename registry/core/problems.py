@@ -15,7 +15,7 @@ class Problem(BaseModel):
     problem about a whole file or a metadata field (then ``field`` names it).
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     path: str
     line: int | None = None

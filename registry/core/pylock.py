@@ -14,7 +14,6 @@ without importing or guessing anything.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,8 +24,8 @@ from registry.errors import LockError
 LOCK_FILE = "pylock.toml"
 TOOL_TABLE = "procreg"
 
-# packaging is imported when a lock or a requirement is read, not with this module
-# (`procreg show` of a procedure without a lock never needs it: CLI start-up time)
+# packaging and tomllib are imported when a lock or a requirement is read, not with this
+# module (`procreg show` of a procedure without a lock never needs them: CLI start-up time)
 
 
 def _canonical_name(name: str) -> str:
@@ -49,7 +48,7 @@ class LockedDistribution(BaseModel):
 class Lock(BaseModel):
     """A parsed ``pylock.toml``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     hash: str
     requires_python: str | None = None
@@ -75,6 +74,8 @@ def lock_hash(text: str) -> str:
 
 def parse_lock(text: str, path: str = LOCK_FILE) -> Lock:
     """The :class:`Lock` in ``text``; :class:`LockError` naming ``path`` when it is not one."""
+    import tomllib
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

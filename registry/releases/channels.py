@@ -243,6 +243,8 @@ ChannelStatus = Literal["in-service", "out-of-service"]
 class ChannelMoveEntry(BaseModel):
     """One move in a channel's history: the version it pointed at from then on, who, when, why."""
 
+    model_config = ConfigDict(defer_build=True)
+
     seq: int
     version: str | None
     """The version the channel pointed at from this move on (out of service: the one it left)."""
@@ -260,6 +262,8 @@ class ChannelMoveEntry(BaseModel):
 
 class ChannelReport(BaseModel):
     """A channel of a procedure: where it points now (or that it is out of service), every move."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     channel: str
