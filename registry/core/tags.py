@@ -210,10 +210,7 @@ def latest_release_tags(names: Iterable[str]) -> dict[str, tuple[semver.Version,
             best = plain.get(ident)
             if best is None or key > best[0]:
                 plain[ident] = (key, name)
-        if len(matched) < len(listed):
-            rest = [ref for ref in listed if ref not in matched]
-        else:
-            rest = ()
+        rest = [ref for ref in listed if ref not in matched] if len(matched) < len(listed) else ()
     for ref in rest:
         name = _strip_ref(ref)
         m = _PLAIN_RELEASE_RE.match(name)

@@ -166,8 +166,9 @@ class ReleaseView:
         out = set()
         for proc_id, target in targets.items():
             quick = messages[target]
-            version = self._latest[proc_id][0]
-            if quick is not None and tags.release_tree(quick[1], proc_id, version) == trees[proc_id]:
+            if quick is None:
+                continue
+            if tags.release_tree(quick[1], proc_id, self._latest[proc_id][0]) == trees[proc_id]:
                 out.add(proc_id)
         return out
 
