@@ -50,8 +50,11 @@ def folder_history(
     walk.enter(top.id)
     with unverified_reads():  # a walk reads a procedures/ tree per commit
         for commit in walker:
-            for proc_id in walk.visit(commit):
-                out[proc_id].append(commit_info(commit))
+            changed = walk.visit(commit)
+            if changed:
+                info = commit_info(commit)  # one value for every id the commit changed
+                for proc_id in changed:
+                    out[proc_id].append(info)
             if walk.done():
                 break
     return out

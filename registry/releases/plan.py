@@ -235,17 +235,19 @@ def plan_one(
     new_tree: str,
     view: ReleaseView | None = None,
     messages: Sequence[str] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> tuple[ReleasePlan, Snapshot] | None:
     """The release of ``proc_id`` at ``commit`` (folder tree ``new_tree``), or None if unchanged.
 
-    ``messages`` are the commit messages since the latest release, when the
-    caller already gathered them (:func:`_folder_messages`).
+    ``messages`` are the commit messages since the latest release, and
+    ``snapshot`` the folder at ``new_tree``, when the caller already has them
+    (:func:`_folder_messages`, validation).
     """
     from registry.core.versioning import DiffStats, decide_bump, next_version
 
     view = view or ReleaseView(store, [proc_id])
     latest = view.latest(proc_id)
-    new = store.read_tree(proc_id, new_tree, commit)
+    new = snapshot if snapshot is not None else store.read_tree(proc_id, new_tree, commit)
     if latest is None:
         added, removed, nfiles = store.diff_stats(None, new_tree)
         stats = DiffStats(lines_added=added, lines_removed=removed, files_changed=nfiles)
@@ -360,10 +362,10 @@ def planned_changes(
     candidates = _candidates(store, ids, commit, all_changed)
     view = ReleaseView(store, None if all_changed or not ids else candidates)
     changed = view.changed(commit, candidates)
+    snapshots: dict[str, Snapshot] = {}
     if validate:
-        validate_snapshots(
-            store, (store.read_tree(pid, t, commit) for pid, t in changed.items()), commit
-        )
+        snapshots = {pid: store.read_tree(pid, t, commit) for pid, t in changed.items()}
+        validate_snapshots(store, snapshots.values(), commit)
     since: dict[str, str] = {}
     for pid in changed:
         latest = view.latest(pid)
@@ -372,7 +374,9 @@ def planned_changes(
     messages = _folder_messages(store, since, commit)
     out = []
     for pid, tree in changed.items():
-        planned = plan_one(store, pid, commit, tree, view, messages.get(pid, []))
+        planned = plan_one(
+            store, pid, commit, tree, view, messages.get(pid, []), snapshots.get(pid)
+        )
         if planned is not None:
             out.append(planned)
     return out, view
