@@ -47,7 +47,17 @@ _PLAIN_RELEASE_RE = re.compile(
     r"^procedure-(?P<id>[a-z0-9][a-z0-9_-]{0,63})-v"
     r"(?P<major>0|[1-9][0-9]*)\.(?P<minor>0|[1-9][0-9]*)\.(?P<patch>0|[1-9][0-9]*)$"
 )
+# _PLAIN_RELEASE_RE over many names, one a line, each maybe with its refs/tags/ prefix.
+_PLAIN_RELEASE_LINES_RE = re.compile(
+    r"^((?:refs/tags/)?(procedure-([a-z0-9][a-z0-9_-]{0,63})-v"
+    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)))$",
+    re.MULTILINE,
+)
 _TRAILER_RE = re.compile(r"^(?P<key>[A-Za-z0-9][A-Za-z0-9-]*)[ \t]*:[ \t]*(?P<value>.*)$")
+# Lines that each match _TRAILER_RE, and the Tree trailers among them, in one pass each.
+_TRAILER_LINE = r"[A-Za-z0-9][A-Za-z0-9-]*[ \t]*:[^\n]*"
+_TRAILER_BLOCK_RE = re.compile(rf"{_TRAILER_LINE}(?:\n{_TRAILER_LINE})*")
+_TREE_TRAILER_RE = re.compile(r"^[Tt][Rr][Ee][Ee][ \t]*:([^\n]*)$", re.MULTILINE)
 # Git accepts a paragraph with some non-trailer lines as trailers only if it
 # holds one of these (git's own trailers); see git-interpret-trailers(1).
 _GIT_GENERATED = ("Signed-off-by: ", "(cherry picked from commit ")
@@ -196,7 +206,19 @@ def latest_release_tags(names: Iterable[str]) -> dict[str, tuple[semver.Version,
     """
     plain: dict[str, tuple[tuple[int, int, int], str]] = {}
     other: dict[str, tuple[semver.Version, str]] = {}
-    for ref in names:
+    listed = list(names)
+    text = "\n".join(listed)
+    rest: Iterable[str] = listed
+    if text.count("\n") == len(listed) - 1:  # one line per name: one regex pass over them all
+        matched: set[str] = set()
+        for whole, name, ident, major, minor, patch in _PLAIN_RELEASE_LINES_RE.findall(text):
+            matched.add(whole)
+            key = (int(major), int(minor), int(patch))
+            best = plain.get(ident)
+            if best is None or key > best[0]:
+                plain[ident] = (key, name)
+        rest = [ref for ref in listed if ref not in matched] if len(matched) < len(listed) else ()
+    for ref in rest:
         name = _strip_ref(ref)
         m = _PLAIN_RELEASE_RE.match(name)
         if m is not None:
@@ -487,13 +509,15 @@ def release_tree(message: str, procedure_id: str, version: semver.Version | str)
     if not message.startswith(head):
         return None
     tree: str | None = None
-    for line in message[len(head) :].rstrip("\n").split("\n"):
-        m = _TRAILER_RE.match(line)
-        if m is None:
-            tree = parse_release_message(message).tree
-            break
-        if tree is None and m.group("key").lower() == "tree":
-            tree = m.group("value").strip() or None
+    block = message[len(head) :].rstrip("\n")
+    if _TRAILER_BLOCK_RE.fullmatch(block) is None:  # some line is no trailer
+        tree = parse_release_message(message).tree
+    else:
+        # the first Tree trailer with a value (what a loop over _TRAILER_RE reads)
+        for m in _TREE_TRAILER_RE.finditer(block):
+            tree = m.group(1).strip() or None
+            if tree is not None:
+                break
     if tree is None or len(tree) not in (40, 64) or tree.strip("0123456789abcdef"):
         return None
     return tree

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,12 +278,24 @@ def _packed_refs(path: Path, prefix: str) -> Iterator[tuple[str, str]]:
                 # the first name past every name with this prefix
                 after = key[:-1] + bytes([key[-1] + 1]) if key[-1] < 0xFF else key + b"\xff"
                 end = _packed_lower_bound(data, start, after)
-        for line in bytes(data[start:end]).splitlines():
-            if not line or line[:1] in (b"^", b"#"):
-                continue
-            target, _, name = line.partition(b" ")
+        chunk = bytes(data[start:end])
+    if key and b"\r" not in chunk:
+        # one regex pass over the records: the loop below, at C speed (it needs a
+        # prefix, and no CR, which would split a line where the pattern does not)
+        for target, name in _PACKED_RECORD_RE.findall(chunk):
             if name.startswith(key):
                 yield name.decode("utf-8", "surrogateescape"), target.decode("ascii", "replace")
+        return
+    for line in chunk.splitlines():
+        if not line or line[:1] in (b"^", b"#"):
+            continue
+        target, _, name = line.partition(b" ")
+        if name.startswith(key):
+            yield name.decode("utf-8", "surrogateescape"), target.decode("ascii", "replace")
+
+
+# A packed-refs record: target, one space, name (the first space splits them).
+_PACKED_RECORD_RE = re.compile(rb"^(?![\^#])([^ \n]*) ([^\n]*)$", re.MULTILINE)
 
 
 def _packed_lower_bound(data: mmap.mmap, start: int, key: bytes) -> int:

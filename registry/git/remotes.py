@@ -145,16 +145,14 @@ def check_history(
     prefix = "refs/tags/" + tag_prefix
     if not compare_remote and store.has_ref_under(prefix):
         return  # one release tag is enough here: no need to list 30,000
-    local = set(store.ref_names(prefix))
-    if local and not compare_remote:
-        return
     remote = default_remote(store, branch)
     if remote is None:
-        return
+        return  # nothing to compare with: the local tags need not be listed
     try:
         remote_side = remote_tags(store, remote, tag_prefix + "*")
     except GitError:
         return
+    local = set(store.ref_names(prefix))
     missing = sorted(set(remote_side) - local)
     if missing:
         raise HistoryIncomplete(

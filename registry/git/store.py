@@ -206,6 +206,27 @@ class GitStore:
         except (KeyError, ValueError, pygit2.GitError):
             return False
 
+    def ancestors_among(self, commit: str, candidates: Iterable[str]) -> set[str]:
+        """The ``candidates`` that are ``commit`` or its ancestors, in one walk from ``commit``.
+
+        :meth:`is_ancestor` for many commits at once: the walk stops when every
+        candidate is found (it covers the whole history when one is not an
+        ancestor). A missing commit is none.
+        """
+        wanted = set(candidates)
+        found: set[str] = set()
+        try:
+            walker = self.repo.walk(commit, pygit2.enums.SortMode.NONE)
+        except (KeyError, ValueError, pygit2.GitError):
+            return found
+        for seen in walker:
+            hexid = str(seen.id)
+            if hexid in wanted:
+                found.add(hexid)
+                if len(found) == len(wanted):
+                    break
+        return found
+
     def ref_names(self, prefix: str) -> list[str]:
         """Every ref name starting with ``prefix`` (e.g. ``refs/tags/procedure-slug-v``), sorted.
 
@@ -213,6 +234,13 @@ class GitStore:
         ``packed-refs`` and the matching loose refs), not the whole namespace.
         """
         return [name for name, _ in refs.targets_under(self.repo, prefix)]
+
+    def refs_under(self, prefix: str) -> list[tuple[str, str | None]]:
+        """``(ref name, target id)`` of every ref starting with ``prefix``, sorted by name.
+
+        :meth:`ref_names` with the targets (``None`` for a symbolic ref), from the same listing.
+        """
+        return refs.targets_under(self.repo, prefix)
 
     def has_ref_under(self, prefix: str) -> bool:
         """True when some ref name starts with ``prefix`` (stops at the first one found)."""
@@ -609,6 +637,37 @@ class GitStore:
         if isinstance(obj, pygit2.Commit):
             return TagInfo(name, str(obj.id), None, None, "")
         return None
+
+    def tag_messages(self, targets: Iterable[str]) -> dict[str, tuple[str, str] | None]:
+        """``{target: (commit, message)}`` of annotated tag objects, as :meth:`tag_at` reads them.
+
+        Read from the raw objects: no tagger parsed, no commit loaded (only
+        looked up), so scanning 10,000 release tags costs one object read each.
+        ``None`` for anything else (a lightweight tag's commit, a tag of a tag,
+        tree or blob, a missing object): the caller asks :meth:`tag_at`.
+        """
+        with trees.unverified_reads():
+            return {target: self._tag_message(target) for target in targets}
+
+    def _tag_message(self, target: str) -> tuple[str, str] | None:
+        try:
+            kind, data = self.repo.odb.read(target)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        if kind != pygit2.enums.ObjectType.TAG:
+            return None
+        header, _, body = bytes(data).partition(b"\n\n")
+        lines = header.split(b"\n", 2)
+        if len(lines) < 2 or not lines[0].startswith(b"object ") or lines[1] != b"type commit":
+            return None
+        commit = lines[0][len(b"object ") :].decode("ascii", "replace")
+        try:
+            if commit not in self.repo.odb:
+                return None
+        except ValueError:
+            return None
+        # as pygit2 reads a tag message: up to the first NUL, undecodable bytes replaced
+        return commit, body.split(b"\0", 1)[0].decode("utf-8", "replace")
 
     def create_tag(self, name: str, commit: str, message: str) -> TagInfo:
         """Create an annotated tag; an existing tag of that name is a :class:`ConflictError`.

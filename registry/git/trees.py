@@ -14,8 +14,10 @@ history walk (:mod:`registry.git.walk`).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import re
+import threading
 from array import array
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,6 +33,34 @@ _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]  #
 
 Changed = dict[str, tuple[str | None, str | None]]
 """``{procedure id: (old subtree id, new subtree id)}`` for the folders that differ."""
+
+
+_UNVERIFIED = threading.Lock()
+_unverified_users = 0
+
+
+@contextlib.contextmanager
+def unverified_reads() -> Iterator[None]:
+    """Read objects without libgit2 re-hashing each one (as git itself reads them).
+
+    libgit2 checks every object it reads against its id (strict hash
+    verification); for a 330 KB ``procedures/`` tree that hash costs more than
+    inflating it. Git does not hash on read either (``git fsck`` does): a
+    damaged pack still fails its zlib and CRC checks. The option is
+    process-wide, so it is off while at least one caller is inside this block.
+    """
+    global _unverified_users
+    with _UNVERIFIED:
+        if _unverified_users == 0:
+            pygit2.option(pygit2.enums.Option.ENABLE_STRICT_HASH_VERIFICATION, 0)
+        _unverified_users += 1
+    try:
+        yield
+    finally:
+        with _UNVERIFIED:
+            _unverified_users -= 1
+            if _unverified_users == 0:
+                pygit2.option(pygit2.enums.Option.ENABLE_STRICT_HASH_VERIFICATION, 1)
 
 
 def folder_tree(commit: pygit2.Commit, folder: str) -> pygit2.Tree | None:

@@ -15,7 +15,7 @@ import pygit2
 
 from registry.errors import NotFoundError
 from registry.git.info import CommitInfo, commit_info
-from registry.git.trees import changed_names, entry_id, folder_tree
+from registry.git.trees import changed_names, entry_id, folder_tree, unverified_reads
 
 # Past this many procedures in one commit's ranges, one libgit2 diff of the
 # two procedures/ trees is cheaper than a lookup per procedure.
@@ -48,11 +48,15 @@ def folder_history(
             walk.hide(oid, 1 << i)
             walker.push(oid)
     walk.enter(top.id)
-    for commit in walker:
-        for proc_id in walk.visit(commit):
-            out[proc_id].append(commit_info(commit))
-        if walk.done():
-            break
+    with unverified_reads():  # a walk reads a procedures/ tree per commit
+        for commit in walker:
+            changed = walk.visit(commit)
+            if changed:
+                info = commit_info(commit)  # one value for every id the commit changed
+                for proc_id in changed:
+                    out[proc_id].append(info)
+            if walk.done():
+                break
     return out
 
 

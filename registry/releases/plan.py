@@ -72,6 +72,10 @@ class ReleaseView:
         self._latest: dict[str, tuple[semver.Version, str]] = {}
         self._infos: dict[str, TagInfo | None] = {}
         self._ancestry: dict[tuple[str, str], bool] = {}
+        self._targets: dict[str, str | None] = {}  # tag name -> ref target, when listed
+        # the listing's highest tag name per id, and the tags' fingerprint before it
+        self._listed: dict[str, str] | None = None
+        self._fingerprint: tuple[object, ...] | None = None
         if ids is not None and len(ids) <= PREFIX_LOOKUPS:
             for proc_id in ids:
                 found = releases(store, proc_id)
@@ -81,14 +85,18 @@ class ReleaseView:
                     self._infos[info.name] = info
         else:
             prefix = tags.TAGS_REF_PREFIX + tags.RELEASE_TAG_PREFIX
-            self._latest = tags.latest_release_tags(store.ref_names(prefix))
+            self._fingerprint = store.tags_fingerprint()
+            listed = store.refs_under(prefix)
+            self._targets = {name.removeprefix(tags.TAGS_REF_PREFIX): t for name, t in listed}
+            self._latest = tags.latest_release_tags(name for name, _ in listed)
+            self._listed = {proc_id: name for proc_id, (_, name) in self._latest.items()}
 
     def latest(self, proc_id: str) -> tuple[semver.Version, TagInfo] | None:
         found = self._latest.get(proc_id)
         if found is None:
             return None
         if found[1] not in self._infos:
-            self._infos[found[1]] = self.store.tag(found[1])
+            self._infos[found[1]] = self._read_tag(found[1])
         info = self._infos[found[1]]
         if info is None:
             # the highest name tags no commit (a hand-made tag of a tree): skip it
@@ -101,6 +109,19 @@ class ReleaseView:
             self._infos[info.name] = info
             return version, info
         return found[0], info
+
+    def _read_tag(self, name: str) -> TagInfo | None:
+        target = self._targets.get(name)
+        return self.store.tag(name) if target is None else self.store.tag_at(name, target)
+
+    def latest_names_now(self, ids: Sequence[str]) -> dict[str, str] | None:
+        """``{id: its highest release tag name}`` as the tags are now, if no tag changed since
+        this view listed them (the tags' fingerprint); ``None`` when that is not known."""
+        if self._listed is None or self._fingerprint is None:
+            return None
+        if self.store.tags_fingerprint() != self._fingerprint:
+            return None
+        return {proc_id: self._listed[proc_id] for proc_id in ids if proc_id in self._listed}
 
     def superseded(self, commit: str, released_at: str) -> bool:
         """True when ``commit`` is a strict ancestor of ``released_at`` (a later release's commit).
@@ -115,6 +136,42 @@ class ReleaseView:
             self._ancestry[key] = self.store.is_ancestor(commit, released_at)
         return self._ancestry[key]
 
+    def _prime_ancestry(self, commit: str, released_at: Iterable[str]) -> None:
+        """Answer :meth:`superseded` for many release commits with one walk from ``commit``.
+
+        A release commit reachable from ``commit`` is its ancestor, so ``commit``
+        cannot be a strict ancestor of it; the others are asked one by one later.
+        """
+        wanted = {r for r in released_at if r != commit and (commit, r) not in self._ancestry}
+        if len(wanted) < 2:
+            return
+        for found in self.store.ancestors_among(commit, wanted):
+            self._ancestry[(commit, found)] = False
+
+    def _unchanged(self, trees: Mapping[str, str]) -> set[str]:
+        """The candidates whose listed latest tag is a release of exactly their folder tree.
+
+        The answer :meth:`changed` would reach for them, read from the raw tag
+        objects (:meth:`GitStore.tag_messages`): no tagger, no commit parsed.
+        Anything unusual is left out, for the full path.
+        """
+        targets: dict[str, str] = {}
+        for proc_id in trees:
+            found = self._latest.get(proc_id)
+            if found is not None and found[1] not in self._infos:
+                target = self._targets.get(found[1])
+                if target is not None:
+                    targets[proc_id] = target
+        messages = self.store.tag_messages(targets.values())
+        out = set()
+        for proc_id, target in targets.items():
+            quick = messages[target]
+            if quick is None:
+                continue
+            if tags.release_tree(quick[1], proc_id, self._latest[proc_id][0]) == trees[proc_id]:
+                out.add(proc_id)
+        return out
+
     def changed(self, commit: str, trees: Mapping[str, str]) -> dict[str, str]:
         """The candidates whose folder differs from their latest release (or never released).
 
@@ -123,7 +180,11 @@ class ReleaseView:
         """
         out: dict[str, str] = {}
         unknown: dict[str, list[str]] = {}
+        differ: list[tuple[str, str, TagInfo, str | None]] = []
+        unchanged = self._unchanged(trees)
         for proc_id, tree in trees.items():
+            if proc_id in unchanged:
+                continue  # the common case, without building the tag's TagInfo
             latest = self.latest(proc_id)
             if latest is None:
                 out[proc_id] = tree
@@ -132,6 +193,9 @@ class ReleaseView:
             released = tags.release_tree(info.message, proc_id, version)
             if released == tree:
                 continue  # unchanged: no need to ask the commit graph about it
+            differ.append((proc_id, tree, info, released))
+        self._prime_ancestry(commit, (info.commit for _, _, info, _ in differ))
+        for proc_id, tree, info, released in differ:
             if self.superseded(commit, info.commit):
                 continue
             if released is None:
@@ -171,17 +235,19 @@ def plan_one(
     new_tree: str,
     view: ReleaseView | None = None,
     messages: Sequence[str] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> tuple[ReleasePlan, Snapshot] | None:
     """The release of ``proc_id`` at ``commit`` (folder tree ``new_tree``), or None if unchanged.
 
-    ``messages`` are the commit messages since the latest release, when the
-    caller already gathered them (:func:`_folder_messages`).
+    ``messages`` are the commit messages since the latest release, and
+    ``snapshot`` the folder at ``new_tree``, when the caller already has them
+    (:func:`_folder_messages`, validation).
     """
     from registry.core.versioning import DiffStats, decide_bump, next_version
 
     view = view or ReleaseView(store, [proc_id])
     latest = view.latest(proc_id)
-    new = store.read_tree(proc_id, new_tree, commit)
+    new = snapshot if snapshot is not None else store.read_tree(proc_id, new_tree, commit)
     if latest is None:
         added, removed, nfiles = store.diff_stats(None, new_tree)
         stats = DiffStats(lines_added=added, lines_removed=removed, files_changed=nfiles)
@@ -280,14 +346,26 @@ def plan_changes(
     *,
     validate: bool = True,
 ) -> list[tuple[ReleasePlan, Snapshot]]:
+    return planned_changes(store, ids, ref, all_changed, validate=validate)[0]
+
+
+def planned_changes(
+    store: GitStore,
+    ids: Sequence[str] | None,
+    ref: str,
+    all_changed: bool,
+    *,
+    validate: bool = True,
+) -> tuple[list[tuple[ReleasePlan, Snapshot]], ReleaseView]:
+    """:func:`plan_changes`, with the :class:`ReleaseView` of the tags it planned from."""
     commit = store.resolve(ref)
     candidates = _candidates(store, ids, commit, all_changed)
     view = ReleaseView(store, None if all_changed or not ids else candidates)
     changed = view.changed(commit, candidates)
+    snapshots: dict[str, Snapshot] = {}
     if validate:
-        validate_snapshots(
-            store, (store.read_tree(pid, t, commit) for pid, t in changed.items()), commit
-        )
+        snapshots = {pid: store.read_tree(pid, t, commit) for pid, t in changed.items()}
+        validate_snapshots(store, snapshots.values(), commit)
     since: dict[str, str] = {}
     for pid in changed:
         latest = view.latest(pid)
@@ -296,10 +374,12 @@ def plan_changes(
     messages = _folder_messages(store, since, commit)
     out = []
     for pid, tree in changed.items():
-        planned = plan_one(store, pid, commit, tree, view, messages.get(pid, []))
+        planned = plan_one(
+            store, pid, commit, tree, view, messages.get(pid, []), snapshots.get(pid)
+        )
         if planned is not None:
             out.append(planned)
-    return out
+    return out, view
 
 
 def plan_release(
@@ -393,6 +473,7 @@ __all__ = [
     "plan_changes",
     "plan_one",
     "plan_release",
+    "planned_changes",
     "render_markdown",
     "validate_snapshots",
 ]

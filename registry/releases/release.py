@@ -36,8 +36,9 @@ from registry.git.store import GitStore
 from registry.releases.plan import (
     PREFIX_LOOKUPS,
     ReleasePlan,
-    plan_changes,
+    ReleaseView,
     plan_one,
+    planned_changes,
     validate_snapshots,
 )
 from registry.releases.tagged import (
@@ -138,7 +139,7 @@ def release(
     released another version first, the version is recomputed. An existing tag
     is never overwritten.
     """
-    planned = plan_changes(store, ids, ref, all_changed)
+    planned, view = planned_changes(store, ids, ref, all_changed)
     extra = extra_reasons or {}
     planned = [
         (plan.model_copy(update={"reasons": [*extra.get(plan.id, ()), *plan.reasons]}), snap)
@@ -159,7 +160,7 @@ def release(
     made: dict[str, ReleaseResult] = {}
     if to_tag:
         with store.release_lock():
-            latest_now = _latest_tag_names(store, [plan.id for plan, _ in to_tag])
+            latest_now = _latest_tag_names(store, view, [plan.id for plan, _ in to_tag])
             for done, (plan, snap) in enumerate(to_tag, start=1):
                 reasons = extra.get(plan.id, ())
                 if latest_now.get(plan.id) == plan.previous_tag:
@@ -192,8 +193,15 @@ def _refused(plan: ReleasePlan, refusal: Refusal) -> ReleaseResult:
     return ReleaseResult(**plan.model_dump(), created=False, refused=refusal)
 
 
-def _latest_tag_names(store: GitStore, ids: Sequence[str]) -> dict[str, str]:
-    """``{id: name of its highest release tag}``, read again (one listing, or one prefix each)."""
+def _latest_tag_names(store: GitStore, view: ReleaseView, ids: Sequence[str]) -> dict[str, str]:
+    """``{id: name of its highest release tag}``, read again (one listing, or one prefix each).
+
+    The plan's own listing answers when no tag was created, deleted or moved since
+    (:meth:`ReleaseView.latest_names_now`).
+    """
+    unchanged = view.latest_names_now(ids)
+    if unchanged is not None:
+        return unchanged
     if len(ids) <= PREFIX_LOOKUPS:
         names: list[str] = []
         for proc_id in ids:
