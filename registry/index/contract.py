@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
 
@@ -269,6 +270,10 @@ class ChangeSet(_Row):
     versions_delete: list[str] = Field(default_factory=list)
     channels_upsert: list[ChannelMoveRecord] = Field(default_factory=list)
     channels_delete: list[str] = Field(default_factory=list)
+    object_cache: list[tuple[str, str, str, str]] | None = None
+    """A rebuild's cache of what git objects proved, ``(kind, key, fingerprint, value)``
+    rows that replace the whole ``object_cache`` table (see :mod:`registry.index.objcache`);
+    ``None`` leaves the table as it is."""
 
 
 @dataclass(frozen=True)
@@ -382,6 +387,10 @@ class IndexBackend(Protocol):
 
     async def all_version_tags(self) -> set[str]:
         """Every release tag the index holds."""
+        ...
+
+    async def object_cache(self, fingerprint: str) -> dict[tuple[str, str], str]:
+        """``{(kind, key): value}`` of the cached rows written under ``fingerprint``."""
         ...
 
     async def all_channel_tags(self) -> set[str]:
@@ -517,10 +526,15 @@ def execution_values(record: ExecutionRecord) -> list[Any]:
     return values
 
 
+@lru_cache(maxsize=4096)
+def _sort_values(version: str) -> tuple[Any, ...]:
+    # a rebuild writes 30,000 versions that name a few hundred distinct version strings
+    return tuple(row_values(semver_key(version), VERSION_SORT_COLUMNS))
+
+
 def version_values(record: VersionRecord) -> list[Any]:
     """A version row's values followed by its semver sort columns."""
-    key = semver_key(record.version)
-    return row_values(record, VERSION_COLUMNS) + row_values(key, VERSION_SORT_COLUMNS)
+    return [*row_values(record, VERSION_COLUMNS), *_sort_values(record.version)]
 
 
 def placeholder(id: str, errors: list[str], commit: str) -> ProcedureRecord:

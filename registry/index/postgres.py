@@ -102,6 +102,7 @@ DELETE_ALL_DERIVED = (
 # until autovacuum gets round to it), and a bad estimate turns a search into a scan
 ANALYZE_DERIVED = "ANALYZE procedures, procedure_health"
 DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = $1"
+OBJECT_CACHE_COLUMNS = ("kind", "key", "fingerprint", "value")
 _SEARCH_VECTOR = """setweight(to_tsvector('simple', {}), 'A')
     || setweight(to_tsvector('simple', {}), 'B')
     || setweight(to_tsvector('simple', {}), 'B')
@@ -438,6 +439,11 @@ class PostgresIndex(SqlIndex):
                 await conn.execute(
                     SQL.upsert_sync_state, changes.ref, changes.commit, changes.tags_digest
                 )
+                if changes.object_cache is not None:
+                    await conn.execute(SQL.delete_object_cache)
+                    await conn.copy_records_to_table(
+                        "object_cache", records=changes.object_cache, columns=OBJECT_CACHE_COLUMNS
+                    )
                 if changes.full:
                     await conn.execute(ANALYZE_DERIVED)
 

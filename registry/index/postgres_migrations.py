@@ -240,6 +240,19 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable
         "queued runs: procrastinate's schema, job columns on runs, job attempts",
         _queue_schema,
     ),
+    (
+        8,
+        "what git objects already proved (validations by tree id), so a rebuild reuses them",
+        """
+        CREATE TABLE object_cache (
+            kind text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            fingerprint text NOT NULL,
+            value text NOT NULL,
+            PRIMARY KEY (kind, key)
+        );
+        """,
+    ),
 )
 
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"

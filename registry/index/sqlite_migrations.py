@@ -264,6 +264,19 @@ MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
         "channel moves say when they took the channel out of service",
         ("ALTER TABLE channels ADD COLUMN out_of_service INTEGER",),
     ),
+    (
+        6,
+        "what git objects already proved (validations by tree id), so a rebuild reuses them",
+        (
+            """CREATE TABLE object_cache (
+                kind TEXT NOT NULL,
+                key TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (kind, key)
+            )""",
+        ),
+    ),
 )
 
 # The run file's own migrations (recorded in runs.schema_migrations).

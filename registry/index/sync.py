@@ -22,6 +22,10 @@ function of git alone) rebuilds everything.
 A procedure that fails validation is recorded as invalid with its problems and
 keeps its last valid indexed content; it never stops the others. A rebuild
 finds that last valid content in the folder's history.
+
+A rebuild does not validate again a tree it validated before under the same rules
+and code: the index keeps those outcomes by tree id (:mod:`registry.index.objcache`),
+and :func:`verify` never reads them.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from registry.index.contract import (
 )
 from registry.index.drift import Drift, snapshot_drift
 from registry.index.memory import release_memory
+from registry.index.objcache import ObjectCache, fingerprint
 from registry.index.plan import SyncInputs, plan_sync
 from registry.index.rows import Trees, evaluate, full_changes, tag_rows, tags_digest
 
@@ -135,14 +140,19 @@ def _fresh_store(store: GitStore) -> GitStore:
 
 
 async def _full_changes_off_loop(
-    store: GitStore, ref: str, commit: str, config: Config, targets: Mapping[str, str]
+    store: GitStore,
+    ref: str,
+    commit: str,
+    config: Config,
+    targets: Mapping[str, str],
+    cache: ObjectCache,
 ) -> ChangeSet:
     """:func:`full_changes` in a worker thread, so a rebuild never stalls the event loop."""
 
     def work() -> ChangeSet:
         fresh = _fresh_store(store)
         try:
-            return full_changes(fresh, ref, commit, config, targets)
+            return full_changes(fresh, ref, commit, config, targets, cache)
         finally:
             # its object cache holds every tree and tag object just read: drop it now
             fresh.free()
@@ -288,7 +298,10 @@ async def _rebuild(
     targets: Mapping[str, str],
     report: SyncReport,
 ) -> ChangeSet:
-    changes = await _full_changes_off_loop(store, ref, commit, config, targets)
+    proved = fingerprint(config.validation, store.folder)
+    cache = ObjectCache(proved, await backend.object_cache(proved))
+    changes = await _full_changes_off_loop(store, ref, commit, config, targets, cache)
+    log.debug("rebuild: %d folders validated before, %d validated now", cache.hits, cache.misses)
     before = await _procedure_trees(backend)
     indexed_tags = await backend.all_version_tags() | await _indexed_channel_tags(backend)
     now = {r.id: r.tree_id for r in changes.upsert} | {pid: "" for pid, _ in changes.invalid}

@@ -45,8 +45,8 @@ from tests.helpers import REPO_ROOT
 
 REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
-MAIN_MIGRATIONS = [1, 2, 3, 4, 5]  # the index file's on SQLite; PostgreSQL has one schema:
-PG_MIGRATIONS = [*MAIN_MIGRATIONS, 6, 7]  # 6 = the run file's 2 (network denials), 7 the queue
+MAIN_MIGRATIONS = [1, 2, 3, 4, 5, 6]  # the index file's on SQLite; PostgreSQL has one schema:
+PG_MIGRATIONS = [1, 2, 3, 4, 5, 6, 7, 8]  # 6 = runs' 2 (denials), 7 queue, 8 = SQLite's 6
 
 
 def all_migrations(target: str) -> list[int]:
