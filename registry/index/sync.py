@@ -55,7 +55,7 @@ from registry.index.contract import (
     placeholder,
 )
 from registry.index.drift import Drift, snapshot_drift
-from registry.index.memory import release_memory
+from registry.index.memory import collection_paused, release_memory
 from registry.index.objcache import ObjectCache, fingerprint
 from registry.index.plan import SyncInputs, plan_sync
 from registry.index.rows import Trees, evaluate, full_changes, tag_rows, tags_digest
@@ -238,7 +238,11 @@ async def sync(
             return report
         if plan.kind == "rebuild":
             targets = listed if listed is not None else _ref_targets(store)
-            changes = await _rebuild(store, backend, ref, commit, new_config, targets, report)
+            with collection_paused():
+                changes = await _rebuild(store, backend, ref, commit, new_config, targets, report)
+                await backend.apply(changes)
+            del changes
+            await release_memory()
         else:
             assert previous is not None
             changes = ChangeSet(ref=ref, commit=commit, tags_digest=digest)
@@ -246,10 +250,7 @@ async def sync(
             if plan.tags_changed:
                 targets = listed if listed is not None else _ref_targets(store)
                 await _tag_changes(store, backend, targets, changes, report)
-        await backend.apply(changes)
-        if plan.kind == "rebuild":
-            del changes
-            await release_memory()
+            await backend.apply(changes)
     report.duration_ms = (time.perf_counter() - started) * 1000
     _log_report(report)
     return report
