@@ -250,6 +250,16 @@ class SyncState(_Row):
         return utc(value)
 
 
+class CacheUpdate(_Row):
+    """What a rebuild leaves in the ``object_cache`` table: only rows of ``fingerprint``,
+    without the ``drop`` keys ``(kind, key)``, with the ``put`` rows
+    ``(kind, key, fingerprint, value)`` (replacing any row of the same key)."""
+
+    fingerprint: str
+    put: list[tuple[str, str, str, str]] = Field(default_factory=list)
+    drop: list[tuple[str, str]] = Field(default_factory=list)
+
+
 class ChangeSet(_Row):
     """The difference one sync applies, in one transaction, with the new sync state.
 
@@ -270,10 +280,9 @@ class ChangeSet(_Row):
     versions_delete: list[str] = Field(default_factory=list)
     channels_upsert: list[ChannelMoveRecord] = Field(default_factory=list)
     channels_delete: list[str] = Field(default_factory=list)
-    object_cache: list[tuple[str, str, str, str]] | None = None
-    """A rebuild's cache of what git objects proved, ``(kind, key, fingerprint, value)``
-    rows that replace the whole ``object_cache`` table (see :mod:`registry.index.objcache`);
-    ``None`` leaves the table as it is."""
+    object_cache: CacheUpdate | None = None
+    """How a rebuild changes the cache of what git objects proved (see
+    :mod:`registry.index.objcache`); ``None`` leaves it as it is."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ under that fingerprint. A change of the rules, of the code, of Python or of pyda
 changes the fingerprint, and every cached row becomes a miss.
 
 The cache is derived data like the rest of the index: a rebuild from an empty or
-stale cache gives the same rows, only more slowly, and each rebuild replaces the
+stale cache gives the same rows, only more slowly, and each rebuild leaves the
 cache with exactly the entries it used (so it holds one entry per folder, plus the
 older trees an invalid folder's history search read). An exception while
 validating is never cached. :func:`registry.index.sync.verify` never reads the
@@ -36,6 +36,7 @@ from registry.config import ValidationSection
 from registry.index.contract import (
     PROCEDURE_COLUMNS,
     VERSION_COLUMNS,
+    CacheUpdate,
     ProcedureRecord,
     VersionRecord,
     construct_trusted,
@@ -52,9 +53,6 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 _CODE = ("core", "git", "config.py", "index/contract.py", "index/rows.py", "index/objcache.py")
 # What a cached row leaves out: its key, and what the reader of the row supplies.
 _OMITTED = ("id", "tree_id", "commit", "valid", "errors")
-
-CacheRow = tuple[str, str, str, str]
-"""``(kind, key, fingerprint, value)``: one row of the ``object_cache`` table."""
 
 
 @lru_cache(maxsize=1)
@@ -176,6 +174,16 @@ class ObjectCache:
         """Keep the row of a release tag read from the object ``target``."""
         self._used[(VERSION, f"{record.tag} {target}")] = _encode_version(record)
 
-    def rows(self) -> list[CacheRow]:
-        """The cache as it should be after this rebuild: every entry it used, by key."""
-        return [(kind, key, self.fingerprint, text) for (kind, key), text in self._used.items()]
+    def update(self) -> CacheUpdate:
+        """How the cache changes so that it holds exactly the entries this rebuild used:
+        the new ones put, the unused ones dropped (a warm rebuild writes next to nothing)."""
+        known = self._known
+        return CacheUpdate(
+            fingerprint=self.fingerprint,
+            put=[
+                (kind, key, self.fingerprint, text)
+                for (kind, key), text in self._used.items()
+                if known.get((kind, key)) != text
+            ],
+            drop=[k for k in known if k not in self._used],
+        )

@@ -327,5 +327,5 @@ def full_changes(
     changes.versions_upsert = versions
     changes.channels_upsert = moves
     if cache is not None:
-        changes.object_cache = cache.rows()
+        changes.object_cache = cache.update()
     return changes

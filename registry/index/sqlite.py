@@ -264,7 +264,10 @@ UPSERT_PROCEDURE_ROW = upsert_sql(
 )
 UPSERT_PROCEDURE = UPSERT_PROCEDURE_ROW + " RETURNING fts_rowid"
 SELECT_FTS_ROWIDS = "SELECT id, fts_rowid FROM procedures"
-INSERT_OBJECT_CACHE = "INSERT INTO object_cache (kind, key, fingerprint, value) VALUES (?, ?, ?, ?)"
+PUT_OBJECT_CACHE = (
+    "INSERT OR REPLACE INTO object_cache (kind, key, fingerprint, value) VALUES (?, ?, ?, ?)"
+)
+DELETE_OBJECT_CACHE = "DELETE FROM object_cache WHERE kind = ? AND key = ?"
 PROCEDURE_EXISTS = "SELECT 1 FROM procedures WHERE id = ?"
 MARK_INVALID = "UPDATE procedures SET valid = 0, errors = ? WHERE id = ?"
 UPSERT_VERSION = upsert_sql(
@@ -467,9 +470,11 @@ class SqliteIndex(SqlIndex):
                 SQL.upsert_sync_state,
                 (changes.ref, changes.commit, changes.tags_digest, _ts(datetime.now(UTC))),
             )
-            if changes.object_cache is not None:
-                c.execute(SQL.delete_object_cache)
-                c.executemany(INSERT_OBJECT_CACHE, changes.object_cache)
+            cache = changes.object_cache
+            if cache is not None:
+                c.execute(SQL.delete_other_fingerprints, (cache.fingerprint,))
+                c.executemany(DELETE_OBJECT_CACHE, cache.drop)
+                c.executemany(PUT_OBJECT_CACHE, cache.put)
 
     @contextlib.asynccontextmanager
     async def sync_lock(self, wait: bool = True) -> AsyncIterator[None]:

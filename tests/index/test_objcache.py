@@ -14,7 +14,7 @@ from registry.core import validation
 from registry.git.store import GitStore
 from registry.index import objcache, rows
 from registry.index.connect import open_backend
-from registry.index.contract import ChangeSet, IndexBackend
+from registry.index.contract import CacheUpdate, ChangeSet, IndexBackend
 from registry.index.sync import sync, verify
 from tests.helpers import commit_all, make_repo, tag_release, write_proc
 
@@ -101,6 +101,12 @@ def test_a_changed_folder_alone_is_validated_again(
             validated.clear()
             await sync(store, backend, full=True)
             assert validated == ["beta"]
+            # the cache holds what this rebuild used: beta's old tree is gone from it
+            fp = objcache.fingerprint(Config().validation, store.folder)
+            trees = store.tree_ids("HEAD")
+            assert {k for kind, k in await backend.object_cache(fp) if kind == "procedure"} == {
+                f"{pid} {tree}" for pid, tree in trees.items()
+            }
             beta = await backend.get_procedure("beta")
             assert beta is not None and beta.description == "Beta now parses invoices."
             assert await verify(store, backend) == []
@@ -152,10 +158,7 @@ def test_an_unreadable_cache_entry_is_validated_again(
                 ref=report.ref,
                 commit=report.commit,
                 tags_digest=state.tags_digest,
-                object_cache=[
-                    (kind, key, fp, "{not json" if (kind, key) == alpha else value)
-                    for (kind, key), value in known.items()
-                ],
+                object_cache=CacheUpdate(fingerprint=fp, put=[(*alpha, fp, "{not json")]),
             )
             await backend.apply(broken)
             validated.clear()
