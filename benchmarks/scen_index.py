@@ -113,7 +113,11 @@ def scenario_reindex(ctx: Context) -> list[Row]:
         for name in ctx.backends:
             log(f"reindex {name} x{reps}")
             with backend_url(name) as url:
-                figure = stats(asyncio.run(_reindex(repo, url, reps)))
+                samples = asyncio.run(_reindex(repo, url, reps))
+            # the first rebuild runs on a fresh database with an empty object cache (cold);
+            # the later ones reuse what it proved (warm): the median is a warm figure
+            figure = stats(samples)
+            cold = {"cold_first_run_ms": round(samples[0], 1), "warm": stats(samples[1:])}
             rows.append(
                 Row(
                     "reindex",
@@ -124,7 +128,9 @@ def scenario_reindex(ctx: Context) -> list[Row]:
                     base,
                     target="< 2 s median",
                     met=figure["median_ms"] < 2_000,
-                    note="the naive scan builds nothing: it is what the naive way pays per query",
+                    note="the naive scan builds nothing: it is what the naive way pays per query; "
+                    f"cold (fresh database, empty object cache) {samples[0] / 1000:.2f} s",
+                    extra=cold,
                     limit_name="raw pygit2 reads of every metadata.json blob",
                     limit=limit,
                 )

@@ -194,6 +194,11 @@ class SqlIndex(ABC):
         rows = await self._fetch(self.sql.select_versions, (id,))
         return [trusted_version(self._decode(r)) for r in rows]
 
+    async def object_cache(self, fingerprint: str) -> dict[tuple[str, str], str]:
+        """The cached rows of ``fingerprint`` (see :mod:`registry.index.objcache`)."""
+        rows = await self._fetch(self.sql.select_object_cache, (fingerprint,))
+        return {(r[0], r[1]): r[2] for r in rows}
+
     async def all_version_tags(self) -> set[str]:
         """Every release tag held."""
         return {r[0] for r in await self._fetch(self.sql.select_version_tags)}

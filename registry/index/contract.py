@@ -251,6 +251,16 @@ class SyncState(_Row):
         return utc(value)
 
 
+class CacheUpdate(_Row):
+    """What a rebuild leaves in the ``object_cache`` table: only rows of ``fingerprint``,
+    without the ``drop`` keys ``(kind, key)``, with the ``put`` rows
+    ``(kind, key, fingerprint, value)`` (replacing any row of the same key)."""
+
+    fingerprint: str
+    put: list[tuple[str, str, str, str]] = Field(default_factory=list)
+    drop: list[tuple[str, str]] = Field(default_factory=list)
+
+
 class ChangeSet(_Row):
     """The difference one sync applies, in one transaction, with the new sync state.
 
@@ -271,6 +281,9 @@ class ChangeSet(_Row):
     versions_delete: list[str] = Field(default_factory=list)
     channels_upsert: list[ChannelMoveRecord] = Field(default_factory=list)
     channels_delete: list[str] = Field(default_factory=list)
+    object_cache: CacheUpdate | None = None
+    """How a rebuild changes the cache of what git objects proved (see
+    :mod:`registry.index.objcache`); ``None`` leaves it as it is."""
 
 
 @dataclass(frozen=True)
@@ -388,6 +401,10 @@ class IndexBackend(Protocol):
 
     async def all_version_tags(self) -> set[str]:
         """Every release tag the index holds."""
+        ...
+
+    async def object_cache(self, fingerprint: str) -> dict[tuple[str, str], str]:
+        """``{(kind, key): value}`` of the cached rows written under ``fingerprint``."""
         ...
 
     async def all_channel_tags(self) -> set[str]:
@@ -527,10 +544,15 @@ def execution_values(record: ExecutionRecord) -> list[Any]:
     return values
 
 
+@lru_cache(maxsize=4096)
+def _sort_values(version: str) -> tuple[Any, ...]:
+    # a rebuild writes 30,000 versions that name a few hundred distinct version strings
+    return tuple(row_values(semver_key(version), VERSION_SORT_COLUMNS))
+
+
 def version_values(record: VersionRecord) -> list[Any]:
     """A version row's values followed by its semver sort columns."""
-    key = semver_key(record.version)
-    return row_values(record, VERSION_COLUMNS) + row_values(key, VERSION_SORT_COLUMNS)
+    return [*row_values(record, VERSION_COLUMNS), *_sort_values(record.version)]
 
 
 def _order(key: SemverKey) -> tuple[int, int, int, int, str]:

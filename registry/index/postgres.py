@@ -106,6 +106,9 @@ DELETE_ALL_DERIVED = (
 # until autovacuum gets round to it), and a bad estimate turns a search into a scan
 ANALYZE_DERIVED = "ANALYZE procedures, latest_versions, procedure_health"
 DELETE_PROCEDURE = "DELETE FROM procedures WHERE id = $1"
+OBJECT_CACHE_COLUMNS = ("kind", "key", "fingerprint", "value")
+DELETE_OBJECT_CACHE = """DELETE FROM object_cache
+WHERE (kind, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"""
 _SEARCH_VECTOR = """setweight(to_tsvector('simple', {}), 'A')
     || setweight(to_tsvector('simple', {}), 'B')
     || setweight(to_tsvector('simple', {}), 'B')
@@ -461,6 +464,18 @@ class PostgresIndex(SqlIndex):
                 await conn.execute(
                     SQL.upsert_sync_state, changes.ref, changes.commit, changes.tags_digest
                 )
+                cache = changes.object_cache
+                if cache is not None:
+                    await conn.execute(SQL.delete_other_fingerprints, cache.fingerprint)
+                    gone = [*cache.drop, *((kind, key) for kind, key, _, _ in cache.put)]
+                    if gone:
+                        await conn.execute(
+                            DELETE_OBJECT_CACHE, [k for k, _ in gone], [k for _, k in gone]
+                        )
+                    if cache.put:
+                        await conn.copy_records_to_table(
+                            "object_cache", records=cache.put, columns=OBJECT_CACHE_COLUMNS
+                        )
                 if changes.full:
                     await conn.execute(ANALYZE_DERIVED)
 

@@ -241,6 +241,19 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable
         _queue_schema,
     ),
     (
+        8,
+        "what git objects already proved (validations by tree id), so a rebuild reuses them",
+        """
+        CREATE TABLE object_cache (
+            kind text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            fingerprint text NOT NULL,
+            value text NOT NULL,
+            PRIMARY KEY (kind, key)
+        );
+        """,
+    ),
+    (
         9,
         "each procedure's latest version is kept, not computed per listed row",
         """CREATE TABLE latest_versions (

@@ -191,6 +191,8 @@ WHERE id = $1 ORDER BY major, minor, patch, is_release, pre_key, tag"""
     select_all_versions: str = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
     select_version_tags: str = "SELECT tag FROM versions"
     select_procedure_trees: str = "SELECT id, tree_id FROM procedures"
+    select_object_cache: str = "SELECT kind, key, value FROM object_cache WHERE fingerprint = $1"
+    delete_other_fingerprints: str = "DELETE FROM object_cache WHERE fingerprint <> $1"
     select_channel_tags: str = "SELECT tag FROM channels"
     select_channels: str = f"""SELECT {column_list(CHANNEL_COLUMNS)} FROM channels
 WHERE id = $1 ORDER BY channel, seq"""

@@ -265,6 +265,19 @@ MIGRATIONS: tuple[tuple[int, str, tuple[MigrationStep, ...]], ...] = (
         ("ALTER TABLE channels ADD COLUMN out_of_service INTEGER",),
     ),
     (
+        6,
+        "what git objects already proved (validations by tree id), so a rebuild reuses them",
+        (
+            """CREATE TABLE object_cache (
+                kind TEXT NOT NULL,
+                key TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (kind, key)
+            )""",
+        ),
+    ),
+    (
         7,
         "each procedure's latest version is kept, not computed per listed row",
         (

@@ -22,6 +22,10 @@ function of git alone) rebuilds everything.
 A procedure that fails validation is recorded as invalid with its problems and
 keeps its last valid indexed content; it never stops the others. A rebuild
 finds that last valid content in the folder's history.
+
+A rebuild does not validate again a tree it validated before under the same rules
+and code: the index keeps those outcomes by tree id (:mod:`registry.index.objcache`),
+and :func:`verify` never reads them.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ from registry.index.contract import (
     placeholder,
 )
 from registry.index.drift import Drift, snapshot_drift
-from registry.index.memory import release_memory
+from registry.index.memory import collection_paused, release_memory
+from registry.index.objcache import ObjectCache, fingerprint
 from registry.index.plan import SyncInputs, plan_sync
 from registry.index.rows import Trees, evaluate, full_changes, tag_rows, tags_digest
 
@@ -135,14 +140,19 @@ def _fresh_store(store: GitStore) -> GitStore:
 
 
 async def _full_changes_off_loop(
-    store: GitStore, ref: str, commit: str, config: Config, targets: Mapping[str, str]
+    store: GitStore,
+    ref: str,
+    commit: str,
+    config: Config,
+    targets: Mapping[str, str],
+    cache: ObjectCache,
 ) -> ChangeSet:
     """:func:`full_changes` in a worker thread, so a rebuild never stalls the event loop."""
 
     def work() -> ChangeSet:
         fresh = _fresh_store(store)
         try:
-            return full_changes(fresh, ref, commit, config, targets)
+            return full_changes(fresh, ref, commit, config, targets, cache)
         finally:
             # its object cache holds every tree and tag object just read: drop it now
             fresh.free()
@@ -228,7 +238,11 @@ async def sync(
             return report
         if plan.kind == "rebuild":
             targets = listed if listed is not None else _ref_targets(store)
-            changes = await _rebuild(store, backend, ref, commit, new_config, targets, report)
+            with collection_paused():
+                changes = await _rebuild(store, backend, ref, commit, new_config, targets, report)
+                await backend.apply(changes)
+            del changes
+            await release_memory()
         else:
             assert previous is not None
             changes = ChangeSet(ref=ref, commit=commit, tags_digest=digest)
@@ -236,10 +250,7 @@ async def sync(
             if plan.tags_changed:
                 targets = listed if listed is not None else _ref_targets(store)
                 await _tag_changes(store, backend, targets, changes, report)
-        await backend.apply(changes)
-        if plan.kind == "rebuild":
-            del changes
-            await release_memory()
+            await backend.apply(changes)
     report.duration_ms = (time.perf_counter() - started) * 1000
     _log_report(report)
     return report
@@ -288,7 +299,10 @@ async def _rebuild(
     targets: Mapping[str, str],
     report: SyncReport,
 ) -> ChangeSet:
-    changes = await _full_changes_off_loop(store, ref, commit, config, targets)
+    proved = fingerprint(config.validation, store.folder)
+    cache = ObjectCache(proved, await backend.object_cache(proved))
+    changes = await _full_changes_off_loop(store, ref, commit, config, targets, cache)
+    log.debug("rebuild: %d folders validated before, %d validated now", cache.hits, cache.misses)
     before = await _procedure_trees(backend)
     indexed_tags = await backend.all_version_tags() | await _indexed_channel_tags(backend)
     now = {r.id: r.tree_id for r in changes.upsert} | {pid: "" for pid, _ in changes.invalid}
