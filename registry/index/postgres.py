@@ -36,6 +36,7 @@ from registry.index.contract import (
     UNVERSIONED,
     VERSION_ROW_COLUMNS,
     VERSION_SORT_COLUMNS,
+    CacheUpdate,
     ChangeSet,
     ExecutionRecord,
     Metrics,
@@ -287,6 +288,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _update_cache(conn: asyncpg.Connection, cache: CacheUpdate) -> None:
+    """Apply a rebuild's :class:`CacheUpdate` (inside its transaction)."""
+    await conn.execute(SQL.delete_other_fingerprints, cache.fingerprint)
+    gone = [*cache.drop, *((kind, key) for kind, key, _, _ in cache.put)]
+    if gone:
+        await conn.execute(DELETE_OBJECT_CACHE, [k for k, _ in gone], [k for _, k in gone])
+    if cache.put:
+        await conn.copy_records_to_table(
+            "object_cache", records=cache.put, columns=OBJECT_CACHE_COLUMNS
+        )
+
+
 def _procedure_params(r: ProcedureRecord) -> list[Any]:
     doc = search_document(r)
     return row_values(r, PROCEDURE_COLUMNS) + [
@@ -464,18 +477,8 @@ class PostgresIndex(SqlIndex):
                 await conn.execute(
                     SQL.upsert_sync_state, changes.ref, changes.commit, changes.tags_digest
                 )
-                cache = changes.object_cache
-                if cache is not None:
-                    await conn.execute(SQL.delete_other_fingerprints, cache.fingerprint)
-                    gone = [*cache.drop, *((kind, key) for kind, key, _, _ in cache.put)]
-                    if gone:
-                        await conn.execute(
-                            DELETE_OBJECT_CACHE, [k for k, _ in gone], [k for _, k in gone]
-                        )
-                    if cache.put:
-                        await conn.copy_records_to_table(
-                            "object_cache", records=cache.put, columns=OBJECT_CACHE_COLUMNS
-                        )
+                if changes.object_cache is not None:
+                    await _update_cache(conn, changes.object_cache)
                 if changes.full:
                     await conn.execute(ANALYZE_DERIVED)
 
