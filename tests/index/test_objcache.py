@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,7 +16,7 @@ from registry.index import objcache, rows
 from registry.index.connect import open_backend
 from registry.index.contract import CacheUpdate, ChangeSet, IndexBackend
 from registry.index.sync import sync, verify
-from tests.helpers import commit_all, make_repo, tag_release, write_proc
+from tests.helpers import commit_all, tag_release, write_proc
 
 T = TypeVar("T")
 
@@ -26,14 +26,11 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Path]:
-    root = make_repo(tmp_path / "repo")
-    for pid in ("alpha", "beta", "gamma"):
-        write_proc(root, pid)
-    commit_all(root, "three procedures")
-    tag_release(root, "alpha", "1.0.0")
-    tag_release(root, "beta", "1.0.0")
-    yield root
+def repo(repo: Path) -> Path:
+    """The three procedures (see conftest), alpha and beta released."""
+    tag_release(repo, "alpha", "1.0.0")
+    tag_release(repo, "beta", "1.0.0")
+    return repo
 
 
 @pytest.fixture

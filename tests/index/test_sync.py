@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,15 +35,6 @@ T = TypeVar("T")
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Path]:
-    root = make_repo(tmp_path / "repo")
-    for pid in ("alpha", "beta", "gamma"):
-        write_proc(root, pid)
-    commit_all(root, "three procedures")
-    yield root
 
 
 async def _open(root: Path, db_url: str | None) -> tuple[GitStore, IndexBackend]:

@@ -11,20 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from registry.git.store import GitStore
 from registry.releases import plan as planning
 from registry.releases import release as releases
 from tests.helpers import git, proc_files
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> GitStore:
-    s = GitStore.init(tmp_path / "repo")
-    git(tmp_path / "repo", "config", "user.name", "Release Tester")
-    git(tmp_path / "repo", "config", "user.email", "release@example.com")
-    return s
 
 
 def repo_of(store: GitStore) -> Path:

@@ -26,14 +26,6 @@ def all_refs(repo: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> GitStore:
-    s = GitStore.init(tmp_path / "repo")
-    git(tmp_path / "repo", "config", "user.name", "Release Tester")
-    git(tmp_path / "repo", "config", "user.email", "release@example.com")
-    return s
-
-
 def repo_of(store: GitStore) -> Path:
     assert store.workdir is not None
     return store.workdir
