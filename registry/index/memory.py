@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
+import functools
 import gc
 import sys
 from collections.abc import Iterator
@@ -39,18 +38,20 @@ async def release_memory() -> None:
     """
     await asyncio.sleep(0)
     gc.collect()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
+@functools.cache
 def _libc_malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, from the symbols already in the process (no ``ldconfig -p``
+    run, as ``ctypes.util.find_library`` would at every start), or None (musl has none)."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # musl has no malloc_trim
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
         return None
-
-
-_MALLOC_TRIM = _libc_malloc_trim()

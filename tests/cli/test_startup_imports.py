@@ -102,3 +102,22 @@ def test_version_imports_neither_pydantic_nor_git_nor_package_metadata() -> None
     report = _probe("--version")
     heavy = ("pydantic", "pygit2", "importlib.metadata", "registry.git", "registry.core")
     assert _under(report, heavy) == []
+
+
+SPAWNS = """
+import sys
+spawned = []
+sys.addaudithook(lambda event, args: spawned.append(repr(args)[:200])
+                 if event in ("subprocess.Popen", "os.posix_spawn", "os.exec") else None)
+import registry.api, registry.index.sync, registry.cli.procedures, registry.cli.index
+print("\\n".join(spawned))
+"""
+
+
+def test_loading_the_index_and_its_commands_starts_no_process() -> None:
+    # ctypes.util.find_library("c") at import ran `ldconfig -p` in every command that
+    # loads the index (search, list, sync, release): milliseconds of each start
+    done = subprocess.run(
+        [sys.executable, "-c", SPAWNS], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == ""
