@@ -11,11 +11,20 @@ import anyio.from_thread
 import pytest
 
 from registry.api import AsyncRegistry, Registry
+from registry.api._results import metadata_of
 from registry.errors import NotFoundError, RegistryTimeout
 from registry.git.store import GitStore
 from registry.index.connect import open_backend
 from registry.index.contract import SearchQuery
-from tests.helpers import commit_all, git, make_repo, tag_channel, tag_release, write_proc
+from tests.helpers import (
+    commit_all,
+    git,
+    make_repo,
+    tag_channel,
+    tag_release,
+    write_files,
+    write_proc,
+)
 
 
 @pytest.fixture
@@ -217,3 +226,47 @@ def test_summaries_match_the_full_rows_and_the_loop_cannot_call_itself(
         with pytest.raises(RegistryError, match="own background loop"):
             reg.call(nested)
         assert reg.search(None, limit=1)  # the registry still works
+
+
+def test_get_shows_what_git_holds_at_every_kind_of_spec(repo: Path, db_url: str | None) -> None:
+    """``get`` reads only main.py (and metadata.json off the tracked tree), yet every detail is
+    what a full read of the folder from git gives: the files of nested folders, the source,
+    the metadata of the tracked tree from the index and of an older release from git."""
+    folder = write_proc(
+        repo,
+        "slugify",
+        description="Turn every title into a URL slug.",
+        tags=("text",),
+        body="return text.strip()",
+    )
+    (folder / "helpers").mkdir()
+    (folder / "helpers" / "words.py").write_text("STOP = ['a', 'the']\n")
+    (folder / "README.md").write_text("# slugify\n")
+    commit_all(repo, "fix: helpers")
+    tag_release(repo, "slugify", "1.1.1")
+    write_files(repo, "csv-report", {"main.py": b"def main(:\n", "metadata.json": b"{}"})
+    commit_all(repo, "broken csv-report")
+    store = GitStore.open(repo)
+    with Registry.open(repo, db_url) as reg:
+        for spec in (None, "1.0.0", "^1.0", "~1.1.0", "stable", "HEAD"):
+            got = reg.get("slugify", spec)
+            snap = store.read_tree("slugify", got.tree_id)
+            assert got.files == sorted(snap.files)
+            assert got.source == snap.text("main.py")
+            assert got.metadata == metadata_of(snap), spec
+        assert reg.get("slugify").files == [
+            "README.md",
+            "helpers/words.py",
+            "main.py",
+            "metadata.json",
+        ]
+        assert reg.get("slugify", "1.0.0").metadata.description == "Turn a title into a URL slug."  # type: ignore[union-attr]
+        # an invalid head keeps its last indexed tree and metadata, marked invalid
+        broken = reg.get("csv-report")
+        snap = store.read_tree("csv-report", broken.tree_id)
+        assert (broken.valid, broken.files, broken.source) == (
+            False,
+            sorted(snap.files),
+            snap.text("main.py"),
+        )
+        assert broken.errors and broken.metadata == metadata_of(snap)

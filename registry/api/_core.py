@@ -24,7 +24,7 @@ from registry.api._results import (
     ProcedureDiff,
     ProcedureSummary,
     VersionInfo,
-    metadata_of,
+    metadata_from,
     summary,
     trusted_summaries,
     version_info,
@@ -32,7 +32,7 @@ from registry.api._results import (
 from registry.api._writes import WriteSide
 from registry.config import tracked_ref
 from registry.core.model import Metadata
-from registry.core.snapshot import MAIN_FILE
+from registry.core.snapshot import MAIN_FILE, METADATA_FILE
 from registry.core.tags import check_id, parse_version
 from registry.errors import IndexUnavailable, NotFoundError
 from registry.git.store import GitStore
@@ -41,7 +41,9 @@ from registry.index.contract import (
     IndexBackend,
     Metrics,
     Order,
+    ProcedureHead,
     ProcedureRow,
+    ReleaseRef,
     SearchQuery,
     VersionRecord,
 )
@@ -252,13 +254,13 @@ class AsyncRegistry(WriteSide, QueueSide):
     async def _row(self, proc_id: str) -> ProcedureRow | None:
         return await self.backend.get_procedure(check_id(proc_id))
 
-    async def _row_and_versions(
+    async def _head_and_releases(
         self, proc_id: str
-    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
-        both = getattr(self.backend, "procedure_and_versions", None)
-        if both is not None:
-            row, versions = await both(check_id(proc_id))
-            return row, list(versions)
+    ) -> tuple[ProcedureHead | ProcedureRow | None, Sequence[ReleaseRef | VersionRecord]]:
+        lean = getattr(self.backend, "procedure_refs", None)
+        if lean is not None:
+            head, releases = await lean(check_id(proc_id))
+            return head, releases
         return await self._row(proc_id), await self.backend.versions(proc_id)
 
     async def get(self, proc_id: str, spec: str | None = None) -> ProcedureDetail:
@@ -267,7 +269,7 @@ class AsyncRegistry(WriteSide, QueueSide):
         Without ``spec``: the latest release, or ``HEAD`` if never released.
         Raises :class:`NotFoundError` naming what exists.
         """
-        row, versions = await self._row_and_versions(proc_id)
+        row, versions = await self._head_and_releases(proc_id)
         if row is None and not versions:
             raise NotFoundError(
                 f"no procedure {proc_id!r} in the index of {self.store.name}; "
@@ -290,13 +292,17 @@ class AsyncRegistry(WriteSide, QueueSide):
         _, record = release_history.pick_release(proc_id, spec, parsed, released, channels, closed)
         tree_id = record.tree_id or self.store.read(proc_id, record.commit).tree_id
         assert tree_id is not None
-        snap = self.store.read_tree(proc_id, tree_id, record.commit)
         # the index holds the metadata of the tracked tree; others are parsed from git
-        metadata = (
-            Metadata.model_validate(row.metadata)
-            if row is not None and row.valid and row.tree_id == tree_id
-            else metadata_of(snap)
+        indexed = row is not None and row.valid and row.tree_id == tree_id
+        paths, data = self.store.read_some(
+            proc_id, tree_id, _SOURCE_ONLY if indexed else _SOURCE_AND_METADATA
         )
+        metadata: Metadata | None
+        if indexed:
+            assert row is not None
+            metadata = Metadata.model_validate(row.metadata)
+        else:
+            metadata = metadata_from(_text(data.get(METADATA_FILE)))
         return ProcedureDetail(
             id=proc_id,
             version=record.version,
@@ -307,15 +313,15 @@ class AsyncRegistry(WriteSide, QueueSide):
             commit=record.commit,
             tree_id=tree_id,
             metadata=metadata,
-            source=snap.text(MAIN_FILE) or "",
-            files=sorted(snap.files),
+            source=_text(data.get(MAIN_FILE)) or "",
+            files=sorted(paths),
         )
 
     async def _head(
         self,
         proc_id: str,
-        row: ProcedureRow | None,
-        versions: Sequence[VersionRecord],
+        row: ProcedureHead | ProcedureRow | None,
+        versions: Sequence[ReleaseRef | VersionRecord],
         spec: str | None,
     ) -> ProcedureDetail:
         if row is None:
@@ -327,7 +333,10 @@ class AsyncRegistry(WriteSide, QueueSide):
             )
         state = await self.backend.sync_state(self.ref)
         commit = state.commit if state and state.commit else row.commit
-        snap = self.store.read_tree(proc_id, row.tree_id, commit) if row.tree_id else None
+        paths: list[str] = []
+        data: dict[str, bytes] = {}
+        if row.tree_id:
+            paths, data = self.store.read_some(proc_id, row.tree_id, _SOURCE_ONLY)
         released = next((v for v in reversed(versions) if v.tree_id == row.tree_id), None)
         return ProcedureDetail(
             id=proc_id,
@@ -338,8 +347,8 @@ class AsyncRegistry(WriteSide, QueueSide):
             commit=commit,
             tree_id=row.tree_id,
             metadata=Metadata.model_validate(row.metadata) if row.metadata else None,
-            source=(snap.text(MAIN_FILE) or "") if snap else "",
-            files=sorted(snap.files) if snap else [],
+            source=(_text(data.get(MAIN_FILE)) or "") if row.tree_id else "",
+            files=sorted(paths),
             valid=row.valid,
             errors=list(row.errors),
         )
@@ -399,3 +408,17 @@ class AsyncRegistry(WriteSide, QueueSide):
             b_tree=right.tree_id,
             patch=patch,
         )
+
+
+_SOURCE_ONLY = frozenset({MAIN_FILE})
+_SOURCE_AND_METADATA = frozenset({MAIN_FILE, METADATA_FILE})
+
+
+def _text(data: bytes | None) -> str | None:
+    """A file's bytes as UTF-8 text, or None if absent or not UTF-8 (as ``Snapshot.text``)."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -181,7 +181,11 @@ def version_info(v: VersionRecord, channels: Sequence[str]) -> VersionInfo:
 
 def metadata_of(snap: Snapshot) -> Metadata | None:
     """The snapshot's metadata, or None when it is missing or does not validate."""
-    text = snap.text(METADATA_FILE)
+    return metadata_from(snap.text(METADATA_FILE))
+
+
+def metadata_from(text: str | None) -> Metadata | None:
+    """The text of a ``metadata.json`` as the model, or None when absent or not valid."""
     if text is None:
         return None
     try:

@@ -146,15 +146,47 @@ def _build_key(build: str | None) -> tuple[tuple[int, int, str], ...]:
     )
 
 
-def version_key(version: semver.Version) -> tuple[semver.Version, tuple[tuple[int, int, str], ...]]:
+_Parts = tuple[tuple[int, int, str], ...]
+VersionKey = tuple[int, int, int, tuple[int, _Parts], _Parts]
+"""What :func:`version_key` returns: major, minor, patch, prerelease and build keys."""
+
+
+def _prerelease_part(identifier: str) -> tuple[int, int, str]:
+    # what semver.Version.compare orders prerelease identifiers by (its _nat_cmp): numeric
+    # ones by value (leading zeros aside) below alphanumeric ones, compared as text
+    if not identifier.isdigit():
+        return (1, 0, identifier)
+    if not identifier.isascii():
+        identifier = str(int(identifier))
+    normalized = identifier.lstrip("0") or "0"
+    return (0, len(normalized), normalized)
+
+
+@lru_cache(maxsize=4096)
+def _prerelease_key(prerelease: str | None) -> tuple[int, _Parts]:
+    # a release sorts above each of its prereleases; a shorter list that is a prefix first
+    if not prerelease:
+        return (1, ())
+    return (0, tuple(_prerelease_part(x) for x in prerelease.split(".")))
+
+
+def version_key(version: semver.Version) -> VersionKey:
     """The sort key that picks "latest" everywhere: semver precedence, then build metadata.
 
     Semver gives ``1.2.3+a`` and ``1.2.3+b`` the same precedence; to choose
     between two such releases deterministically, build metadata is compared
     the way prerelease identifiers are (``1.2.3`` < ``1.2.3+2`` < ``1.2.3+10``
-    < ``1.2.3+a`` < ``1.2.3+a.1``). See docs/versioning.md.
+    < ``1.2.3+a`` < ``1.2.3+a.1``). See docs/versioning.md. A plain tuple whose
+    precedence part orders exactly as ``semver.Version.compare`` (a ``max`` over
+    a procedure's releases is on every ``get``; semver's compare is slow Python).
     """
-    return version.replace(build=None), _build_key(version.build)
+    return (
+        version.major,
+        version.minor,
+        version.patch,
+        _prerelease_key(version.prerelease),
+        _build_key(version.build),
+    )
 
 
 def release_tag(procedure_id: str, version: semver.Version | str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pygit2
@@ -327,6 +327,28 @@ class GitStore:
                 f"{self.name}: tree {tree_id} of {proc_id!r} is missing", kind="tree", name=tree_id
             )
         return self._snapshot(proc_id, tree, commit)
+
+    def read_some(
+        self, proc_id: str, tree_id: str, names: Collection[str]
+    ) -> tuple[list[str], dict[str, bytes]]:
+        """Every file path under a known subtree (tree order) and the bytes of those in ``names``.
+
+        What :meth:`read_tree` gives of them (its ``files`` keys, and ``data`` of the
+        named), without reading the other blobs: ``get`` shows ``main.py`` and the list.
+        """
+        tree = self.repo.get(tree_id)
+        if not isinstance(tree, pygit2.Tree):
+            raise NotFoundError(
+                f"{self.name}: tree {tree_id} of {proc_id!r} is missing", kind="tree", name=tree_id
+            )
+        paths: list[str] = []
+        data: dict[str, bytes] = {}
+        for path, _, blob_id in trees.walk_blobs(self.repo, tree):
+            paths.append(path)
+            if path in names:
+                blob = self.repo.get(blob_id)
+                data[path] = blob.data if isinstance(blob, pygit2.Blob) else b""
+        return paths, data
 
     def _snapshot(self, proc_id: str, tree: pygit2.Tree, commit: str | None) -> Snapshot:
         files: dict[str, FileEntry] = {}

@@ -25,7 +25,9 @@ from registry.index.contract import (
     SUMMARY_COLUMNS,
     ChannelMoveRecord,
     ExecutionRecord,
+    ProcedureHead,
     ProcedureRow,
+    ReleaseRef,
     SearchQuery,
     SyncState,
     VersionRecord,
@@ -180,6 +182,16 @@ class SqlIndex(ABC):
     ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
         """:meth:`get_procedure` and :meth:`versions` together (what ``get`` needs)."""
         return await self.get_procedure(id), await self.versions(id)
+
+    async def procedure_refs(self, id: str) -> tuple[ProcedureHead | None, list[ReleaseRef]]:
+        """What ``get`` needs of ``id``: narrow columns, no joins (a get is mostly its reads)."""
+        heads = await self._fetch(self.sql.select_procedure_head, (id,))
+        releases = await self._fetch(self.sql.select_release_refs, (id,))
+        head = None
+        if heads:
+            tree_id, commit, valid, errors, metadata = self._decode(heads[0]).values()
+            head = ProcedureHead(tree_id, commit, bool(valid), errors, metadata)
+        return head, [ReleaseRef(*r) for r in releases]
 
     async def list_procedures(self) -> list[ProcedureRow]:
         """Every procedure, by id."""

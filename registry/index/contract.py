@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, Self, TypeVar, runtime_checkable
 
 import semver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -130,6 +130,34 @@ def trusted_version(values: dict[str, Any]) -> VersionRecord:
     if values["breaking"] is not None:
         values["breaking"] = bool(values["breaking"])
     return construct_trusted(VersionRecord, values)
+
+
+class ProcedureHead(NamedTuple):
+    """What ``get`` reads of a procedure's row: where it is, whether it is valid, its metadata.
+
+    The same names as on :class:`ProcedureRow`, without the columns ``get`` never shows
+    (so no join for the latest version and the run counts, and no decoding of them).
+    """
+
+    tree_id: str
+    commit: str
+    valid: bool
+    errors: list[str]
+    metadata: dict[str, Any]
+
+
+class ReleaseRef(NamedTuple):
+    """What ``get`` reads of a release: its version, tag, commit and tree (as on
+    :class:`VersionRecord`, without the trailers it never shows)."""
+
+    version: str
+    tag: str
+    commit: str
+    tree_id: str | None
+
+
+HEAD_COLUMNS = ProcedureHead._fields
+RELEASE_REF_COLUMNS = ReleaseRef._fields
 
 
 SearchHit = ProcedureRow
@@ -385,6 +413,11 @@ class IndexBackend(Protocol):
         self, id: str
     ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
         """:meth:`get_procedure` and :meth:`versions` at once (one round trip where it matters)."""
+        ...
+
+    async def procedure_refs(self, id: str) -> tuple[ProcedureHead | None, list[ReleaseRef]]:
+        """What ``get`` needs of ``id``: its row's :class:`ProcedureHead` (or ``None``) and
+        its releases in ascending semver order, as :meth:`procedure_and_versions` holds them."""
         ...
 
     async def list_procedures(self) -> list[ProcedureRow]:

@@ -30,7 +30,9 @@ from registry.index.base import Query, SqlIndex, summary_tuples
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
+    HEAD_COLUMNS,
     PROCEDURE_COLUMNS,
+    RELEASE_REF_COLUMNS,
     SYNC_CHANNEL,
     UNKNOWN_ERROR,
     UNVERSIONED,
@@ -40,8 +42,10 @@ from registry.index.contract import (
     ChangeSet,
     ExecutionRecord,
     Metrics,
+    ProcedureHead,
     ProcedureRecord,
     ProcedureRow,
+    ReleaseRef,
     VersionMetrics,
     VersionRecord,
     execution_values,
@@ -69,6 +73,7 @@ from registry.index.sql import (
     LATEST_JOIN,
     LATEST_VERSION,
     SUCCESS_RATE,
+    VERSION_ORDER,
     Dialect,
     column_list,
     dollars,
@@ -204,6 +209,14 @@ SELECT_PROCEDURE_AND_VERSIONS = POSTGRES.render(f"""SELECT {column_list(PROCEDUR
      FROM (SELECT {column_list(VERSION_ROW_COLUMNS)} FROM versions
            WHERE id = q.id) v) AS versions_json
 FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {LATEST_JOIN} {HEALTH_JOIN}""")
+
+# what get reads (see ProcedureHead, ReleaseRef): narrow columns, no latest or health joins
+SELECT_PROCEDURE_REFS = POSTGRES.render(f"""SELECT p.id IS NOT NULL AS found,
+    {column_list(HEAD_COLUMNS, "p")},
+    (SELECT coalesce(json_agg(json_build_array({column_list(RELEASE_REF_COLUMNS, "v")})
+        ORDER BY {VERSION_ORDER}), '[]'::json)::text
+     FROM versions v WHERE v.id = q.id) AS releases_json
+FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id""")
 
 _UNNEST_TYPES = {
     "started_at": "timestamptz",
@@ -577,6 +590,16 @@ class PostgresIndex(SqlIndex):
                 del v[column]
             versions.append(trusted_version(v))
         return (None if values["id"] is None else trusted_procedure_row(values)), versions
+
+    async def procedure_refs(self, id: str) -> tuple[ProcedureHead | None, list[ReleaseRef]]:
+        """What ``get`` needs of ``id`` (see :meth:`SqlIndex.procedure_refs`), one round trip."""
+        with self._errors():
+            row = await self._pool.fetchrow(SELECT_PROCEDURE_REFS, id)
+        assert row is not None  # the FROM is one literal row
+        found, tree_id, commit, valid, errors, metadata, releases_json = row.values()
+        releases = [ReleaseRef(*r) for r in json.loads(releases_json)]
+        head = ProcedureHead(tree_id, commit, valid, errors, metadata) if found else None
+        return head, releases
 
     # -- executions --------------------------------------------------------
 

@@ -264,6 +264,13 @@ MIGRATIONS: tuple[tuple[int, str, str | Callable[[asyncpg.Connection], Awaitable
         SELECT DISTINCT ON (id) id, version FROM versions
         ORDER BY id, major DESC, minor DESC, patch DESC, is_release DESC, pre_key DESC;""",
     ),
+    (
+        10,
+        "latest_versions.id collates as C like procedures.id, so joins use its primary key",
+        # with the default collation its index could not serve `lv.id = p.id` (C): every
+        # search joined it by a hash over all 10,000 rows
+        'ALTER TABLE latest_versions ALTER COLUMN id TYPE text COLLATE "C";',
+    ),
 )
 
 LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock($1)"

@@ -27,7 +27,9 @@ from registry.core.failures import NOT_COUNTED
 from registry.index.contract import (
     CHANNEL_COLUMNS,
     EXECUTION_COLUMNS,
+    HEAD_COLUMNS,
     PROCEDURE_COLUMNS,
+    RELEASE_REF_COLUMNS,
     SUMMARY_COLUMNS,
     SYNC_STATE_COLUMNS,
     VERSION_COLUMNS,
@@ -117,6 +119,8 @@ HEALTH_JOIN = "LEFT JOIN {runs}procedure_health h ON h.id = p.id"
 # a procedure without runs has no success rate, so it can never pass min_success_rate
 HEALTH_INNER_JOIN = "JOIN {runs}procedure_health h ON h.id = p.id"
 SUCCESS_RATE = "CAST(h.successes AS DOUBLE PRECISION) / NULLIF(h.runs, 0)"
+VERSION_ORDER = "major, minor, patch, is_release, pre_key, tag"
+"""Ascending semver (see :class:`registry.index.contract.SemverKey`), then tag."""
 LATEST_ORDER = "major DESC, minor DESC, patch DESC, is_release DESC, pre_key DESC"
 """Highest version first (see :class:`registry.index.contract.SemverKey`)."""
 # each procedure's latest version is kept in latest_versions (written with its versions, in
@@ -187,7 +191,10 @@ SELECT id, version FROM versions WHERE id = $1 ORDER BY {LATEST_ORDER} LIMIT 1""
     )
     select_all_sync_states: str = f"SELECT {column_list(SYNC_STATE_COLUMNS)} FROM sync_state"
     select_versions: str = f"""SELECT {column_list(VERSION_COLUMNS)} FROM versions
-WHERE id = $1 ORDER BY major, minor, patch, is_release, pre_key, tag"""
+WHERE id = $1 ORDER BY {VERSION_ORDER}"""
+    select_procedure_head: str = f"SELECT {column_list(HEAD_COLUMNS)} FROM procedures WHERE id = $1"
+    select_release_refs: str = f"""SELECT {column_list(RELEASE_REF_COLUMNS)} FROM versions
+WHERE id = $1 ORDER BY {VERSION_ORDER}"""
     select_all_versions: str = f"SELECT {column_list(VERSION_COLUMNS)} FROM versions"
     select_version_tags: str = "SELECT tag FROM versions"
     select_procedure_trees: str = "SELECT id, tree_id FROM procedures"

@@ -378,3 +378,25 @@ def test_version_key_orders_build_metadata(lower: str, higher: str) -> None:
     assert version_key(V(lower)) < version_key(V(higher))
     assert max([V(higher), V(lower)], key=version_key) == V(higher)
     assert str(max([V(lower), V(higher)], key=version_key)) == higher
+
+
+PRECEDENCE_CASES = [
+    "0.0.0", "0.0.1", "1.0.0", "1.0.0-0", "1.0.0-1", "1.0.0-2",
+    "1.0.0-10", "1.0.0-a", "1.0.0-A", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta",
+    "1.0.0-alpha.2", "1.0.0-alpha.10", "1.0.0-beta", "1.0.0-beta.11",
+    "1.0.0-rc.1", "1.0.0-rc9", "1.0.0-rc10", "1.0.0-1a", "1.0.0-0.0", "1.0.0-a-b",
+    "1.0.0-99999999999999999999", "1.0.0-100000000000000000000", "1.2.3", "1.10.0", "2.0.0",
+    "10.0.0-x.7.z.92",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("a", PRECEDENCE_CASES)
+def test_version_key_orders_precedence_as_semver_compares(a: str) -> None:
+    """Without build metadata, version_key orders every pair as semver.Version.compare."""
+    from registry.core.tags import version_key
+
+    for b in PRECEDENCE_CASES:
+        va, vb = V(a), V(b)
+        expected = va.compare(vb)
+        got = (version_key(va) > version_key(vb)) - (version_key(va) < version_key(vb))
+        assert got == expected, (a, b)

@@ -51,3 +51,35 @@ def test_no_old_commit_no_folder_and_a_folder_that_is_a_file(tmp_path: Path) -> 
     file_commit = store.resolve("HEAD")
     assert store.changed_procedures(third, file_commit) == naive(store, third, file_commit)
     assert store.changed_procedures(file_commit, third) == naive(store, file_commit, third)
+
+
+def test_loose_and_packed_trees_read_as_libgit2_reads_them(tmp_path: Path) -> None:
+    """The procedures/ tree an incremental sync inflates itself (a loose object, size from
+    its header) is byte for byte libgit2's; packed ones are read by libgit2."""
+    import pygit2
+
+    from registry.git import trees
+
+    repo = tmp_path / "repo"
+    store = GitStore.init(repo)
+    first = store.write(
+        {f"p{i:03d}": {"metadata.json": meta(f"p{i:03d}")} for i in range(300)}, "a"
+    )
+    second = store.write({"p150": {"metadata.json": meta("p150") + b"\n"}}, "b")
+    assert store.changed_procedures(first, second) == naive(store, first, second)
+    raw = pygit2.Repository(str(repo))
+
+    def folder(commit: str) -> pygit2.Oid:
+        entry = raw.get(commit).tree["procedures"]  # type: ignore[union-attr]
+        return entry.id
+
+    loose = folder(second)
+    path = repo / ".git" / "objects" / str(loose)[:2] / str(loose)[2:]
+    assert path.is_file()
+    body = trees._tree_bytes(raw, loose)
+    assert isinstance(body, bytes) and body == raw.odb.read(loose)[1]
+    git(repo, "gc", "-q")
+    assert not path.exists()
+    packed = pygit2.Repository(str(repo))
+    assert trees._tree_bytes(packed, loose) == packed.odb.read(loose)[1]
+    assert store.changed_procedures(first, second) == naive(store, first, second)

@@ -48,9 +48,9 @@ REF = "refs/heads/main"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 # the index file's on SQLite (6: what git objects proved; 7: latest versions kept);
 # PostgreSQL has one schema: 6 = the run file's 2 (network denials), 7 the queue,
-# 8 = SQLite's 6, 9 = SQLite's 7
+# 8 = SQLite's 6, 9 = SQLite's 7, 10 latest_versions.id collated as C
 MAIN_MIGRATIONS = [1, 2, 3, 4, 5, 6, 7]
-PG_MIGRATIONS = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+PG_MIGRATIONS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
 def all_migrations(target: str) -> list[int]:
@@ -1157,6 +1157,34 @@ def test_notify_reaches_listeners(pg_url: str) -> None:
             await listener.close()
 
     assert asyncio.run(main()) == '{"commit": "c1"}'
+
+
+@pytest.mark.postgres
+def test_latest_versions_joins_procedures_by_its_primary_key(pg_url: str) -> None:
+    """latest_versions.id collates as procedures.id does, so a page of search results
+    looks its latest versions up by the primary key instead of hashing the whole table."""
+
+    async def main() -> tuple[set[str | None], str]:
+        async with await connect_index(pg_url) as index:
+            await index.apply(initial_changes())
+        conn = await asyncpg.connect(pg_url)
+        try:
+            collations = await conn.fetch(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE column_name = 'id' AND table_name IN ('procedures', 'latest_versions')"
+            )
+            await conn.execute("SET enable_seqscan = off")  # a table this small is scanned
+            plan = await conn.fetch(
+                "EXPLAIN SELECT lv.version FROM procedures p "
+                "JOIN latest_versions lv ON lv.id = p.id WHERE p.id = 'slugify'"
+            )
+        finally:
+            await conn.close()
+        return {r[0] for r in collations}, "\n".join(r[0] for r in plan)
+
+    collations, plan = asyncio.run(main())
+    assert collations == {"C"}
+    assert "latest_versions_pkey" in plan
 
 
 def test_sqlite_notify_is_a_no_op(tmp_path: Path) -> None:

@@ -18,7 +18,13 @@ import pytest
 
 from registry.git.store import GitStore
 from registry.index.connect import open_backend
-from registry.index.contract import ChangeSet, IndexBackend, SearchQuery
+from registry.index.contract import (
+    ChangeSet,
+    IndexBackend,
+    ProcedureHead,
+    ReleaseRef,
+    SearchQuery,
+)
 from registry.index.sync import sync, verify
 from tests.helpers import (
     REPO_ROOT,
@@ -373,7 +379,7 @@ def test_tree_diff_matches_git_for_random_edits(tmp_path: Path) -> None:
 
 
 def test_lean_search_and_get_agree_with_the_full_rows(repo: Path, db_url: str | None) -> None:
-    """search_summaries and procedure_and_versions return what search and versions do."""
+    """search_summaries, procedure_and_versions and procedure_refs agree with the full rows."""
 
     async def body() -> None:
         write_proc(repo, "delta", tags=("csv", "text"))
@@ -394,6 +400,13 @@ def test_lean_search_and_get_agree_with_the_full_rows(repo: Path, db_url: str | 
                 got, versions = await backend.procedure_and_versions(pid)
                 assert got == await backend.get_procedure(pid)
                 assert versions == await backend.versions(pid)
+                head, releases = await backend.procedure_refs(pid)
+                assert (head is None) == (got is None)
+                if got is not None:
+                    assert head == tuple(getattr(got, k) for k in ProcedureHead._fields)
+                assert releases == [
+                    tuple(getattr(v, k) for k in ReleaseRef._fields) for v in versions
+                ]
             _, versions = await backend.procedure_and_versions("alpha")
             assert [v.version for v in versions] == ["1.0.0", "1.2.0-rc.1", "1.10.0"]
             tagged_at = versions[0].tagged_at
