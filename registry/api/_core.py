@@ -32,7 +32,7 @@ from registry.api._results import (
 from registry.api._writes import WriteSide
 from registry.config import tracked_ref
 from registry.core.model import Metadata
-from registry.core.snapshot import MAIN_FILE, METADATA_FILE
+from registry.core.snapshot import MAIN_FILE, METADATA_FILE, utf8_text
 from registry.core.tags import check_id, parse_version
 from registry.errors import IndexUnavailable, NotFoundError
 from registry.git.store import GitStore
@@ -45,7 +45,6 @@ from registry.index.contract import (
     ProcedureRow,
     ReleaseRef,
     SearchQuery,
-    VersionRecord,
 )
 from registry.index.drift import Drift
 from registry.index.memory import collection_paused
@@ -254,22 +253,13 @@ class AsyncRegistry(WriteSide, QueueSide):
     async def _row(self, proc_id: str) -> ProcedureRow | None:
         return await self.backend.get_procedure(check_id(proc_id))
 
-    async def _head_and_releases(
-        self, proc_id: str
-    ) -> tuple[ProcedureHead | ProcedureRow | None, Sequence[ReleaseRef | VersionRecord]]:
-        lean = getattr(self.backend, "procedure_refs", None)
-        if lean is not None:
-            head, releases = await lean(check_id(proc_id))
-            return head, releases
-        return await self._row(proc_id), await self.backend.versions(proc_id)
-
     async def get(self, proc_id: str, spec: str | None = None) -> ProcedureDetail:
         """``proc_id`` at ``spec``: an exact version, a range (``^1.2``), a channel or ``HEAD``.
 
         Without ``spec``: the latest release, or ``HEAD`` if never released.
         Raises :class:`NotFoundError` naming what exists.
         """
-        row, versions = await self._head_and_releases(proc_id)
+        row, versions = await self.backend.procedure_refs(check_id(proc_id))
         if row is None and not versions:
             raise NotFoundError(
                 f"no procedure {proc_id!r} in the index of {self.store.name}; "
@@ -302,7 +292,7 @@ class AsyncRegistry(WriteSide, QueueSide):
             assert row is not None
             metadata = Metadata.model_validate(row.metadata)
         else:
-            metadata = metadata_from(_text(data.get(METADATA_FILE)))
+            metadata = metadata_from(utf8_text(data.get(METADATA_FILE)))
         return ProcedureDetail(
             id=proc_id,
             version=record.version,
@@ -313,15 +303,15 @@ class AsyncRegistry(WriteSide, QueueSide):
             commit=record.commit,
             tree_id=tree_id,
             metadata=metadata,
-            source=_text(data.get(MAIN_FILE)) or "",
+            source=utf8_text(data.get(MAIN_FILE)) or "",
             files=sorted(paths),
         )
 
     async def _head(
         self,
         proc_id: str,
-        row: ProcedureHead | ProcedureRow | None,
-        versions: Sequence[ReleaseRef | VersionRecord],
+        row: ProcedureHead | None,
+        versions: Sequence[ReleaseRef],
         spec: str | None,
     ) -> ProcedureDetail:
         if row is None:
@@ -347,7 +337,7 @@ class AsyncRegistry(WriteSide, QueueSide):
             commit=commit,
             tree_id=row.tree_id,
             metadata=Metadata.model_validate(row.metadata) if row.metadata else None,
-            source=(_text(data.get(MAIN_FILE)) or "") if row.tree_id else "",
+            source=(utf8_text(data.get(MAIN_FILE)) or "") if row.tree_id else "",
             files=sorted(paths),
             valid=row.valid,
             errors=list(row.errors),
@@ -412,13 +402,3 @@ class AsyncRegistry(WriteSide, QueueSide):
 
 _SOURCE_ONLY = frozenset({MAIN_FILE})
 _SOURCE_AND_METADATA = frozenset({MAIN_FILE, METADATA_FILE})
-
-
-def _text(data: bytes | None) -> str | None:
-    """A file's bytes as UTF-8 text, or None if absent or not UTF-8 (as ``Snapshot.text``)."""
-    if data is None:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None

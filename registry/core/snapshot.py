@@ -50,9 +50,14 @@ class Snapshot:
     def text(self, name: str) -> str | None:
         """A file decoded as UTF-8, or ``None`` if absent or not UTF-8."""
         entry = self.files.get(name)
-        if entry is None:
-            return None
-        try:
-            return entry.data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+        return utf8_text(entry.data) if entry is not None else None
+
+
+def utf8_text(data: bytes | None) -> str | None:
+    """``data`` decoded as UTF-8, or ``None`` if absent or not UTF-8."""
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -177,12 +177,6 @@ class SqlIndex(ABC):
         rows = await self._fetch(*procedure_by_id(self.dialect, id))
         return self._procedure_row(rows[0]) if rows else None
 
-    async def procedure_and_versions(
-        self, id: str
-    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
-        """:meth:`get_procedure` and :meth:`versions` together (what ``get`` needs)."""
-        return await self.get_procedure(id), await self.versions(id)
-
     async def procedure_refs(self, id: str) -> tuple[ProcedureHead | None, list[ReleaseRef]]:
         """What ``get`` needs of ``id``: narrow columns, no joins (a get is mostly its reads)."""
         heads = await self._fetch(self.sql.select_procedure_head, (id,))

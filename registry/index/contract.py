@@ -409,15 +409,9 @@ class IndexBackend(Protocol):
         """One procedure, or ``None``."""
         ...
 
-    async def procedure_and_versions(
-        self, id: str
-    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
-        """:meth:`get_procedure` and :meth:`versions` at once (one round trip where it matters)."""
-        ...
-
     async def procedure_refs(self, id: str) -> tuple[ProcedureHead | None, list[ReleaseRef]]:
         """What ``get`` needs of ``id``: its row's :class:`ProcedureHead` (or ``None``) and
-        its releases in ascending semver order, as :meth:`procedure_and_versions` holds them."""
+        its releases in ascending semver order, as :meth:`versions` lists them."""
         ...
 
     async def list_procedures(self) -> list[ProcedureRow]:

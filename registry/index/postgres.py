@@ -37,24 +37,19 @@ from registry.index.contract import (
     UNKNOWN_ERROR,
     UNVERSIONED,
     VERSION_ROW_COLUMNS,
-    VERSION_SORT_COLUMNS,
     CacheUpdate,
     ChangeSet,
     ExecutionRecord,
     Metrics,
     ProcedureHead,
     ProcedureRecord,
-    ProcedureRow,
     ReleaseRef,
     VersionMetrics,
-    VersionRecord,
     execution_values,
     latest_affected,
     latest_versions,
     placeholder,
     row_values,
-    trusted_procedure_row,
-    trusted_version,
     version_values,
 )
 from registry.index.fulltext import search_document, tsquery
@@ -69,10 +64,6 @@ from registry.index.postgres_migrations import (
 )
 from registry.index.sql import (
     COUNTED,
-    HEALTH_JOIN,
-    LATEST_JOIN,
-    LATEST_VERSION,
-    SUCCESS_RATE,
     VERSION_ORDER,
     Dialect,
     column_list,
@@ -198,17 +189,6 @@ POSTGRES = Dialect(
     json_text="{}::text",
 )
 SQL = statements(POSTGRES)
-
-# get's two questions in one round trip: the procedure row (NULLs when absent) and its
-# releases as a JSON array in select_versions order
-SELECT_PROCEDURE_AND_VERSIONS = POSTGRES.render(f"""SELECT {column_list(PROCEDURE_COLUMNS, "p")},
-    {LATEST_VERSION},
-    coalesce(h.runs, 0) AS runs, {SUCCESS_RATE} AS success_rate,
-    (SELECT coalesce(json_agg(v ORDER BY v.major, v.minor, v.patch, v.is_release, v.pre_key,
-        v.tag), '[]'::json)::text
-     FROM (SELECT {column_list(VERSION_ROW_COLUMNS)} FROM versions
-           WHERE id = q.id) v) AS versions_json
-FROM (SELECT $1::text AS id) q LEFT JOIN procedures p ON p.id = q.id {LATEST_JOIN} {HEALTH_JOIN}""")
 
 # what get reads (see ProcedureHead, ReleaseRef): narrow columns, no latest or health joins
 SELECT_PROCEDURE_REFS = POSTGRES.render(f"""SELECT p.id IS NOT NULL AS found,
@@ -574,22 +554,6 @@ class PostgresIndex(SqlIndex):
 
     async def _summaries(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return summary_tuples(await self._fetch(sql, params))
-
-    async def procedure_and_versions(
-        self, id: str
-    ) -> tuple[ProcedureRow | None, list[VersionRecord]]:
-        """:meth:`get_procedure` and :meth:`versions` in one round trip."""
-        with self._errors():
-            row = await self._pool.fetchrow(SELECT_PROCEDURE_AND_VERSIONS, id)
-        assert row is not None  # the FROM is one literal row
-        values = dict(row)
-        versions_json = values.pop("versions_json")
-        versions = []
-        for v in json.loads(versions_json):
-            for column in VERSION_SORT_COLUMNS:
-                del v[column]
-            versions.append(trusted_version(v))
-        return (None if values["id"] is None else trusted_procedure_row(values)), versions
 
     async def procedure_refs(self, id: str) -> tuple[ProcedureHead | None, list[ReleaseRef]]:
         """What ``get`` needs of ``id`` (see :meth:`SqlIndex.procedure_refs`), one round trip."""

@@ -379,7 +379,7 @@ def test_tree_diff_matches_git_for_random_edits(tmp_path: Path) -> None:
 
 
 def test_lean_search_and_get_agree_with_the_full_rows(repo: Path, db_url: str | None) -> None:
-    """search_summaries, procedure_and_versions and procedure_refs agree with the full rows."""
+    """search_summaries and procedure_refs agree with the full rows."""
 
     async def body() -> None:
         write_proc(repo, "delta", tags=("csv", "text"))
@@ -397,9 +397,7 @@ def test_lean_search_and_get_agree_with_the_full_rows(repo: Path, db_url: str | 
                 assert hit == {k: getattr(row, k) for k in hit}
             assert {h["id"]: h["latest_version"] for h in lean}["alpha"] == "1.10.0"
             for pid in ("alpha", "delta", "nope"):
-                got, versions = await backend.procedure_and_versions(pid)
-                assert got == await backend.get_procedure(pid)
-                assert versions == await backend.versions(pid)
+                got, versions = await backend.get_procedure(pid), await backend.versions(pid)
                 head, releases = await backend.procedure_refs(pid)
                 assert (head is None) == (got is None)
                 if got is not None:
@@ -407,7 +405,7 @@ def test_lean_search_and_get_agree_with_the_full_rows(repo: Path, db_url: str | 
                 assert releases == [
                     tuple(getattr(v, k) for k in ReleaseRef._fields) for v in versions
                 ]
-            _, versions = await backend.procedure_and_versions("alpha")
+            versions = await backend.versions("alpha")
             assert [v.version for v in versions] == ["1.0.0", "1.2.0-rc.1", "1.10.0"]
             tagged_at = versions[0].tagged_at
             assert tagged_at is not None and tagged_at.utcoffset() == timedelta(0)
