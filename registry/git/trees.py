@@ -27,6 +27,7 @@ import deflate
 import pygit2
 
 from registry.core.snapshot import MODE_TREE, FileEntry
+from registry.errors import GitError
 
 log = logging.getLogger(__name__)
 
@@ -307,13 +308,26 @@ def _inflate(compressed: bytes) -> bytearray:
 def _tree_bytes(repo: pygit2.Repository, tree_id: pygit2.Oid) -> bytes:
     """A tree object's body. A loose object is inflated here (:func:`_inflate`: at 10,000
     procedures this is the part of an incremental sync that grows with N); libgit2 would
-    also hash the whole 330 KB object on every read (a parse error still falls back)."""
+    also hash the whole 330 KB object on every read. A damaged loose object is a
+    :class:`GitError`."""
     hexid = str(tree_id)
     path = Path(repo.path, "objects", hexid[:2], hexid[2:])
     try:
-        data = _inflate(path.read_bytes())
-    except (OSError, *_INFLATE_ERRORS):
+        compressed = path.read_bytes()
+    except OSError:  # not a loose object: libgit2 reads it from its pack
         return bytes(repo.odb.read(tree_id)[1])
+    try:
+        data = _inflate(compressed)
+    except _INFLATE_ERRORS as exc:
+        # every sound loose object inflates, and libgit2 1.9 loops forever on a truncated
+        # one (libgit2#7342): say what is wrong rather than hand it over
+        raise GitError(
+            f"{repo.path}: the loose object {hexid} ({path}) is damaged and cannot be "
+            f"inflated ({type(exc).__name__}: {exc}); run `git fsck` and restore it from "
+            "a clone or a remote",
+            path=str(path),
+            ref=hexid,
+        ) from exc
     end = data.find(b"\0")
     body = bytes(memoryview(data)[end + 1 :])  # one copy, as immutable bytes
     if end < 0 or data[:end] != b"tree %d" % len(body):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from registry.git.store import GitStore
-from tests.helpers import git
+from tests.helpers import REPO_ROOT, git
 
 
 def naive(store: GitStore, old: str | None, new: str) -> dict[str, tuple[str | None, str | None]]:
@@ -83,3 +83,28 @@ def test_loose_and_packed_trees_read_as_libgit2_reads_them(tmp_path: Path) -> No
     packed = pygit2.Repository(str(repo))
     assert trees._tree_bytes(packed, loose) == packed.odb.read(loose)[1]
     assert store.changed_procedures(first, second) == naive(store, first, second)
+
+
+def test_a_damaged_loose_tree_stops_sync_with_a_clear_error(tmp_path: Path) -> None:
+    """libgit2 1.9 loops forever reading a truncated loose object (libgit2#7342); the
+    incremental sync reads the new procedures/ tree itself and must say what is wrong."""
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    store = GitStore.init(repo)
+    store.write({"alpha": {"metadata.json": meta("alpha")}}, "feat: alpha")
+    cli = [sys.executable, "-m", "registry", "-C", str(repo), "sync"]
+    subprocess.run(cli, cwd=REPO_ROOT, check=True, capture_output=True, timeout=120)
+    commit = store.write({"alpha": {"metadata.json": meta("alpha") + b"\n"}}, "fix: alpha")
+    tree = git(repo, "rev-parse", f"{commit}:procedures").strip()
+    loose = repo / ".git" / "objects" / tree[:2] / tree[2:]
+    damaged = loose.read_bytes()[: loose.stat().st_size // 2]
+    loose.chmod(0o644)
+    loose.write_bytes(damaged)
+    done = subprocess.run(
+        cli, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"the loose object {tree}" in done.stderr and "is damaged" in done.stderr
+    assert "git fsck" in done.stderr and "Traceback" not in done.stderr
