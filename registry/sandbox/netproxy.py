@@ -37,6 +37,7 @@ from registry.sandbox.supervisor import PROXY_SOCKET
 
 HEAD_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
+END_WAIT_S = 1.0  # how long closing waits for its relays to end
 MAX_HEAD_BYTES = 16384
 MAX_CONNECTIONS = 32  # at once, per run
 MAX_DENIALS = 100  # kept per run; the rest are counted
@@ -97,8 +98,7 @@ class ProxyEndpoint:
         if self.server is not None:
             self.server.close()
             self.server = None
-        for task in list(self.tasks):
-            task.cancel()
+        await _end(list(self.tasks))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -210,9 +210,31 @@ class ProxyService:
             self._loop = self._thread = None
         if loop is None or thread is None:
             return
+        # relays of endpoints left open end here too, their sockets closed before the loop stops
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            asyncio.run_coroutine_threadsafe(_end_all(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
+
+
+async def _end(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel relays and wait until each has closed its sockets.
+
+    A task's ``finally`` closes its writers, and a transport closes its socket one loop
+    turn later: without the wait, a loop stopped just after would leave both open. The
+    wait is bounded, so that a relay that does not end cannot hold a sandbox's teardown.
+    """
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=END_WAIT_S)
+    await asyncio.sleep(0)
+
+
+async def _end_all() -> None:
+    current = asyncio.current_task()
+    await _end([t for t in asyncio.all_tasks() if t is not current])
 
 
 async def _listen(endpoint: ProxyEndpoint) -> asyncio.AbstractServer:
@@ -233,7 +255,8 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[h11.Request, byte
             return event, bytes(rest)
         if event is not h11.NEED_DATA:
             return _printable(seen)
-        data = await asyncio.wait_for(reader.read(CHUNK), HEAD_TIMEOUT_S)
+        async with asyncio.timeout(HEAD_TIMEOUT_S):  # not wait_for: 3.11's can lose a cancel
+            data = await reader.read(CHUNK)
         if len(seen) < 200:
             seen += data[:200]
         try:
